@@ -1,0 +1,50 @@
+"""The ``synapse-pipelines`` command line.
+
+Each concern registers its commands from its own module (``register(app)``), so this file
+only composes them and turns user errors into a clean message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from synapse_pipelines.errors import SynapsePipelinesError
+
+from . import aws, boss, local, report, science, steps
+
+app = typer.Typer(
+    name="synapse-pipelines",
+    help="Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (science, report, boss, aws, local, steps):
+    module.register(app)
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except SynapsePipelinesError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,112 @@
+"""Boxes in voxel space and their alignment to BOSS cuboids.
+
+All boxes are half-open ``[start, stop)`` and ordered z, y, x — the order of the arrays
+BOSS returns (C-order ZYX). BOSS stores data in cuboids of 16 x 512 x 512 (z, y, x);
+requests aligned to cuboid boundaries are the cheapest for it to serve.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+#: BOSS cuboid shape, z, y, x.
+CUBOID_SHAPE: tuple[int, int, int] = (16, 512, 512)
+
+AXES = ("z", "y", "x")
+
+
+@dataclass(frozen=True, order=True)
+class Box:
+    """A half-open box ``[start, stop)`` per axis, in z, y, x order."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        if len(self.start) != 3 or len(self.stop) != 3:
+            raise ValueError("a Box has exactly three axes (z, y, x)")
+        object.__setattr__(self, "start", tuple(int(v) for v in self.start))
+        object.__setattr__(self, "stop", tuple(int(v) for v in self.stop))
+        for axis, a, b in zip(AXES, self.start, self.stop, strict=True):
+            if b < a:
+                raise ValueError(f"{axis}: stop {b} is before start {a}")
+
+    @classmethod
+    def from_ranges(
+        cls, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]
+    ) -> Box:
+        return cls((z[0], y[0], x[0]), (z[1], y[1], x[1]))
+
+    @classmethod
+    def from_shape(cls, shape: tuple[int, int, int]) -> Box:
+        return cls((0, 0, 0), tuple(shape))  # type: ignore[arg-type]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        z, y, x = self.shape
+        return z * y * x
+
+    @property
+    def ranges(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        return tuple(zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+
+    def is_empty(self) -> bool:
+        return self.size == 0
+
+    def slices(self, origin: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, slice, slice]:
+        """Slices selecting this box from an array whose first voxel is at ``origin``."""
+        return tuple(
+            slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, origin, strict=True)
+        )  # type: ignore[return-value]
+
+    def intersect(self, other: Box) -> Box:
+        start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
+        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
+        stop = tuple(max(s, e) for s, e in zip(start, stop, strict=True))
+        return Box(start, stop)  # type: ignore[arg-type]
+
+    def contains(self, other: Box) -> bool:
+        return all(a <= c for a, c in zip(self.start, other.start, strict=True)) and all(
+            d <= b for b, d in zip(self.stop, other.stop, strict=True)
+        )
+
+    def grow(self, halo: tuple[int, int, int], within: Box | None = None) -> Box:
+        """This box enlarged by ``halo`` on every side, clipped to ``within`` if given."""
+        grown = Box(
+            tuple(a - h for a, h in zip(self.start, halo, strict=True)),  # type: ignore[arg-type]
+            tuple(b + h for b, h in zip(self.stop, halo, strict=True)),  # type: ignore[arg-type]
+        )
+        return grown.intersect(within) if within is not None else grown
+
+    def __str__(self) -> str:
+        return " ".join(f"{ax}={a}:{b}" for ax, (a, b) in zip(AXES, self.ranges, strict=True))
+
+
+def iter_aligned_blocks(
+    box: Box,
+    block_shape: tuple[int, int, int],
+    alignment: tuple[int, int, int] = CUBOID_SHAPE,
+) -> Iterator[Box]:
+    """Split ``box`` into blocks whose inner faces lie on a grid of ``block_shape``.
+
+    The grid is anchored at voxel 0 (not at ``box.start``) so that block faces fall on
+    BOSS cuboid boundaries whenever ``block_shape`` is a multiple of ``alignment``; the
+    first and last block along an axis may be smaller. Blocks are yielded in C order
+    (z slowest). ``block_shape`` must be a positive multiple of ``alignment``.
+    """
+    for axis, b, a in zip(AXES, block_shape, alignment, strict=True):
+        if b <= 0 or b % a:
+            raise ValueError(f"block size along {axis} ({b}) must be a positive multiple of {a}")
+    edges = []
+    for lo, hi, b in zip(box.start, box.stop, block_shape, strict=True):
+        cuts = list(range((lo // b + 1) * b, hi, b)) if hi > lo else []
+        points = [lo, *cuts, hi] if hi > lo else []
+        edges.append(list(itertools.pairwise(points)))
+    for (z0, z1), (y0, y1), (x0, x1) in itertools.product(*edges):
+        yield Box((z0, y0, x0), (z1, y1, x1))
