@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from synapse_pipelines.errors import SynapsePipelinesError
 
@@ -26,6 +27,14 @@ app = typer.Typer(
 for module in (science, report, boss, aws, local, steps):
     module.register(app)
 
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    from synapse_pipelines import __version__
+
+    typer.echo(__version__)
+
 err_console = Console(stderr=True)
 
 
@@ -34,7 +43,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SynapsePipelinesError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # the message is plain text (it may contain brackets): never parse it as markup
+        err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
