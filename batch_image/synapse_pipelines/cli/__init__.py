@@ -24,6 +24,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _root() -> None:
+    """Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch."""
+
+
 for module in (science, report, boss, aws, local, steps):
     module.register(app)
 
@@ -39,22 +44,10 @@ err_console = Console(stderr=True)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: user errors become one clean message and exit status 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except SynapsePipelinesError as exc:
         # the message is plain text (it may contain brackets): never parse it as markup
         err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
