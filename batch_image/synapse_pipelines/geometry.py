@@ -34,9 +34,7 @@ class Box:
                 raise ValueError(f"{axis}: stop {b} is before start {a}")
 
     @classmethod
-    def from_ranges(
-        cls, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]
-    ) -> Box:
+    def from_ranges(cls, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]) -> Box:
         return cls((z[0], y[0], x[0]), (z[1], y[1], x[1]))
 
     @classmethod

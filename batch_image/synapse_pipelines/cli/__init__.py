@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _root() -> None:
     """Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch."""
@@ -39,6 +40,7 @@ def version() -> None:
     from synapse_pipelines import __version__
 
     typer.echo(__version__)
+
 
 err_console = Console(stderr=True)
 

@@ -1,0 +1,512 @@
+"""The detection request: one model shared by the CLI, the Lambda handlers and the container.
+
+A request names a box of a BOSS experiment, the two channels NOMADS correlates, the pipeline
+and where results go. It never carries a usable token into a log or a state payload: the token
+lives in Secrets Manager (``token_secret``); a literal ``token`` is accepted for local runs
+only, is a :class:`pydantic.SecretStr`, and is dropped by :meth:`SynapseRequest.public_dict`.
+
+Ranges are half-open ``[start, stop)`` in voxels, like Python slices and BOSS cutouts. They
+are accepted as ``"start,stop"`` strings (the original CLI's ``--z-range 0,16``), as
+``"start:stop"`` or as ``[start, stop]`` lists.
+
+The results key is built exactly as the original did::
+
+    "_".join([pipeline, collection, experiment, "z", z0, z1, "y", y0, y1, "x", x0, x1])
+
+and then sanitised by :func:`sanitize_name` so it is always a valid BOSS channel name and S3
+prefix: characters other than ASCII letters, digits, ``_`` and ``-`` become ``_``, and a key
+longer than :data:`MAX_NAME_LENGTH` is cut and suffixed with a short hash of the full key so
+two different requests never share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from synapse_pipelines.errors import (
+    ChannelSelectionError,
+    RequestValidationError,
+    SynapsePipelinesError,
+)
+from synapse_pipelines.geometry import AXES, Box
+
+#: Default ceiling on the voxels one detection job may take (1 Gvoxel: about 30 GB of memory
+#: for 13 uint8 channels plus the detector's working set). Override per deployment with the
+#: environment variable ``SYNAPSE_PIPELINES_MAX_VOXELS`` or the ``max_voxels`` argument.
+DEFAULT_MAX_VOXELS = 1_000_000_000
+MAX_VOXELS_ENV = "SYNAPSE_PIPELINES_MAX_VOXELS"
+
+#: BOSS stores names in 255-character fields; keep results keys well below so that the
+#: channel ``<results_key>_<suffix>`` still fits.
+MAX_NAME_LENGTH = 200
+
+#: BOSS accepts names made of ASCII letters, digits, underscores and hyphens.
+_BOSS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$"
+)
+
+#: Substrings that pick the default channels, case-insensitive, as the original did.
+PRESYNAPTIC_MATCH = "synapsin"
+POSTSYNAPTIC_MATCH = "psd"
+
+BOSS_TOKEN_ENV = "BOSS_TOKEN"
+BOSS_TOKEN_SECRET_ENV = "BOSS_TOKEN_SECRET"
+
+
+def sanitize_name(text: str) -> str:
+    """Make ``text`` a valid BOSS name and S3 key segment (see the module docstring)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", text)
+    if not cleaned:
+        raise ValueError("cannot make a name from an empty string")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        cleaned = f"{cleaned[: MAX_NAME_LENGTH - 13]}_{digest}"
+    return cleaned
+
+
+def _parse_range(value: Any) -> tuple[int, int]:
+    """Turn ``"a,b"``, ``"a:b"`` or ``[a, b]`` into a validated half-open range."""
+    hint = 'give it as "start,stop" or [start, stop] with whole numbers, e.g. "0,16"'
+    if isinstance(value, str):
+        parts = re.split(r"[,:]", value.strip())
+    elif isinstance(value, Sequence):
+        parts = list(value)
+    else:
+        raise ValueError(f"expected a range, got {type(value).__name__}; {hint}")
+    if len(parts) != 2:
+        raise ValueError(f"expected exactly two numbers (start, stop), got {len(parts)}; {hint}")
+    bounds = []
+    for part in parts:
+        if isinstance(part, bool):
+            raise ValueError(f"{part!r} is not a whole number; {hint}")
+        if isinstance(part, float):
+            if not part.is_integer():
+                raise ValueError(f"{part!r} is not a whole number; {hint}")
+            part = int(part)
+        if isinstance(part, str):
+            part = part.strip()
+            if not re.fullmatch(r"[+-]?\d+", part):
+                raise ValueError(f"{part!r} is not a whole number; {hint}")
+        bounds.append(int(part))
+    start, stop = bounds
+    if start < 0 or stop < 0:
+        raise ValueError(f"[{start}, {stop}) has a negative bound; voxel coordinates start at 0")
+    if stop < start:
+        raise ValueError(f"[{start}, {stop}) is reversed; swap them: [{stop}, {start})")
+    if stop == start:
+        raise ValueError(
+            f"[{start}, {stop}) is empty; ranges are half-open, so use [{start}, {start + 1}) "
+            "or wider"
+        )
+    return start, stop
+
+
+class SynapseRequest(BaseModel):
+    """One synapse-detection request. Build it with :func:`parse_request`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    boss_host: str = Field(
+        default="api.bossdb.io",
+        validation_alias=AliasChoices("boss_host", "host"),
+        description="BOSS API host[:port], without the scheme",
+    )
+    boss_protocol: Literal["http", "https"] = Field(
+        default="https", validation_alias=AliasChoices("boss_protocol", "protocol")
+    )
+    collection: str = Field(validation_alias=AliasChoices("collection", "col"))
+    experiment: str = Field(validation_alias=AliasChoices("experiment", "exp"))
+    z_range: tuple[int, int] = Field(validation_alias=AliasChoices("z_range", "z-range"))
+    y_range: tuple[int, int] = Field(validation_alias=AliasChoices("y_range", "y-range"))
+    x_range: tuple[int, int] = Field(validation_alias=AliasChoices("x_range", "x-range"))
+    presynaptic_channel: str | None = None
+    postsynaptic_channel: str | None = None
+    pipeline: str = "nomads-unsupervised"
+    pipeline_parameters: dict[str, int | float] = Field(default_factory=dict)
+    output_collection: str = "collman_nomads"
+    output_experiment: str = "nomads_predictions"
+    notification_email: str | None = None
+    token_secret: str | None = None
+    token: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_scheme(cls, data: Any) -> Any:
+        """Accept ``https://host`` in ``boss_host`` and take the protocol from it."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        key = "boss_host" if "boss_host" in data else "host" if "host" in data else None
+        host = data.get(key) if key else None
+        if isinstance(host, str) and "://" in host:
+            scheme, _, rest = host.partition("://")
+            if scheme not in ("http", "https"):
+                raise ValueError(
+                    f"boss_host: scheme {scheme!r} is not supported; use http or https"
+                )
+            given = data.get("boss_protocol", data.get("protocol"))
+            if given is not None and given != scheme:
+                raise ValueError(
+                    f"boss_host says {scheme} but boss_protocol says {given}; drop one of them"
+                )
+            data[key] = rest.rstrip("/")
+            data["boss_protocol"] = scheme
+            data.pop("protocol", None)
+        return data
+
+    @field_validator("z_range", "y_range", "x_range", mode="before")
+    @classmethod
+    def _check_range(cls, value: Any) -> tuple[int, int]:
+        return _parse_range(value)
+
+    @field_validator("boss_host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not _HOST.match(value):
+            raise ValueError(
+                f"{value!r} is not a host name; give host or host:port without a path, "
+                "e.g. api.bossdb.io or 127.0.0.1:8700"
+            )
+        return value
+
+    @field_validator(
+        "collection",
+        "experiment",
+        "presynaptic_channel",
+        "postsynaptic_channel",
+        "output_collection",
+        "output_experiment",
+    )
+    @classmethod
+    def _check_boss_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not _BOSS_NAME.match(value):
+            bad = sorted({c for c in value if not re.match(r"[A-Za-z0-9_-]", c)})
+            shown = "".join(bad) if bad else "(empty)"
+            raise ValueError(
+                f"{value!r} is not a valid BOSS name (characters not allowed: {shown}); "
+                "use only letters, digits, '_' and '-'"
+            )
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"name is {len(value)} characters; BOSS names are at most 200 here")
+        return value
+
+    @field_validator("pipeline")
+    @classmethod
+    def _check_pipeline(cls, value: str) -> str:
+        from synapse_pipelines.pipelines import available_pipelines
+
+        known = available_pipelines()
+        if value not in known:
+            raise ValueError(f"unknown pipeline {value!r}; available: {', '.join(sorted(known))}")
+        return value
+
+    @field_validator("notification_email")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address, e.g. name@example.org")
+        return value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None and not (_SECRET_ARN.match(value) or _SECRET_NAME.match(value)):
+            raise ValueError(
+                "not a Secrets Manager secret name or ARN; give e.g. 'synapse-pipelines/boss-token'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_channels_differ(self) -> SynapseRequest:
+        if (
+            self.presynaptic_channel is not None
+            and self.presynaptic_channel == self.postsynaptic_channel
+        ):
+            raise ValueError(
+                "presynaptic_channel and postsynaptic_channel are the same channel; "
+                "NOMADS correlates two different channels"
+            )
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def box(self) -> Box:
+        return Box.from_ranges(self.z_range, self.y_range, self.x_range)
+
+    @property
+    def voxel_count(self) -> int:
+        return self.box.size
+
+    @property
+    def results_key(self) -> str:
+        parts = [self.pipeline, self.collection, self.experiment]
+        for axis, (start, stop) in zip(
+            AXES, (self.z_range, self.y_range, self.x_range), strict=True
+        ):
+            parts += [axis, str(start), str(stop)]
+        return sanitize_name("_".join(parts))
+
+    @property
+    def boss_url(self) -> str:
+        return f"{self.boss_protocol}://{self.boss_host}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the request without the token (for state, manifest and logs)."""
+        data = self.model_dump(mode="json", exclude={"token"}, exclude_none=True)
+        for axis in AXES:
+            data[f"{axis}_range"] = list(data[f"{axis}_range"])
+        return data
+
+    def __repr__(self) -> str:  # pydantic's repr would show SecretStr masked; keep it short
+        return f"SynapseRequest({self.results_key})"
+
+
+def _friendly_location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def _friendly_message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid value"))
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a request field; check the spelling (see `synapse-pipelines --help`)"
+    if kind == "literal_error":
+        return message.replace("Input should be", "must be")
+    # pydantic prefixes our ValueErrors with "Value error, "
+    return re.sub(r"^(Value error|Assertion failed), ", "", message)
+
+
+def _max_voxels_from_env(environ: Mapping[str, str]) -> int | None:
+    raw = environ.get(MAX_VOXELS_ENV)
+    if raw is None:
+        return DEFAULT_MAX_VOXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SynapsePipelinesError(
+            f"{raw!r} is not a whole number", field=MAX_VOXELS_ENV, hint="set it to e.g. 1000000000"
+        ) from None
+    return value if value > 0 else None
+
+
+_DEFAULT = object()
+
+
+def parse_request(
+    data: Mapping[str, Any] | str | Path,
+    *,
+    max_voxels: int | object | None = _DEFAULT,
+    environ: Mapping[str, str] | None = None,
+) -> SynapseRequest:
+    """Validate ``data`` (a mapping, a JSON string or a path to a JSON file) into a request.
+
+    Every problem is collected into one :class:`RequestValidationError` whose lines name the
+    field and the fix. ``max_voxels`` caps the box size for one job (``None``: no cap; default:
+    :data:`DEFAULT_MAX_VOXELS` or the ``SYNAPSE_PIPELINES_MAX_VOXELS`` environment variable).
+    """
+    env = os.environ if environ is None else environ
+    limit = _max_voxels_from_env(env) if max_voxels is _DEFAULT else max_voxels
+    mapping = _load_mapping(data)
+    try:
+        request = SynapseRequest.model_validate(mapping)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(error.get("loc", ()))
+            # a range's inner error arrives as (field,); keep the field name only
+            field = _friendly_location(loc[:1] if loc and str(loc[0]).endswith("_range") else loc)
+            problems.append((field, _friendly_message(error)))
+        raise RequestValidationError(problems) from None
+    if limit is not None and request.voxel_count > int(limit):  # type: ignore[arg-type]
+        raise RequestValidationError(
+            [
+                (
+                    "z_range/y_range/x_range",
+                    f"the box {request.box} holds {request.voxel_count:,} voxels, more than one "
+                    f"job may take ({int(limit):,}); request a smaller box, split it, or raise "  # type: ignore[arg-type]
+                    f"the limit with {MAX_VOXELS_ENV}",
+                )
+            ]
+        )
+    return request
+
+
+def _load_mapping(data: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
+    if isinstance(data, Mapping):
+        return data
+    text: str
+    if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
+        path = Path(data)
+        if not path.is_file():
+            raise SynapsePipelinesError(
+                f"no such file: {path}",
+                field="request",
+                hint="give the path of a JSON request file",
+            )
+        text = path.read_text()
+        source = str(path)
+    else:
+        text = str(data)
+        source = "request"
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SynapsePipelinesError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+            field="request",
+            hint="fix the JSON syntax",
+        ) from None
+    if not isinstance(loaded, dict):
+        raise SynapsePipelinesError(
+            f"{source} holds a JSON {type(loaded).__name__}, not an object",
+            field="request",
+            hint='give an object like {"collection": ..., "experiment": ..., ...}',
+        )
+    return loaded
+
+
+# -- channel selection ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelSelection:
+    """The two channels NOMADS correlates."""
+
+    presynaptic: str
+    postsynaptic: str
+
+
+def _match(available: Sequence[str], explicit: str | None, substring: str, field: str) -> str:
+    listing = ", ".join(available) if available else "(none)"
+    if explicit is not None:
+        if explicit in available:
+            return explicit
+        near = [name for name in available if name.lower() == explicit.lower()]
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ChannelSelectionError(
+            f"channel {explicit!r} is not in the experiment; its channels are: {listing}",
+            field=field,
+            hint=f"{hint}set {field} to one of those names",
+        )
+    candidates = [name for name in available if substring in name.lower()]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ChannelSelectionError(
+            f"no channel name contains {substring!r}; the experiment's channels are: {listing}",
+            field=field,
+            hint=f"set {field} to the channel to use",
+        )
+    raise ChannelSelectionError(
+        f"several channels contain {substring!r}: {', '.join(candidates)}; "
+        f"the experiment's channels are: {listing}",
+        field=field,
+        hint=f"set {field} to the one to use",
+    )
+
+
+def select_channels(available: Sequence[str], request: SynapseRequest) -> ChannelSelection:
+    """Pick the presynaptic and postsynaptic channels among ``available``.
+
+    Explicit names in the request win; otherwise the one channel whose name contains
+    "synapsin" (presynaptic) and the one containing "psd" (postsynaptic), case-insensitive,
+    as the original did. Missing or ambiguous matches raise :class:`ChannelSelectionError`
+    listing the experiment's channels.
+    """
+    names = list(available)
+    pre = _match(names, request.presynaptic_channel, PRESYNAPTIC_MATCH, "presynaptic_channel")
+    post = _match(names, request.postsynaptic_channel, POSTSYNAPTIC_MATCH, "postsynaptic_channel")
+    if pre == post:
+        raise ChannelSelectionError(
+            f"the channel {pre!r} matched both presynaptic and postsynaptic",
+            field="presynaptic_channel",
+            hint="set presynaptic_channel and postsynaptic_channel explicitly",
+        )
+    return ChannelSelection(presynaptic=pre, postsynaptic=post)
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+def resolve_token(
+    request: SynapseRequest,
+    *,
+    environ: Mapping[str, str] | None = None,
+    secrets_client: Any | None = None,
+) -> str:
+    """Find the BOSS token without ever logging it.
+
+    Order: the ``BOSS_TOKEN`` environment variable (how AWS Batch injects the secret), the
+    request's literal ``token`` (local runs), then the Secrets Manager secret named by the
+    request's ``token_secret`` or the ``BOSS_TOKEN_SECRET`` environment variable. A secret's
+    value may be the bare token or JSON ``{"token": "..."}``.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(BOSS_TOKEN_ENV):
+        return env[BOSS_TOKEN_ENV]
+    if request.token is not None and request.token.get_secret_value():
+        return request.token.get_secret_value()
+    secret_id = request.token_secret or env.get(BOSS_TOKEN_SECRET_ENV)
+    if not secret_id:
+        raise SynapsePipelinesError(
+            "no BOSS token available",
+            field="token_secret",
+            hint=f"name a Secrets Manager secret in token_secret, or set {BOSS_TOKEN_ENV}",
+        )
+    if secrets_client is None:
+        import boto3
+
+        secrets_client = boto3.client("secretsmanager")
+    try:
+        value = secrets_client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except Exception as exc:  # botocore errors carry no secret value, only the id
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        raise SynapsePipelinesError(
+            f"cannot read secret {secret_id!r} ({code})",
+            field="token_secret",
+            hint="check the secret exists and the role may call secretsmanager:GetSecretValue",
+        ) from None
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            value = str(json.loads(value)["token"])
+        except (ValueError, KeyError, TypeError):
+            raise SynapsePipelinesError(
+                f"secret {secret_id!r} holds JSON without a 'token' key",
+                field="token_secret",
+                hint='store the bare token or {"token": "<token>"}',
+            ) from None
+    if not value:
+        raise SynapsePipelinesError(
+            f"secret {secret_id!r} is empty",
+            field="token_secret",
+            hint="store the BOSS token in it",
+        )
+    return value

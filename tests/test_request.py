@@ -1,0 +1,227 @@
+"""The request model: parsing, clear errors, results key, channel matching, token handling."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from synapse_pipelines.errors import (
+    ChannelSelectionError,
+    RequestValidationError,
+    SynapsePipelinesError,
+)
+from synapse_pipelines.request import (
+    MAX_NAME_LENGTH,
+    parse_request,
+    resolve_token,
+    sanitize_name,
+    select_channels,
+)
+
+COLLMAN_CHANNELS = [
+    "DAPI1st",
+    "DAPI2nd",
+    "DAPI3rd",
+    "GABA488",
+    "GAD647",
+    "gephyrin594",
+    "GS594",
+    "MBP488",
+    "NR1594",
+    "PSD95_488",
+    "Synapsin647",
+    "VGluT1_647",
+    "EM25k",
+    "annotation",
+]
+
+
+def base(**overrides):
+    data = {
+        "boss_host": "api.bossdb.io",
+        "collection": "collman",
+        "experiment": "collman15v2",
+        "z_range": "0,16",
+        "y_range": [1000, 1512],
+        "x_range": "2000:2512",
+    }
+    data.update(overrides)
+    return data
+
+
+def problems(data, **kwargs) -> dict[str, str]:
+    with pytest.raises(RequestValidationError) as info:
+        parse_request(data, **kwargs)
+    return dict(info.value.problems)
+
+
+def test_original_style_ranges_and_results_key():
+    request = parse_request(base())
+    assert request.z_range == (0, 16)
+    assert request.y_range == (1000, 1512)
+    assert request.x_range == (2000, 2512)
+    assert request.box.shape == (16, 512, 512)
+    assert request.voxel_count == 16 * 512 * 512
+    # exactly the original's "_".join([...]) for a request whose names are already clean
+    assert request.results_key == (
+        "nomads-unsupervised_collman_collman15v2_z_0_16_y_1000_1512_x_2000_2512"
+    )
+    assert request.boss_url == "https://api.bossdb.io"
+
+
+def test_original_cli_aliases_are_accepted():
+    request = parse_request(
+        {
+            "host": "http://127.0.0.1:8700",
+            "col": "c",
+            "exp": "e",
+            "z-range": "0,2",
+            "y-range": "0,2",
+            "x-range": "0,2",
+        }
+    )
+    assert (request.boss_host, request.boss_protocol) == ("127.0.0.1:8700", "http")
+    assert (request.collection, request.experiment) == ("c", "e")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10,5", "reversed"),
+        ("5,5", "empty"),
+        ("-1,5", "negative"),
+        ("0.5,5", "whole number"),
+        ("a,b", "whole number"),
+        ("0,1,2", "exactly two"),
+        ([1.5, 3], "whole number"),
+        ([True, 3], "whole number"),
+        (7, "expected a range"),
+    ],
+)
+def test_bad_ranges_name_the_field_and_the_fix(value, expected):
+    found = problems(base(z_range=value))
+    assert list(found) == ["z_range"]
+    assert expected in found["z_range"]
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems(
+        base(
+            collection="bad name!",
+            x_range="9,1",
+            pipeline="nope",
+            notification_email="x",
+            zrange="0,1",
+        )
+    )
+    assert set(found) == {"collection", "x_range", "pipeline", "notification_email", "zrange"}
+    assert "not a valid BOSS name" in found["collection"] and "'!'" not in found["collection"]
+    assert "nomads-unsupervised" in found["pipeline"]  # lists the available pipelines
+    assert "spelling" in found["zrange"]
+
+
+def test_missing_fields_are_named():
+    found = problems({"collection": "c"})
+    assert {"experiment", "z_range", "y_range", "x_range"} <= set(found)
+    assert found["experiment"] == "is required"
+
+
+def test_voxel_limit_is_configurable():
+    found = problems(base(), max_voxels=1000)
+    assert "more than one job may take (1,000)" in next(iter(found.values()))
+    assert parse_request(base(), max_voxels=None).voxel_count == 16 * 512 * 512
+    env = {"SYNAPSE_PIPELINES_MAX_VOXELS": "10"}
+    with pytest.raises(RequestValidationError):
+        parse_request(base(), environ=env)
+
+
+def test_bad_host_and_scheme():
+    assert "host name" in problems(base(boss_host="api.bossdb.io/v1"))["boss_host"]
+    assert "not supported" in str(problems(base(boss_host="ftp://x")))
+    assert "drop one" in str(problems(base(boss_host="https://x", boss_protocol="http")))
+
+
+def test_json_text_and_file(tmp_path):
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(base()))
+    assert parse_request(path).results_key == parse_request(json.dumps(base())).results_key
+    assert parse_request(str(path)).collection == "collman"
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(SynapsePipelinesError, match="not valid JSON"):
+        parse_request(broken)
+    with pytest.raises(SynapsePipelinesError, match="no such file"):
+        parse_request(tmp_path / "missing.json")
+    listing = tmp_path / "list.json"
+    listing.write_text("[1, 2]")
+    with pytest.raises(SynapsePipelinesError, match="not an object"):
+        parse_request(listing)
+
+
+def test_sanitize_name_makes_valid_boss_names():
+    assert sanitize_name("nomads.v2 x/y") == "nomads_v2_x_y"
+    long_a = sanitize_name("a" * 300)
+    long_b = sanitize_name("a" * 299 + "b")
+    assert len(long_a) == MAX_NAME_LENGTH and long_a != long_b
+
+
+def test_public_dict_never_holds_the_token():
+    request = parse_request(base(token="super-secret-token-123"))
+    assert request.token is not None
+    dumped = json.dumps(request.public_dict())
+    assert "super-secret-token-123" not in dumped
+    assert "super-secret-token-123" not in repr(request) + str(request)
+    assert request.public_dict()["z_range"] == [0, 16]
+    # round trip: the public dict is itself a valid request
+    assert parse_request(request.public_dict()).results_key == request.results_key
+
+
+def test_default_channels_match_like_the_original():
+    request = parse_request(base())
+    selection = select_channels(COLLMAN_CHANNELS, request)
+    assert (selection.presynaptic, selection.postsynaptic) == ("Synapsin647", "PSD95_488")
+
+
+def test_explicit_channels_override():
+    request = parse_request(base(presynaptic_channel="VGluT1_647", postsynaptic_channel="NR1594"))
+    selection = select_channels(COLLMAN_CHANNELS, request)
+    assert (selection.presynaptic, selection.postsynaptic) == ("VGluT1_647", "NR1594")
+
+
+def test_ambiguous_and_missing_channels_list_the_experiment_channels():
+    request = parse_request(base())
+    with pytest.raises(ChannelSelectionError) as info:
+        select_channels(["Synapsin1", "Synapsin2", "PSD95"], request)
+    assert "several channels" in str(info.value) and "presynaptic_channel" in str(info.value)
+    with pytest.raises(ChannelSelectionError) as info:
+        select_channels(["DAPI", "Synapsin1"], request)
+    assert "DAPI, Synapsin1" in str(info.value) and "postsynaptic_channel" in str(info.value)
+    wrong_case = parse_request(base(presynaptic_channel="synapsin647"))
+    with pytest.raises(ChannelSelectionError, match="did you mean 'Synapsin647'"):
+        select_channels(COLLMAN_CHANNELS, wrong_case)
+
+
+def test_same_channel_twice_is_refused():
+    found = problems(base(presynaptic_channel="A", postsynaptic_channel="A"))
+    assert "same channel" in next(iter(found.values()))
+
+
+def test_resolve_token_order_and_secrets_manager():
+    request = parse_request(base(token_secret="synapse-pipelines/boss-token"))
+    assert resolve_token(request, environ={"BOSS_TOKEN": "from-env"}) == "from-env"
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="synapse-pipelines/boss-token", SecretString="tok-1")
+        assert resolve_token(request, environ={}, secrets_client=client) == "tok-1"
+        client.create_secret(Name="json-secret", SecretString='{"token": "tok-2"}')
+        json_request = parse_request(base(token_secret="json-secret"))
+        assert resolve_token(json_request, environ={}, secrets_client=client) == "tok-2"
+        missing = parse_request(base(token_secret="does-not-exist"))
+        with pytest.raises(SynapsePipelinesError, match="cannot read secret") as info:
+            resolve_token(missing, environ={}, secrets_client=client)
+        assert "tok-" not in str(info.value)
+    with pytest.raises(SynapsePipelinesError, match="no BOSS token"):
+        resolve_token(parse_request(base()), environ={})
