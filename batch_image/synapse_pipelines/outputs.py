@@ -1,0 +1,485 @@
+"""The results folder: fixed artefact names, self-describing volumes and the manifest.
+
+Layout of ``<results_key>/`` (the same names locally, in S3 and in links)::
+
+    predictions.ome.tif   0/255 uint8 mask, zlib-compressed OME-TIFF, physical voxel sizes
+    synapse_ids.ome.tif   uint32 synapse ids (0 = background), same format
+    synapses.csv          the synapse table (synapse_pipelines.features), + synapses.csv.json
+    manifest.json         request (no secrets), results key, versions, parameters, timings,
+                          counts, sha256 + size of every other file
+    report.html, clustering.json, links.csv   added later by the report / publish steps
+
+Why OME-TIFF (see docs/outputs.md): one self-describing file per volume, served as is by
+one presigned S3 URL and opened directly by Fiji, napari and tifffile; OME-Zarr is a tree
+of many objects (no single URL, needs a Zarr-aware reader); pickle is neither portable
+nor safe to load. The OME schema has no uint64 pixel type, so ids are stored as uint32
+(a volume with more than 4 294 967 295 synapses is refused with a clear error).
+
+Everything written here goes through :func:`_atomic_write` (temporary file + rename), so a
+reader never sees half a file, and nothing is overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.features import write_synapse_table
+
+PREDICTIONS = "predictions.ome.tif"
+SYNAPSE_IDS = "synapse_ids.ome.tif"
+SYNAPSES_CSV = "synapses.csv"
+SYNAPSES_META = "synapses.csv.json"
+MANIFEST = "manifest.json"
+REPORT = "report.html"
+CLUSTERING = "clustering.json"
+LINKS = "links.csv"
+#: Every fixed artefact name, in the order a person would look at them.
+ARTEFACTS: tuple[str, ...] = (
+    PREDICTIONS,
+    SYNAPSE_IDS,
+    SYNAPSES_CSV,
+    MANIFEST,
+    REPORT,
+    CLUSTERING,
+    LINKS,
+)
+MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
+
+#: BOSS voxel units -> OME UnitsLength symbols.
+OME_UNITS: dict[str, str] = {
+    "nanometers": "nm",
+    "micrometers": "µm",
+    "millimeters": "mm",
+    "centimeters": "cm",
+    "meters": "m",
+    "pixel": "pixel",
+}
+_FROM_OME_UNITS = {v: k for k, v in OME_UNITS.items()} | {"um": "micrometers"}
+
+#: Packages whose versions the manifest records.
+SOFTWARE = (
+    "synapse-pipelines",
+    "numpy",
+    "scipy",
+    "pandas",
+    "tifffile",
+    "zarr",
+    "scikit-learn",
+    "plotly",
+    "intern",
+    "pydantic",
+)
+
+_CHUNK = 1 << 20
+_OME_DESCRIPTION_KEY = "synapse_pipelines"
+
+
+class OutputError(SynapsePipelinesError):
+    """The results folder or a volume file cannot be written or read as asked."""
+
+    error_type = "OutputError"
+
+
+# -- volumes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume read back from disk, with what its file said about it."""
+
+    data: np.ndarray  # z, y, x (or c, z, y, x when channel_names is not None)
+    voxel_size: tuple[float, float, float] | None
+    voxel_unit: str | None
+    origin: tuple[int, int, int] = (0, 0, 0)
+    channel_names: tuple[str, ...] | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _atomic_write(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
+    if path.exists() and not overwrite:
+        raise OutputError(
+            f"{path} already exists",
+            field="out",
+            hint="choose another output folder, or pass --overwrite to replace its results",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _ome_unit(voxel_unit: str) -> str:
+    unit = OME_UNITS.get(voxel_unit, voxel_unit)
+    if unit not in _FROM_OME_UNITS:
+        raise OutputError(
+            f"unknown voxel unit {voxel_unit!r}",
+            field="voxel_unit",
+            hint=f"use one of {', '.join(OME_UNITS)}",
+        )
+    return unit
+
+
+def write_volume(
+    path: str | Path,
+    data: np.ndarray,
+    *,
+    voxel_size: Sequence[float],
+    voxel_unit: str = "nanometers",
+    origin: Sequence[int] = (0, 0, 0),
+    channel_names: Sequence[str] | None = None,
+    name: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a z, y, x volume (or c, z, y, x with ``channel_names``) as compressed OME-TIFF.
+
+    Physical voxel sizes go into the OME ``Pixels`` element (Fiji and napari show them);
+    the global ``origin`` and any ``attributes`` go as JSON into the image description.
+    uint64 data whose values fit are stored as uint32 (OME has no uint64 type).
+    """
+    path = Path(path)
+    data = np.asarray(data)
+    expected_ndim = 3 if channel_names is None else 4
+    if data.ndim != expected_ndim:
+        raise OutputError(
+            f"expected a {expected_ndim}-D volume for {path.name}, got shape {data.shape}",
+            field="data",
+        )
+    if channel_names is not None and len(channel_names) != data.shape[0]:
+        raise OutputError(
+            f"{len(channel_names)} channel names for {data.shape[0]} channels",
+            field="channel_names",
+        )
+    if data.dtype in (np.uint64, np.int64):
+        if data.size and (data.max() > np.iinfo(np.uint32).max or data.min() < 0):
+            raise OutputError(
+                f"{path.name}: ids above 4294967295 cannot be stored in OME-TIFF (no uint64)",
+                field="data",
+                hint="relabel the ids consecutively (e.g. skimage.segmentation.relabel_sequential)",
+            )
+        data = data.astype(np.uint32)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    unit = _ome_unit(voxel_unit)
+    vz, vy, vx = (float(v) for v in voxel_size)
+    description = {
+        _OME_DESCRIPTION_KEY: {
+            "origin": [int(v) for v in origin],
+            "voxel_unit": voxel_unit,
+            **(dict(attributes) if attributes else {}),
+        }
+    }
+    meta: dict[str, Any] = {
+        "axes": "ZYX" if channel_names is None else "CZYX",
+        "PhysicalSizeZ": vz,
+        "PhysicalSizeZUnit": unit,
+        "PhysicalSizeY": vy,
+        "PhysicalSizeYUnit": unit,
+        "PhysicalSizeX": vx,
+        "PhysicalSizeXUnit": unit,
+        "Description": json.dumps(description, sort_keys=True),
+    }
+    if name:
+        meta["Name"] = name
+    if channel_names is not None:
+        meta["Channel"] = {"Name": [str(c) for c in channel_names]}
+    with _atomic_write(path, overwrite=overwrite) as tmp:
+        tifffile.imwrite(
+            tmp,
+            data,
+            ome=True,
+            photometric="minisblack",  # a last axis of 3 or 4 is not RGB(A)
+            compression="zlib",
+            compressionargs={"level": 6},
+            bigtiff=data.nbytes > 2**31,  # classic TIFF offsets stop at 4 GiB
+            metadata=meta,
+        )
+    return path
+
+
+def _ome_pixels(ome_xml: str) -> tuple[ElementTree.Element | None, ElementTree.Element | None]:
+    root = ElementTree.fromstring(ome_xml)
+    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+    prefix = "ome:" if ns else ""
+    image = root.find(f"{prefix}Image", ns)
+    pixels = image.find(f"{prefix}Pixels", ns) if image is not None else None
+    return image, pixels
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read an OME-TIFF written by :func:`write_volume` (or any TIFF: metadata if present)."""
+    path = Path(path)
+    if not path.is_file():
+        raise OutputError(f"no file at {path}", field="path", hint="check the path")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            axes = series.axes
+            ome = tif.ome_metadata
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise OutputError(f"{path} is not a readable TIFF ({exc})", field="path") from exc
+    voxel_size: tuple[float, float, float] | None = None
+    voxel_unit: str | None = None
+    origin = (0, 0, 0)
+    channel_names: tuple[str, ...] | None = None
+    attributes: dict[str, Any] = {}
+    if ome:
+        image, pixels = _ome_pixels(ome)
+        if pixels is not None:
+            sizes = [pixels.get(f"PhysicalSize{a}") for a in "ZYX"]
+            if all(s is not None for s in sizes):
+                voxel_size = tuple(float(s) for s in sizes)  # type: ignore[assignment]
+                voxel_unit = _FROM_OME_UNITS.get(pixels.get("PhysicalSizeXUnit", "µm"), "µm")
+            names = [c.get("Name") for c in pixels if c.tag.endswith("Channel")]
+            if "C" in axes and all(names):
+                channel_names = tuple(str(n) for n in names)
+        desc = image.find("{*}Description") if image is not None else None
+        if desc is not None and desc.text:
+            with contextlib.suppress(ValueError, TypeError):
+                attributes = dict(json.loads(desc.text).get(_OME_DESCRIPTION_KEY, {}))
+                origin = tuple(int(v) for v in attributes.get("origin", origin))  # type: ignore[assignment]
+                voxel_unit = attributes.get("voxel_unit", voxel_unit)
+    return Volume(
+        data=data,
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+        channel_names=channel_names,
+        attributes=attributes,
+    )
+
+
+# -- manifest -----------------------------------------------------------------------------
+
+
+def file_digest(path: str | Path) -> dict[str, Any]:
+    """sha256 and size of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return {"sha256": h.hexdigest(), "bytes": size}
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results, plus Python."""
+    versions = {"python": platform.python_version()}
+    for dist in SOFTWARE:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+_SECRET_KEYS = re.compile(r"^(token|password|secret_value|aws_secret_access_key)$", re.I)
+
+
+def _scrub(obj: Any) -> Any:
+    """Drop keys that can only hold a secret (a defence in depth: public_dict has none)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _scrub(v) for k, v in obj.items() if not _SECRET_KEYS.match(str(k))}
+    if isinstance(obj, list | tuple):
+        return [_scrub(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _listed_files(folder: Path) -> dict[str, dict[str, Any]]:
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and rel != MANIFEST and not p.name.startswith("."):
+            files[rel] = file_digest(p)
+    return files
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise OutputError(
+            f"no {MANIFEST} in {folder}",
+            field="results folder",
+            hint="pass a folder written by `synapse-pipelines detect` or the detect step",
+        )
+    return json.loads(path.read_text())
+
+
+def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
+    """(Re)write ``manifest.json`` with the checksums of every file now in ``folder``."""
+    folder = Path(folder)
+    data = _scrub(dict(manifest))
+    data["schema"] = MANIFEST_SCHEMA
+    data["files"] = _listed_files(folder)
+    data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = folder / MANIFEST
+    with _atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    return path
+
+
+def update_manifest(folder: str | Path, **sections: Any) -> dict[str, Any]:
+    """Merge ``sections`` into the manifest (dicts are merged one level deep), re-hash files."""
+    manifest = read_manifest(folder)
+    for key, value in sections.items():
+        if isinstance(value, Mapping) and isinstance(manifest.get(key), Mapping):
+            manifest[key] = {**manifest[key], **value}
+        else:
+            manifest[key] = value
+    write_manifest(folder, manifest)
+    return read_manifest(folder)
+
+
+def add_files(
+    folder: str | Path,
+    files: Mapping[str, bytes | str | Path],
+    *,
+    overwrite: bool = False,
+    **sections: Any,
+) -> dict[str, Any]:
+    """Add files (name -> bytes, text, or a path to copy) to a results folder, then re-hash.
+
+    Used by the report step (report.html, clustering.json) and the publish steps
+    (links.csv). ``sections`` are merged into the manifest at the same time (e.g.
+    ``timings={"report": 3.2}``). Existing files are kept unless ``overwrite``.
+    """
+    folder = Path(folder)
+    read_manifest(folder)  # fail early, before writing anything, if this is no results folder
+    for name, content in files.items():
+        target = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or name == MANIFEST:
+            raise OutputError(f"refusing to write {name!r} into {folder}", field="files")
+        with _atomic_write(target, overwrite=overwrite) as tmp:
+            if isinstance(content, bytes):
+                tmp.write_bytes(content)
+            elif isinstance(content, Path):
+                tmp.write_bytes(content.read_bytes())
+            else:
+                tmp.write_text(content)
+    return update_manifest(folder, **sections)
+
+
+def verify_manifest(folder: str | Path) -> list[str]:
+    """Problems found re-checking every listed file (empty list = all match)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    problems = []
+    for name, expected in manifest.get("files", {}).items():
+        p = folder / name
+        if not p.is_file():
+            problems.append(f"{name}: missing")
+        elif file_digest(p) != {k: expected[k] for k in ("sha256", "bytes")}:
+            problems.append(f"{name}: checksum or size differs")
+    return problems
+
+
+# -- the detect step's results ------------------------------------------------------------
+
+
+def write_results(
+    folder: str | Path,
+    *,
+    mask: np.ndarray,
+    labels: np.ndarray,
+    table: pd.DataFrame,
+    voxel_size: Sequence[float],
+    voxel_unit: str = "nanometers",
+    origin: Sequence[int] = (0, 0, 0),
+    results_key: str | None = None,
+    request: Any | None = None,
+    pipeline: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    channels: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+    counts: Mapping[str, int] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write predictions, ids, synapses.csv and manifest.json into ``folder``; return manifest.
+
+    ``request``: a :class:`~synapse_pipelines.request.SynapseRequest` (stored through
+    ``public_dict()``, so never with its token) or an already public dict. ``channels``
+    records which channels were used (e.g. ``{"presynaptic": ..., "postsynaptic": ...}``).
+    Refuses to replace existing results unless ``overwrite``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file", field="out", hint="pass a folder path")
+    if not overwrite:
+        existing = [n for n in (PREDICTIONS, SYNAPSE_IDS, SYNAPSES_CSV) if (folder / n).exists()]
+        if existing:
+            raise OutputError(
+                f"{folder} already holds results ({', '.join(existing)})",
+                field="out",
+                hint="choose another output folder, or pass --overwrite to replace them",
+            )
+    mask = np.asarray(mask)
+    if mask.shape != np.shape(labels):
+        raise OutputError(
+            f"mask shape {mask.shape} differs from labels shape {np.shape(labels)}",
+            field="labels",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {"voxel_size": voxel_size, "voxel_unit": voxel_unit, "origin": origin}
+    mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
+    write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
+    write_volume(folder / SYNAPSE_IDS, labels, name="synapse_ids", **common)
+    write_synapse_table(table, folder / SYNAPSES_CSV)
+    if request is not None and hasattr(request, "public_dict"):
+        req = request.public_dict()
+        results_key = results_key or request.results_key
+    else:
+        req = dict(request) if request is not None else None
+    manifest: dict[str, Any] = {
+        "results_key": results_key,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "request": req,
+        "software": software_versions(),
+        "pipeline": {"name": pipeline, "parameters": dict(parameters or {})},
+        "volume": {
+            "shape": [int(s) for s in mask.shape],
+            "origin": [int(v) for v in origin],
+            "voxel_size": [float(v) for v in voxel_size],
+            "voxel_unit": voxel_unit,
+        },
+        "channels": dict(channels or {}),
+        "timings_seconds": {k: round(float(v), 4) for k, v in (timings or {}).items()},
+        "counts": {
+            "synapses": len(table),
+            "foreground_voxels": int(np.count_nonzero(mask_u8)),
+            **{k: int(v) for k, v in (counts or {}).items()},
+        },
+        "synapse_table": dict(table.attrs),
+        **dict(extra or {}),
+    }
+    write_manifest(folder, manifest)
+    return read_manifest(folder)

@@ -1,0 +1,187 @@
+"""Results folder: OME-TIFF volumes with voxel sizes, manifest checksums, no secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+from synapse_pipelines import outputs
+from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.features import read_synapse_table, synapse_table
+
+TOKEN = "tok-3f9a1c7e5b2d4f60a8e1-SECRET"
+
+
+def _detection(seed: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((6, 40, 50)) > 0.6).astype(np.uint8) * 255
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    chans = {"Synapsin647": rng.integers(0, 255, mask.shape, dtype=np.uint8)}
+    return mask, labels, chans
+
+
+def _request():
+    from synapse_pipelines.request import parse_request
+
+    return parse_request(
+        {
+            "collection": "collman",
+            "experiment": "collman15v2",
+            "z_range": "0,6",
+            "y_range": [100, 140],
+            "x_range": [200, 250],
+            "token": TOKEN,
+            "notification_email": "someone@example.org",
+        }
+    )
+
+
+def test_volume_round_trip_keeps_voxel_size_and_origin(tmp_path) -> None:
+    data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    p = outputs.write_volume(
+        tmp_path / "v.ome.tif", data, voxel_size=(70.0, 2.24, 2.24), origin=(5, 6, 7)
+    )
+    back = outputs.read_volume(p)
+    np.testing.assert_array_equal(back.data, data)
+    assert back.voxel_size == (70.0, 2.24, 2.24)
+    assert back.voxel_unit == "nanometers"
+    assert back.origin == (5, 6, 7)
+    # the voxel size is in the standard OME fields any viewer reads, compressed with zlib
+    with tifffile.TiffFile(p) as tif:
+        assert 'PhysicalSizeZ="70.0"' in tif.ome_metadata
+        assert 'PhysicalSizeXUnit="nm"' in tif.ome_metadata
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+
+
+def test_multichannel_volume_and_uint64(tmp_path) -> None:
+    data = np.zeros((2, 3, 4, 5), np.uint8)
+    data[1] = 9
+    p = outputs.write_volume(
+        tmp_path / "c.ome.tif", data, voxel_size=(1, 1, 1), channel_names=["DAPI1st", "GAD647"]
+    )
+    back = outputs.read_volume(p)
+    assert back.channel_names == ("DAPI1st", "GAD647")
+    np.testing.assert_array_equal(back.data, data)
+    ids = np.zeros((2, 3, 4), np.uint64)
+    ids[0, 0, 0] = 7
+    back = outputs.read_volume(
+        outputs.write_volume(tmp_path / "i.ome.tif", ids, voxel_size=(1, 1, 1))
+    )
+    assert back.data.dtype == np.uint32 and back.data[0, 0, 0] == 7
+    ids[0, 0, 0] = 2**40
+    with pytest.raises(SynapsePipelinesError, match="uint64"):
+        outputs.write_volume(tmp_path / "j.ome.tif", ids, voxel_size=(1, 1, 1))
+
+
+def test_write_results_manifest_and_no_token(tmp_path) -> None:
+    mask, labels, chans = _detection()
+    table = synapse_table(labels, chans, voxel_size=(70, 2.24, 2.24), origin=(0, 100, 200))
+    req = _request()
+    folder = tmp_path / req.results_key
+    manifest = outputs.write_results(
+        folder,
+        mask=mask,
+        labels=labels,
+        table=table,
+        voxel_size=(70, 2.24, 2.24),
+        origin=(0, 100, 200),
+        request=req,
+        pipeline="nomads-unsupervised",
+        parameters={"window": 3, "min_size": 30},
+        timings={"detect": 0.5, "table": 0.1},
+        counts={"components_before_size_filter": 99},
+    )
+    assert manifest["results_key"] == req.results_key
+    assert manifest["request"]["collection"] == "collman"
+    assert "token" not in manifest["request"]
+    assert manifest["counts"]["synapses"] == labels.max() == len(table)
+    assert manifest["counts"]["foreground_voxels"] == int((mask > 0).sum())
+    assert manifest["software"]["numpy"] == np.__version__
+    assert manifest["pipeline"]["parameters"] == {"window": 3, "min_size": 30}
+    assert set(manifest["files"]) == {
+        outputs.PREDICTIONS,
+        outputs.SYNAPSE_IDS,
+        outputs.SYNAPSES_CSV,
+        outputs.SYNAPSES_META,
+    }
+    for name, entry in manifest["files"].items():
+        raw = (folder / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+    assert outputs.verify_manifest(folder) == []
+
+    pred = outputs.read_volume(folder / outputs.PREDICTIONS)
+    assert pred.data.dtype == np.uint8 and set(np.unique(pred.data)) <= {0, 255}
+    np.testing.assert_array_equal(pred.data > 0, mask > 0)
+    assert pred.origin == (0, 100, 200)
+    ids = outputs.read_volume(folder / outputs.SYNAPSE_IDS)
+    np.testing.assert_array_equal(ids.data, labels)
+    assert len(read_synapse_table(folder / outputs.SYNAPSES_CSV)) == len(table)
+
+    # the report and publish steps add their files later: manifest re-hashed
+    m2 = outputs.add_files(
+        folder,
+        {outputs.REPORT: "<html></html>", outputs.LINKS: b"a,b\n"},
+        timings_seconds={"report": 1.5},
+    )
+    assert outputs.REPORT in m2["files"] and outputs.LINKS in m2["files"]
+    assert m2["timings_seconds"] == {"detect": 0.5, "table": 0.1, "report": 1.5}
+    with pytest.raises(SynapsePipelinesError, match="already exists"):
+        outputs.add_files(folder, {outputs.REPORT: "again"})
+
+    # tamper: verification notices
+    (folder / outputs.LINKS).write_bytes(b"changed\n")
+    assert outputs.verify_manifest(folder) == [f"{outputs.LINKS}: checksum or size differs"]
+
+    # the token appears in no byte of any written file (compressed files: scan raw bytes
+    # and the decoded OME XML / CSV text)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    with tifffile.TiffFile(folder / outputs.PREDICTIONS) as tif:
+        assert TOKEN not in tif.ome_metadata
+
+
+def test_scrub_drops_secret_keys_even_if_passed(tmp_path) -> None:
+    mask, labels, chans = _detection(2)
+    table = synapse_table(labels, chans, voxel_size=(1, 1, 1))
+    manifest = outputs.write_results(
+        tmp_path / "r",
+        mask=mask,
+        labels=labels,
+        table=table,
+        voxel_size=(1, 1, 1),
+        request={"collection": "c", "token": TOKEN, "nested": [{"password": TOKEN}]},
+    )
+    text = (tmp_path / "r" / outputs.MANIFEST).read_text()
+    assert TOKEN not in text
+    assert manifest["request"] == {"collection": "c", "nested": [{}]}
+
+
+def test_refuses_to_overwrite_results(tmp_path) -> None:
+    mask, labels, chans = _detection(3)
+    table = synapse_table(labels, chans, voxel_size=(1, 1, 1))
+    kwargs = dict(mask=mask, labels=labels, table=table, voxel_size=(1, 1, 1))
+    outputs.write_results(tmp_path, **kwargs)
+    before = (tmp_path / outputs.PREDICTIONS).read_bytes()
+    with pytest.raises(SynapsePipelinesError, match="--overwrite"):
+        outputs.write_results(tmp_path, **{**kwargs, "mask": np.zeros_like(mask)})
+    assert (tmp_path / outputs.PREDICTIONS).read_bytes() == before
+    m = outputs.write_results(tmp_path, **{**kwargs, "mask": np.zeros_like(mask)}, overwrite=True)
+    assert m["counts"]["foreground_voxels"] == 0
+    assert json.loads((tmp_path / outputs.MANIFEST).read_text())["files"]
+
+
+def test_read_errors(tmp_path) -> None:
+    with pytest.raises(SynapsePipelinesError, match="no file"):
+        outputs.read_volume(tmp_path / "missing.ome.tif")
+    bad = tmp_path / "bad.ome.tif"
+    bad.write_text("not a tiff")
+    with pytest.raises(SynapsePipelinesError, match="not a readable TIFF"):
+        outputs.read_volume(bad)
+    with pytest.raises(SynapsePipelinesError, match=outputs.MANIFEST):
+        outputs.add_files(tmp_path, {"x.txt": "x"})
