@@ -490,3 +490,23 @@ def test_unnamed_execution_gets_a_name_and_names_are_idempotent(stack: Stack) ->
         stack.sfn.start_execution(
             stateMachineArn=stack.state_machine, name=name, input=json.dumps({"fail": "x"})
         )
+
+
+def test_eventbridge_rule_invokes_a_lambda_target(stack: Stack) -> None:
+    events = stack.aws.client("events")
+    events.put_rule(
+        Name="compat-lambda-rule", EventPattern=json.dumps({"detail-type": ["Lambda Wanted"]})
+    )
+    events.put_targets(Rule="compat-lambda-rule", Targets=[{"Id": "fn", "Arn": stack.fn}])
+    n = len(stack.calls)
+    events.put_events(
+        Entries=[
+            {"Source": "compat.test", "DetailType": "Lambda Wanted", "Detail": '{"message": "e"}'}
+        ]
+    )
+    deadline = time.monotonic() + 10
+    while len(stack.calls) == n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    event = stack.calls[-1]["event"]
+    assert event["detail-type"] == "Lambda Wanted"  # the whole event, as EventBridge sends it
+    assert event["detail"] == {"message": "e"}

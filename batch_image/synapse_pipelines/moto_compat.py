@@ -18,9 +18,11 @@ Each gap, what this module does, and the moto internal it replaces:
   ``_normalise_parameters`` an empty stub. -> Normalise request/response shapes through
   botocore's operation model. (``StateTaskServiceBatch._normalise_parameters`` /
   ``_normalise_response``)
-- EventBridge rule -> Step Functions target raises NotImplementedError. -> Match with moto's
-  own ``EventPattern`` (as ``send_to_targets`` does) and start a *named* execution of the
-  target state machine with the target's input. (``Rule.send_to_targets``)
+- EventBridge rule -> Step Functions (or Lambda) target raises NotImplementedError. -> Match
+  with moto's own ``EventPattern`` (as ``send_to_targets`` does), then start a *named*
+  execution of the target state machine (named after the event id, as EventBridge does) or
+  invoke the Lambda asynchronously, with the target's input (Input, InputPath,
+  InputTransformer or the whole event). (``Rule.send_to_targets``)
 - ``StartExecution`` without a name gives an ARN ending in ``:None``. -> Generate a name, as
   AWS does. (``StepFunctionsParserBackend.start_execution``)
 
@@ -650,21 +652,44 @@ def start_execution_for_event(target_arn: str, event: dict[str, Any], payload: A
     return execution.execution_arn
 
 
+def invoke_lambda_for_event(target_arn: str, payload: Any) -> None:
+    """Asynchronous ("Event") invocation of a Lambda target, as EventBridge does."""
+    from moto.awslambda.utils import get_backend
+    from moto.utilities.arns import parse_arn
+
+    arn = parse_arn(target_arn)
+    backend = get_backend(arn.account, arn.region)
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+
+    def _invoke() -> None:
+        # an async invocation's failure is not the sender's: EventBridge only retries it
+        with contextlib.suppress(Exception):
+            backend.invoke(target_arn, None, body, {"X-Amz-Invocation-Type": "Event"}, {})
+
+    threading.Thread(target=_invoke, name="events-lambda-target", daemon=True).start()
+
+
+#: target services this module delivers to (moto raises NotImplementedError for them)
+_OUR_TARGETS = ("states", "lambda")
+
+
 def _events_send_to_targets(
     self: Any, original_event: dict[str, Any], transform_input: bool = True
 ) -> None:
     from moto.utilities.arns import parse_arn
 
-    states = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
-    if not states:
+    ours = [t for t in self.targets if parse_arn(t["Arn"]).service in _OUR_TARGETS]
+    if not ours:
         return _ORIGINALS["events.send_to_targets"](self, original_event, transform_input)
     if not self.event_pattern.matches_event(original_event):
         return None
-    others = [t for t in self.targets if t not in states]
-    for target in states:
-        start_execution_for_event(
-            target["Arn"], original_event, _target_input(target, copy.deepcopy(original_event))
-        )
+    others = [t for t in self.targets if t not in ours]
+    for target in ours:
+        payload = _target_input(target, copy.deepcopy(original_event))
+        if parse_arn(target["Arn"]).service == "states":
+            start_execution_for_event(target["Arn"], original_event, payload)
+        else:
+            invoke_lambda_for_event(target["Arn"], payload)
     if others:  # moto's own handling for the other targets of the same rule
         saved = self.targets
         try:
