@@ -1,0 +1,459 @@
+"""The one definition of the workflow wiring.
+
+Both the CDK app (``infra/``) and the local runtime (``local_runtime.py``) import this module,
+so AWS and a laptop execute the same state machine with the same steps:
+
+* :data:`ASL_PATH` — the state machine definition (JSONPath ASL with ``${Name}`` placeholders);
+  :data:`SUBSTITUTIONS` names every placeholder and what fills it; :func:`render_definition`
+  fills them (CDK passes the same names as ``definition_substitutions``).
+* :data:`LAMBDA_FUNCTIONS` — the Lambda tasks: logical name, source folder under
+  ``functions/``, handler, environment variable names; :func:`load_handler` imports a handler
+  from its file (the local runtime calls the real handler in-process).
+* :data:`BATCH_JOBS` — the Batch tasks: job definition command (a complete argv starting with
+  the project CLI, :data:`CLI_PROGRAM`), ``Ref::`` parameters, environment and
+  secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
+* The S3 layout: ``s3://<bucket>/<results_key>/<artefact>``; :func:`artefact_key` and the
+  workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
+* :func:`execution_name` — the execution name derived from the request, so the same request
+  submitted twice (CLI, EventBridge, local) never starts a second run.
+
+Only S3 keys and small values travel in the state: the validated request is stored at
+:func:`validated_request_key` and every later step reads it from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from synapse_pipelines.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
+
+#: Folder of the repository (the package lives in ``<repo>/batch_image/synapse_pipelines``).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: The state machine definition, JSONPath ASL.
+ASL_PATH = REPO_ROOT / "state_machines" / "synapse_detection.asl.json"
+#: Lambda handler sources, one folder per function with ``app.py``.
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+# -- names shared by the state machine, the events and the CLI ------------------------------
+
+#: EventBridge ``source`` of every event the workflow publishes or accepts.
+EVENT_SOURCE = "synapse-pipelines"
+#: detail-type that starts a run (the rule on the custom bus matches it).
+DETAIL_TYPE_REQUESTED = "Synapse Detection Requested"
+DETAIL_TYPE_SUCCEEDED = "Synapse Detection Succeeded"
+DETAIL_TYPE_FAILED = "Synapse Detection Failed"
+#: The EventBridge rule pattern (CDK rule and the local runtime's pattern matcher).
+REQUESTED_EVENT_PATTERN: dict[str, Any] = {"detail-type": [DETAIL_TYPE_REQUESTED]}
+
+#: SNS message attribute carrying the request's ``notification_email`` ("-" when none);
+#: per-request email subscriptions filter on it.
+EMAIL_ATTRIBUTE = "notification_email"
+NO_EMAIL = "-"
+
+# -- environment variable names ---------------------------------------------------------------
+
+ENV_BOSS_TOKEN = BOSS_TOKEN_ENV  # the token itself: Batch injects it from Secrets Manager
+ENV_BOSS_TOKEN_SECRET = BOSS_TOKEN_SECRET_ENV  # Lambdas: the secret's ARN, read by the handler
+ENV_RESULTS_BUCKET = "RESULTS_BUCKET"
+ENV_TOPIC_ARN = "NOTIFICATION_TOPIC_ARN"  # ValidateRequest subscribes per-request emails
+ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"  # StartFromEvent
+ENV_DETECT_MEMORY_MIB = "DETECT_MEMORY_MIB"  # memory of the standard Detect job
+ENV_LARGE_DETECT_MEMORY_MIB = "LARGE_DETECT_MEMORY_MIB"  # memory of the large Detect job
+ENV_PRESIGN_SECONDS = "PRESIGN_EXPIRY_SECONDS"
+ENV_NEUROGLANCER_URL = "NEUROGLANCER_URL"
+
+#: powertools service name and CloudWatch metrics namespace of the Lambda handlers.
+POWERTOOLS_SERVICE = "synapse-pipelines"
+METRICS_NAMESPACE = "SynapsePipelines"
+
+
+def tracing_enabled(environ: Mapping[str, str]) -> bool:
+    """X-Ray only where a daemon is (Lambda with active tracing sets its address)."""
+    return bool(environ.get("AWS_XRAY_DAEMON_ADDRESS"))
+
+
+DEFAULT_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 maximum; role sessions may cut it short
+DEFAULT_NEUROGLANCER_URL = "https://neuroglancer.bossdb.io/"
+
+#: Working-set estimate of one Detect job per voxel of the box beyond the pulled channels
+#: (the two float32 z-scores, the float32 covariance map, the labels, the table's windows),
+#: with headroom. ValidateRequest uses :func:`detect_memory_mib` to pick the standard or the
+#: large-memory queue, or to refuse a box no job can hold.
+DETECT_WORKING_BYTES_PER_VOXEL = 24
+#: Memory the container keeps for the interpreter and libraries.
+DETECT_BASE_MIB = 1024
+
+
+def detect_memory_mib(voxel_count: int, channel_bytes_per_voxel: int) -> int:
+    """Estimated peak memory of one Detect job: every pulled channel plus the working set."""
+    total = voxel_count * (channel_bytes_per_voxel + DETECT_WORKING_BYTES_PER_VOXEL)
+    return DETECT_BASE_MIB + -(-total // (1024 * 1024))
+
+
+# -- S3 layout --------------------------------------------------------------------------------
+
+#: Artefacts of one request, under ``<results_key>/``; names as defined by ``outputs.py``.
+PREDICTIONS = "predictions.ome.tif"
+SYNAPSE_IDS = "synapse_ids.ome.tif"
+SYNAPSES_CSV = "synapses.csv"
+MANIFEST = "manifest.json"
+REPORT_HTML = "report.html"
+CLUSTERING_JSON = "clustering.json"
+LINKS_CSV = "links.csv"
+ARTEFACTS: tuple[str, ...] = (
+    PREDICTIONS,
+    SYNAPSE_IDS,
+    SYNAPSES_CSV,
+    REPORT_HTML,
+    CLUSTERING_JSON,
+    LINKS_CSV,
+    MANIFEST,
+)
+#: The workflow's own bookkeeping, next to the artefacts.
+WORKFLOW_PREFIX = "_workflow"
+
+
+def results_prefix(results_key: str) -> str:
+    """The S3 prefix of one request's results (``<results_key>/``)."""
+    return f"{results_key}/"
+
+
+def artefact_key(results_key: str, name: str) -> str:
+    """S3 key of an artefact (or any file of the results folder)."""
+    return f"{results_key}/{name}"
+
+
+def validated_request_key(results_key: str) -> str:
+    """S3 key of the validated request that every step after ValidateRequest reads."""
+    return f"{results_key}/{WORKFLOW_PREFIX}/request.json"
+
+
+def step_error_key(results_key: str, step: str) -> str:
+    """S3 key where a Batch step records a user error (error_type + message) before exiting."""
+    return f"{results_key}/{WORKFLOW_PREFIX}/errors/{step}.json"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+# -- state machine ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """One ``${name}`` placeholder of the ASL and what fills it."""
+
+    name: str
+    description: str
+
+
+SUBSTITUTIONS: tuple[Substitution, ...] = (
+    Substitution("ValidateRequestFunctionArn", "ARN of the ValidateRequest Lambda"),
+    Substitution("PublishToS3FunctionArn", "ARN of the PublishToS3 Lambda"),
+    Substitution("DescribeFailureFunctionArn", "ARN of the DescribeFailure Lambda"),
+    Substitution("JobQueueArn", "Batch job queue (Fargate Spot)"),
+    Substitution("LargeJobQueueArn", "Batch job queue for large-memory jobs (EC2 Spot)"),
+    Substitution("DetectJobDefinitionArn", "job definition of the Detect step"),
+    Substitution("DetectLargeJobDefinitionArn", "job definition of Detect on the large queue"),
+    Substitution("ReportJobDefinitionArn", "job definition of the Report step"),
+    Substitution("PublishToBossJobDefinitionArn", "job definition of the PublishToBoss step"),
+    Substitution("NotificationTopicArn", "SNS topic for success and failure messages"),
+    Substitution("EventBusName", "custom event bus for completion and failure events"),
+    Substitution("ResultsBucket", "name of the results bucket"),
+)
+SUBSTITUTION_NAMES: tuple[str, ...] = tuple(s.name for s in SUBSTITUTIONS)
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def definition_template() -> str:
+    """The ASL text with its ``${...}`` placeholders."""
+    return ASL_PATH.read_text()
+
+
+def placeholders(text: str | None = None) -> set[str]:
+    """Every placeholder name used in the ASL."""
+    return set(_PLACEHOLDER.findall(definition_template() if text is None else text))
+
+
+def render_definition(values: Mapping[str, str], text: str | None = None) -> str:
+    """Fill every placeholder; refuse missing or unknown names (a typo would deploy silently)."""
+    template = definition_template() if text is None else text
+    used = placeholders(template)
+    missing = sorted(used - set(values))
+    unknown = sorted(set(values) - set(SUBSTITUTION_NAMES))
+    if missing or unknown:
+        raise ValueError(f"ASL substitutions: missing {missing}, unknown {unknown}")
+    # values are inserted into JSON strings: escape them the way JSON would
+    return _PLACEHOLDER.sub(lambda m: json.dumps(str(values[m.group(1)]))[1:-1], template)
+
+
+# -- execution names --------------------------------------------------------------------------
+
+#: Step Functions execution names: at most 80 characters of [A-Za-z0-9_-].
+EXECUTION_NAME_MAX = 80
+
+
+def request_fingerprint(public_request: Mapping[str, Any]) -> str:
+    """SHA-256 of the request's canonical JSON (the request without its token)."""
+    canonical = json.dumps(public_request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def execution_name(public_request: Mapping[str, Any], results_key: str) -> str:
+    """Deterministic execution name: readable results key prefix + request fingerprint.
+
+    Step Functions refuses a second execution with the same name (for 90 days), so a
+    duplicate request - the same JSON submitted twice - cannot start a second run.
+    """
+    digest = request_fingerprint(public_request)[:16]
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: EXECUTION_NAME_MAX - len(digest) - 1]
+    return f"{stem}-{digest}"
+
+
+#: Longest Batch job-name stem: the ASL prefixes it with the step ("publish-boss-", 13 chars)
+#: and Batch allows 128 characters of [A-Za-z0-9_-].
+JOB_NAME_STEM_MAX = 100
+
+
+def job_name_stem(results_key: str) -> str:
+    """Stem of the Batch job names of one request (the ASL formats ``<step>-<stem>``)."""
+    digest = hashlib.sha256(results_key.encode()).hexdigest()[:8]
+    head = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: JOB_NAME_STEM_MAX - len(digest) - 1]
+    return f"{head}-{digest}"
+
+
+# -- Lambda tasks -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LambdaSpec:
+    """A Lambda task: ``functions/<name>/app.py`` with ``handler`` and its environment."""
+
+    logical_id: str  # CDK construct id and the ASL substitution stem
+    name: str  # folder under functions/
+    description: str
+    environment: tuple[str, ...]  # names of the environment variables the handler reads
+    timeout_seconds: int = 60
+    memory_mib: int = 512
+    handler: str = "app.handler"
+
+    @property
+    def source_dir(self) -> Path:
+        return FUNCTIONS_DIR / self.name
+
+    @property
+    def substitution(self) -> str | None:
+        name = f"{self.logical_id}FunctionArn"
+        return name if name in SUBSTITUTION_NAMES else None
+
+
+LAMBDA_FUNCTIONS: dict[str, LambdaSpec] = {
+    spec.logical_id: spec
+    for spec in (
+        LambdaSpec(
+            "ValidateRequest",
+            "validate_request",
+            "Validate a request against BOSS before any Batch job starts",
+            (
+                ENV_RESULTS_BUCKET,
+                ENV_BOSS_TOKEN_SECRET,
+                ENV_TOPIC_ARN,
+                ENV_DETECT_MEMORY_MIB,
+                ENV_LARGE_DETECT_MEMORY_MIB,
+            ),
+        ),
+        LambdaSpec(
+            "PublishToS3",
+            "publish_s3",
+            "Write manifest.json and links.csv, presign the results, build the notification",
+            (ENV_RESULTS_BUCKET, ENV_PRESIGN_SECONDS, ENV_NEUROGLANCER_URL),
+            timeout_seconds=120,
+        ),
+        LambdaSpec(
+            "DescribeFailure",
+            "describe_failure",
+            "Turn a caught failure into a clear notification, error and cause",
+            (ENV_RESULTS_BUCKET,),
+        ),
+        LambdaSpec(
+            "StartFromEvent",
+            "start_from_event",
+            "Start an execution named from the request of a 'Synapse Detection Requested' event",
+            (ENV_STATE_MACHINE_ARN,),
+        ),
+    )
+}
+
+
+def load_handler(logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import ``functions/<name>/app.py`` of a Lambda task and return its handler."""
+    spec = LAMBDA_FUNCTIONS[logical_id]
+    module_name, _, attr = spec.handler.rpartition(".")
+    path = spec.source_dir / f"{module_name}.py"
+    module = _import_file(f"synapse_pipelines_functions.{spec.name}", path)
+    return getattr(module, attr)
+
+
+def _import_file(module_name: str, path: Path) -> ModuleType:
+    import sys
+
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Lambda source {path} not found: run from a checkout of the repository "
+            "(pip install -e .) so functions/ is next to the package"
+        )
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+# -- Batch tasks ------------------------------------------------------------------------------
+
+#: The program every job command starts with: the project CLI (console script). Job commands
+#: are complete argv lists, so the container (Dockerfile has no ENTRYPOINT, only this program on
+#: PATH) and the local runtime run exactly the same argv.
+CLI_PROGRAM = "synapse-pipelines"
+#: Batch job parameter carrying the results key (``Ref::results_key`` in commands).
+PARAM_RESULTS_KEY = "results_key"
+
+#: Exit status of a step that failed on a user error: Batch must not retry it.
+USER_ERROR_EXIT_CODE = 2
+
+
+@dataclass(frozen=True)
+class BatchJobSpec:
+    """A Batch task: one job definition per step; its command is built from ``Ref::`` params."""
+
+    logical_id: str  # CDK construct id / ASL state
+    step: str  # `synapse-pipelines step <step>` and the job-name prefix
+    description: str
+    command: tuple[str, ...]
+    parameters: tuple[str, ...] = (PARAM_RESULTS_KEY,)
+    environment: tuple[str, ...] = (ENV_RESULTS_BUCKET,)
+    secrets: tuple[str, ...] = (ENV_BOSS_TOKEN,)  # env name -> the stack's BOSS token secret
+    large: bool = False  # runs on the EC2 Spot large-memory queue
+    attempts: int = 3
+
+    @property
+    def substitution(self) -> str:
+        return f"{self.logical_id}JobDefinitionArn"
+
+    def render_command(self, parameters: Mapping[str, str]) -> list[str]:
+        """The command with ``Ref::name`` replaced, as Batch does when it starts the job."""
+        return [_ref(arg, parameters) for arg in self.command]
+
+
+def _ref(arg: str, parameters: Mapping[str, str]) -> str:
+    if arg.startswith("Ref::"):
+        name = arg[len("Ref::") :]
+        if name not in parameters:
+            raise KeyError(f"job parameter {name!r} missing (command argument {arg})")
+        return str(parameters[name])
+    return arg
+
+
+def _step_command(step: str) -> tuple[str, ...]:
+    return (CLI_PROGRAM, "step", step, "--results-key", f"Ref::{PARAM_RESULTS_KEY}")
+
+
+BATCH_JOBS: dict[str, BatchJobSpec] = {
+    spec.logical_id: spec
+    for spec in (
+        BatchJobSpec(
+            "Detect",
+            "detect",
+            "Pull the channels from BOSS, run the pipeline, build the synapse table",
+            _step_command("detect"),
+        ),
+        BatchJobSpec(
+            "DetectLarge",
+            "detect",
+            "Detect on the EC2 Spot large-memory queue",
+            _step_command("detect"),
+            large=True,
+        ),
+        BatchJobSpec(
+            "Report",
+            "report",
+            "Build the PyMEDA-style report from synapses.csv",
+            _step_command("report"),
+            secrets=(),
+        ),
+        BatchJobSpec(
+            "PublishToBoss",
+            "publish-boss",
+            "Push the prediction mask to the request's output collection/experiment in BOSS",
+            _step_command("publish-boss"),
+        ),
+    )
+}
+
+#: Batch retry strategy (job definitions): retry only when the host went away (Spot
+#: reclaimed the instance or the Fargate task), exit on anything else - a user error exits 2
+#: and must not be retried. ``on_status_reason`` patterns as AWS Batch accepts them.
+BATCH_RETRY_ON_STATUS_REASONS: tuple[str, ...] = (
+    "Host EC2*",
+    "Your Spot Task was interrupted*",
+    "ResourceInitializationError*",
+)
+
+#: Step Functions retries: AWS service errors and transient Lambda errors only.
+LAMBDA_TRANSIENT_ERRORS: tuple[str, ...] = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+
+
+# -- what the state carries -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Output of ValidateRequest, kept at ``$.job``: small values only."""
+
+    bucket: str
+    results_key: str
+    request_key: str
+    job_name: str
+    detect_mode: str  # "standard" | "large" (the blockwise helper adds "blockwise")
+    voxel_count: int
+    presynaptic_channel: str
+    postsynaptic_channel: str
+    notify: str = NO_EMAIL
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_state(self) -> dict[str, Any]:
+        data = {
+            "bucket": self.bucket,
+            "results_key": self.results_key,
+            "request_key": self.request_key,
+            "job_name": self.job_name,
+            "detect_mode": self.detect_mode,
+            "voxel_count": self.voxel_count,
+            "presynaptic_channel": self.presynaptic_channel,
+            "postsynaptic_channel": self.postsynaptic_channel,
+            "notify": self.notify,
+        }
+        data.update(self.extra)
+        return data
+
+
+DETECT_MODES = ("standard", "large")

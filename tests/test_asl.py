@@ -1,0 +1,168 @@
+"""Quality gates of the state machine definition (state_machines/synapse_detection.asl.json)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_pipelines import workflow as wf
+
+NPM_HINT = "run `npm ci` in the repository root (installs the pinned asl-validator and aws-cdk)"
+
+
+def _definition() -> dict[str, Any]:
+    return json.loads(wf.ASL_PATH.read_text())
+
+
+def _all_states(states: dict[str, Any]) -> dict[str, Any]:
+    """Every state, including those inside Parallel branches and Map processors."""
+    found = dict(states)
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            found.update(_all_states(branch["States"]))
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.update(_all_states(processor["States"]))
+    return found
+
+
+def _asl_validator() -> Path:
+    binary = wf.REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
+    if not binary.exists():
+        pytest.fail(f"asl-validator is not installed: {NPM_HINT}")
+    return binary
+
+
+def test_asl_validator_accepts_the_definition() -> None:
+    result = subprocess.run(
+        [str(_asl_validator()), "--json-path", str(wf.ASL_PATH)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_asl_validator_rejects_a_dangling_next(tmp_path: Path) -> None:
+    """The gate can fail: a state pointing at a missing state is refused."""
+    broken = _definition()
+    broken["States"]["Report"]["Next"] = "NoSuchState"
+    path = tmp_path / "broken.asl.json"
+    path.write_text(json.dumps(broken))
+    result = subprocess.run(
+        [str(_asl_validator()), "--json-path", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+
+
+def test_placeholders_are_exactly_the_declared_substitutions() -> None:
+    used = wf.placeholders()
+    declared = set(wf.SUBSTITUTION_NAMES)
+    assert used <= declared, f"undeclared placeholders: {used - declared}"
+    # ResultsBucket is declared for the blockwise branch (ItemReader/ResultWriter)
+    assert declared - used <= {"ResultsBucket"}
+
+
+def test_render_fills_everything_and_refuses_typos() -> None:
+    values = {name: f"value-of-{name}" for name in wf.SUBSTITUTION_NAMES}
+    rendered = wf.render_definition(values)
+    assert "${" not in rendered
+    assert "value-of-DetectJobDefinitionArn" in rendered
+    json.loads(rendered)
+    with pytest.raises(ValueError, match="missing"):
+        wf.render_definition({k: v for k, v in values.items() if k != "JobQueueArn"})
+    with pytest.raises(ValueError, match="unknown"):
+        wf.render_definition({**values, "JobQueueARN": "x"})
+
+
+def test_flow_and_failure_handling() -> None:
+    asl = _definition()
+    states = _all_states(asl["States"])
+    assert asl["StartAt"] == "ValidateRequest"
+    assert "QueryLanguage" not in asl or asl["QueryLanguage"] == "JSONPath"
+    # the happy path, in order
+    path, name = [], asl["StartAt"]
+    while name:
+        path.append(name)
+        state = states[name]
+        name = state.get("Default") if state["Type"] == "Choice" else state.get("Next")
+    assert path == [
+        "ValidateRequest",
+        "ChooseDetectMode",
+        "Detect",
+        "Report",
+        "Publish",
+        "Notify",
+        "EmitSucceeded",
+        "Succeeded",
+    ]
+    branches = [b["StartAt"] for b in states["Publish"]["Branches"]]
+    assert branches == ["PublishToBoss", "PublishToS3"]
+    # every top-level task (and the Parallel) catches everything and ends in Failed
+    for name, state in asl["States"].items():
+        if state["Type"] in ("Task", "Parallel"):
+            assert state.get("Catch"), f"{name} has no Catch"
+            assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
+    failure_targets = {c["Next"] for s in asl["States"].values() for c in s.get("Catch", [])}
+    for target in failure_targets:
+        name, seen = target, set()
+        while asl["States"][name]["Type"] != "Fail":
+            assert name not in seen
+            seen.add(name)
+            name = asl["States"][name]["Next"]
+        assert name == "Failed"
+    assert states["NotifyFailure"]["Resource"] == "arn:aws:states:::sns:publish"
+    assert states["EmitFailed"]["Resource"] == "arn:aws:states:::events:putEvents"
+
+
+def test_batch_tasks_match_the_workflow_jobs() -> None:
+    states = _all_states(_definition()["States"])
+    batch_states = {
+        name: s
+        for name, s in states.items()
+        if s.get("Resource") == "arn:aws:states:::batch:submitJob.sync"
+    }
+    assert set(batch_states) == set(wf.BATCH_JOBS)
+    for name, state in batch_states.items():
+        spec = wf.BATCH_JOBS[name]
+        params = state["Parameters"]
+        assert params["JobDefinition"] == f"${{{spec.substitution}}}"
+        queue = "LargeJobQueueArn" if spec.large else "JobQueueArn"
+        assert params["JobQueue"] == f"${{{queue}}}"
+        assert set(params["Parameters"]) == {f"{p}.$" for p in spec.parameters}
+        assert params["JobName.$"].startswith(f"States.Format('{spec.step}-")
+        # Batch failures are retried by the job definition (Spot), not by Step Functions
+        for retry in state.get("Retry", []):
+            assert "States.ALL" not in retry["ErrorEquals"]
+            assert "States.TaskFailed" not in retry["ErrorEquals"]
+        # nothing large in the state: only the job id is kept
+        assert state["ResultSelector"] == {"job_id.$": "$.JobId"}
+
+
+def test_lambda_tasks_match_the_workflow_functions() -> None:
+    states = _all_states(_definition()["States"])
+    lambda_states = {
+        name: s
+        for name, s in states.items()
+        if s.get("Resource") == "arn:aws:states:::lambda:invoke"
+    }
+    assert set(lambda_states) == {n for n, spec in wf.LAMBDA_FUNCTIONS.items() if spec.substitution}
+    for name, state in lambda_states.items():
+        assert state["Parameters"]["FunctionName"] == f"${{{name}FunctionArn}}"
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert retried == set(wf.LAMBDA_TRANSIENT_ERRORS), name
+        for spec in wf.LAMBDA_FUNCTIONS.values():
+            assert (spec.source_dir / "app.py").is_file()
+
+
+def test_no_secret_can_enter_the_state() -> None:
+    text = wf.ASL_PATH.read_text().lower()
+    assert "token" not in text
+    assert "secret" not in text
