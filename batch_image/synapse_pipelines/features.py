@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,6 +289,7 @@ def synapse_table(
     voxel_size: tuple[float, float, float],
     voxel_unit: str = "nanometers",
     origin: tuple[int, int, int] = (0, 0, 0),
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """One row per synapse id of ``labels`` with geometry and per-channel features.
 
@@ -297,6 +298,7 @@ def synapse_table(
     x size of a voxel in ``voxel_unit``. ``origin``: global voxel coordinates of
     ``labels[0, 0, 0]`` (e.g. the request's z/y/x range starts). See the module docstring
     for the columns and the window rule. ``table.attrs`` carries the metadata.
+    ``progress``, if given, is called with each channel's name once its features are done.
     """
     labels = _check_labels(labels)
     if len(voxel_size) != 3 or not all(
@@ -334,12 +336,15 @@ def synapse_table(
         cols[f"bbox_{a}1"] = geo.bbox_max[:, axis] + 1 + org[axis]
     cols["window_voxels"] = wvox.astype(np.int64)
     cols["window_clipped"] = wvox < WINDOW_FULL_VOXELS
+    means: dict[str, np.ndarray] = {}
     for name, vol in checked.items():
         cols[window_column(name)] = window_zscore_sums(vol, lo, hi)
-    for name, vol in checked.items():
-        cols[mean_column(name)] = (
+        means[mean_column(name)] = (
             geo.reduce_sum(vol) / geo.counts if n else np.zeros(0, dtype=np.float64)
         )
+        if progress is not None:
+            progress(name)
+    cols.update(means)  # all window sums first, then all means
     table = pd.DataFrame(cols)  # insertion order: base columns, window sums, means
     table.attrs.update(
         {

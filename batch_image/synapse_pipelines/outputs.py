@@ -89,6 +89,8 @@ SOFTWARE = (
 )
 
 _CHUNK = 1 << 20
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read the process umask once (there is no getter)
 _OME_DESCRIPTION_KEY = "synapse_pipelines"
 
 
@@ -127,6 +129,7 @@ def _atomic_write(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

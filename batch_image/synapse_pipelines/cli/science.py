@@ -1,9 +1,559 @@
-"""CLI commands: placeholder until this concern's commands land."""
+"""Science commands: ``detect`` and ``evaluate`` on local volumes, ``synth`` to make some.
+
+Commands only parse, call the pure modules, and format. Progress and notes go to stderr,
+so stdout carries the summary (or JSON) alone.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.volumes import VolumeInputError, parse_triple
+
+
+def _err() -> Console:
+    # created per command, not at import, so the terminal width is read when it is used
+    return Console(stderr=True)
+
+
+def _out() -> Console:
+    return Console()
+
+
+DEFAULT_PIPELINE = "nomads-unsupervised"
+
+
+@dataclass(frozen=True)
+class _ChannelChoice:
+    """The two fields of a request that :func:`request.select_channels` reads."""
+
+    presynaptic_channel: str | None
+    postsynaptic_channel: str | None
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err(),
+        transient=False,
+    )
+
+
+class _Steps:
+    """Times named steps and shows each one on a rich progress display."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, description: str, total: int = 1) -> Iterator[Callable[..., Any]]:
+        task = self.progress.add_task(description, total=total)
+        start = time.perf_counter()
+
+        def advance(*_: Any) -> None:
+            self.progress.advance(task)
+
+        yield advance
+        self.timings[name] = time.perf_counter() - start
+        self.progress.update(task, completed=total)
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
+    params: dict[str, int | float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            number: int | float = int(value)
+        except ValueError:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+        if not sep or not key.strip() or not np.isfinite(number):
+            raise VolumeInputError(
+                f"expected KEY=NUMBER, got {item!r}",
+                field="--param",
+                hint="write e.g. --param window=3 --param min_size=30",
+            )
+        params[key.strip()] = number
+    return params
+
+
+def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, dict]:
+    """The registered pipeline and its checked parameters (defaults filled in)."""
+    from synapse_pipelines import pipelines
+    from synapse_pipelines.errors import RequestValidationError
+
+    pipeline = pipelines.get_pipeline(name)
+    try:
+        return pipeline, pipelines.validate_parameters(pipeline, params)
+    except RequestValidationError as exc:
+        listing = "; ".join(
+            f"{f.removeprefix('pipeline_parameters.')}: {m}" for f, m in exc.problems
+        )
+        raise VolumeInputError(
+            f"bad parameter for pipeline {name!r}: {listing}",
+            field="--param",
+            hint="see the pipeline's parameters in docs/detection.md",
+        ) from exc
+
+
+def _summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+# -- detect -------------------------------------------------------------------------------
+
+
+def detect(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[INPUT]...",
+            help="Volume files: a multi-channel TIFF/OME-TIFF/.npy/Zarr (channels first) or "
+            "one 3-D file per channel, named after the file (PSD95_488.tif -> PSD95_488).",
+            show_default=False,
+        ),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            "-c",
+            help="A channel as NAME=PATH (a 3-D TIFF, .npy or Zarr). Repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    channel_names: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated names of a multi-channel INPUT's channels, in order."),
+    ] = None,
+    presynaptic_channel: Annotated[
+        str | None,
+        typer.Option(help="Presynaptic channel (default: the one whose name contains 'synapsin')."),
+    ] = None,
+    postsynaptic_channel: Annotated[
+        str | None,
+        typer.Option(help="Postsynaptic channel (default: the one whose name contains 'psd')."),
+    ] = None,
+    voxel_size: Annotated[
+        str | None,
+        typer.Option(help="Voxel size z,y,x (default: from the file's metadata, else 1,1,1)."),
+    ] = None,
+    voxel_unit: Annotated[
+        str | None,
+        typer.Option(help="Unit of --voxel-size (nanometers, micrometers, ...)."),
+    ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
+    ] = None,
+    pipeline: Annotated[str, typer.Option(help="Registered pipeline to run.")] = DEFAULT_PIPELINE,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Pipeline parameter KEY=NUMBER (e.g. window=3, min_size=30). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Results folder to write (created if needed)."),
+    ] = Path("results"),
+    overwrite: Annotated[bool, typer.Option(help="Replace results already in --out.")] = False,
+) -> None:
+    """Detect synapses in local volumes and write a results folder.
+
+    Writes predictions.ome.tif, synapse_ids.ome.tif, synapses.csv and manifest.json into
+    --out, the same artefacts as a BOSS request.
+    """
+    from synapse_pipelines.features import synapse_table
+    from synapse_pipelines.outputs import write_results
+    from synapse_pipelines.request import select_channels
+    from synapse_pipelines.volumes import load_channels, normalise_unit
+
+    names = [n.strip() for n in channel_names.split(",")] if channel_names else None
+    vs = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
+    org = parse_triple(origin, option="--origin", kind=int) if origin else None
+    unit_opt = None
+    if voxel_unit is not None:
+        unit_opt = normalise_unit(voxel_unit)
+        if unit_opt is None:
+            raise VolumeInputError(
+                f"unknown unit {voxel_unit!r}",
+                field="--voxel-unit",
+                hint="use nanometers, micrometers or millimeters",
+            )
+    # an unknown pipeline or parameter fails before any file is read
+    runner, params = _resolve_pipeline(pipeline, _parse_params(param or []))
+
+    with _progress() as progress:
+        steps = _Steps(progress)
+        sources = list(inputs or [])
+        with steps.step("read", f"reading {len(sources) + len(channel or [])} file(s)"):
+            chans = load_channels(sources, channel or [], channel_names=names)
+        selection = select_channels(
+            list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
+        )
+        if vs is None and chans.voxel_size is None:
+            _err().print(
+                "note: no voxel size in the files or options; using 1,1,1 pixel "
+                "(pass --voxel-size z,y,x for physical units)",
+                highlight=False,
+            )
+        voxel = vs or chans.voxel_size or (1.0, 1.0, 1.0)
+        unit = (
+            unit_opt
+            or (chans.voxel_unit if vs is None else None)
+            or ("pixel" if vs is None and chans.voxel_size is None else "nanometers")
+        )
+        start = org or chans.origin or (0, 0, 0)
+        with steps.step(
+            "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
+        ):
+            result = runner.run(
+                chans.channels, selection.presynaptic, selection.postsynaptic, **params
+            )
+        with steps.step("table", "synapse table", total=len(chans.channels)) as advance:
+            table = synapse_table(
+                result.labels,
+                chans.channels,
+                voxel_size=voxel,
+                voxel_unit=unit,
+                origin=start,
+                progress=advance,
+            )
+        with steps.step("write", f"writing {out_dir}"):
+            manifest = write_results(
+                out_dir,
+                mask=result.mask,
+                labels=result.labels,
+                table=table,
+                voxel_size=voxel,
+                voxel_unit=unit,
+                origin=start,
+                request={
+                    "source": "local",
+                    "inputs": chans.sources,
+                    "presynaptic_channel": presynaptic_channel,
+                    "postsynaptic_channel": postsynaptic_channel,
+                },
+                pipeline=pipeline,
+                parameters=dict(getattr(result, "parameters", None) or params),
+                channels={
+                    "presynaptic": selection.presynaptic,
+                    "postsynaptic": selection.postsynaptic,
+                    "all": list(chans.channels),
+                },
+                timings=steps.timings,
+                counts={"synapses_detected": int(result.n_synapses)},
+                extra={"threshold": _jsonable(getattr(result, "threshold", None))},
+                overwrite=overwrite,
+            )
+    shape = "x".join(str(s) for s in chans.shape)
+    rows = [
+        ("volume", f"{shape} voxels (z,y,x), {len(chans.channels)} channel(s)"),
+        ("voxel size", f"{','.join(f'{v:g}' for v in voxel)} {unit}"),
+        ("channels", f"{selection.presynaptic} (pre), {selection.postsynaptic} (post)"),
+        ("pipeline", f"{pipeline} {json.dumps(params)}"),
+        ("synapses", str(manifest["counts"]["synapses"])),
+        ("foreground voxels", str(manifest["counts"]["foreground_voxels"])),
+        ("time", ", ".join(f"{k} {v:.2f}s" for k, v in steps.timings.items())),
+        ("results", str(out_dir)),
+    ]
+    _out().print(_summary_table("synapse-pipelines detect", rows))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Points:
+    centroids: np.ndarray  # global voxel coordinates, z y x
+    voxel_size: tuple[float, float, float] | None
+    description: str
+
+
+_CENTROID_SETS = (("centroid_z", "centroid_y", "centroid_x"), ("z", "y", "x"))
+
+
+def _points_from_csv(path: Path, option: str) -> _Points:
+    from synapse_pipelines.features import read_synapse_table
+
+    table = read_synapse_table(path)
+    for cols in _CENTROID_SETS:
+        if all(c in table.columns for c in cols):
+            vs = table.attrs.get("voxel_size")
+            return _Points(
+                centroids=table[list(cols)].to_numpy(dtype=np.float64),
+                voxel_size=tuple(vs) if vs else None,  # type: ignore[arg-type]
+                description=f"{len(table)} centroids from {path}",
+            )
+    raise VolumeInputError(
+        f"{path} has no centroid columns (looked for centroid_z,centroid_y,centroid_x or z,y,x)",
+        field=option,
+        hint="pass a synapses.csv, a truth CSV from `synapse-pipelines synth`, or a volume",
+    )
+
+
+def _points_from_volume(path: Path, option: str) -> _Points:
+    from scipy import ndimage
+
+    from synapse_pipelines.evaluation import centroids_from_labels
+    from synapse_pipelines.volumes import read_volume_file
+
+    vf = read_volume_file(path, option=option)
+    data = np.asarray(vf.data)
+    if data.ndim == 4:
+        if data.shape[0] != 1:
+            raise VolumeInputError(
+                f"{path} holds {data.shape[0]} channels; expected one label or mask volume",
+                field=option,
+                hint="pass synapse_ids.ome.tif, predictions.ome.tif or an annotation volume",
+            )
+        data = data[0]
+    if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
+        raise VolumeInputError(
+            f"{path} holds {data.dtype} values, not labels",
+            field=option,
+            hint="pass an integer label volume (0 = background) or a 0/255 mask",
+        )
+    kind = "labels"
+    if data.dtype == bool or (data.dtype == np.uint8 and set(np.unique(data)) <= {0, 255}):
+        # a 0/255 mask (predictions.ome.tif): objects are its 26-connected components
+        data, _ = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
+        kind = "mask components"
+    _, cents = centroids_from_labels(data)
+    origin = np.asarray(vf.origin or (0, 0, 0), dtype=np.float64)
+    return _Points(
+        centroids=cents + origin,
+        voxel_size=vf.voxel_size,
+        description=f"{len(cents)} {kind} from {path}",
+    )
+
+
+def _load_points(path: Path, option: str) -> _Points:
+    from synapse_pipelines.outputs import SYNAPSES_CSV
+
+    if path.is_dir() and (path / SYNAPSES_CSV).is_file():
+        path = path / SYNAPSES_CSV  # a results folder
+    if not path.exists():
+        raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
+    if path.suffix.lower() == ".csv":
+        return _points_from_csv(path, option)
+    return _points_from_volume(path, option)
+
+
+def evaluate(
+    predicted: Annotated[
+        Path,
+        typer.Argument(
+            help="Predictions: a results folder, its synapses.csv, synapse_ids.ome.tif or "
+            "predictions.ome.tif (0/255 mask, split into 26-connected objects).",
+            show_default=False,
+        ),
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            help="Ground truth: a CSV with centroid_z,centroid_y,centroid_x (or z,y,x) "
+            "columns in voxels, or a labelled annotation volume (TIFF/.npy/Zarr).",
+            show_default=False,
+        ),
+    ],
+    max_distance: Annotated[
+        float,
+        typer.Option(
+            help="Largest centroid distance of a match, in the voxel size's physical unit.",
+            show_default=False,
+        ),
+    ],
+    voxel_size: Annotated[
+        str | None,
+        typer.Option(help="Voxel size z,y,x (default: from the predictions' metadata)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the scores (and matches) as JSON here."),
+    ] = None,
+) -> None:
+    """Object-level precision, recall and F1 by one-to-one centroid matching."""
+    from synapse_pipelines.evaluation import evaluate_centroids
+
+    vs_opt = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
+    pred = _load_points(predicted, "PREDICTED")
+    true = _load_points(truth, "--truth")
+    vs = vs_opt or pred.voxel_size or true.voxel_size
+    if vs is None:
+        raise VolumeInputError(
+            "the voxel size is not recorded in the predictions or the truth",
+            field="--voxel-size",
+            hint="pass --voxel-size z,y,x in the unit of --max-distance",
+        )
+    result = evaluate_centroids(
+        pred.centroids, true.centroids, max_distance=max_distance, voxel_size=vs
+    )
+    rows = [
+        ("predicted", pred.description),
+        ("truth", true.description),
+        ("matching", f"one-to-one within {max_distance:g} (voxel size {vs})"),
+        ("TP / FP / FN", f"{result.tp} / {result.fp} / {result.fn}"),
+        ("precision", f"{result.precision:.4f}"),
+        ("recall", f"{result.recall:.4f}"),
+        ("F1", f"{result.f1:.4f}"),
+    ]
+    _out().print(_summary_table("synapse-pipelines evaluate", rows))
+    if json_out is not None:
+        data = result.to_dict(include_matches=True)
+        data["predicted"] = str(predicted)
+        data["truth"] = str(truth)
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# -- synth --------------------------------------------------------------------------------
+
+SYNTH_CHANNELS = "channels.ome.tif"
+SYNTH_TRUTH = "truth.csv"
+SYNTH_ANNOTATION = "annotation.ome.tif"
+
+
+def synth(
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the experiment into.")
+    ] = Path("synthetic"),
+    shape: Annotated[str, typer.Option(help="Volume shape z,y,x in voxels.")] = "16,256,256",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same experiment).")] = 0,
+    n_synapses: Annotated[
+        int | None,
+        typer.Option(help="Number of true synapses (default: the generator's density)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
+) -> None:
+    """Write a seeded synthetic experiment (channels, truth, annotation) to try detect on.
+
+    Files: channels.ome.tif (all channels, named, with voxel sizes), truth.csv (true
+    synapse centroids) and annotation.ome.tif (labelled synapses, like collman15v2's
+    annotation channel).
+    """
+    import pandas as pd
+
+    from synapse_pipelines.outputs import OutputError, write_volume
+    from synapse_pipelines.synthetic import make_experiment
+
+    dims = parse_triple(shape, option="--shape", kind=int)
+    if min(dims) < 1:
+        raise VolumeInputError(
+            f"every axis needs at least one voxel, got {shape!r}",
+            field="--shape",
+            hint="write e.g. --shape 16,256,256",
+        )
+    targets = [out_dir / n for n in (SYNTH_CHANNELS, SYNTH_TRUTH, SYNTH_ANNOTATION)]
+    existing = [p.name for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{out_dir} already holds {', '.join(existing)}",
+            field="--out",
+            hint="choose another folder or pass --overwrite",
+        )
+    kwargs: dict[str, Any] = {"seed": seed}
+    if n_synapses is not None:
+        kwargs["n_synapses"] = n_synapses
+    with _progress() as progress:
+        steps = _Steps(progress)
+        with steps.step("generate", f"generating {'x'.join(map(str, dims))} (seed {seed})"):
+            exp = make_experiment(tuple(dims), **kwargs)
+        with steps.step("write", f"writing {out_dir}"):
+            names = list(exp.channels)
+            write_volume(
+                out_dir / SYNTH_CHANNELS,
+                np.stack([exp.channels[n] for n in names]),
+                voxel_size=exp.voxel_size,
+                voxel_unit=exp.voxel_unit,
+                channel_names=names,
+                name="synthetic experiment",
+                attributes={"seed": seed},
+            )
+            write_volume(
+                out_dir / SYNTH_ANNOTATION,
+                exp.annotation,
+                voxel_size=exp.voxel_size,
+                voxel_unit=exp.voxel_unit,
+                name="annotation",
+            )
+            cents = np.asarray(exp.synapse_centroids, dtype=np.float64).reshape(-1, 3)
+            vs = np.asarray(exp.voxel_size, dtype=np.float64)
+            truth = pd.DataFrame(
+                {
+                    "id": np.arange(1, len(cents) + 1, dtype=np.int64),
+                    "centroid_z": cents[:, 0],
+                    "centroid_y": cents[:, 1],
+                    "centroid_x": cents[:, 2],
+                    "centroid_z_physical": cents[:, 0] * vs[0],
+                    "centroid_y_physical": cents[:, 1] * vs[1],
+                    "centroid_x_physical": cents[:, 2] * vs[2],
+                }
+            )
+            truth.to_csv(out_dir / SYNTH_TRUTH, index=False, float_format="%.17g")
+    suggested = 2 * float(max(exp.voxel_size))
+    rows = [
+        ("volume", f"{'x'.join(map(str, dims))} voxels (z,y,x), channels {', '.join(names)}"),
+        ("voxel size", f"{','.join(f'{v:g}' for v in exp.voxel_size)} {exp.voxel_unit}"),
+        ("true synapses", str(len(cents))),
+        ("files", ", ".join(str(p) for p in targets)),
+        ("next", f"synapse-pipelines detect {out_dir / SYNTH_CHANNELS} --out {out_dir}/results"),
+        (
+            "then",
+            f"synapse-pipelines evaluate {out_dir}/results --truth {out_dir / SYNTH_TRUTH} "
+            f"--max-distance {suggested:g}",
+        ),
+    ]
+    _out().print(_summary_table("synapse-pipelines synth", rows))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``detect``, ``evaluate`` and ``synth`` to the root app."""
+    app.command("detect")(detect)
+    app.command("evaluate")(evaluate)
+    app.command("synth")(synth)
+
+
+__all__ = ["SynapsePipelinesError", "detect", "evaluate", "register", "synth"]
