@@ -1,9 +1,204 @@
-"""CLI commands: placeholder until this concern's commands land."""
+"""``synapse-pipelines boss ...``: the local BOSS-compatible server and small admin commands.
+
+- ``boss serve --data-dir DIR --port N [--token T] [--host 127.0.0.1]``: run the server.
+- ``boss load``: create an experiment from local volumes or the synthetic generator.
+- ``boss ls [COLLECTION [EXPERIMENT]]``: list collections, experiments, channels.
+
+The token comes from ``--token`` or the ``BOSS_TOKEN`` environment variable; it is never
+printed. ``serve`` without a token generates one and stores it in ``DIR/token`` (mode 600).
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from synapse_pipelines.errors import SynapsePipelinesError
+
+boss_app = typer.Typer(
+    name="boss",
+    help="Local BOSS-compatible server and BOSS admin commands.",
+    no_args_is_help=True,
+)
+
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="BOSS_TOKEN",
+        help="BOSS API token (default: $BOSS_TOKEN). Never printed.",
+        show_default=False,
+    ),
+]
+HostOption = Annotated[
+    str, typer.Option("--host", help="BOSS host[:port], or http(s)://host[:port].")
+]
+
+
+def _split_host(host: str, protocol: str | None) -> tuple[str, str]:
+    if "://" in host:
+        scheme, _, rest = host.partition("://")
+        return rest.rstrip("/"), scheme
+    return host, protocol or ("http" if host.startswith(("127.", "localhost")) else "https")
+
+
+def _need_token(token: str | None) -> str:
+    if not token:
+        raise SynapsePipelinesError(
+            "no BOSS token", field="--token", hint="pass --token or set BOSS_TOKEN"
+        )
+    return token
+
+
+@boss_app.command("serve")
+def serve(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where metadata and voxels are stored.")
+    ],
+    port: Annotated[int, typer.Option("--port", help="TCP port (0 picks a free one).")] = 8700,
+    token: TokenOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 unless needed.")
+    ] = "127.0.0.1",
+    threads: Annotated[int, typer.Option("--threads", help="Worker threads.")] = 8,
+) -> None:
+    """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
+    from synapse_pipelines.boss_server import serve as run_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not token:
+        token_file = data_dir / "token"
+        if token_file.exists():
+            token = token_file.read_text().strip()
+        else:
+            token = secrets.token_urlsafe(24)
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token + "\n")
+        typer.echo(f"no --token/BOSS_TOKEN given: using the token stored in {token_file}", err=True)
+
+    def ready(url: str) -> None:
+        typer.echo(f"local BOSS serving {data_dir} at {url} (Ctrl-C to stop)", err=True)
+
+    run_server(data_dir, token, host=host, port=port, threads=threads, ready=ready)
+
+
+@boss_app.command("load")
+def load(
+    collection: Annotated[str, typer.Option("--collection", help="Collection to create/use.")],
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment to create.")],
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Volume files (TIFF/OME-TIFF, .npy, .zarr); 3-D = one channel."),
+    ] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="NAME=PATH, repeatable.")
+    ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option("--annotation", help="NAME=PATH of a label volume (uint64 annotation)."),
+    ] = None,
+    synthetic: Annotated[
+        str | None,
+        typer.Option(
+            "--synthetic", help="Load the seeded synthetic experiment of shape z,y,x instead."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --synthetic.")] = 0,
+    voxel_size: Annotated[
+        str | None, typer.Option("--voxel-size", help="z,y,x (default: from the files, or 1).")
+    ] = None,
+    voxel_unit: Annotated[str | None, typer.Option("--voxel-unit")] = None,
+    host: HostOption = "127.0.0.1:8700",
+    protocol: Annotated[str | None, typer.Option("--protocol", help="http or https.")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator."""
+    import numpy as np
+
+    from synapse_pipelines.boss import BossClient, load_experiment
+    from synapse_pipelines.volumes import load_channels, parse_named_path, parse_triple
+
+    annotations: dict[str, np.ndarray] = {}
+    if synthetic:
+        from synapse_pipelines.synthetic import make_experiment
+
+        shape = parse_triple(synthetic, option="--synthetic", kind=int)
+        exp = make_experiment(tuple(shape), seed=seed)
+        volumes = {k: np.asarray(v) for k, v in exp.channels.items()}
+        annotations["annotation"] = np.asarray(exp.annotation)
+        size, unit = tuple(exp.voxel_size), exp.voxel_unit
+    else:
+        if not inputs and not channel:
+            raise SynapsePipelinesError(
+                "nothing to load",
+                field="INPUT",
+                hint="give volume files, --channel NAME=PATH, or --synthetic z,y,x",
+            )
+        chans = load_channels(inputs or [], channel or [])
+        volumes = {k: np.asarray(v) for k, v in chans.channels.items()}
+        size, unit = chans.voxel_size or (1.0, 1.0, 1.0), chans.voxel_unit or "nanometers"
+        from synapse_pipelines.volumes import read_volume_file
+
+        for text in annotation or []:
+            name, path = parse_named_path(text, option="--annotation")
+            annotations[name] = np.asarray(read_volume_file(path, option="--annotation").data)
+    if voxel_size:
+        size = parse_triple(voxel_size, option="--voxel-size")
+    if voxel_unit:
+        unit = voxel_unit
+    bare_host, proto = _split_host(host, protocol)
+    client = BossClient(bare_host, proto, _need_token(token))
+    frame = load_experiment(
+        client,
+        collection,
+        experiment,
+        volumes,
+        annotations=annotations,
+        voxel_size=size,  # type: ignore[arg-type]
+        voxel_unit=unit,
+    )
+    names = ", ".join([*volumes, *annotations])
+    typer.echo(
+        f"loaded {collection}/{experiment} ({frame.extent}, voxel {frame.voxel_size} "
+        f"{frame.voxel_unit}): {names}"
+    )
+
+
+@boss_app.command("ls")
+def ls(
+    collection: Annotated[str | None, typer.Argument(help="List its experiments.")] = None,
+    experiment: Annotated[str | None, typer.Argument(help="List its channels and frame.")] = None,
+    host: HostOption = "127.0.0.1:8700",
+    protocol: Annotated[str | None, typer.Option("--protocol", help="http or https.")] = None,
+    token: TokenOption = None,
+) -> None:
+    """List collections, a collection's experiments, or an experiment's channels."""
+    from synapse_pipelines.boss import BossClient
+
+    bare_host, proto = _split_host(host, protocol)
+    client = BossClient(bare_host, proto, _need_token(token))
+    if collection is None:
+        for name in client.list_collections():
+            typer.echo(name)
+    elif experiment is None:
+        for name in client.list_experiments(collection):
+            typer.echo(name)
+    else:
+        frame = client.coordinate_frame(collection, experiment)
+        typer.echo(
+            f"# frame {frame.name}: {frame.extent}, voxel (z,y,x) {frame.voxel_size} "
+            f"{frame.voxel_unit}"
+        )
+        for name in client.list_channels(collection, experiment):
+            info = client.channel(collection, experiment, name)
+            typer.echo(f"{name}\t{info.datatype}\t{info.type}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(boss_app, name="boss")
