@@ -185,3 +185,24 @@ def test_read_errors(tmp_path) -> None:
         outputs.read_volume(bad)
     with pytest.raises(SynapsePipelinesError, match=outputs.MANIFEST):
         outputs.add_files(tmp_path, {"x.txt": "x"})
+
+
+def test_partial_download_keeps_entries_of_absent_files(tmp_path) -> None:
+    # the report step downloads only synapses.csv + manifest.json, adds report.html and
+    # re-writes the manifest: the volumes' checksums must survive
+    mask, labels, chans = _detection(4)
+    table = synapse_table(labels, chans, voxel_size=(1, 1, 1))
+    full = tmp_path / "full"
+    first = outputs.write_results(full, mask=mask, labels=labels, table=table, voxel_size=(1, 1, 1))
+    part = tmp_path / "part"
+    part.mkdir()
+    for name in (outputs.SYNAPSES_CSV, outputs.MANIFEST):
+        (part / name).write_bytes((full / name).read_bytes())
+    m = outputs.add_files(part, {outputs.REPORT: "<html>report</html>"})
+    assert m["files"][outputs.PREDICTIONS] == first["files"][outputs.PREDICTIONS]
+    assert m["files"][outputs.SYNAPSE_IDS] == first["files"][outputs.SYNAPSE_IDS]
+    assert outputs.REPORT in m["files"]
+    # copying the new files next to the volumes gives a folder that verifies completely
+    for name in (outputs.REPORT, outputs.MANIFEST):
+        (full / name).write_bytes((part / name).read_bytes())
+    assert outputs.verify_manifest(full) == []

@@ -338,11 +338,18 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
-    """(Re)write ``manifest.json`` with the checksums of every file now in ``folder``."""
+    """(Re)write ``manifest.json`` with the checksums of every file now in ``folder``.
+
+    Files the manifest already lists but that are not in ``folder`` keep their entries:
+    later steps work on a partial download (the report step fetches synapses.csv and the
+    manifest, not the volumes), and the volumes stay where they were, unchanged.
+    """
     folder = Path(folder)
     data = _scrub(dict(manifest))
     data["schema"] = MANIFEST_SCHEMA
-    data["files"] = _listed_files(folder)
+    files = {k: v for k, v in dict(manifest.get("files") or {}).items() if isinstance(v, Mapping)}
+    files.update(_listed_files(folder))
+    data["files"] = dict(sorted(files.items()))
     data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
     path = folder / MANIFEST
     with _atomic_write(path) as tmp:
