@@ -1,0 +1,395 @@
+"""The workflow steps (steps.py), the Lambda handlers and the step CLI.
+
+BOSS is the project's local BOSS server over real HTTP through intern; AWS is moto.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from synapse_pipelines import steps
+from synapse_pipelines import workflow as wf
+from synapse_pipelines.errors import (
+    BossError,
+    ChannelSelectionError,
+    RequestValidationError,
+    SynapsePipelinesError,
+)
+
+
+@pytest.fixture
+def lambda_env(
+    monkeypatch: pytest.MonkeyPatch, results_bucket: str, boss_token_secret: str
+) -> dict[str, str]:
+    env = {
+        wf.ENV_RESULTS_BUCKET: results_bucket,
+        wf.ENV_BOSS_TOKEN_SECRET: boss_token_secret,
+        wf.ENV_DETECT_MEMORY_MIB: "30720",
+        wf.ENV_LARGE_DETECT_MEMORY_MIB: "245760",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def _request(boss_server: Any, loaded: Any, **changes: Any) -> dict[str, Any]:
+    z, y, x = loaded.frame.extent.stop
+    data = {
+        "boss_host": boss_server.host,
+        "boss_protocol": "http",
+        "collection": loaded.collection,
+        "experiment": loaded.experiment,
+        "z_range": [0, z],
+        "y_range": [0, min(y, 128)],
+        "x_range": [0, min(x, 128)],
+        "output_collection": "steps_out",
+        "output_experiment": "predictions",
+    }
+    data.update(changes)
+    return data
+
+
+def _all_objects(s3: Any, bucket: str) -> dict[str, bytes]:
+    out = {}
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        out[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    return out
+
+
+def test_validate_stores_the_request_and_returns_small_state(
+    aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
+) -> None:
+    bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
+    request = _request(boss_server, boss_synthetic)
+    state = steps.validate({"request": request, "execution_name": "run-1"}, bucket=bucket)
+
+    assert set(state) >= {"bucket", "results_key", "request_key", "job_name", "detect_mode"}
+    assert state["detect_mode"] == "standard"
+    assert state["presynaptic_channel"] == "Synapsin647"
+    assert state["postsynaptic_channel"] == "PSD95_488"
+    assert len(json.dumps(state)) < 2000  # only keys and small values travel in the state
+    s3 = aws.client("s3")
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=state["request_key"])["Body"].read())
+    assert stored["results_key"] == state["results_key"]
+    assert "annotation" not in stored["channels"]  # annotation channels are not images
+    assert stored["voxel_size"] == list(boss_synthetic.frame.voxel_size)
+    assert boss_server.token not in json.dumps(stored)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "field"),
+    [
+        ({"presynaptic_channel": "Synapsin"}, ChannelSelectionError, "presynaptic_channel"),
+        ({"z_range": [0, 10_000]}, BossError, "z_range"),
+        ({"experiment": "no_such_experiment"}, BossError, None),
+        ({"z_range": [5, 2]}, RequestValidationError, None),
+        ({"pipeline_parameters": {"no_such_parameter": 1}}, RequestValidationError, None),
+    ],
+)
+def test_validate_fails_clearly_and_writes_nothing(
+    aws: Any,
+    lambda_env: dict[str, str],
+    boss_server: Any,
+    boss_synthetic: Any,
+    changes: dict[str, Any],
+    error: type[Exception],
+    field: str | None,
+) -> None:
+    if "pipeline_parameters" in changes:
+        pytest.importorskip("synapse_pipelines.detection")
+    bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
+    with pytest.raises(error) as caught:
+        steps.validate({"request": _request(boss_server, boss_synthetic, **changes)}, bucket=bucket)
+    if field:
+        assert field in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    assert _all_objects(aws.client("s3"), bucket) == {}
+
+
+def test_channel_error_lists_the_experiments_channels(
+    aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
+) -> None:
+    with pytest.raises(ChannelSelectionError) as caught:
+        steps.validate(
+            {"request": _request(boss_server, boss_synthetic, postsynaptic_channel="psd")},
+            bucket=lambda_env[wf.ENV_RESULTS_BUCKET],
+        )
+    assert "PSD95_488" in str(caught.value)
+
+
+def test_a_literal_token_is_refused_without_echoing_it(
+    aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
+) -> None:
+    leaked = "my-real-token-1234567890"
+    with pytest.raises(RequestValidationError) as caught:
+        steps.validate(
+            {"request": _request(boss_server, boss_synthetic, token=leaked)},
+            bucket=lambda_env[wf.ENV_RESULTS_BUCKET],
+        )
+    assert "token" in str(caught.value)
+    assert leaked not in str(caught.value)
+
+
+def test_token_secret_must_be_the_deployments(
+    aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
+) -> None:
+    bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
+    same = _request(boss_server, boss_synthetic, token_secret="synapse-pipelines/boss-token")
+    assert steps.validate({"request": same}, bucket=bucket)["results_key"]
+    other = _request(boss_server, boss_synthetic, token_secret="someone-elses-secret")
+    with pytest.raises(RequestValidationError, match="token_secret"):
+        steps.validate({"request": other}, bucket=bucket)
+
+
+def test_detect_mode_follows_the_deployed_job_sizes() -> None:
+    from synapse_pipelines.request import parse_request
+
+    def mode(voxels_z: int, env: dict[str, str]) -> str:
+        request = parse_request(
+            {
+                "collection": "c",
+                "experiment": "e",
+                "z_range": [0, voxels_z],
+                "y_range": [0, 1024],
+                "x_range": [0, 1024],
+            },
+            max_voxels=None,
+        )
+        return steps.choose_detect_mode(request, 13, env)
+
+    env = {wf.ENV_DETECT_MEMORY_MIB: "30720", wf.ENV_LARGE_DETECT_MEMORY_MIB: "245760"}
+    assert mode(16, env) == "standard"  # 16 Mvoxel * 37 B = 0.6 GiB
+    assert mode(1024, env) == "large"  # 1 Gvoxel * 37 B = 37 GiB
+    with pytest.raises(RequestValidationError, match="largeJobMemoryMiB"):
+        mode(8192, env)  # 8 Gvoxel: 296 GiB
+    assert mode(8192, {}) == "standard"  # no sizes known (local runs): never refuse
+
+
+def test_email_subscription_is_filtered_and_not_duplicated(aws: Any) -> None:
+    sns = aws.client("sns")
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    steps.ensure_email_subscription(sns, topic, "a@example.org")
+    steps.ensure_email_subscription(sns, topic, "a@example.org")
+    subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert len(subs) == 1
+    attrs = sns.get_subscription_attributes(SubscriptionArn=subs[0]["SubscriptionArn"])
+    policy = json.loads(attrs["Attributes"]["FilterPolicy"])
+    assert policy == {wf.EMAIL_ATTRIBUTE: ["a@example.org"]}
+
+
+# -- DescribeFailure ----------------------------------------------------------------------------
+
+
+def test_describe_failure_keeps_a_lambda_user_error() -> None:
+    cause = json.dumps(
+        {
+            "errorType": "ChannelSelectionError",
+            "errorMessage": "presynaptic_channel: no channel name contains 'synapsin'",
+            "stackTrace": ["..."],
+        }
+    )
+    state = {
+        "collection": "col",
+        "experiment": "exp",
+        "notification_email": "a@example.org",
+        "failure": {
+            "step": "ValidateRequest",
+            "error": {"Error": "ChannelSelectionError", "Cause": cause},
+        },
+    }
+    out = steps.describe_failure(state, execution_id="arn:exec")
+    assert out["error"] == "ChannelSelectionError"
+    assert out["cause"].startswith("presynaptic_channel: no channel")
+    assert "stackTrace" not in out["message"]
+    assert "col/exp" in out["message"] and "ValidateRequest" in out["message"]
+    assert out["notify"] == "a@example.org"
+    assert len(out["subject"]) <= 100 and "\n" not in out["subject"]
+    assert out["detail"]["step"] == "ValidateRequest"
+
+
+def test_describe_failure_reads_the_batch_steps_recorded_error(
+    aws: Any, results_bucket: str
+) -> None:
+    s3 = aws.client("s3")
+    steps.record_step_error(
+        s3, results_bucket, "key1", "detect", BossError("no such channel", field="channels")
+    )
+    description = {
+        "JobName": "detect-key1-abc",
+        "JobId": "j1",
+        "Status": "FAILED",
+        "StatusReason": "Essential container in task exited",
+        "Attempts": [{"Container": {"ExitCode": 2, "LogStreamName": "detect/default/x"}}],
+    }
+    state = {
+        "job": {"bucket": results_bucket, "results_key": "key1"},
+        "failure": {
+            "step": "Detect",
+            "error": {"Error": "States.TaskFailed", "Cause": json.dumps(description)},
+        },
+    }
+    out = steps.describe_failure(state, s3=s3)
+    assert out["error"] == "BossError"
+    assert out["cause"] == "channels: no such channel"
+    # without a record: a summary of the job description
+    steps.clear_step_error(s3, results_bucket, "key1", "detect")
+    out = steps.describe_failure(state, s3=s3)
+    assert out["error"] == "BatchJobFailed"
+    assert "exit code 2" in out["cause"] and "detect/default/x" in out["cause"]
+
+
+def test_describe_failure_names_the_parallel_branch_and_survives_garbage() -> None:
+    lambda_cause = json.dumps({"errorType": "KeyError", "errorMessage": "'x'"})
+    state = {"failure": {"step": "Publish", "error": {"Error": "KeyError", "Cause": lambda_cause}}}
+    assert steps.describe_failure(state)["detail"]["step"] == "PublishToS3"
+    out = steps.describe_failure({"failure": {"step": "Notify", "error": {"Error": "X"}}})
+    assert out["error"] == "X" and out["notify"] == wf.NO_EMAIL
+    assert steps.describe_failure({})["error"] == "States.Unknown"
+
+
+# -- StartFromEvent -----------------------------------------------------------------------------
+
+
+def _state_machine(aws: Any) -> str:
+    sfn = aws.client("stepfunctions")
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    return sfn.create_state_machine(
+        name="sm", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+
+
+def test_start_from_event_names_the_execution_from_the_request(aws: Any) -> None:
+    arn = _state_machine(aws)
+    detail = {
+        "collection": "col",
+        "experiment": "exp",
+        "z_range": "0,16",
+        "y_range": "0,512",
+        "x_range": "0,512",
+    }
+    event = {"detail-type": wf.DETAIL_TYPE_REQUESTED, "source": "me", "detail": detail}
+    sfn = aws.client("stepfunctions")
+    first = steps.start_from_event(event, state_machine_arn=arn, sfn=sfn)
+    assert not first["duplicate"]
+    assert first["name"].startswith("nomads-unsupervised_col_exp_z_0_16")
+    assert len(first["name"]) <= wf.EXECUTION_NAME_MAX
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert [e["name"] for e in executions] == [first["name"]]
+    started_input = json.loads(sfn.describe_execution(executionArn=first["execution_arn"])["input"])
+    assert started_input["z_range"] == [0, 16]  # the normalised public request
+    # a different request gets another name
+    other = {**event, "detail": {**detail, "x_range": "0,256"}}
+    assert steps.start_from_event(other, state_machine_arn=arn, sfn=sfn)["name"] != first["name"]
+
+
+def test_start_from_event_treats_already_exists_as_duplicate() -> None:
+    class Sfn:
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            error = Exception("exists")
+            error.response = {"Error": {"Code": "ExecutionAlreadyExists"}}  # type: ignore[attr-defined]
+            raise error
+
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:sm"
+    out = steps.start_execution(Sfn(), arn, "n1", {"a": 1})
+    assert out == {
+        "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:sm:n1",
+        "name": "n1",
+        "duplicate": True,
+    }
+
+
+def test_start_from_event_refuses_a_token() -> None:
+    event = {"detail": {"collection": "c", "token": "secret-value-123"}}
+    with pytest.raises(RequestValidationError) as caught:
+        steps.start_from_event(event, state_machine_arn="arn", sfn=object())
+    assert "secret-value-123" not in str(caught.value)
+
+
+def test_execution_names_are_deterministic_and_valid() -> None:
+    public = {"collection": "c" * 150, "experiment": "e"}
+    name = wf.execution_name(public, "k" * 200)
+    assert name == wf.execution_name(dict(reversed(public.items())), "k" * 200)
+    assert len(name) == wf.EXECUTION_NAME_MAX
+    assert name != wf.execution_name({**public, "experiment": "f"}, "k" * 200)
+    assert len(wf.job_name_stem("x" * 300)) <= wf.JOB_NAME_STEM_MAX
+
+
+# -- handlers -----------------------------------------------------------------------------------
+
+
+def _context(name: str) -> Any:
+    return SimpleNamespace(
+        function_name=name,
+        memory_limit_in_mb=512,
+        invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        aws_request_id="req-1",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
+
+
+def test_validate_handler_fails_with_the_error_type_and_clear_message(
+    aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
+) -> None:
+    handler = wf.load_handler("ValidateRequest")
+    event = {"request": _request(boss_server, boss_synthetic, z_range=[0, 9999])}
+    with pytest.raises(SynapsePipelinesError) as caught:
+        handler(event, _context("validate"))
+    assert type(caught.value).__name__ == "BossError"  # what Step Functions shows as Error
+    assert str(caught.value).startswith("z_range: ")
+    ok = handler({"request": _request(boss_server, boss_synthetic)}, _context("validate"))
+    assert ok["detect_mode"] == "standard"
+
+
+def test_task_error_uses_error_type_as_class_name() -> None:
+    from synapse_pipelines.outputs import OutputError
+
+    err = steps.task_error(OutputError("bad folder", field="out", hint="fix it"))
+    assert type(err).__name__ == OutputError.error_type
+    assert str(err) == "out: bad folder Fix: fix it"
+
+
+def test_describe_failure_handler_never_raises() -> None:
+    handler = wf.load_handler("DescribeFailure")
+    out = handler({"state": {}, "execution_id": "e"}, _context("describe"))
+    assert out["error"] and out["subject"] and out["message"]
+
+
+# -- step CLI -----------------------------------------------------------------------------------
+
+
+def test_step_cli_records_a_user_error_and_exits_2(
+    aws: Any, results_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from synapse_pipelines.cli import app
+
+    monkeypatch.setenv(wf.ENV_RESULTS_BUCKET, results_bucket)
+    result = CliRunner().invoke(
+        app, ["step", "report", "--results-key", "missing_key", "--workdir", str(tmp_path)]
+    )
+    assert result.exit_code == wf.USER_ERROR_EXIT_CODE, result.output
+    assert "no validated request" in result.output
+    s3 = aws.client("s3")
+    recorded = json.loads(
+        s3.get_object(Bucket=results_bucket, Key=wf.step_error_key("missing_key", "report"))[
+            "Body"
+        ].read()
+    )
+    assert recorded["error_type"] == "SynapsePipelinesError"
+
+
+def test_batch_job_commands_are_step_cli_commands() -> None:
+    from synapse_pipelines.cli import app
+
+    runner = CliRunner()
+    for spec in wf.BATCH_JOBS.values():
+        argv = spec.render_command({wf.PARAM_RESULTS_KEY: "k"})
+        assert argv[0] == wf.CLI_PROGRAM
+        result = runner.invoke(app, [*argv[1:], "--help"])
+        assert result.exit_code == 0, (argv, result.output)
+        assert "--results-key" in result.output
