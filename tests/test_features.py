@@ -14,6 +14,7 @@ from synapse_pipelines.features import (
     read_synapse_table,
     synapse_table,
     table_channels,
+    window_zscore_sums,
     write_synapse_table,
 )
 
@@ -172,3 +173,18 @@ def test_csv_round_trip(tmp_path) -> None:
 def test_read_missing_table(tmp_path) -> None:
     with pytest.raises(SynapsePipelinesError, match="no synapse table"):
         read_synapse_table(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_gather_and_sat_strategies_agree_with_brute_force(dtype) -> None:
+    rng = np.random.default_rng(7)
+    vol = (rng.random((7, 23, 19)) * 200).astype(dtype)
+    vol[3] = 5  # flat slice
+    anchors = np.stack(
+        [rng.integers(0, s, 40) for s in vol.shape], axis=1
+    )  # many near the borders of this tiny volume
+    sat = window_zscore_sums(vol, anchors, method="sat")
+    gather = window_zscore_sums(vol, anchors, method="gather")
+    brute = np.array([_brute_window_sum(vol, tuple(a))[0] for a in anchors])
+    np.testing.assert_allclose(sat, brute, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gather, brute, rtol=1e-9, atol=1e-9)
