@@ -1,0 +1,182 @@
+"""Pipeline registry: detectors are plug-ins found through Python entry points.
+
+A pipeline is one module plus one registration. Register it in your distribution's
+``pyproject.toml``::
+
+    [project.entry-points."synapse_pipelines.pipelines"]
+    my-detector = "my_package.my_module:MyDetector"
+
+The target is a class (instantiated with no arguments) or an instance that satisfies
+:class:`Pipeline`:
+
+- ``name: str`` -- the registered name (the request's ``pipeline`` field);
+- ``description: str`` -- one line for ``--help`` and the report;
+- ``parameters: Mapping[str, ParameterSpec]`` -- every accepted parameter, with its type,
+  default (for ``nomads-unsupervised``: the original's values) and bounds;
+- ``run(channels, presynaptic, postsynaptic, **params) -> DetectionResult`` -- ``channels``
+  maps channel names to ZYX arrays (never written to); ``params`` have already been checked
+  by :func:`validate_parameters` (``run`` validates again, so direct calls are safe too).
+
+Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
+imports neither the targets nor numpy, so request validation can use it in a Lambda.
+:func:`get_pipeline` imports the one target asked for and raises
+:class:`~synapse_pipelines.errors.PipelineNotFoundError` listing the available names.
+:func:`validate_parameters` fills defaults and raises
+:class:`~synapse_pipelines.errors.RequestValidationError` naming every bad parameter.
+
+The shipped pipeline, ``nomads-unsupervised``, is
+:class:`synapse_pipelines.detection.NomadsUnsupervised` (declared in this project's
+``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from synapse_pipelines.errors import PipelineNotFoundError, RequestValidationError
+
+if TYPE_CHECKING:  # numpy stays out of the import path of available_pipelines()
+    import numpy as np
+
+    from synapse_pipelines.detection import DetectionResult
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ParameterSpec",
+    "Pipeline",
+    "available_pipelines",
+    "get_pipeline",
+    "validate_parameters",
+]
+
+ENTRY_POINT_GROUP = "synapse_pipelines.pipelines"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One pipeline parameter: its type, default and accepted range (inclusive)."""
+
+    type: type[int] | type[float]
+    default: int | float
+    description: str
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    odd: bool = False  # window sizes must be odd so the window has a centre voxel
+
+    def check(self, name: str, value: Any) -> tuple[int | float | None, str | None]:
+        """Return (coerced value, None) or (None, message naming the fix)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"must be a number ({self.type.__name__}), got {value!r}"
+        if self.type is int:
+            if isinstance(value, float) and not value.is_integer():
+                return None, f"must be an integer, got {value!r}"
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                return None, f"must be finite, got {value!r}"
+        if self.minimum is not None and value < self.minimum:
+            return None, f"must be >= {self.minimum}, got {value!r}"
+        if self.maximum is not None and value > self.maximum:
+            return None, f"must be <= {self.maximum}, got {value!r}"
+        if self.odd and int(value) % 2 == 0:
+            return None, f"must be odd (the window needs a centre voxel), got {value!r}"
+        return value, None
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """What a registered detector provides (see the module docstring)."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, ParameterSpec]
+
+    def run(
+        self,
+        channels: Mapping[str, np.ndarray],
+        presynaptic: str,
+        postsynaptic: str,
+        **params: int | float,
+    ) -> DetectionResult: ...
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    """Registered entry points by name; the same registration seen twice counts once."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        previous = found.get(ep.name)
+        if previous is not None and previous.value != ep.value:
+            raise PipelineNotFoundError(
+                f"pipeline {ep.name!r} is registered twice, as {previous.value!r} and {ep.value!r}",
+                field="pipeline",
+                hint="uninstall one of the distributions that registers it",
+            )
+        found[ep.name] = ep
+    return found
+
+
+def available_pipelines() -> list[str]:
+    """Sorted names of every registered pipeline (imports no pipeline code)."""
+    return sorted(_entry_points())
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline registered as ``name``, ready to ``run``."""
+    eps = _entry_points()
+    if name not in eps:
+        names = ", ".join(sorted(eps)) or "(none: is synapse-pipelines installed?)"
+        raise PipelineNotFoundError(
+            f"unknown pipeline {name!r}; available pipelines: {names}",
+            field="pipeline",
+            hint="use one of the available names, or register yours under the entry-point "
+            f"group {ENTRY_POINT_GROUP!r}",
+        )
+    target = eps[name].load()
+    pipeline = target() if isinstance(target, type) else target
+    if not isinstance(pipeline, Pipeline):
+        raise PipelineNotFoundError(
+            f"pipeline {name!r} ({eps[name].value}) does not provide name, description, "
+            "parameters and run()",
+            field="pipeline",
+            hint="implement the synapse_pipelines.pipelines.Pipeline protocol",
+        )
+    return pipeline
+
+
+def validate_parameters(
+    pipeline: Pipeline, params: Mapping[str, Any] | None = None
+) -> dict[str, int | float]:
+    """``params`` checked against ``pipeline.parameters``, with defaults filled in.
+
+    Raises :class:`RequestValidationError` listing every unknown or bad parameter (field
+    ``pipeline_parameters.<name>``).
+    """
+    params = dict(params or {})
+    problems: list[tuple[str, str]] = []
+    resolved: dict[str, int | float] = {}
+    for key in params:
+        if key not in pipeline.parameters:
+            known = ", ".join(sorted(pipeline.parameters)) or "none"
+            problems.append(
+                (
+                    f"pipeline_parameters.{key}",
+                    f"unknown parameter for pipeline {pipeline.name!r}; accepted: {known}",
+                )
+            )
+    for key, spec in pipeline.parameters.items():
+        if key not in params:
+            resolved[key] = spec.default
+            continue
+        value, message = spec.check(key, params[key])
+        if message is not None:
+            problems.append((f"pipeline_parameters.{key}", message))
+        else:
+            resolved[key] = value  # type: ignore[assignment]
+    if problems:
+        raise RequestValidationError(problems)
+    return resolved

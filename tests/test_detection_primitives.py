@@ -1,0 +1,124 @@
+"""detect() is a composition of block primitives: any tiling gives the same answer."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from synapse_pipelines.detection import (
+    N_BINS,
+    NO_THRESHOLD,
+    ChannelStats,
+    CovarianceHistogram,
+    bin_index,
+    bin_lower_edges,
+    channel_stats,
+    covariance_histogram,
+    covariance_numerator,
+    detect,
+    extended_block,
+    filter_components,
+    halo,
+    label_components,
+    pad_to_extended,
+    threshold_from_histogram,
+)
+from synapse_pipelines.geometry import Box
+from synapse_pipelines.synthetic import make_experiment
+
+
+@pytest.fixture(scope="module")
+def channels():
+    exp = make_experiment((11, 70, 90), seed=5, n_synapses=12)
+    return exp.channels["Synapsin647"], exp.channels["PSD95_488"]
+
+
+def _blocks(shape, cuts):
+    edges = [list(itertools.pairwise([0, *c, s])) for s, c in zip(shape, cuts, strict=True)]
+    for (z0, z1), (y0, y1), (x0, x1) in itertools.product(*edges):
+        yield Box((z0, y0, x0), (z1, y1, x1))
+
+
+def _reference_numerator(pre, post, window):
+    """Float64 local covariance with explicit loops over window offsets (independent)."""
+    h = window // 2
+    x = np.pad(pre.astype(np.float64), h, mode="edge")
+    y = np.pad(post.astype(np.float64), h, mode="edge")
+    n = window**3
+    sx = np.zeros(pre.shape)
+    sy = np.zeros(pre.shape)
+    sxy = np.zeros(pre.shape)
+    for dz, dy, dx in itertools.product(range(window), repeat=3):
+        sl = (
+            slice(dz, dz + pre.shape[0]),
+            slice(dy, dy + pre.shape[1]),
+            slice(dx, dx + pre.shape[2]),
+        )
+        sx += x[sl]
+        sy += y[sl]
+        sxy += x[sl] * y[sl]
+    return n * sxy - sx * sy
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_numerator_matches_an_independent_reference(channels, window) -> None:
+    pre, post = channels
+    whole = Box.from_shape(pre.shape)
+    num = covariance_numerator(
+        extended_block(pre, whole, window), extended_block(post, whole, window), window=window
+    )
+    np.testing.assert_array_equal(num, _reference_numerator(pre, post, window))
+
+
+def test_any_tiling_reproduces_detect_voxel_for_voxel(channels) -> None:
+    pre, post = channels
+    window, min_size = 3, 30
+    expected = detect(pre, post, window=window, min_size=min_size)
+    cuts = ([3, 4, 9], [1, 33, 64], [45])  # uneven blocks, one a single plane thick
+    stats_pre, stats_post = ChannelStats.empty(), ChannelStats.empty()
+    hist = CovarianceHistogram.empty()
+    numerator = np.zeros(pre.shape, dtype=np.int64)
+    for box in _blocks(pre.shape, cuts):
+        stats_pre = stats_pre + channel_stats(pre[box.slices()])
+        stats_post = stats_post + channel_stats(post[box.slices()])
+        # read with the halo clipped to the volume, then apply the border rule
+        h = halo(window)
+        grown = box.grow((h, h, h), within=Box.from_shape(pre.shape))
+        ext_pre = pad_to_extended(pre[grown.slices()], box, pre.shape, window)
+        ext_post = pad_to_extended(post[grown.slices()], box, pre.shape, window)
+        num = covariance_numerator(ext_pre, ext_post, window=window)
+        numerator[box.slices()] = num
+        hist = hist + covariance_histogram(num)
+    assert stats_pre == channel_stats(pre)
+    assert stats_post == channel_stats(post)
+    t = threshold_from_histogram(hist)
+    assert t == expected.parameters["threshold_numerator"]
+    labels, sizes = label_components(numerator >= t)
+    labels, n = filter_components(labels, sizes, min_size)
+    assert n == expected.n_synapses > 0
+    np.testing.assert_array_equal(labels, expected.labels)
+
+
+def test_histogram_round_trips_and_bins_are_exact() -> None:
+    values = np.array(
+        [0, 1, 31, 32, 33, 63, 64, 65, 1000, 2**40 + 5, 2**53 - 1, 2**53, 2**53 + 1, 2**62 + 7]
+    )
+    idx = bin_index(values)
+    edges = bin_lower_edges()
+    assert len(edges) == N_BINS and np.all(np.diff(edges) > 0)
+    upper = np.append(edges[1:], np.iinfo(np.int64).max)
+    assert np.all(edges[idx] <= values) and np.all(values < upper[idx])
+    # every edge falls in its own bin, and the integer just below it in the previous one
+    np.testing.assert_array_equal(bin_index(edges), np.arange(N_BINS))
+    np.testing.assert_array_equal(bin_index(edges[1:] - 1), np.arange(N_BINS - 1))
+    h = covariance_histogram(np.array([[[-5, 0, 5, 7, 40]]]))
+    assert h.positive.sum() == 3 and h.negative.sum() == 1
+    assert CovarianceHistogram.from_dict(h.to_dict()).positive.tolist() == h.positive.tolist()
+
+
+def test_no_excess_gives_no_threshold() -> None:
+    assert threshold_from_histogram(CovarianceHistogram.empty()) == NO_THRESHOLD
+    symmetric = covariance_histogram(np.array([[[-9, -50, 9, 50]]]))
+    assert threshold_from_histogram(symmetric) == NO_THRESHOLD

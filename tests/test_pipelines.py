@@ -1,0 +1,150 @@
+"""Pipeline registry: entry-point lookup, a second plug-in, parameter validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synapse_pipelines.detection import NomadsUnsupervised
+from synapse_pipelines.errors import PipelineNotFoundError, RequestValidationError
+from synapse_pipelines.pipelines import (
+    ENTRY_POINT_GROUP,
+    Pipeline,
+    available_pipelines,
+    get_pipeline,
+    validate_parameters,
+)
+
+
+def test_nomads_is_registered_and_loads() -> None:
+    assert "nomads-unsupervised" in available_pipelines()
+    pipe = get_pipeline("nomads-unsupervised")
+    assert isinstance(pipe, NomadsUnsupervised)
+    assert isinstance(pipe, Pipeline)
+    assert validate_parameters(pipe) == {"window": 3, "min_size": 30}
+
+
+def test_unknown_pipeline_lists_available_names() -> None:
+    with pytest.raises(PipelineNotFoundError) as err:
+        get_pipeline("nomads-supervised")
+    assert "nomads-unsupervised" in str(err.value)
+    assert err.value.field == "pipeline"
+
+
+def test_listing_names_imports_no_pipeline_code_nor_numpy() -> None:
+    code = (
+        "import sys; from synapse_pipelines.pipelines import available_pipelines; "
+        "names = available_pipelines(); "
+        "assert 'nomads-unsupervised' in names, names; "
+        "heavy = [m for m in ('numpy', 'scipy', 'synapse_pipelines.detection') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_parameters_are_validated_with_named_errors() -> None:
+    pipe = get_pipeline("nomads-unsupervised")
+    assert validate_parameters(pipe, {"window": 5.0})["window"] == 5
+    with pytest.raises(RequestValidationError) as err:
+        validate_parameters(pipe, {"window": 2, "min_size": "big", "threshold": 1, "flag": True})
+    fields = {f for f, _ in err.value.problems}
+    assert fields == {
+        "pipeline_parameters.window",
+        "pipeline_parameters.min_size",
+        "pipeline_parameters.threshold",
+    } | {"pipeline_parameters.flag"}
+    text = str(err.value)
+    assert "accepted: min_size, window" in text
+    with pytest.raises(RequestValidationError, match="odd"):
+        validate_parameters(pipe, {"window": 4})
+    with pytest.raises(RequestValidationError, match="integer"):
+        validate_parameters(pipe, {"min_size": 2.5})
+
+
+PLUGIN = '''
+"""A second detector: bright voxels of the presynaptic channel."""
+import numpy as np
+from synapse_pipelines.detection import DetectionResult, filter_components, label_components
+from synapse_pipelines.pipelines import ParameterSpec, validate_parameters
+
+
+class BrightPre:
+    name = "bright-pre"
+    description = "presynaptic voxels above a level"
+    parameters = {"level": ParameterSpec(int, 200, "grey level", 0, 255)}
+
+    def run(self, channels, presynaptic, postsynaptic, **params):
+        p = validate_parameters(self, params)
+        mask = channels[presynaptic] >= p["level"]
+        labels, sizes = label_components(mask)
+        labels, n = filter_components(labels, sizes, 0)
+        return DetectionResult(labels, (labels > 0).astype(np.uint8) * 255, float(p["level"]),
+                               n, dict(p))
+'''
+
+
+@pytest.fixture
+def second_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installed-looking distribution (dist-info + entry point) on sys.path."""
+    (tmp_path / "bright_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    info = tmp_path / "bright_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bright-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbright-pre = bright_plugin:BrightPre\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bright_plugin", raising=False)
+    return "bright-pre"
+
+
+def test_second_detector_registers_and_runs(second_detector: str) -> None:
+    assert second_detector in available_pipelines()
+    assert "nomads-unsupervised" in available_pipelines()
+    pipe = get_pipeline(second_detector)
+    pre = np.zeros((4, 16, 16), dtype=np.uint8)
+    pre[1:3, 2:5, 2:5] = 250
+    pre[1, 10, 10] = 220
+    res = pipe.run({"syn": pre, "psd": pre}, "syn", "psd", level=210)
+    assert res.n_synapses == 2
+    assert res.labels[1, 2, 2] == 1 and res.labels[1, 10, 10] == 2
+    with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.level"):
+        pipe.run({"syn": pre, "psd": pre}, "syn", "psd", level=999)
+
+
+def test_conflicting_registrations_are_an_error(
+    second_detector: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other"
+    info = other / "other_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbright-pre = somewhere_else:Thing\n"
+    )
+    monkeypatch.syspath_prepend(str(other))
+    with pytest.raises(PipelineNotFoundError, match="registered twice"):
+        available_pipelines()
+
+
+def test_target_without_the_protocol_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_plugin.py").write_text("class Broken:\n    name = 'broken'\n")
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nbroken = broken_plugin:Broken\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PipelineNotFoundError, match="does not provide"):
+        get_pipeline("broken")
