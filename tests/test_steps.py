@@ -393,3 +393,64 @@ def test_batch_job_commands_are_step_cli_commands() -> None:
         result = runner.invoke(app, [*argv[1:], "--help"])
         assert result.exit_code == 0, (argv, result.output)
         assert "--results-key" in result.output
+
+
+# -- the whole chain, in-process ----------------------------------------------------------------
+
+
+def test_steps_chain_detect_report_publish(
+    aws: Any,
+    lambda_env: dict[str, str],
+    boss_server: Any,
+    boss_synthetic: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("synapse_pipelines.detection")
+    from synapse_pipelines import boss as boss_module
+
+    bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
+    output = boss_server.unique("chain")
+    request = _request(boss_server, boss_synthetic, output_experiment=output)
+    state = steps.validate({"request": request}, bucket=bucket)
+    key = state["results_key"]
+    # the container's environment: the token arrives as BOSS_TOKEN (job definition secret)
+    monkeypatch.setenv(wf.ENV_BOSS_TOKEN, boss_server.token)
+    lines: list[str] = []
+    detected = steps.detect(bucket, key, workdir=tmp_path / "d", log=lines.append)
+    assert detected["synapses"] > 0
+    reported = steps.report(bucket, key, workdir=tmp_path / "r", log=lines.append)
+    assert set(reported["files"]) == {wf.REPORT_HTML, wf.CLUSTERING_JSON, wf.MANIFEST}
+    published = steps.publish_boss(bucket, key, workdir=tmp_path / "p", log=lines.append)
+    assert published["mask_channel"] == boss_module.mask_channel_name(key)
+    monkeypatch.delenv(wf.ENV_BOSS_TOKEN)
+    out = steps.publish_s3(bucket, key, execution_id="arn:exec")
+
+    s3 = aws.client("s3")
+    objects = _all_objects(s3, bucket)
+    for name in wf.ARTEFACTS:
+        assert wf.artefact_key(key, name) in objects, name
+    manifest = json.loads(objects[wf.artefact_key(key, wf.MANIFEST)])
+    assert manifest["counts"]["synapses"] == detected["synapses"]
+    import hashlib
+
+    for name, entry in manifest["files"].items():
+        body = objects[wf.artefact_key(key, name)]
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], name
+        assert entry["s3_uri"] == f"s3://{bucket}/{key}/{name}"
+    assert out["event_detail"]["synapses"] == detected["synapses"]
+    assert "X-Amz-Signature" in out["notification"]["message"]
+    assert out["event_detail"]["neuroglancer_url"].startswith(wf.DEFAULT_NEUROGLANCER_URL)
+    # the pushed mask is in BOSS, where the links point
+    pulled = boss_server.client().pull(
+        "steps_out", output, published["mask_channel"], boss_module.Box(*_box(request))
+    )
+    assert set(pulled.ravel().tolist()) <= {0, 255} and pulled.any()
+    # the token is nowhere: not in S3, not in the step outputs, not in the logs
+    blob = b"".join(objects.values()).decode("latin-1") + json.dumps(out) + "\n".join(lines)
+    assert boss_server.token not in blob
+
+
+def _box(request: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    ranges = [request[f"{a}_range"] for a in ("z", "y", "x")]
+    return tuple(r[0] for r in ranges), tuple(r[1] for r in ranges)

@@ -95,8 +95,11 @@ def _s3(client: Any | None) -> Any:
     if client is not None:
         return client
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    # SigV4 everywhere: presigned URLs then last up to 7 days (SigV2 ones are not accepted
+    # by newer regions), and uploads carry SHA-256 checksums
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 def _sha256(path: Path) -> str:
@@ -694,7 +697,11 @@ def success_notification(
     if detail.get("neuroglancer_url"):
         lines.append(f"Neuroglancer: {detail['neuroglancer_url']}")
     if urls:
-        lines += ["", f"Download links (valid for up to {expires // 3600} h):"]
+        lines += [
+            "",
+            f"Download links (valid for up to {expires // 3600} h, or until the signing role's "
+            "session ends, whichever is first):",
+        ]
         lines += [f"  {name}: {url}" for name, url in urls.items()]
     lines += [
         "",
