@@ -210,14 +210,32 @@ def object_geometry(labels: np.ndarray) -> ObjectGeometry:
 
 
 def slice_zscore_stats(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-z-slice mean and population standard deviation (float64), as the original used."""
+    """Per-z-slice mean and population standard deviation (float64), as the original used.
+
+    Integer data up to 16 bits: exact integer sums ``S`` and ``SS`` per slice, then
+    ``var = (n * SS - S**2) / n**2`` in Python integers (no rounding before the final
+    division; cheaper than a float copy). Other data: float64 two-pass per slice.
+    """
     z = volume.shape[0]
-    mean = np.empty(z, dtype=np.float64)
-    std = np.empty(z, dtype=np.float64)
-    for k in range(z):  # one slice at a time keeps the float64 copy to a single slice
-        s = volume[k].astype(np.float64)
-        mean[k] = s.mean() if s.size else 0.0
-        std[k] = s.std() if s.size else 0.0
+    mean = np.zeros(z, dtype=np.float64)
+    std = np.zeros(z, dtype=np.float64)
+    n = int(np.prod(volume.shape[1:]))
+    if n == 0:
+        return mean, std
+    small_int = np.issubdtype(volume.dtype, np.integer) and volume.dtype.itemsize <= 2
+    for k in range(z):  # one slice at a time: temporaries stay one slice big
+        if small_int:
+            # the narrowest type that holds a square: uint8 -> uint16, uint16 -> uint32
+            square_type = {1: np.uint16, 2: np.uint32}[volume.dtype.itemsize]
+            wide = volume[k].astype(np.int64 if volume.dtype.kind == "i" else square_type)
+            total = int(wide.sum(dtype=np.int64))
+            total_sq = int(np.multiply(wide, wide).sum(dtype=np.int64))
+            mean[k] = total / n
+            std[k] = math.sqrt(max(n * total_sq - total * total, 0)) / n
+        else:
+            s = volume[k].astype(np.float64)
+            mean[k] = s.mean()
+            std[k] = s.std()
     return mean, std
 
 
