@@ -203,6 +203,9 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
     np.save(tmp_path / "four.npy", np.ones((2, 4, 8, 8), np.uint8))
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.tif").write_text("not a tiff")
+    (tmp_path / "a_file").write_text("")
+    np.save(tmp_path / "f_Synapsin647.npy", np.random.default_rng(0).random((4, 8, 8)))
+    np.save(tmp_path / "f_PSD95_488.npy", np.random.default_rng(1).random((4, 8, 8)))
     cases = [
         (["detect", str(tmp_path / "missing.tif")], "INPUT", "no such file"),
         (["detect", str(tmp_path / "notes.txt")], "INPUT", "cannot tell the format"),
@@ -227,6 +230,12 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
         (["detect", chans, "--postsynaptic-channel", "psd95"], "postsynaptic_channel", "PSD95"),
         (["detect"], "INPUT", "no input volumes"),
+        (["detect", chans, "--out", str(tmp_path / "a_file")], "--out", "is a file"),
+        (
+            ["detect", str(tmp_path / "f_Synapsin647.npy"), str(tmp_path / "f_PSD95_488.npy")],
+            "presynaptic",
+            "f_Synapsin647.npy",
+        ),
         (["synth", "--out", str(small)], "--out", "--overwrite"),
         (["synth", "--shape", "16,0,3"], "--shape", "at least one voxel"),
         (
@@ -279,7 +288,7 @@ def test_refuses_to_overwrite_results(small, tmp_path) -> None:
     _ok(args)
     before = (tmp_path / outputs.PREDICTIONS).read_bytes()
     exc = _fails([*args, "--param", "min_size=200"])
-    assert exc.field == "out" and "--overwrite" in str(exc)
+    assert exc.field == "--out" and "--overwrite" in str(exc)
     assert (tmp_path / outputs.PREDICTIONS).read_bytes() == before
     _ok([*args, "--param", "min_size=200", "--overwrite"])
 

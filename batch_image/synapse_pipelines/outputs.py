@@ -415,6 +415,24 @@ def verify_manifest(folder: str | Path) -> list[str]:
 # -- the detect step's results ------------------------------------------------------------
 
 
+def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "out") -> None:
+    """Fail early (before any work) if ``folder`` cannot take new results.
+
+    A file in the way, or results already there while ``overwrite`` is false.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file", field=option, hint="pass a folder path")
+    if not overwrite:
+        existing = [n for n in (PREDICTIONS, SYNAPSE_IDS, SYNAPSES_CSV) if (folder / n).exists()]
+        if existing:
+            raise OutputError(
+                f"{folder} already holds results ({', '.join(existing)})",
+                field=option,
+                hint="choose another output folder, or pass --overwrite to replace them",
+            )
+
+
 def write_results(
     folder: str | Path,
     *,
@@ -442,16 +460,7 @@ def write_results(
     Refuses to replace existing results unless ``overwrite``.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder} is a file", field="out", hint="pass a folder path")
-    if not overwrite:
-        existing = [n for n in (PREDICTIONS, SYNAPSE_IDS, SYNAPSES_CSV) if (folder / n).exists()]
-        if existing:
-            raise OutputError(
-                f"{folder} already holds results ({', '.join(existing)})",
-                field="out",
-                hint="choose another output folder, or pass --overwrite to replace them",
-            )
+    check_results_folder(folder, overwrite=overwrite)
     mask = np.asarray(mask)
     if mask.shape != np.shape(labels):
         raise OutputError(

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.errors import DetectionError, SynapsePipelinesError
 from synapse_pipelines.volumes import VolumeInputError, parse_triple
 
 
@@ -200,7 +200,7 @@ def detect(
     --out, the same artefacts as a BOSS request.
     """
     from synapse_pipelines.features import synapse_table
-    from synapse_pipelines.outputs import write_results
+    from synapse_pipelines.outputs import check_results_folder, write_results
     from synapse_pipelines.request import select_channels
     from synapse_pipelines.volumes import load_channels, normalise_unit
 
@@ -216,8 +216,9 @@ def detect(
                 field="--voxel-unit",
                 hint="use nanometers, micrometers or millimeters",
             )
-    # an unknown pipeline or parameter fails before any file is read
+    # an unknown pipeline or parameter, or an occupied --out, fails before any file is read
     runner, params = _resolve_pipeline(pipeline, _parse_params(param or []))
+    check_results_folder(out_dir, overwrite=overwrite, option="--out")
 
     with _progress() as progress:
         steps = _Steps(progress)
@@ -243,9 +244,21 @@ def detect(
         with steps.step(
             "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
         ):
-            result = runner.run(
-                chans.channels, selection.presynaptic, selection.postsynaptic, **params
-            )
+            try:
+                result = runner.run(
+                    chans.channels, selection.presynaptic, selection.postsynaptic, **params
+                )
+            except DetectionError as exc:  # say which files the detector refused
+                used = {
+                    n: chans.sources[n] for n in (selection.presynaptic, selection.postsynaptic)
+                }
+                raise DetectionError(
+                    f"{exc.message} (channels: "
+                    + ", ".join(f"{n} from {src}" for n, src in used.items())
+                    + ")",
+                    field=exc.field,
+                    hint=exc.hint,
+                ) from exc
         with steps.step("table", "synapse table", total=len(chans.channels)) as advance:
             table = synapse_table(
                 result.labels,
