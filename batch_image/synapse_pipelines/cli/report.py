@@ -1,9 +1,104 @@
-"""CLI commands: placeholder until this concern's commands land."""
+"""``synapse-pipelines report``: the PyMEDA-style HTML report of a synapse table.
+
+Parses options, calls :func:`synapse_pipelines.report.build_report` (the same function the
+pipeline's report step calls) and prints what it wrote.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from synapse_pipelines.errors import SynapsePipelinesError
+
+
+def _split_features(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def report(
+    table: Path = typer.Argument(..., help="synapses.csv written by the detect step."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
+    clustering_json: Path | None = typer.Option(
+        None,
+        "--clustering-json",
+        help="Clustering JSON to write [default: clustering.json next to --out].",
+    ),
+    title: str | None = typer.Option(
+        None, "--title", help="Report title [default: the results key, else the file name]."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
+    gmm_levels: int = typer.Option(
+        2, "--gmm-levels", min=0, max=8, help="Splitting rounds of the hierarchical GMM."
+    ),
+    voxel_size: str | None = typer.Option(
+        None,
+        "--voxel-size",
+        help="Voxel size z,y,x in --voxel-unit [default: the table's metadata JSON].",
+    ),
+    voxel_unit: str | None = typer.Option(
+        None, "--voxel-unit", help="Unit of --voxel-size [default: metadata, else nanometers]."
+    ),
+    features: str | None = typer.Option(
+        None,
+        "--features",
+        help="Comma-separated feature columns [default: every *_window_zsum then *_mean].",
+    ),
+    request: Path | None = typer.Option(
+        None,
+        "--request",
+        help="Request JSON: shown in the header (without secrets) with its results key, and "
+        "its z/y/x ranges give the analysed box for the density.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Build the PyMEDA-style interactive report (one offline HTML file) and clustering JSON."""
+    from synapse_pipelines.outputs import CLUSTERING
+    from synapse_pipelines.report import build_report
+
+    json_path = clustering_json if clustering_json is not None else out.parent / CLUSTERING
+    if not force:
+        for path, option in ((out, "--out"), (json_path, "--clustering-json")):
+            if path.exists():
+                raise SynapsePipelinesError(
+                    f"{path} already exists",
+                    field=option,
+                    hint="choose another path, or pass --force to overwrite it",
+                )
+    request_info = None
+    results_key = None
+    if request is not None:
+        from synapse_pipelines.request import parse_request
+
+        req = parse_request(request, max_voxels=None)
+        request_info = req.public_dict()
+        results_key = req.results_key
+    summary = build_report(
+        table,
+        title=title or results_key or table.stem,
+        out_html=out,
+        out_clustering_json=json_path,
+        seed=seed,
+        gmm_levels=gmm_levels,
+        features=_split_features(features),
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        request_info=request_info,
+        results_key=results_key,
+    )
+    typer.echo(
+        f"report: {summary.out_html} ({summary.html_bytes / 1e6:.1f} MB), "
+        f"clustering: {summary.out_clustering_json}; {summary.n_synapses} synapses, "
+        f"{summary.n_clusters} clusters, {len(summary.plots)} plots drawn, "
+        f"{len(summary.missing)} not drawn, {summary.seconds:.1f} s"
+    )
+    for key, why in summary.missing.items():
+        typer.echo(f"  not drawn: {key}: {why}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``report`` to the root app."""
+    app.command("report")(report)

@@ -1,0 +1,180 @@
+"""The PyMEDA-style exploratory report of a synapse table, on maintained libraries.
+
+``build_report(table, title=..., out_html=...)`` is the one entry point: the CLI
+(``synapse-pipelines report``) and the pipeline's report step both call it. It runs three
+pure stages and then writes the files:
+
+1. :func:`analysis.analyse_table` — z-scoring, hierarchical GMM, k-means++ seeds, KDEs,
+   correlation, scree, geometry (numbers only);
+2. :func:`figures.make_sections` — one plotly figure per plot, or the reason it is missing;
+3. :func:`render.render_html` / :func:`render.clustering_json` — the page and the JSON.
+
+See ``docs/report.md`` for the plots, the feature rule and the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .analysis import (
+    DEFAULT_FEATURE_SUFFIXES,
+    ReportData,
+    ReportInputError,
+    analyse_table,
+    parse_voxel_size,
+    select_feature_columns,
+)
+from .figures import SECTIONS, Section, make_sections
+from .render import clustering_json, clustering_payload, render_html
+
+__all__ = [
+    "DEFAULT_FEATURE_SUFFIXES",
+    "SECTIONS",
+    "ReportData",
+    "ReportInputError",
+    "ReportSummary",
+    "Section",
+    "analyse_table",
+    "build_report",
+    "clustering_json",
+    "clustering_payload",
+    "load_table",
+    "make_sections",
+    "parse_voxel_size",
+    "render_html",
+    "select_feature_columns",
+]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What :func:`build_report` made (JSON-safe via :meth:`to_dict`, for step outputs)."""
+
+    title: str
+    n_synapses: int
+    features: list[str]
+    n_clusters: int
+    cluster_sizes: list[int]
+    levels_run: int
+    plots: list[str]  # keys of the sections drawn
+    missing: dict[str, str]  # key -> why it is not drawn
+    out_html: str
+    out_clustering_json: str | None
+    html_bytes: int
+    density_per_um3: float | None
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Read ``synapses.csv`` (and its metadata JSON when present) with clear errors."""
+    from synapse_pipelines.features import read_synapse_table
+
+    p = Path(path)
+    if p.is_dir():
+        raise ReportInputError(
+            f"{p} is a folder, not a CSV file",
+            field="synapses.csv",
+            hint=f"pass the table inside it, e.g. {p / 'synapses.csv'}",
+        )
+    return read_synapse_table(p)
+
+
+def _write_atomic(path: Path, text: str) -> int:
+    """Write via a temporary file and rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    data = text.encode("utf-8")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def build_report(
+    table: pd.DataFrame | str | Path,
+    *,
+    title: str,
+    out_html: str | Path,
+    out_clustering_json: str | Path | None = None,
+    seed: int = 0,
+    gmm_levels: int = 2,
+    features: Sequence[str] | None = None,
+    voxel_size: Sequence[float] | str | None = None,
+    voxel_unit: str | None = None,
+    box_shape: Sequence[int] | None = None,
+    request_info: Mapping[str, Any] | None = None,
+    results_key: str | None = None,
+    max_fit_samples: int = 20_000,
+) -> ReportSummary:
+    """Analyse a synapse table and write the HTML report (and the clustering JSON).
+
+    ``table``: the synapse table (DataFrame) or the path of ``synapses.csv``.
+    ``features``: explicit feature columns; default rule in
+    :func:`analysis.select_feature_columns`. ``voxel_size`` (z, y, x, or ``"z,y,x"``) and
+    ``voxel_unit`` (default ``table.attrs`` or nanometers) give physical units and the
+    density; ``box_shape`` (z, y, x voxels) is the analysed box, by default the request's
+    ranges or the table metadata. ``request_info`` (e.g. ``SynapseRequest.public_dict()``)
+    and ``results_key`` go in the header; keys that look like secrets are never shown.
+    Same inputs and seed give byte-identical files.
+    """
+    t0 = time.perf_counter()
+    if isinstance(table, str | Path):
+        table = load_table(table)
+    if not str(title).strip():
+        raise ReportInputError("the report title is empty", field="title", hint="give a title")
+    timings: dict[str, float] = {}
+    data = analyse_table(
+        table,
+        title=str(title),
+        features=features,
+        seed=seed,
+        gmm_levels=gmm_levels,
+        voxel_size=parse_voxel_size(voxel_size),
+        voxel_unit=voxel_unit,
+        box_shape=box_shape,
+        request_info=request_info,
+        results_key=results_key,
+        max_fit_samples=max_fit_samples,
+    )
+    t1 = time.perf_counter()
+    timings["analysis"] = t1 - t0
+    sections = make_sections(data)
+    t2 = time.perf_counter()
+    timings["figures"] = t2 - t1
+    html = render_html(data, sections)
+    out_html = Path(out_html)
+    html_bytes = _write_atomic(out_html, html)
+    json_path = None
+    if out_clustering_json is not None:
+        json_path = Path(out_clustering_json)
+        _write_atomic(json_path, clustering_json(data))
+    t3 = time.perf_counter()
+    timings["render_and_write"] = t3 - t2
+    geo = data.geometry
+    h = data.hierarchy
+    return ReportSummary(
+        title=data.title,
+        n_synapses=data.n,
+        features=list(data.features),
+        n_clusters=len(h.leaves) if h else 0,
+        cluster_sizes=[c.size for c in h.leaves] if h else [],
+        levels_run=h.depth if h else 0,
+        plots=[s.key for s in sections if s.figure is not None],
+        missing={s.key: s.missing for s in sections if s.missing is not None},
+        out_html=str(out_html),
+        out_clustering_json=str(json_path) if json_path else None,
+        html_bytes=html_bytes,
+        density_per_um3=(data.n / geo.box_volume_um3) if geo.box_volume_um3 else None,
+        seconds=t3 - t0,
+        timings=timings,
+    )
