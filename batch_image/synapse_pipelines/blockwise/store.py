@@ -46,10 +46,10 @@ class LocalStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        parts = Path(key).parts
+        if not parts or Path(key).is_absolute() or ".." in parts:
             raise ValueError(f"key {key!r} escapes the store root")
-        return path
+        return self.root.joinpath(*parts)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -71,6 +71,25 @@ class LocalStore:
 
     def location(self, key: str) -> str:
         return str(self._path(key))
+
+
+class MemoryStore:
+    """A dict: for tests and small in-memory runs (holds every block output)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def location(self, key: str) -> str:
+        return f"memory:{key}"
 
 
 class S3Store:

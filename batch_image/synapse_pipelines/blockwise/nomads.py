@@ -1,0 +1,228 @@
+"""NOMADS as a blockwise :class:`~synapse_pipelines.blockwise.passes.Kernel`.
+
+Every number comes from :mod:`synapse_pipelines.detection`'s public primitives, used the way
+its ``detect()`` composes them, so the blockwise answer is the single-job answer bit for
+bit: exact integer channel sums (``channel_stats`` / ``ChannelStats.__add__``), integer
+covariance numerators from edge-padded extended blocks (``pad_to_extended`` +
+``covariance_numerator``: integer window sums, independent of where a block starts), the
+fixed-bin histogram summed over blocks (``covariance_histogram`` / ``+``), the threshold
+``threshold_from_histogram``, foreground ``numerator >= T``, and components kept when larger
+than ``min_size``, numbered in raster order (what ``label_components`` +
+``filter_components`` give on the whole volume).
+
+:func:`blockwise_detect` runs the whole thing on in-memory or lazy arrays and returns the
+same :class:`~synapse_pipelines.detection.DetectionResult` as ``detect()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synapse_pipelines import detection
+from synapse_pipelines.blockwise.plan import BlockPlan, plan_request
+from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource
+from synapse_pipelines.blockwise.store import MemoryStore, Store
+from synapse_pipelines.errors import DetectionError
+from synapse_pipelines.geometry import Box
+
+#: z planes per covariance slab inside a block: bounds the window-sum temporaries to a few
+#: slabs instead of the whole block (the answer does not depend on it).
+SLAB = 8
+
+#: Peak working set of the blockwise passes per voxel of a block, measured by
+#: ``benchmarks/bench_blockwise.py`` and rounded up: the int32 numerator kept for the block
+#: (4 B) plus its encoded copy (4 B), labels (4 + 4 B), mask and channel reads.
+BYTES_PER_VOXEL = 24
+
+
+def _relative(box: Box, volume: Box) -> Box:
+    return Box(
+        tuple(a - o for a, o in zip(box.start, volume.start, strict=True)),  # type: ignore[arg-type]
+        tuple(b - o for b, o in zip(box.stop, volume.start, strict=True)),  # type: ignore[arg-type]
+    )
+
+
+class NomadsKernel:
+    """NOMADS primitives for the blockwise passes (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        window: int = detection.DEFAULT_WINDOW,
+        min_size: int = detection.DEFAULT_MIN_SIZE,
+    ):
+        # the same validation, and the same messages, as detect()
+        detection._check_window(window)
+        detection._check_min_size(min_size)
+        self.window = int(window)
+        self.min_size = int(min_size)
+        h = detection.halo(self.window)
+        self.halo = (h, h, h)
+
+    def parameters(self) -> dict[str, Any]:
+        return {"pipeline": "nomads-unsupervised", "window": self.window, "min_size": self.min_size}
+
+    def check_volume(self, volume: Box) -> None:
+        """The volume-level checks ``detect()`` makes before looking at any voxel."""
+        if min(volume.shape) < self.window:
+            raise DetectionError(
+                f"volume {volume.shape} is thinner than the "
+                f"{self.window}x{self.window}x{self.window} window",
+                field="volume",
+                hint=f"request at least {self.window} voxels along every axis",
+            )
+
+    # -- stats ---------------------------------------------------------------------------
+    def block_stats(self, pre: np.ndarray, post: np.ndarray) -> dict[str, Any]:
+        return {
+            "pre": dataclasses.asdict(detection.channel_stats(pre)),
+            "post": dataclasses.asdict(detection.channel_stats(post)),
+        }
+
+    def reduce_stats(self, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        pre = detection.ChannelStats.empty()
+        post = detection.ChannelStats.empty()
+        for part in parts:
+            pre = pre + detection.ChannelStats(**part["pre"])
+            post = post + detection.ChannelStats(**part["post"])
+        detection.check_channels(pre, post)
+        return {"pre": dataclasses.asdict(pre), "post": dataclasses.asdict(post)}
+
+    @staticmethod
+    def channel_stats(stats: dict[str, Any]) -> tuple[detection.ChannelStats, ...]:
+        return (
+            detection.ChannelStats(**stats["pre"]),
+            detection.ChannelStats(**stats["post"]),
+        )
+
+    # -- covariance ----------------------------------------------------------------------
+    def covariance(
+        self,
+        pre: np.ndarray,
+        post: np.ndarray,
+        box: Box,
+        read_box: Box,
+        volume: Box,
+        stats: dict[str, Any],
+    ) -> np.ndarray:
+        rel = _relative(box, volume)
+        read_rel = _relative(read_box, volume)
+        if read_rel != rel.grow(self.halo, within=Box.from_shape(volume.shape)):
+            raise ValueError(f"read box {read_box} is not {box} grown by the halo")
+        out: np.ndarray | None = None
+        # slabs along z: each slab's extended block is cut from the read (plus edge padding
+        # where the slab touches the volume border), exactly as extended_block() would
+        for z0 in range(rel.start[0], rel.stop[0], SLAB):
+            slab = Box((z0, *rel.start[1:]), (min(z0 + SLAB, rel.stop[0]), *rel.stop[1:]))
+            grown = slab.grow(self.halo, within=Box.from_shape(volume.shape))
+            sl = grown.slices(read_rel.start)
+            pre_ext = detection.pad_to_extended(pre[sl], slab, volume.shape, self.window)
+            post_ext = detection.pad_to_extended(post[sl], slab, volume.shape, self.window)
+            num = detection.covariance_numerator(pre_ext, post_ext, window=self.window)
+            if out is None:
+                out = np.empty(rel.shape, dtype=num.dtype)
+            out[z0 - rel.start[0] : slab.stop[0] - rel.start[0]] = num
+        assert out is not None
+        return out
+
+    def histogram(self, cov: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+        hist = detection.covariance_histogram(cov)
+        return np.stack([hist.positive, hist.negative])
+
+    def threshold(self, histogram: np.ndarray, stats: dict[str, Any]) -> dict[str, Any]:
+        hist = detection.CovarianceHistogram(
+            np.asarray(histogram[0], np.int64), np.asarray(histogram[1], np.int64)
+        )
+        t_num = detection.threshold_from_histogram(hist)
+        pre, post = self.channel_stats(stats)
+        scale = detection.numerator_scale(pre, post, self.window)
+        return {
+            "numerator": int(t_num),
+            "threshold": float(t_num) / scale if t_num != detection.NO_THRESHOLD else None,
+        }
+
+    def mask(self, cov: np.ndarray, threshold: dict[str, Any]) -> np.ndarray:
+        t_num = int(threshold["numerator"])
+        if t_num > np.iinfo(cov.dtype).max:
+            return np.zeros(cov.shape, dtype=bool)
+        return cov >= t_num
+
+
+def detection_result(
+    labels: np.ndarray,
+    n_objects: int,
+    kernel: NomadsKernel,
+    stats: dict[str, Any],
+    threshold: dict[str, Any],
+    timings: dict[str, float] | None = None,
+) -> detection.DetectionResult:
+    """The blockwise answer in ``detect()``'s own result type (same fields, same values)."""
+    pre, post = kernel.channel_stats(stats)
+    mask = (labels != 0).view(np.uint8)
+    mask *= 255
+    thr = threshold["threshold"]
+    return detection.DetectionResult(
+        labels=labels,
+        mask=mask,
+        threshold=float("nan") if thr is None else float(thr),
+        n_synapses=int(n_objects),
+        parameters={
+            "window": kernel.window,
+            "min_size": kernel.min_size,
+            "threshold_numerator": int(threshold["numerator"]),
+            "presynaptic_mean": pre.mean,
+            "presynaptic_std": pre.std,
+            "postsynaptic_mean": post.mean,
+            "postsynaptic_std": post.std,
+        },
+        timings=dict(timings or {}),
+    )
+
+
+def blockwise_detect(
+    presynaptic: Any,
+    postsynaptic: Any,
+    *,
+    window: int = detection.DEFAULT_WINDOW,
+    min_size: int = detection.DEFAULT_MIN_SIZE,
+    plan: BlockPlan | None = None,
+    block_shape: tuple[int, int, int] | None = None,
+    alignment: tuple[int, int, int] = (1, 1, 1),
+    workdir: str | Path | Store | None = None,
+    source: VolumeSource | None = None,
+) -> detection.DetectionResult:
+    """``detect()`` computed block by block (same result, bounded working set per block).
+
+    Without ``workdir`` the per-block outputs stay in memory (tests, small volumes). The
+    ids are written into one in-memory uint32 array; use
+    :func:`~synapse_pipelines.blockwise.runner.run_blockwise` with a sink to write them
+    elsewhere (a memmap, Zarr, BOSS) for volumes that do not fit in memory.
+    """
+    from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
+
+    if source is None:
+        source = ArraySource(presynaptic, postsynaptic)
+    kernel = NomadsKernel(window=window, min_size=min_size)
+    if plan is None:
+        plan = plan_request(
+            source.box,
+            mode="blockwise",
+            block_shape=block_shape,
+            alignment=alignment,
+            halo=kernel.halo,
+            bytes_per_voxel=BYTES_PER_VOXEL,
+        )
+    labels = np.zeros(source.box.shape, dtype=np.uint32)
+    res = run_blockwise(
+        source,
+        plan,
+        MemoryStore() if workdir is None else workdir,
+        kernel=kernel,
+        sink=array_sink(labels, source.box),
+    )
+    return detection_result(labels, res.n_objects, kernel, res.stats, res.threshold, res.seconds)
