@@ -846,10 +846,10 @@ def neuroglancer_link(
     if frame is not None:
         scale = _UNIT_TO_METRES.get(frame.voxel_unit.lower(), 1e-9)
         vz, vy, vx = frame.voxel_size
+        # round away binary noise (100 * 1e-9 is 1.0000000000000001e-07)
         state["dimensions"] = {
-            "x": [vx * scale, "m"],
-            "y": [vy * scale, "m"],
-            "z": [vz * scale, "m"],
+            axis: [float(f"{size * scale:.12g}"), "m"]
+            for axis, size in (("x", vx), ("y", vy), ("z", vz))
         }
     state.update(
         position=[center[2], center[1], center[0]],
