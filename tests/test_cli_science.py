@@ -136,6 +136,24 @@ def test_input_formats_give_the_same_table(small, tmp_path) -> None:
     for n, a in zip(names, stacked, strict=True):
         group.create_array(n, data=np.ascontiguousarray(a))
     group.attrs["voxel_size"] = [70, 100, 100]
+    # an OME-Zarr image (c, z, y, x) with channel labels and a physical scale
+    ome = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    ome.create_array("0", data=np.ascontiguousarray(stacked))
+    ome.attrs["multiscales"] = [
+        {
+            "axes": [
+                {"name": "c", "type": "channel"},
+                *({"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"),
+            ],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1, 70, 100, 100]}],
+                }
+            ],
+        }
+    ]
+    ome.attrs["omero"] = {"channels": [{"label": n} for n in names]}
     # an ImageJ hyperstack (Z, C, Y, X) as Fiji saves it
     tifffile.imwrite(
         tmp_path / "fiji.tif", np.ascontiguousarray(stacked.transpose(1, 0, 2, 3)), imagej=True
@@ -148,6 +166,7 @@ def test_input_formats_give_the_same_table(small, tmp_path) -> None:
         "npy": [*(str(tmp_path / f"{n}.npy") for n in names), *vs],
         "npy4": [str(tmp_path / "all.npy"), "--channel-names", ",".join(names), *vs],
         "zarr": [str(tmp_path / "exp.zarr")],
+        "ome-zarr": [str(tmp_path / "ome.zarr")],
         "imagej": [str(tmp_path / "fiji.tif"), "--channel-names", ",".join(names), *vs],
         "named": [
             "--channel",
