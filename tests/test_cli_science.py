@@ -329,3 +329,31 @@ def test_console_script_exits_2_with_one_clear_line(tmp_path) -> None:
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "--channel" in proc.stderr and "nope.tif" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
+    vol = outputs.read_volume(small / "channels.ome.tif")
+    hyper = np.ascontiguousarray(vol.data.transpose(1, 0, 2, 3))  # Z, C, Y, X
+    tifffile.imwrite(
+        tmp_path / "fiji.tif",
+        hyper,
+        imagej=True,
+        resolution=(1 / 0.1, 1 / 0.1),
+        metadata={"spacing": 0.07, "unit": "um", "axes": "ZCYX"},
+    )
+    out_dir = tmp_path / "o"
+    _ok(
+        [
+            "detect",
+            str(tmp_path / "fiji.tif"),
+            "--channel-names",
+            ",".join(vol.channel_names),
+            "--out",
+            str(out_dir),
+        ]
+    )
+    m = outputs.read_manifest(out_dir)
+    assert m["volume"]["voxel_unit"] == "micrometers"
+    assert m["volume"]["voxel_size"] == pytest.approx([0.07, 0.1, 0.1])
+    ids = outputs.read_volume(out_dir / outputs.SYNAPSE_IDS)
+    assert ids.voxel_unit == "micrometers" and ids.voxel_size == pytest.approx((0.07, 0.1, 0.1))
