@@ -127,3 +127,15 @@ def test_bad_inputs(kwargs, field) -> None:
     with pytest.raises(SynapsePipelinesError) as info:
         evaluate_centroids(**kwargs)
     assert info.value.field == field
+
+
+def test_a_distance_spanning_everything_is_refused_not_oom(monkeypatch) -> None:
+    import synapse_pipelines.evaluation as ev
+
+    monkeypatch.setattr(ev, "MAX_CLUSTER_CELLS", 100)
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 10, (20, 3))
+    with pytest.raises(SynapsePipelinesError) as info:
+        evaluate_centroids(pts, pts + 0.1, max_distance=100)
+    assert info.value.field == "max_distance"
+    assert evaluate_centroids(pts, pts + 0.01, max_distance=0.05).tp == 20  # small: fine

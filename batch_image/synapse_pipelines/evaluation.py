@@ -35,6 +35,10 @@ from scipy.spatial import cKDTree
 from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.features import object_geometry
 
+#: Largest dense assignment problem solved for one cluster (cells = predictions x truths,
+#: 8 bytes each): 200 MB. Reached only when the distance spans many synapses.
+MAX_CLUSTER_CELLS = 25_000_000
+
 
 class EvaluationInputError(SynapsePipelinesError):
     """Centroids or distance given to the evaluation are unusable."""
@@ -139,6 +143,14 @@ def match_centroids(
         for group in np.split(order, bounds):  # one iteration per ambiguous cluster
             gp, gp_inv = np.unique(pi[group], return_inverse=True)
             gt, gt_inv = np.unique(ti[group], return_inverse=True)
+            if gp.size * gt.size > MAX_CLUSTER_CELLS:
+                raise EvaluationInputError(
+                    f"{gp.size} predictions and {gt.size} truths form one cluster within "
+                    f"{max_distance:g} of each other: the distance is far larger than the "
+                    "spacing of the synapses",
+                    field="max_distance",
+                    hint="use a distance about the size of one synapse (e.g. 2-3 voxels)",
+                )
             big = (min(gp.size, gt.size) + 1) * max(max_distance, 1e-12) * 2.0 + 1.0
             cost = np.zeros((gp.size, gt.size), dtype=np.float64)
             cost[gp_inv, gt_inv] = dist[group] - big
