@@ -357,3 +357,39 @@ def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
     assert m["volume"]["voxel_size"] == pytest.approx([0.07, 0.1, 0.1])
     ids = outputs.read_volume(out_dir / outputs.SYNAPSE_IDS)
     assert ids.voxel_unit == "micrometers" and ids.voxel_size == pytest.approx((0.07, 0.1, 0.1))
+
+
+def test_evaluate_per_slice_and_truth_origin(small, tmp_path) -> None:
+    results = tmp_path / "r"
+    _ok(["detect", str(small / "channels.ome.tif"), "--out", str(results)])
+    report = tmp_path / "e.json"
+    base = ["evaluate", str(results), "--max-distance", "200", "--json", str(report)]
+    _ok([*base, "--truth", str(small / "annotation.ome.tif"), "--per-slice"])
+    slices = json.loads(report.read_text())
+    assert slices["mode"] == "2-D per slice"
+    # 2-D pieces outnumber 3-D objects: each synapse spans several slices
+    n_ids = int(outputs.read_volume(results / outputs.SYNAPSE_IDS).data.max())
+    assert slices["n_predicted"] > n_ids
+    assert 0.5 < slices["f1"] <= 1.0
+    # a truth volume declared one slice further down no longer lines up in 3-D either
+    _ok([*base, "--truth", str(small / "annotation.ome.tif")])
+    aligned = json.loads(report.read_text())
+    _ok([*base, "--truth", str(small / "annotation.ome.tif"), "--truth-origin", "3,0,0"])
+    shifted = json.loads(report.read_text())
+    assert shifted["tp"] < aligned["tp"]
+    csv = str(small / "truth.csv")
+    exc = _fails([*base, "--truth", csv, "--per-slice"])
+    assert exc.field == "--truth" and "label volumes" in str(exc)
+    exc = _fails([*base, "--truth", csv, "--truth-origin", "1,0,0"])
+    assert exc.field == "--truth-origin"
+    exc = _fails(
+        [
+            *base,
+            "--truth",
+            str(small / "annotation.ome.tif"),
+            "--truth-origin",
+            "1,0,0",
+            "--per-slice",
+        ]
+    )
+    assert exc.field == "--truth" and "one box" in str(exc)

@@ -12,6 +12,8 @@ from synapse_pipelines.evaluation import (
     centroids_from_labels,
     evaluate_centroids,
     evaluate_labels,
+    evaluate_per_slice,
+    slice_centroids,
 )
 
 
@@ -139,3 +141,22 @@ def test_a_distance_spanning_everything_is_refused_not_oom(monkeypatch) -> None:
         evaluate_centroids(pts, pts + 0.1, max_distance=100)
     assert info.value.field == "max_distance"
     assert evaluate_centroids(pts, pts + 0.01, max_distance=0.05).tp == 20  # small: fine
+
+
+def test_per_slice_evaluation_counts_2d_pieces() -> None:
+    truth = np.zeros((3, 20, 20), np.uint16)
+    truth[0:2, 5:7, 5:7] = 1  # two 2-D pieces (z=0, z=1)
+    truth[2, 15, 15] = 2  # one piece
+    pred = np.zeros_like(truth)
+    pred[0, 5:7, 6:8] = 4  # matches truth 1 at z=0 (0.5 voxel off in x)
+    pred[2, 5, 5] = 5  # in slice 2, far from truth 2; same (y, x) as truth 1's z=1 piece
+    ids, cents = slice_centroids(truth)
+    assert ids.tolist() == [1, 1, 2]
+    np.testing.assert_allclose(cents, [[0, 5.5, 5.5], [1, 5.5, 5.5], [2, 15, 15]])
+    r = evaluate_per_slice(pred, truth, max_distance=1.0, voxel_size=(70, 1, 1))
+    # the z=2 prediction must not match the z=1 truth piece even though the 3-D distance
+    # would be small with a tiny z voxel size: matches stay within a slice
+    assert (r.tp, r.fp, r.fn) == (1, 1, 2)
+    r_tiny_z = evaluate_per_slice(pred, truth, max_distance=1.0, voxel_size=(0.01, 1, 1))
+    assert (r_tiny_z.tp, r_tiny_z.fp, r_tiny_z.fn) == (1, 1, 2)
+    assert r.voxel_size == (70.0, 1.0, 1.0)

@@ -323,6 +323,8 @@ class _Points:
     centroids: np.ndarray  # global voxel coordinates, z y x
     voxel_size: tuple[float, float, float] | None
     description: str
+    labels: np.ndarray | None = None  # the label volume, when read from one
+    origin: tuple[int, int, int] = (0, 0, 0)
 
 
 _CENTROID_SETS = (("centroid_z", "centroid_y", "centroid_x"), ("z", "y", "x"))
@@ -347,7 +349,9 @@ def _points_from_csv(path: Path, option: str) -> _Points:
     )
 
 
-def _points_from_volume(path: Path, option: str) -> _Points:
+def _points_from_volume(
+    path: Path, option: str, origin: tuple[int, int, int] | None = None
+) -> _Points:
     from scipy import ndimage
 
     from synapse_pipelines.evaluation import centroids_from_labels
@@ -375,24 +379,44 @@ def _points_from_volume(path: Path, option: str) -> _Points:
         data, _ = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
         kind = "mask components"
     _, cents = centroids_from_labels(data)
-    origin = np.asarray(vf.origin or (0, 0, 0), dtype=np.float64)
+    start = origin or vf.origin or (0, 0, 0)
     return _Points(
-        centroids=cents + origin,
+        centroids=cents + np.asarray(start, dtype=np.float64),
         voxel_size=vf.voxel_size,
         description=f"{len(cents)} {kind} from {path}",
+        labels=data,
+        origin=tuple(int(v) for v in start),  # type: ignore[arg-type]
     )
 
 
-def _load_points(path: Path, option: str) -> _Points:
-    from synapse_pipelines.outputs import SYNAPSES_CSV
+def _load_points(
+    path: Path,
+    option: str,
+    *,
+    want_labels: bool = False,
+    origin: tuple[int, int, int] | None = None,
+) -> _Points:
+    from synapse_pipelines.outputs import SYNAPSE_IDS, SYNAPSES_CSV
 
-    if path.is_dir() and (path / SYNAPSES_CSV).is_file():
-        path = path / SYNAPSES_CSV  # a results folder
+    if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
+        path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
     if not path.exists():
         raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
     if path.suffix.lower() == ".csv":
+        if want_labels:
+            raise VolumeInputError(
+                f"--per-slice needs label volumes, and {path} is a CSV of centroids",
+                field=option,
+                hint="pass synapse_ids.ome.tif (or a results folder) and an annotation volume",
+            )
+        if origin is not None:
+            raise VolumeInputError(
+                "--truth-origin applies to a truth volume; CSV centroids are already global",
+                field="--truth-origin",
+                hint="drop --truth-origin, or pass the annotation volume",
+            )
         return _points_from_csv(path, option)
-    return _points_from_volume(path, option)
+    return _points_from_volume(path, option, origin)
 
 
 def evaluate(
@@ -423,17 +447,34 @@ def evaluate(
         str | None,
         typer.Option(help="Voxel size z,y,x (default: from the predictions' metadata)."),
     ] = None,
+    truth_origin: Annotated[
+        str | None,
+        typer.Option(
+            help="Global z,y,x voxel of a truth volume's first voxel (default: recorded in "
+            "the file, else 0,0,0)."
+        ),
+    ] = None,
+    per_slice: Annotated[
+        bool,
+        typer.Option(
+            "--per-slice",
+            help="2-D evaluation: each (label, z-slice) piece is an object and matches stay "
+            "within a slice (how published collman15v2 scores were computed). Needs label "
+            "volumes on both sides.",
+        ),
+    ] = False,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", help="Also write the scores (and matches) as JSON here."),
     ] = None,
 ) -> None:
     """Object-level precision, recall and F1 by one-to-one centroid matching."""
-    from synapse_pipelines.evaluation import evaluate_centroids
+    from synapse_pipelines.evaluation import evaluate_centroids, evaluate_per_slice
 
     vs_opt = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
-    pred = _load_points(predicted, "PREDICTED")
-    true = _load_points(truth, "--truth")
+    t_org = parse_triple(truth_origin, option="--truth-origin", kind=int) if truth_origin else None
+    pred = _load_points(predicted, "PREDICTED", want_labels=per_slice)
+    true = _load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
     vs = vs_opt or pred.voxel_size or true.voxel_size
     if vs is None:
         raise VolumeInputError(
@@ -441,13 +482,29 @@ def evaluate(
             field="--voxel-size",
             hint="pass --voxel-size z,y,x in the unit of --max-distance",
         )
-    result = evaluate_centroids(
-        pred.centroids, true.centroids, max_distance=max_distance, voxel_size=vs
-    )
+    if per_slice:
+        assert pred.labels is not None and true.labels is not None
+        if pred.labels.shape != true.labels.shape or pred.origin != true.origin:
+            raise VolumeInputError(
+                f"per-slice evaluation needs both volumes on one box; predictions "
+                f"{pred.labels.shape} at {pred.origin}, truth {true.labels.shape} at "
+                f"{true.origin}",
+                field="--truth",
+                hint="cut the annotation from the same z,y,x box (or set --truth-origin)",
+            )
+        result = evaluate_per_slice(
+            pred.labels, true.labels, max_distance=max_distance, voxel_size=vs
+        )
+        mode = "2-D per slice"
+    else:
+        result = evaluate_centroids(
+            pred.centroids, true.centroids, max_distance=max_distance, voxel_size=vs
+        )
+        mode = "3-D"
     rows = [
         ("predicted", pred.description),
         ("truth", true.description),
-        ("matching", f"one-to-one within {max_distance:g} (voxel size {vs})"),
+        ("matching", f"{mode}, one-to-one within {max_distance:g} (voxel size {vs})"),
         ("TP / FP / FN", f"{result.tp} / {result.fp} / {result.fn}"),
         ("precision", f"{result.precision:.4f}"),
         ("recall", f"{result.recall:.4f}"),
@@ -458,6 +515,7 @@ def evaluate(
         data = result.to_dict(include_matches=True)
         data["predicted"] = str(predicted)
         data["truth"] = str(truth)
+        data["mode"] = mode
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
 
