@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from synapse_pipelines import detection
 from synapse_pipelines.detection import (
     N_BINS,
     NO_THRESHOLD,
@@ -122,3 +123,59 @@ def test_no_excess_gives_no_threshold() -> None:
     assert threshold_from_histogram(CovarianceHistogram.empty()) == NO_THRESHOLD
     symmetric = covariance_histogram(np.array([[[-9, -50, 9, 50]]]))
     assert threshold_from_histogram(symmetric) == NO_THRESHOLD
+
+
+# --- the compiled kernels agree with the numpy/scipy reference implementations ---------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "window"), [(np.uint8, 3), (np.uint8, 5), (np.uint8, 7), (np.uint16, 3)]
+)
+def test_compiled_numerator_equals_numpy_reference(dtype, window) -> None:
+    rng = np.random.default_rng(window)
+    top = np.iinfo(dtype).max
+    shape = (window + 4, 23, 37)
+    x = rng.integers(0, top, size=shape, endpoint=True, dtype=dtype)
+    y = rng.integers(0, top, size=shape, endpoint=True, dtype=dtype)
+    # extremes: saturated blocks and a checkerboard give the largest |numerators|
+    x[:, :8, :8] = top
+    y[:, :8, :8] = (np.indices((shape[0], 8, 8)).sum(axis=0) % 2 * top).astype(dtype)
+    got = covariance_numerator(x, y, window=window)
+    want = detection._numerator_numpy(x, y, window)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_compiled_histogram_equals_numpy_reference() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate(
+        [
+            rng.integers(-70_000, 70_000, size=5000),
+            rng.integers(-(2**40), 2**40, size=500),
+            np.array([0, 1, -1, 65535, 65536, -65536, -65535, 2**62, -(2**62)]),
+        ]
+    ).reshape(1, 1, -1)
+    got = covariance_histogram(values)
+    want = detection._histogram_numpy(values)
+    np.testing.assert_array_equal(got.positive, want.positive)
+    np.testing.assert_array_equal(got.negative, want.negative)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.6])
+def test_compiled_labels_equal_scipy(density: float) -> None:
+    rng = np.random.default_rng(int(density * 100))
+    mask = rng.random((9, 31, 29)) < density
+    labels, sizes = label_components(mask)
+    want_labels, want_sizes = detection._label_scipy(mask)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_array_equal(sizes, want_sizes)
+
+
+def test_compiled_detect_equals_numpy_detect(channels) -> None:
+    pre, post = channels
+    res = detect(pre, post)
+    t_num, labels, mask, n = detection._detect_numpy(pre, post, 3, 30, {})
+    assert t_num == res.parameters["threshold_numerator"]
+    assert n == res.n_synapses > 0
+    np.testing.assert_array_equal(labels, res.labels)
+    np.testing.assert_array_equal(mask, res.mask)

@@ -56,6 +56,19 @@ loss. Anything else (floats, signed, uint32/64, bool) is a :class:`DetectionErro
 mismatched shapes, non-3-D arrays and volumes thinner than the window. A constant channel
 (e.g. all zeros) has no standard deviation: :class:`DetectionError` naming the channel.
 
+Implementation
+==============
+The steps run as numba-compiled kernels (one core, no threads): one pass computes every
+numerator and both histograms, with the per-plane window sums of the planes in flight kept
+in an L2-sized ring of row strips and reads clamped to the volume (the border rule, without
+a padded copy); a second pass lists the foreground voxels (their number is known from the
+histogram); union-find over those voxels only labels the components. ``detect()`` holds the
+int32 numerators (int64 for uint16 input) and then the uint32 labels + uint8 mask: about
+5 bytes per voxel beyond its inputs for uint8 (see docs/detection.md for measured figures).
+The numpy/scipy reference implementations (``_numerator_numpy``, ``_histogram_numpy``,
+``_label_scipy``, ``_detect_numpy``) give identical results and are what the tests compare
+the kernels with; they run when numba is not installed.
+
 Decomposition (for the blockwise runner; signatures are stable)
 ==============================================================
 ``detect(pre, post, window=w, min_size=m)`` is exactly::
@@ -100,6 +113,8 @@ Primitives:
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,8 +169,331 @@ NULL_FRACTION = 0.05
 #: Threshold meaning "nothing is foreground".
 NO_THRESHOLD = np.iinfo(np.int64).max
 
-#: Slab thickness (z planes) used by detect(); any value gives the same result.
-_SLAB = 8
+
+# --------------------------------------------------------------------------- numba kernels
+#
+# The compiled kernels do exactly the integer arithmetic of the numpy reference below
+# (``_numerator_numpy``, ``_label_scipy``); tests compare the two. Without numba the numpy
+# path runs (about 10x slower). Reads outside the array are clamped to the nearest voxel,
+# which *is* the edge-replication border rule, so detect() needs no padded copy.
+
+try:  # pragma: no branch
+    import numba as _numba
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    _numba = None
+
+
+def _jit(func: Any) -> Any:
+    if _numba is None:  # pragma: no cover
+        return None
+    try:
+        return _numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # pragma: no cover - read-only install without a cache dir
+        return _numba.njit(nogil=True)(func)
+
+
+def _k_value_counts(volume, counts):  # type: ignore[no-untyped-def]
+    flat = volume.reshape(-1)
+    for i in range(flat.size):
+        counts[flat[i]] += 1
+
+
+def _k_plane_sums(x, y, p, y0, y1, x0, x1, w, rowx, rowy, rowxy, hx, hy, hxy, bx, by, bxy):  # type: ignore[no-untyped-def]
+    """2-D window sums of x, y, x*y on plane ``p`` for rows y0:y1, cols x0:x1 (clamped).
+
+    Inner loops run over contiguous columns so that LLVM vectorises them.
+    """
+    h = w // 2
+    n_y, n_x = x.shape[1], x.shape[2]
+    ny = y1 - y0
+    nx = x1 - x0
+    nxe = nx + 2 * h
+    k_lo = max(0, h - x0)  # extended columns [k_lo, k_hi) need no clamping
+    k_hi = min(nxe, n_x - x0 + h)
+    for i in range(ny + 2 * h):
+        r = min(max(y0 - h + i, 0), n_y - 1)
+        xr = x[p, r]
+        yr = y[p, r]
+        for k in range(k_lo):
+            rowx[k] = xr[0]
+            rowy[k] = yr[0]
+        for k in range(k_lo, k_hi):
+            rowx[k] = xr[x0 - h + k]
+            rowy[k] = yr[x0 - h + k]
+        for k in range(k_hi, nxe):
+            rowx[k] = xr[n_x - 1]
+            rowy[k] = yr[n_x - 1]
+        for k in range(nxe):
+            rowxy[k] = rowx[k] * rowy[k]
+        hxi = hx[i]
+        hyi = hy[i]
+        hxyi = hxy[i]
+        for j in range(nx):
+            hxi[j] = rowx[j]
+            hyi[j] = rowy[j]
+            hxyi[j] = rowxy[j]
+        for d in range(1, w):
+            for j in range(nx):
+                hxi[j] += rowx[j + d]
+                hyi[j] += rowy[j + d]
+                hxyi[j] += rowxy[j + d]
+    for i in range(ny):
+        bxi = bx[i]
+        byi = by[i]
+        bxyi = bxy[i]
+        src_x = hx[i]
+        src_y = hy[i]
+        src_xy = hxy[i]
+        for j in range(nx):
+            bxi[j] = src_x[j]
+            byi[j] = src_y[j]
+            bxyi[j] = src_xy[j]
+        for d in range(1, w):
+            src_x = hx[i + d]
+            src_y = hy[i + d]
+            src_xy = hxy[i + d]
+            for j in range(nx):
+                bxi[j] += src_x[j]
+                byi[j] += src_y[j]
+                bxyi[j] += src_xy[j]
+
+
+def _k_bin(v, lut, sub_bits):  # type: ignore[no-untyped-def]
+    """Bin of a positive int64 (same as bin_index)."""
+    if v < lut.size:
+        return lut[v]
+    _, ex = math.frexp(float(v))
+    e = ex - 1
+    if v >= (1 << 53) and v < (1 << e):
+        e -= 1
+    sub = 1 << sub_bits
+    return (e - sub_bits + 1) * sub + (v >> (e - sub_bits)) - sub
+
+
+def _k_count_row(row, small, hist_pos, hist_neg, lut, sub_bits):  # type: ignore[no-untyped-def]
+    """Histogram one row: |v| < half goes to a direct count table (folded later)."""
+    half = small.size // 2
+    for j in range(row.size):
+        v = np.int64(row[j])
+        if -half < v < half:
+            small[v + half] += 1
+        elif v > 0:
+            hist_pos[_k_bin_j(v, lut, sub_bits)] += 1
+        else:
+            hist_neg[_k_bin_j(-v, lut, sub_bits)] += 1
+
+
+def _k_fold_small(small, hist_pos, hist_neg, lut):  # type: ignore[no-untyped-def]
+    half = small.size // 2
+    for v in range(1, half):
+        hist_pos[lut[v]] += small[half + v]
+        hist_neg[lut[v]] += small[half - v]
+        small[half + v] = 0
+        small[half - v] = 0
+    small[half] = 0
+
+
+def _k_numerator(  # type: ignore[no-untyped-def]
+    x,
+    y,
+    z0,
+    z1,
+    y0,
+    y1,
+    x0,
+    x1,
+    w,
+    out,
+    hist_pos,
+    hist_neg,
+    lut,
+    sub_bits,
+    rowx,
+    rowy,
+    rowxy,
+    hx,
+    hy,
+    hxy,
+    ring_x,
+    ring_y,
+    ring_xy,
+    tx,
+    ty,
+    txy,
+    small,
+    do_hist,
+):
+    """Numerator n*S_xy - S_x*S_y for the box [z0:z1, y0:y1, x0:x1] of x/y (clamped reads)
+    into ``out`` (shape of the box); optionally accumulate the histograms.
+
+    Works in strips of ``ring_x.shape[1]`` rows so that the per-plane window sums of the
+    ``w`` planes in flight stay in the L2 cache; integer sums make the result independent
+    of the strip height.
+    """
+    h = w // 2
+    n = w * w * w
+    n_z = x.shape[0]
+    nx = x1 - x0
+    strip = ring_x.shape[1]
+    slot_plane = np.empty(w, dtype=np.int64)
+    slots = np.empty(w, dtype=np.int64)
+    for sy0 in range(y0, y1, strip):
+        sy1 = min(sy0 + strip, y1)
+        slot_plane[:] = -1
+        for z in range(z0, z1):
+            for d in range(w):
+                p = min(max(z - h + d, 0), n_z - 1)
+                s = p % w
+                slots[d] = s
+                if slot_plane[s] != p:
+                    _k_plane_sums_j(
+                        x,
+                        y,
+                        p,
+                        sy0,
+                        sy1,
+                        x0,
+                        x1,
+                        w,
+                        rowx,
+                        rowy,
+                        rowxy,
+                        hx,
+                        hy,
+                        hxy,
+                        ring_x[s],
+                        ring_y[s],
+                        ring_xy[s],
+                    )
+                    slot_plane[s] = p
+            oz = out[z - z0]
+            for i in range(sy1 - sy0):
+                s = slots[0]
+                src_x = ring_x[s, i]
+                src_y = ring_y[s, i]
+                src_xy = ring_xy[s, i]
+                for j in range(nx):
+                    tx[j] = src_x[j]
+                    ty[j] = src_y[j]
+                    txy[j] = src_xy[j]
+                for d in range(1, w):
+                    s = slots[d]
+                    src_x = ring_x[s, i]
+                    src_y = ring_y[s, i]
+                    src_xy = ring_xy[s, i]
+                    for j in range(nx):
+                        tx[j] += src_x[j]
+                        ty[j] += src_y[j]
+                        txy[j] += src_xy[j]
+                ozi = oz[sy0 - y0 + i]
+                for j in range(nx):
+                    ozi[j] = n * txy[j] - tx[j] * ty[j]
+                if do_hist:
+                    _k_count_row_j(ozi, small, hist_pos, hist_neg, lut, sub_bits)
+    if do_hist:
+        _k_fold_small_j(small, hist_pos, hist_neg, lut)
+
+
+def _k_histogram(values, hist_pos, hist_neg, lut, sub_bits, small):  # type: ignore[no-untyped-def]
+    flat = values.reshape(-1)
+    _k_count_row_j(flat, small, hist_pos, hist_neg, lut, sub_bits)
+    _k_fold_small_j(small, hist_pos, hist_neg, lut)
+
+
+def _k_select(values, threshold, out):  # type: ignore[no-untyped-def]
+    """Raster-order linear indices of voxels >= threshold; returns how many."""
+    flat = values.reshape(-1)
+    k = 0
+    for i in range(flat.size):
+        if flat[i] >= threshold:
+            out[k] = i
+            k += 1
+    return k
+
+
+def _k_find(parent, a):  # type: ignore[no-untyped-def]
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+def _k_components(shape_z, shape_y, shape_x, fg, labels, sizes_out):  # type: ignore[no-untyped-def]
+    """26-connected components of the voxels ``fg`` (sorted linear indices).
+
+    Writes provisional ids into ``labels`` (flat), unions backward neighbours, and leaves
+    in ``labels[fg]`` the component number 1..m (raster order of first voxel); returns m
+    and fills ``sizes_out[1..m]``.
+    """
+    nfg = fg.size
+    parent = np.arange(nfg)
+    plane = shape_y * shape_x
+    for k in range(nfg):
+        labels[fg[k]] = k + 1
+    for k in range(nfg):
+        idx = fg[k]
+        z = idx // plane
+        rem = idx - z * plane
+        yy = rem // shape_x
+        xx = rem - yy * shape_x
+        for dz in range(-1, 1):
+            zz = z + dz
+            if zz < 0:
+                continue
+            for dy in range(-1, 2):
+                if dz == 0 and dy > 0:
+                    break
+                y2 = yy + dy
+                if y2 < 0 or y2 >= shape_y:
+                    continue
+                for dx in range(-1, 2):
+                    if dz == 0 and dy == 0 and dx >= 0:
+                        break
+                    x2 = xx + dx
+                    if x2 < 0 or x2 >= shape_x:
+                        continue
+                    other = labels[zz * plane + y2 * shape_x + x2]
+                    if other != 0:
+                        ra = _k_find_j(parent, k)
+                        rb = _k_find_j(parent, other - 1)
+                        if ra < rb:
+                            parent[rb] = ra
+                        elif rb < ra:
+                            parent[ra] = rb
+    # roots are the smallest index of their component: its first voxel in raster order
+    comp = np.zeros(nfg, dtype=np.int64)
+    m = 0
+    for k in range(nfg):
+        r = _k_find_j(parent, k)
+        if r == k:
+            m += 1
+            comp[k] = m
+        c = comp[r]
+        labels[fg[k]] = c
+        sizes_out[c] += 1
+    return m
+
+
+def _k_relabel(fg, labels, lut, mask):  # type: ignore[no-untyped-def]
+    for k in range(fg.size):
+        i = fg[k]
+        v = lut[labels[i]]
+        labels[i] = v
+        if v != 0:
+            mask[i] = 255
+
+
+_k_value_counts_j = _jit(_k_value_counts)
+_k_plane_sums_j = _jit(_k_plane_sums)
+_k_bin_j = _jit(_k_bin)
+_k_count_row_j = _jit(_k_count_row)
+_k_fold_small_j = _jit(_k_fold_small)
+_k_numerator_j = _jit(_k_numerator)
+_k_histogram_j = _jit(_k_histogram)
+_k_select_j = _jit(_k_select)
+_k_find_j = _jit(_k_find)
+_k_components_j = _jit(_k_components)
+_k_relabel_j = _jit(_k_relabel)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -197,16 +535,25 @@ class ChannelStats:
         return float(np.sqrt(float(var_num))) / self.count
 
 
+def _value_counts(volume: np.ndarray) -> np.ndarray:
+    """How many voxels hold each value (length 256 or 65536), int64."""
+    counts = np.zeros(np.iinfo(volume.dtype).max + 1, dtype=np.int64)
+    if _k_value_counts_j is not None:
+        _k_value_counts_j(np.ascontiguousarray(volume), counts)
+    else:  # pragma: no cover
+        counts += np.bincount(volume.ravel(), minlength=counts.size)
+    return counts
+
+
 def channel_stats(volume: np.ndarray) -> ChannelStats:
     """Exact count, sum, sum of squares, min and max of a uint8/uint16 block."""
     _check_dtype(volume, "volume")
     if volume.size == 0:
         return ChannelStats.empty()
     # A value histogram gives every moment exactly and is faster than sums of squares.
-    counts = np.bincount(volume.ravel(), minlength=256).astype(np.int64)
-    values = np.arange(counts.size, dtype=np.int64)
+    counts = _value_counts(volume)
     present = np.nonzero(counts)[0]
-    total = int((counts * values).sum())
+    total = sum(int(c) * int(v) for c, v in zip(counts[present], present, strict=True))
     total_sq = sum(int(c) * int(v) * int(v) for c, v in zip(counts[present], present, strict=True))
     return ChannelStats(int(volume.size), total, total_sq, int(present[0]), int(present[-1]))
 
@@ -281,6 +628,11 @@ def _numerator_dtype(max_value: int, window: int) -> np.dtype:
     return np.dtype(np.int32) if n * n * max_value * max_value < 2**31 else np.dtype(np.int64)
 
 
+def _accumulator_dtype(max_value: int, window: int) -> np.dtype:
+    """Window sums of x*y (the largest) fit int32 when n * max**2 < 2**31."""
+    return np.dtype(np.int32) if window**3 * max_value * max_value < 2**31 else np.dtype(np.int64)
+
+
 def _box_sum_valid(a: np.ndarray, window: int) -> np.ndarray:
     """Sum over ``window``-wide windows along every axis ("valid" mode), exact integers."""
     for axis in range(3):
@@ -295,6 +647,67 @@ def _box_sum_valid(a: np.ndarray, window: int) -> np.ndarray:
     return a
 
 
+def _numerator_numpy(pre_ext: np.ndarray, post_ext: np.ndarray, window: int) -> np.ndarray:
+    """Reference implementation of covariance_numerator (numpy, ~10x slower)."""
+    max_value = max(np.iinfo(pre_ext.dtype).max, np.iinfo(post_ext.dtype).max)
+    acc = _accumulator_dtype(max_value, window)
+    x = pre_ext.astype(acc)
+    y = post_ext.astype(acc)
+    sxy = _box_sum_valid(x * y, window)
+    sx = _box_sum_valid(x, window)
+    sy = _box_sum_valid(y, window)
+    del x, y
+    n = window**3
+    out = _numerator_dtype(max_value, window)
+    return (n * sxy.astype(np.int64) - sx.astype(np.int64) * sy.astype(np.int64)).astype(out)
+
+
+#: Values with |v| below this are histogrammed through a direct count table.
+_SMALL = 1 << 16
+
+
+class _Workspace:
+    """Scratch buffers of the numerator kernel for rows of ``nx`` voxels."""
+
+    #: Target size of the strip ring (w planes x strip rows x 3 sums): fits in L2.
+    RING_BYTES = 512 * 1024
+
+    def __init__(self, nx: int, window: int, acc: np.dtype):
+        h = window // 2
+        itemsize = acc.itemsize
+        strip = int(np.clip(self.RING_BYTES // (window * max(nx, 1) * 3 * itemsize), 1, 256))
+        self.strip = strip
+        self.rows = [np.empty(nx + 2 * h, acc) for _ in range(3)]
+        self.h = [np.empty((strip + 2 * h, nx), acc) for _ in range(3)]
+        self.ring = [np.empty((window, strip, nx), acc) for _ in range(3)]
+        self.t = [np.empty(nx, acc) for _ in range(3)]
+        self.small = np.zeros(2 * _SMALL, np.uint32)
+        self.hist_pos = np.zeros(N_BINS, np.int64)
+        self.hist_neg = np.zeros(N_BINS, np.int64)
+
+
+def _run_numerator(
+    x: np.ndarray,
+    y: np.ndarray,
+    box: Box,
+    window: int,
+    out: np.ndarray,
+    *,
+    histogram: bool,
+) -> CovarianceHistogram | None:
+    """Numerators of ``box`` (reads clamped to the arrays = edge replication) into out."""
+    max_value = max(np.iinfo(x.dtype).max, np.iinfo(y.dtype).max)
+    ws = _Workspace(box.shape[2], window, _accumulator_dtype(max_value, window))
+    (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
+    _k_numerator_j(
+        x, y, z0, z1, y0, y1, x0, x1, window, out, ws.hist_pos, ws.hist_neg, _bin_lut(),
+        SUB_BITS, *ws.rows, *ws.h, *ws.ring, *ws.t, ws.small, histogram,
+    )  # fmt: skip
+    if histogram:
+        return CovarianceHistogram(ws.hist_pos, ws.hist_neg)
+    return None
+
+
 def covariance_numerator(
     pre_ext: np.ndarray, post_ext: np.ndarray, *, window: int = DEFAULT_WINDOW
 ) -> np.ndarray:
@@ -304,31 +717,35 @@ def covariance_numerator(
     :func:`extended_block`); the result has shape ``ext.shape - (window - 1)``.
     """
     _check_window(window)
-    if pre_ext.shape != post_ext.shape:
+    _check_dtype(pre_ext, "presynaptic")
+    _check_dtype(post_ext, "postsynaptic")
+    if pre_ext.shape != post_ext.shape or pre_ext.ndim != 3:
         raise DetectionError(
-            f"extended blocks differ in shape: {pre_ext.shape} vs {post_ext.shape}",
+            f"extended blocks differ in shape or are not 3-D: {pre_ext.shape} vs {post_ext.shape}",
             field="block",
             hint="extend both channels with the same box and window",
         )
-    _check_dtype(pre_ext, "presynaptic")
-    _check_dtype(post_ext, "postsynaptic")
+    h = halo(window)
+    if min(pre_ext.shape) <= 2 * h:
+        raise DetectionError(
+            f"extended block {pre_ext.shape} has no voxel inside its {h}-voxel halo",
+            field="block",
+            hint="extend the block with extended_block() or pad_to_extended()",
+        )
+    if _k_numerator_j is None:  # pragma: no cover
+        return _numerator_numpy(pre_ext, post_ext, window)
     max_value = max(np.iinfo(pre_ext.dtype).max, np.iinfo(post_ext.dtype).max)
-    out_dtype = _numerator_dtype(max_value, window)
-    # Window sums of x*y need n * max**2 < 2**31 for int32 accumulation.
-    acc = np.int32 if window**3 * max_value * max_value < 2**31 else np.int64
-    x = pre_ext.astype(acc)
-    y = post_ext.astype(acc)
-    sxy = _box_sum_valid(x * y, window)
-    sx = _box_sum_valid(x, window)
-    sy = _box_sum_valid(y, window)
-    del x, y
-    n = window**3
-    if acc is np.int32 and out_dtype == np.int32:
-        sxy *= n
-        sx *= sy
-        sxy -= sx
-        return sxy
-    return n * sxy.astype(np.int64) - sx.astype(np.int64) * sy.astype(np.int64)
+    inner = Box((h, h, h), tuple(s - h for s in pre_ext.shape))  # type: ignore[arg-type]
+    out = np.empty(inner.shape, dtype=_numerator_dtype(max_value, window))
+    _run_numerator(
+        np.ascontiguousarray(pre_ext),
+        np.ascontiguousarray(post_ext),
+        inner,
+        window,
+        out,
+        histogram=False,
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- histogram
@@ -385,8 +802,13 @@ class CovarianceHistogram:
         )
 
 
-def covariance_histogram(numerator: np.ndarray) -> CovarianceHistogram:
-    """Histogram of one block's numerators (sum blocks with ``+``)."""
+@functools.cache
+def _bin_lut() -> np.ndarray:
+    """bin_index of 0 .. _SMALL - 1 (int16), used by the compiled histogram."""
+    return bin_index(np.arange(_SMALL)).astype(np.int16)
+
+
+def _histogram_numpy(numerator: np.ndarray) -> CovarianceHistogram:
     flat = numerator.ravel()
     pos = flat[flat > 0]
     neg = flat[flat < 0]
@@ -394,6 +816,22 @@ def covariance_histogram(numerator: np.ndarray) -> CovarianceHistogram:
         np.bincount(bin_index(pos), minlength=N_BINS).astype(np.int64),
         np.bincount(bin_index(-neg.astype(np.int64)), minlength=N_BINS).astype(np.int64),
     )
+
+
+def covariance_histogram(numerator: np.ndarray) -> CovarianceHistogram:
+    """Histogram of one block's numerators (sum blocks with ``+``)."""
+    if _k_histogram_j is None:  # pragma: no cover
+        return _histogram_numpy(numerator)
+    hist = CovarianceHistogram.empty()
+    _k_histogram_j(
+        np.ascontiguousarray(numerator),
+        hist.positive,
+        hist.negative,
+        _bin_lut(),
+        SUB_BITS,
+        np.zeros(2 * _SMALL, np.uint32),
+    )
+    return hist
 
 
 def threshold_from_histogram(
@@ -443,11 +881,37 @@ def threshold_from_histogram(
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """26-connected components numbered in raster order; ``sizes[k]`` = voxels of ``k``."""
+def _label_scipy(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference implementation of label_components (scipy)."""
     labels = np.empty(mask.shape, dtype=np.int32)
     ndimage.label(mask, structure=_STRUCTURE_26, output=labels)
-    sizes = np.bincount(labels.ravel()).astype(np.int64)
+    return labels, np.bincount(labels.ravel()).astype(np.int64)
+
+
+def _components(shape: tuple[int, ...], fg: np.ndarray, labels_flat: np.ndarray) -> np.ndarray:
+    """Union-find over the foreground voxels ``fg`` (sorted linear indices) only.
+
+    Writes component numbers (raster order) into ``labels_flat[fg]``; returns sizes with
+    ``sizes[0]`` = background voxels.
+    """
+    sizes = np.zeros(fg.size + 1, dtype=np.int64)
+    m = _k_components_j(shape[0], shape[1], shape[2], fg, labels_flat, sizes)
+    sizes = sizes[: m + 1]
+    sizes[0] = int(np.prod(shape)) - fg.size
+    return sizes
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected components numbered in raster order; ``sizes[k]`` = voxels of ``k``.
+
+    Compiled: union-find over the foreground voxels only (they are a small fraction), so
+    the cost is one scan of the mask plus work proportional to the foreground.
+    """
+    if _k_components_j is None or mask.ndim != 3:  # pragma: no cover
+        return _label_scipy(mask)
+    fg = np.flatnonzero(mask)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    sizes = _components(mask.shape, fg, labels.reshape(-1))
     return labels, sizes
 
 
@@ -555,6 +1019,77 @@ def _check_inputs(pre: Any, post: Any, window: int) -> None:
         )
 
 
+def _detect_compiled(
+    pre: np.ndarray, post: np.ndarray, window: int, min_size: int, timings: dict[str, float]
+) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """detect() steps 2-4 with the compiled kernels, one pass each, ~5 bytes per voxel."""
+    shape = pre.shape
+    t0 = time.perf_counter()
+    max_value = max(np.iinfo(pre.dtype).max, np.iinfo(post.dtype).max)
+    numerator = np.empty(shape, dtype=_numerator_dtype(max_value, window))
+    # Reads clamped to the volume = the edge-replication border rule; no padded copy.
+    hist = _run_numerator(
+        np.ascontiguousarray(pre),
+        np.ascontiguousarray(post),
+        Box.from_shape(shape),
+        window,
+        numerator,
+        histogram=True,
+    )
+    assert hist is not None
+    timings["covariance"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    t_num = threshold_from_histogram(hist)
+    if t_num == NO_THRESHOLD:
+        n_fg = 0
+    else:  # T is a bin edge, so the histogram counts the foreground exactly
+        n_fg = int(hist.positive[int(bin_index(np.array([t_num]))[0]) :].sum())
+    fg = np.empty(n_fg, dtype=np.int64)
+    if n_fg:
+        found = _k_select_j(numerator.reshape(-1), t_num, fg)
+        assert found == n_fg, (found, n_fg)
+    del numerator
+    timings["threshold"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    labels = np.zeros(shape, dtype=np.uint32)
+    flat = labels.reshape(-1)
+    sizes = _components(shape, fg, flat)
+    keep = sizes > min_size
+    keep[0] = False
+    lut = np.cumsum(keep).astype(np.uint32)
+    lut[~keep] = 0
+    n = int(keep.sum())
+    mask = np.zeros(shape, dtype=np.uint8)
+    _k_relabel_j(fg, flat, lut, mask.reshape(-1))
+    timings["components"] = time.perf_counter() - t0
+    return t_num, labels, mask, n
+
+
+def _detect_numpy(
+    pre: np.ndarray, post: np.ndarray, window: int, min_size: int, timings: dict[str, float]
+) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """detect() steps 2-4 with the numpy/scipy reference implementations."""
+    t0 = time.perf_counter()
+    whole = Box.from_shape(pre.shape)
+    numerator = _numerator_numpy(
+        extended_block(pre, whole, window), extended_block(post, whole, window), window
+    )
+    hist = _histogram_numpy(numerator)
+    timings["covariance"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    t_num = threshold_from_histogram(hist)
+    mask = numerator >= t_num
+    del numerator
+    timings["threshold"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    labels, sizes = _label_scipy(mask)
+    labels, n = filter_components(labels, sizes, min_size)
+    timings["components"] = time.perf_counter() - t0
+    return t_num, labels, (labels > 0).astype(np.uint8) * 255, n
+
+
 def detect(
     presynaptic: np.ndarray,
     postsynaptic: np.ndarray,
@@ -573,42 +1108,14 @@ def detect(
     check_channels(pre_stats, post_stats)
     timings["stats"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    shape = presynaptic.shape
-    whole = Box.from_shape(shape)
-    numerator: np.ndarray | None = None
-    hist = CovarianceHistogram.empty()
-    for z0 in range(0, shape[0], _SLAB):
-        box = Box((z0, 0, 0), (min(z0 + _SLAB, shape[0]), shape[1], shape[2]))
-        block = covariance_numerator(
-            extended_block(presynaptic, box, window),
-            extended_block(postsynaptic, box, window),
-            window=window,
+    if _numba is None:  # pragma: no cover - numba is a declared dependency
+        t_num, labels, out_mask, n = _detect_numpy(
+            presynaptic, postsynaptic, window, min_size, timings
         )
-        if numerator is None:
-            numerator = np.empty(shape, dtype=block.dtype)
-        numerator[box.slices()] = block
-        hist = hist + covariance_histogram(block)
-    assert numerator is not None
-    del whole
-    timings["covariance"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    t_num = threshold_from_histogram(hist)
-    mask = numerator >= t_num if t_num <= np.iinfo(numerator.dtype).max else None
-    del numerator
-    if mask is None:
-        mask = np.zeros(shape, dtype=bool)
-    timings["threshold"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labels, sizes = label_components(mask)
-    labels, n = filter_components(labels, sizes, min_size)
-    out_mask = mask.view(np.uint8)
-    np.not_equal(labels, 0, out=mask)
-    out_mask *= 255
-    timings["components"] = time.perf_counter() - t0
-
+    else:
+        t_num, labels, out_mask, n = _detect_compiled(
+            presynaptic, postsynaptic, window, min_size, timings
+        )
     scale = numerator_scale(pre_stats, post_stats, window)
     threshold = float(t_num) / scale if t_num != NO_THRESHOLD else float("nan")
     return DetectionResult(
