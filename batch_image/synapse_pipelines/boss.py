@@ -9,6 +9,7 @@ Client API (stable; used by ``steps.py``, the local runtime and the CLI)::
     client = BossClient(host, protocol, token, *, max_workers=8, max_retries=5,
                         timeout=120.0, backoff=0.5, piece_shape=PIECE_SHAPE)
     client = BossClient.for_request(request, token)          # host/protocol from the request
+    client.close()  /  with BossClient(...) as client:        # stops the worker threads
 
     client.list_collections() / client.list_experiments(collection) -> list[str]
     client.list_channels(collection, experiment) -> list[str]
@@ -73,6 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import blosc
 import numpy as np
 import requests
 from intern.remote.boss import BossRemote
@@ -223,6 +225,8 @@ class BossClient:
         self.piece_shape = piece_shape
         self.__token = token
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._channels: dict[tuple[str, str, str], ChannelResource] = {}
         self._channels_lock = threading.Lock()
         #: called with the delay before each retry sleep; tests use it to count retries
@@ -474,21 +478,41 @@ class BossClient:
     def _pieces(self, box: Box) -> list[Box]:
         return list(iter_aligned_blocks(box, self.piece_shape))
 
+    def _executor(self) -> ThreadPoolExecutor:
+        # one pool for the client's lifetime: its threads keep their BossRemote and
+        # keep-alive connections between calls (a pool per call would reconnect every time)
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_workers, thread_name_prefix="boss"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (the client stays usable: they restart on demand)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BossClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _run(self, fn: Callable[[Box], None], pieces: Sequence[Box]) -> None:
         if len(pieces) == 1:
             fn(pieces[0])
             return
-        with ThreadPoolExecutor(
-            max_workers=min(self.max_workers, len(pieces)), thread_name_prefix="boss"
-        ) as pool:
-            futures = [pool.submit(fn, p) for p in pieces]
-            try:
-                for fut in futures:
-                    fut.result()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        futures = [self._executor().submit(fn, p) for p in pieces]
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
 
     def pull(self, collection: str, experiment: str, channel: str, box: Box) -> np.ndarray:
         """The voxels of ``box`` (ZYX, the channel's dtype, a fresh writable array)."""
@@ -547,7 +571,7 @@ class BossClient:
                     chan, 0, [x0, x1], [y0, y1], [z0, z1]
                 )
             else:
-                fn = lambda r: r.create_cutout(chan, 0, [x0, x1], [y0, y1], [z0, z1], block)  # noqa: E731
+                fn = lambda r: _post_cutout(r, chan, piece, block)  # noqa: E731
             self._project_call(f"write {piece} of", collection, experiment, channel, fn)
 
         self._run(send, self._pieces(box))
@@ -684,6 +708,36 @@ class BossClient:
             f"channel {collection}/{experiment}/{name}",
         )
         return None if chan is None else str(chan.description or "")
+
+
+def _post_cutout(remote: BossRemote, chan: ChannelResource, piece: Box, block: np.ndarray) -> None:
+    """POST one piece through intern's volume service (its URL, headers, session).
+
+    Same request as ``remote.create_cutout`` minus two costs that dominated the push
+    profile: a full ``np.sum`` of the block (intern's all-zero test; ours is ``any()``) and
+    blosc at its default level 9 with typesize = bit width. LZ4 at level 1 with byte
+    shuffle is several times faster and BOSS decompresses any blosc frame.
+    """
+    (z0, y0, x0), (z1, y1, x1) = piece.start, piece.stop
+    service = remote.volume_service
+    body = blosc.compress(
+        block.tobytes() if not block.flags.c_contiguous else block,
+        typesize=block.dtype.itemsize,
+        clevel=1,
+        shuffle=blosc.SHUFFLE,
+        cname="lz4",
+    )
+    req = service.service.get_cutout_request(
+        chan, "POST", "application/blosc", service.url_prefix, service.auth,
+        0, [x0, x1], [y0, y1], [z0, z1], None, numpyVolume=body,
+    )  # fmt: skip
+    resp = service.session.send(service.session.prepare_request(req), **service.session_send_opts)
+    if resp.status_code != 201:
+        raise requests.HTTPError(
+            f"Create cutout failed on {chan.name}, got HTTP response: ({resp.status_code})",
+            request=req,
+            response=resp,
+        )
 
 
 def _same_frame(cf: Any, frame: CoordinateFrame) -> bool:
