@@ -801,9 +801,8 @@ class LocalAws:
         self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         BATCH.environment = self.environment()
-        import requests
-
-        requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
+        # moto's backends are process-global and outlive a server: start from nothing
+        self.reset()
         return self
 
     def stop(self) -> None:
@@ -822,8 +821,10 @@ class LocalAws:
         """Forget every emulated resource (moto's /moto-api/reset)."""
         import requests
 
-        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)
-        requests.post(f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10)
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
+        requests.post(
+            f"{self.endpoint_url}/moto-api/config", json=MOTO_CONFIG, timeout=10
+        ).raise_for_status()
 
     def client(self, service: str) -> Any:
         import boto3

@@ -1,9 +1,333 @@
-"""CLI commands: placeholder until this concern's commands land."""
+"""Local commands: ``synapse-pipelines demo`` and ``synapse-pipelines run request.json --local``.
+
+Both run the real workflow (the ASL, the Lambda handlers, the Batch step CLI) on this machine
+through :mod:`synapse_pipelines.local_runtime`; this module only parses options, calls it and
+formats progress and summaries.
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from synapse_pipelines.errors import SynapsePipelinesError
+
+console = Console(highlight=False)
+
+#: the states a person cares about, in workflow order (others are shown only when they fail)
+_SHOWN_STATES = (
+    "ValidateRequest",
+    "Detect",
+    "DetectLarge",
+    "Report",
+    "PublishToBoss",
+    "PublishToS3",
+    "Notify",
+    "DescribeFailure",
+    "NotifyFailure",
+)
+
+
+class _Progress:
+    """Per-step progress lines plus a spinner naming what is running now."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.running: dict[str, float] = {}
+        self.last_line = ""
+        self._lock = threading.Lock()
+        self._status: Any = None
+
+    def __enter__(self) -> _Progress:
+        self._status = console.status("starting", spinner="dots")
+        self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._status.__exit__(*exc)
+
+    def _refresh(self) -> None:
+        if self._status is None:
+            return
+        names = ", ".join(self.running) or "waiting"
+        tail = f"  [dim]{escape(self.last_line[:80])}[/]" if self.last_line else ""
+        self._status.update(f"running: [bold]{escape(names)}[/]{tail}")
+
+    def phase(self, text: str) -> None:
+        console.print(f"[cyan]•[/] {escape(text)}")
+        if self._status is not None:
+            self._status.update(escape(text))
+
+    def job_line(self, job_name: str, job_id: str, line: str) -> None:
+        with self._lock:
+            self.last_line = line.strip()
+            if self.verbose:
+                console.print(f"    [dim]{escape(job_name[:24])} | {escape(line)}[/]")
+            self._refresh()
+
+    def event(self, ev: Any) -> None:
+        with self._lock:
+            if ev.kind == "entered":
+                if ev.state in _SHOWN_STATES:
+                    self.running[ev.state] = time.monotonic()
+            elif ev.kind == "job":
+                console.print(f"  [dim]{escape(ev.state)}: Batch job {escape(ev.detail)}[/]")
+            elif ev.kind == "error":
+                console.print(f"  [yellow]![/] {escape(ev.state)}: {escape(str(ev.detail))}")
+            elif ev.kind == "succeeded" and ev.state in _SHOWN_STATES:
+                self.running.pop(ev.state, None)
+                console.print(f"  [green]✓[/] {ev.state:<16} {ev.seconds:6.1f} s")
+            elif ev.kind == "failed":
+                self.running.pop(ev.state, None)
+                secs = f"{ev.seconds:6.1f} s" if ev.seconds is not None else ""
+                console.print(
+                    f"  [red]✗[/] {escape(ev.state):<16} {secs} [red]{escape(str(ev.detail))}[/]"
+                )
+            self.last_line = ""
+            self._refresh()
+
+
+def _step_table(step_seconds: dict[str, float]) -> Table:
+    table = Table(title="time per step", show_header=True, header_style="bold")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for name in _SHOWN_STATES:
+        if name in step_seconds:
+            table.add_row(name, f"{step_seconds[name]:.1f}")
+    return table
+
+
+def _print_failure(result: Any) -> None:
+    console.print(f"[bold red]workflow {result.status}[/]: {escape(str(result.error))}")
+    if result.cause:
+        console.print(escape(str(result.cause)))
+
+
+def _files_table(files: dict[str, Path]) -> Table:
+    folder = next(iter(files.values())).parent if files else Path()
+    table = Table(title=f"results in {folder}/", show_header=True, header_style="bold")
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    for name, path in sorted(files.items()):
+        table.add_row(name, f"{path.stat().st_size:,}")
+    return table
+
+
+def demo(
+    size: Annotated[
+        str,
+        typer.Option(
+            "--size",
+            "--shape",
+            help="Synthetic volume size z,y,x in voxels (e.g. 16,512,512).",
+        ),
+    ] = "16,512,512",
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic experiment.")] = 0,
+    out: Annotated[
+        Path, typer.Option(help="Results go to OUT/<results_key>/.", file_okay=False)
+    ] = Path("results"),
+    keep_server: Annotated[
+        bool,
+        typer.Option(
+            "--keep-server",
+            help="Keep the local BOSS server running afterwards (Ctrl-C stops it).",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every line the Batch jobs print.")
+    ] = False,
+) -> None:
+    """Run the whole pipeline locally on a synthetic experiment: no AWS account needed.
+
+    Starts a local BOSS with a synthetic collman15v2-like experiment, runs the real state
+    machine in moto (Lambda handlers in-process, Batch steps as local processes), pushes the
+    predictions to the local BOSS and copies the results to OUT/<results_key>/.
+    """
+    from synapse_pipelines.local_runtime import Demo
+
+    shape = _parse_shape(size)
+    t0 = time.perf_counter()
+    progress = _Progress(verbose=verbose)
+    with Demo(shape=shape, seed=seed, out=out, job_log_sink=progress.job_line) as d:
+        with progress:
+            d.setup(on_phase=progress.phase)
+            progress.phase("running the state machine")
+            result = d.run(on_event=progress.event)
+            d.stop_aws()
+        total = time.perf_counter() - t0
+        ex = result.execution
+        if not ex.succeeded:
+            _print_failure(ex)
+        console.print()
+        console.print(_step_table(ex.step_seconds))
+        if result.files:
+            console.print(_files_table(result.files))
+        summary = Table(title="synapse-pipelines demo", show_header=False)
+        summary.add_column(style="bold")
+        summary.add_column()
+        summary.add_row("volume", f"{'x'.join(map(str, shape))} voxels (z,y,x), seed {seed}")
+        summary.add_row("workflow", f"{ex.status} in {ex.seconds:.1f} s")
+        if result.synapses is not None:
+            summary.add_row("synapses found", f"{result.synapses} (truth: {result.true_synapses})")
+        ev = result.evaluation
+        if ev is not None:
+            summary.add_row(
+                "F1 vs synthetic truth",
+                f"{ev.f1:.3f}  (precision {ev.precision:.3f}, recall {ev.recall:.3f}; centroids"
+                f" within {result.max_distance:g} {result.voxel_unit})",
+            )
+        for phase, secs in result.phase_seconds.items():
+            summary.add_row(phase, f"{secs:.1f} s")
+        summary.add_row("total", f"{total:.1f} s")
+        summary.add_row("results", str(result.results_dir))
+        report = result.files.get("report.html")
+        if report is not None:
+            summary.add_row(
+                "open the report",
+                f"python -m webbrowser {report.resolve().as_uri()}",
+            )
+        summary.add_row(
+            "predictions in BOSS",
+            f"{result.boss_url} collman_nomads/nomads_predictions",
+        )
+        console.print(summary)
+        if keep_server and d.boss is not None:
+            token_file = d.data_dir / "token"
+            token_file.write_text(d.boss_token)
+            token_file.chmod(0o600)
+            console.print(
+                f"local BOSS still running at [bold]{d.boss.url}[/] (data in {d.data_dir}; "
+                f"token in {token_file}). Ctrl-C stops it."
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                console.print("stopping the local BOSS")
+        if not ex.succeeded:
+            raise typer.Exit(1)
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise SynapsePipelinesError(
+            f"invalid size {text!r}", field="--size", hint="give three positive sizes z,y,x"
+        )
+    return parts  # type: ignore[return-value]
+
+
+def _token(request: Any) -> str:
+    """BOSS_TOKEN, the request's literal token (local runs), or a hidden prompt."""
+    token = os.environ.get("BOSS_TOKEN")
+    if token:
+        return token
+    if request.token is not None and request.token.get_secret_value():
+        return request.token.get_secret_value()
+    if not sys.stdin.isatty():
+        raise SynapsePipelinesError(
+            "no BOSS token", field="BOSS_TOKEN", hint="set BOSS_TOKEN or run from a terminal"
+        )
+    token = getpass.getpass(f"BOSS token for {request.boss_host} (not echoed): ")
+    if not token:
+        raise SynapsePipelinesError("no BOSS token given", field="BOSS_TOKEN")
+    return token
+
+
+def run(
+    request_file: Annotated[
+        Path, typer.Argument(help="The request (JSON).", exists=True, dir_okay=False)
+    ],
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="Run on this machine (moto + local Batch processes)."),
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Results go to OUT/<results_key>/.", file_okay=False)
+    ] = Path("results"),
+    via_events: Annotated[
+        bool,
+        typer.Option(
+            "--via-events", help="Start it with an EventBridge event, as automation does."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every line the Batch jobs print.")
+    ] = False,
+) -> None:
+    """Run a request through the real workflow on this machine, against any BOSS.
+
+    The token comes from BOSS_TOKEN or a hidden prompt; it is stored only in the emulated
+    Secrets Manager, never in the execution input, a log or a result file.
+    """
+    from synapse_pipelines.local_runtime import LocalRuntime
+    from synapse_pipelines.request import parse_request
+
+    if not local:
+        raise SynapsePipelinesError(
+            "`run` executes locally only",
+            field="--local",
+            hint="add --local, or use `synapse-pipelines submit` to run on AWS",
+        )
+    request = parse_request(request_file)
+    token = _token(request)
+    if request.token_secret:
+        console.print(
+            "[dim]note: token_secret is ignored locally (the token is kept in the "
+            "local runtime's own secret)[/]"
+        )
+    t0 = time.perf_counter()
+    progress = _Progress(verbose=verbose)
+    with progress, LocalRuntime(job_log_sink=progress.job_line, quiet_lambdas=True) as rt:
+        progress.phase("local AWS (moto) ready; starting the state machine")
+        rt.set_token(token)
+        if via_events:
+            rt.put_request_event(LocalRuntime.execution_input(request))
+            arn = _wait_for_event_execution(rt)
+        else:
+            sub = rt.submit(request)
+            arn = sub.execution_arn
+        result = rt.wait(arn, on_event=progress.event)
+        files = rt.download_results(request.results_key, out)
+        notices = rt.notifications()
+    console.print(_step_table(result.step_seconds))
+    if files:
+        console.print(_files_table(files))
+    for notice in notices:
+        console.print(f"[bold]notification:[/] {escape(str(notice.get('Subject')))}")
+    console.print(f"{result.status} in {time.perf_counter() - t0:.1f} s")
+    if not result.succeeded:
+        _print_failure(result)
+        raise typer.Exit(1)
+    if isinstance(result.output, dict):
+        console.print(escape(json.dumps({k: result.output.get(k) for k in ("synapses",)})))
+
+
+def _wait_for_event_execution(rt: Any, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        executions = rt.executions()
+        if executions:
+            return str(executions[0]["executionArn"])
+        time.sleep(0.1)
+    raise SynapsePipelinesError("the event started no execution", hint="check the request")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``demo`` and ``run`` to the root app."""
+    app.command("demo")(demo)
+    app.command("run")(run)
