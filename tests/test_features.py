@@ -188,3 +188,16 @@ def test_gather_and_sat_strategies_agree_with_brute_force(dtype) -> None:
     brute = np.array([_brute_window_sum(vol, tuple(a))[0] for a in anchors])
     np.testing.assert_allclose(sat, brute, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gather, brute, rtol=1e-9, atol=1e-9)
+
+
+def test_inputs_are_never_written() -> None:
+    rng = np.random.default_rng(5)
+    lab = _hand_volume()
+    chans = {"a": rng.integers(0, 255, lab.shape).astype(np.uint8)}
+    before = {k: v.copy() for k, v in chans.items()}
+    lab_before = lab.copy()
+    for arr in (lab, *chans.values()):
+        arr.setflags(write=False)  # any in-place write would raise
+    synapse_table(lab, chans, voxel_size=(1, 1, 1))
+    np.testing.assert_array_equal(lab, lab_before)
+    np.testing.assert_array_equal(chans["a"], before["a"])
