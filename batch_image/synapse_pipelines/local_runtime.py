@@ -127,16 +127,6 @@ def _zip_stub() -> bytes:
     return buf.getvalue()
 
 
-def batch_retry_strategy(attempts: int) -> dict[str, Any]:
-    """The job definitions' retryStrategy: retry lost hosts only, exit on anything else."""
-    rules: list[dict[str, str]] = [
-        {"onStatusReason": pattern, "action": "RETRY"}
-        for pattern in wf.BATCH_RETRY_ON_STATUS_REASONS
-    ]
-    rules.append({"onReason": "*", "action": "EXIT"})
-    return {"attempts": attempts, "evaluateOnExit": rules}
-
-
 class LocalRuntime:
     """The workflow's AWS side emulated in this process (see the module docstring).
 
@@ -308,7 +298,7 @@ class LocalRuntime:
                     ],
                     "secrets": [{"name": name, "valueFrom": secret_arn} for name in spec.secrets],
                 },
-                retryStrategy=batch_retry_strategy(spec.attempts),
+                retryStrategy=wf.batch_retry_strategy(spec.attempts),
             )["jobDefinitionArn"]
 
         # Lambda functions (the state machine's ARN is known before it exists: it is named)

@@ -1,0 +1,211 @@
+"""LocalRuntime: the local "stack" matches workflow.py; progress from execution histories.
+
+The full runs are in tests/test_e2e*.py; here the deployment is checked resource by resource
+against the one workflow definition, without running a pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_pipelines import local_runtime as lr
+from synapse_pipelines import moto_compat
+from synapse_pipelines import workflow as wf
+from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.request import parse_request
+
+
+@pytest.fixture(scope="module")
+def rt() -> Iterator[lr.LocalRuntime]:
+    with lr.LocalRuntime() as runtime:
+        yield runtime
+
+
+def test_state_machine_is_the_asl_file_with_every_substitution(rt: lr.LocalRuntime) -> None:
+    sfn = rt.client("stepfunctions")
+    definition = sfn.describe_state_machine(stateMachineArn=rt.res.state_machine_arn)["definition"]
+    assert "${" not in definition
+    template = json.loads(wf.definition_template())
+    deployed = json.loads(definition)
+    assert deployed["StartAt"] == template["StartAt"]
+    assert set(deployed["States"]) == set(template["States"])
+    states = deployed["States"]
+    assert states["Detect"]["Parameters"]["JobDefinition"] == rt.res.job_definitions["Detect"]
+    assert states["Detect"]["Parameters"]["JobQueue"] == rt.res.job_queues["standard"]
+    assert states["DetectLarge"]["Parameters"]["JobQueue"] == rt.res.job_queues["large"]
+    assert (
+        states["ValidateRequest"]["Parameters"]["FunctionName"]
+        == rt.res.functions["ValidateRequest"]
+    )
+    assert states["Notify"]["Parameters"]["TopicArn"] == rt.res.topic_arn
+
+
+def test_job_definitions_follow_workflow(rt: lr.LocalRuntime) -> None:
+    batch = rt.client("batch")
+    for logical_id, spec in wf.BATCH_JOBS.items():
+        (jd,) = batch.describe_job_definitions(jobDefinitions=[rt.res.job_definitions[logical_id]])[
+            "jobDefinitions"
+        ]
+        props = jd["containerProperties"]
+        assert props["command"] == list(spec.command)
+        assert props["command"][0] == wf.CLI_PROGRAM
+        assert [e["name"] for e in props["environment"]] == list(spec.environment)
+        # the token reaches a job only as a secret from the stack's secret
+        assert [(s["name"], s["valueFrom"]) for s in props["secrets"]] == [
+            (name, rt.res.secret_arn) for name in spec.secrets
+        ]
+        expected = wf.batch_retry_strategy(spec.attempts)
+        got = jd["retryStrategy"]
+        assert got["attempts"] == expected["attempts"]
+        lower = [{k: str(v).lower() for k, v in r.items()} for r in expected["evaluateOnExit"]]
+        assert [{k: str(v).lower() for k, v in r.items()} for r in got["evaluateOnExit"]] == lower
+
+
+def test_retry_strategy_retries_spot_reclaims_only() -> None:
+    strategy = wf.batch_retry_strategy(3)
+    for reason in wf.BATCH_RETRY_ON_STATUS_REASONS:
+        host = reason.replace("*", " (instance i-1) terminated.")
+        assert (
+            moto_compat.retry_action(strategy, exit_code=None, status_reason=host, reason=None)
+            == "retry"
+        )
+    for code in (wf.USER_ERROR_EXIT_CODE, 1, 137):
+        assert (
+            moto_compat.retry_action(
+                strategy,
+                exit_code=code,
+                status_reason=moto_compat.ESSENTIAL_CONTAINER_EXITED,
+                reason=None,
+            )
+            == "exit"
+        )
+
+
+def test_lambdas_and_event_rule_follow_workflow(rt: lr.LocalRuntime) -> None:
+    lam = rt.client("lambda")
+    for logical_id, spec in wf.LAMBDA_FUNCTIONS.items():
+        conf = lam.get_function_configuration(FunctionName=rt.res.functions[logical_id])
+        variables = conf["Environment"]["Variables"]
+        assert set(spec.environment) <= set(variables)
+        assert conf["Handler"] == spec.handler
+        assert conf["Timeout"] == spec.timeout_seconds
+        assert moto_compat._LAMBDA_HANDLERS[conf["FunctionName"]].__module__.endswith(spec.name)
+    events = rt.client("events")
+    rule = events.describe_rule(Name=rt.res.rule_name, EventBusName=rt.res.event_bus)
+    assert json.loads(rule["EventPattern"]) == wf.REQUESTED_EVENT_PATTERN
+    (target,) = events.list_targets_by_rule(Rule=rt.res.rule_name, EventBusName=rt.res.event_bus)[
+        "Targets"
+    ]
+    assert target["Arn"] == rt.res.functions["StartFromEvent"]
+
+
+def test_token_goes_to_the_secret_only(rt: lr.LocalRuntime) -> None:
+    with pytest.raises(SynapsePipelinesError, match="token"):
+        rt.set_token("")
+    rt.set_token("tok-local-runtime-test")
+    value = rt.client("secretsmanager").get_secret_value(SecretId=rt.res.secret_arn)
+    assert value["SecretString"] == "tok-local-runtime-test"
+    request = parse_request(
+        {
+            "boss_host": "127.0.0.1:1",
+            "boss_protocol": "http",
+            "collection": "c",
+            "experiment": "e",
+            "z_range": [0, 1],
+            "y_range": [0, 1],
+            "x_range": [0, 1],
+            "token": "tok-local-runtime-test",
+            "token_secret": "some/other-secret",
+        }
+    )
+    data = lr.LocalRuntime.execution_input(request)
+    assert "token" not in data and "token_secret" not in data
+    assert "tok-local-runtime-test" not in json.dumps(data)
+
+
+# ---------------------------------------------------------------- progress from the history
+
+T0 = datetime(2026, 1, 1)
+
+
+def _ev(i: int, prev: int, kind: str, seconds: float, **details: Any) -> dict[str, Any]:
+    return {
+        "id": i,
+        "previousEventId": prev,
+        "type": kind,
+        "timestamp": T0 + timedelta(seconds=seconds),
+        **details,
+    }
+
+
+def test_history_tracker_attributes_interleaved_parallel_branches() -> None:
+    history = [
+        _ev(1, 0, "ParallelStateEntered", 0, stateEnteredEventDetails={"name": "Publish"}),
+        _ev(2, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToBoss"}),
+        _ev(3, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToS3"}),
+        _ev(4, 2, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
+        _ev(5, 3, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
+        _ev(6, 4, "TaskStarted", 0.2, taskStartedEventDetails={}),
+        _ev(7, 6, "TaskSubmitted", 0.3, taskSubmittedEventDetails={"output": '{"JobId": "job-1"}'}),
+        _ev(8, 5, "TaskFailed", 1.0, taskFailedEventDetails={"error": "BossError"}),
+        _ev(9, 8, "TaskStateExited", 1.0, stateExitedEventDetails={"name": "PublishToS3"}),
+        _ev(10, 7, "TaskSucceeded", 4.0, taskSucceededEventDetails={}),
+        _ev(11, 10, "TaskStateExited", 4.0, stateExitedEventDetails={"name": "PublishToBoss"}),
+    ]
+    tracker = lr._HistoryTracker()
+    events = [e for ev in history for e in tracker.feed(ev)]
+    summary = [(e.kind, e.state, e.seconds, e.detail) for e in events if e.kind != "entered"]
+    assert summary == [
+        ("job", "PublishToBoss", None, "job-1"),
+        ("error", "PublishToS3", None, "BossError"),
+        ("failed", "PublishToS3", 1.0, "BossError"),
+        ("succeeded", "PublishToBoss", 4.0, None),
+    ]
+
+
+def test_uncaught_failure_is_reported_at_execution_end() -> None:
+    history = [
+        _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
+        _ev(2, 1, "TaskFailed", 2.5, taskFailedEventDetails={"error": "States.TaskFailed"}),
+        _ev(3, 2, "ExecutionFailed", 2.6, executionFailedEventDetails={"error": "X"}),
+    ]
+    tracker = lr._HistoryTracker()
+    events = [e for ev in history for e in tracker.feed(ev)]
+    failed = [(e.state, e.detail) for e in events if e.kind == "failed"]
+    assert failed == [("Detect", "States.TaskFailed"), ("execution", "X")]
+
+
+# ---------------------------------------------------------------- CLI refusals (no run)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from synapse_pipelines.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_cli_refuses_bad_input_clearly(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"collection": "c", "experiment": "e", "z_range": [3, 1]}))
+    proc = _cli("run", str(request))
+    assert proc.returncode == 2
+    assert "--local" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli("run", str(request), "--local")
+    assert proc.returncode == 2
+    assert "z_range" in proc.stderr and "y_range" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli("demo", "--size", "16,512")
+    assert proc.returncode == 2
+    assert "--size" in proc.stderr
