@@ -252,6 +252,19 @@ def test_table_built_by_features_module_round_trips_through_csv(tmp_path: Path) 
         "PSD95_488_mean",
     ]
     assert summary.density_per_um3 is not None  # voxel size + shape from the metadata JSON
+    html = (tmp_path / "report.html").read_text()
+    clipped = int(table["window_clipped"].sum())
+    assert f"{clipped:,} synapse(s) near the volume border" in html
+
+
+def test_markup_in_titles_and_column_names_is_escaped(tmp_path: Path) -> None:
+    table, _ = clustered_table(50, channels=["A"])
+    evil = "x</script><script>alert(1)</script>"
+    table = table.rename(columns={"A_mean": evil + "_mean"})
+    _, html, payload = _build(table, tmp_path, title="<b>bold</b> & co")
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in html
+    assert evil not in html  # neither in the summary table nor inside a JSON island
+    assert evil + "_mean" in payload["features"]
 
 
 # --------------------------------------------------------------------------- robustness

@@ -87,6 +87,8 @@ def test_degenerate_reports_load_cleanly(page: Any, tmp_path: Path, case: str) -
         table, _ = clustered_table(120, seed=2)
         table["Synapsin647_mean"] = 3.0
         table["GAD647_mean"] = np.nan
+        # markup in a column name must stay inert inside the figure JSON islands
+        table = table.rename(columns={"NR1594_mean": "NR1594</script><b>_mean"})
     else:
         table, _ = clustered_table(80, channels=["PSD95_488"])
         kwargs["features"] = ["PSD95_488_mean"]

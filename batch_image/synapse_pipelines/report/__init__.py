@@ -25,6 +25,7 @@ import pandas as pd
 
 from .analysis import (
     DEFAULT_FEATURE_SUFFIXES,
+    KDE_SAMPLES,
     ReportData,
     ReportInputError,
     analyse_table,
@@ -115,6 +116,7 @@ def build_report(
     request_info: Mapping[str, Any] | None = None,
     results_key: str | None = None,
     max_fit_samples: int = 20_000,
+    kde_samples: int = KDE_SAMPLES,
 ) -> ReportSummary:
     """Analyse a synapse table and write the HTML report (and the clustering JSON).
 
@@ -125,7 +127,9 @@ def build_report(
     density; ``box_shape`` (z, y, x voxels) is the analysed box, by default the request's
     ranges or the table metadata. ``request_info`` (e.g. ``SynapseRequest.public_dict()``)
     and ``results_key`` go in the header; keys that look like secrets are never shown.
-    Same inputs and seed give byte-identical files.
+    ``max_fit_samples`` / ``kde_samples`` cap the rows each GMM node / each ridge-line KDE
+    is fitted on (speed; see ``docs/report.md``). Same inputs and seed give byte-identical
+    files.
     """
     t0 = time.perf_counter()
     if isinstance(table, str | Path):
@@ -145,6 +149,7 @@ def build_report(
         request_info=request_info,
         results_key=results_key,
         max_fit_samples=max_fit_samples,
+        kde_samples=kde_samples,
     )
     t1 = time.perf_counter()
     timings["analysis"] = t1 - t0

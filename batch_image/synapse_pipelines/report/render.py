@@ -115,6 +115,14 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
         if geo.voxel_volume_um3 is not None:
             text += f"; median {q[2] * geo.voxel_volume_um3:.4g} µm³"
         rows.append(("Synapse volume", text))
+    if geo.clipped_windows is not None:
+        rows.append(
+            (
+                "Feature window clipped",
+                f"{geo.clipped_windows:,} synapse(s) near the volume border: their windowed "
+                "sums cover fewer voxels (the original dropped them)",
+            )
+        )
     return rows
 
 
