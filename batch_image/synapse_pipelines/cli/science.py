@@ -135,11 +135,17 @@ def _summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
 # -- detect -------------------------------------------------------------------------------
 
 
+def _pipeline_names() -> str:
+    from synapse_pipelines.pipelines import available_pipelines  # reads metadata only
+
+    return ", ".join(available_pipelines()) or "none installed"
+
+
 def detect(
     inputs: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="[INPUT]...",
+            metavar="INPUT",
             help="Volume files: a multi-channel TIFF/OME-TIFF/.npy/Zarr (channels first) or "
             "one 3-D file per channel, named after the file (PSD95_488.tif -> PSD95_488).",
             show_default=False,
@@ -178,7 +184,9 @@ def detect(
         str | None,
         typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
     ] = None,
-    pipeline: Annotated[str, typer.Option(help="Registered pipeline to run.")] = DEFAULT_PIPELINE,
+    pipeline: Annotated[
+        str, typer.Option(help=f"Registered pipeline to run ({_pipeline_names()}).")
+    ] = DEFAULT_PIPELINE,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -198,6 +206,14 @@ def detect(
 
     Writes predictions.ome.tif, synapse_ids.ome.tif, synapses.csv and manifest.json into
     --out, the same artefacts as a BOSS request.
+
+    Examples:
+
+      synapse-pipelines detect demo/channels.ome.tif --out demo/results
+
+      synapse-pipelines detect Synapsin647.tif PSD95_488.npy --voxel-size 70,100,100 -o out
+
+      synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488 -p min_size=50
     """
     from synapse_pipelines.features import synapse_table
     from synapse_pipelines.outputs import check_results_folder, write_results
