@@ -201,3 +201,13 @@ def test_inputs_are_never_written() -> None:
     synapse_table(lab, chans, voxel_size=(1, 1, 1))
     np.testing.assert_array_equal(lab, lab_before)
     np.testing.assert_array_equal(chans["a"], before["a"])
+
+
+def test_uint64_channel_does_not_overflow() -> None:
+    lab = _hand_volume()
+    big = np.full(lab.shape, 2**62, dtype=np.uint64)
+    big[lab == 5] = 2**63 + 2**62  # int64 accumulation would wrap around
+    t = synapse_table(lab, {"annotation": big}, voxel_size=(1, 1, 1)).set_index("id")
+    assert t.loc[5, "annotation_mean"] == pytest.approx(float(2**63 + 2**62))
+    assert t.loc[9, "annotation_mean"] == pytest.approx(float(2**62))
+    assert np.isfinite(t["annotation_window_zsum"]).all()

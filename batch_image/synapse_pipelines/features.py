@@ -116,6 +116,18 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [window_column(c) for c in chans] + [mean_column(c) for c in chans]
 
 
+def _accumulator(dtype: np.dtype) -> type:
+    """Exact int64 sums for integers up to 32 bits; float64 otherwise.
+
+    64-bit integers (e.g. a uint64 annotation channel passed as a feature channel) would
+    wrap around in int64, so they are summed in float64 instead: approximate, never wrong
+    by overflow.
+    """
+    if np.issubdtype(dtype, np.integer) and np.dtype(dtype).itemsize <= 4:
+        return np.int64
+    return np.float64
+
+
 @dataclass(frozen=True)
 class ObjectGeometry:
     """Per-object reductions of a label volume (local voxel coordinates, no origin)."""
@@ -135,7 +147,7 @@ class ObjectGeometry:
         if self.ids.size == 0:
             return np.zeros(0)
         values = volume.reshape(-1)[self.order_flat]
-        acc = np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64
+        acc = _accumulator(values.dtype)
         return np.add.reduceat(values.astype(acc, copy=False), self.starts)
 
 
@@ -281,7 +293,7 @@ def window_zscore_sums(
     inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
     if method == "auto":
         method = "gather" if n * WINDOW_FULL_VOXELS * 4 < volume.size else "sat"
-    acc = np.int64 if np.issubdtype(volume.dtype, np.integer) else np.float64
+    acc = _accumulator(volume.dtype)
     if method == "gather":
         offs = [np.arange(a, b, dtype=np.int64) for a, b in WINDOW_OFFSETS]
         chunk = 8192  # 8192 objects x 400 voxels x 8 bytes = 26 MB of temporaries
