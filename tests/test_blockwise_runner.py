@@ -18,7 +18,7 @@ from synapse_pipelines.blockwise.passes import border_pad_widths
 from synapse_pipelines.blockwise.plan import plan_request
 from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
 from synapse_pipelines.blockwise.sources import ArraySource
-from synapse_pipelines.blockwise.stitch import reference_labels
+from synapse_pipelines.blockwise.stitch import extended_box, reference_labels
 from synapse_pipelines.geometry import Box
 
 
@@ -27,7 +27,8 @@ class ToyKernel:
 
     halo = (1, 1, 1)
     min_size = 3
-    bins = 64
+    bins = 256
+    scale = 4096
 
     def parameters(self) -> dict[str, Any]:
         return {"toy": 1, "min_size": self.min_size}
@@ -46,10 +47,18 @@ class ToyKernel:
             "post": sum(p["post"] for p in parts) // n,
         }
 
-    def covariance(self, pre, post, box, read_box, volume, stats):
+    def check_volume(self, volume: Box) -> None:
+        pass
+
+    def label(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        return labels, int(n)
+
+    def covariance(self, pre, post, box, read_box, volume):
         pad = border_pad_widths(box, read_box, self.halo)
-        a = np.pad(pre.astype(np.int64) - stats["pre"], pad, mode="edge")
-        b = np.pad(post.astype(np.int64) - stats["post"], pad, mode="edge")
+        # a fixed offset stands in for the mean: the covariance must not need global values
+        a = np.pad(pre.astype(np.int64) - 100, pad, mode="edge")
+        b = np.pad(post.astype(np.int64) - 100, pad, mode="edge")
         prod = a * b
         out = np.zeros(box.shape, np.int64)
         for dz in range(3):
@@ -60,16 +69,17 @@ class ToyKernel:
                     ]
         return out
 
-    def histogram(self, cov: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    def histogram(self, cov: np.ndarray) -> np.ndarray:
         return np.bincount(
-            np.clip(cov.ravel() // 512 + self.bins // 2, 0, self.bins - 1), minlength=self.bins
+            np.clip(cov.ravel() // self.scale + self.bins // 2, 0, self.bins - 1),
+            minlength=self.bins,
         )
 
     def threshold(self, histogram: np.ndarray, stats: dict[str, Any]) -> dict[str, Any]:
         # the bin where the top 5% starts
         cum = np.cumsum(histogram[::-1])
         k = self.bins - 1 - int(np.searchsorted(cum, 0.05 * histogram.sum()))
-        return {"t": (k - self.bins // 2) * 512}
+        return {"t": (k - self.bins // 2) * self.scale}
 
     def mask(self, cov: np.ndarray, threshold: dict[str, Any]) -> np.ndarray:
         return cov > threshold["t"]
@@ -111,10 +121,10 @@ def test_rerun_skips_everything_and_gives_the_same_answer(tmp_path) -> None:
     pre, post = toy_volume((8, 16, 16), seed=3)
     first, r1 = run(pre, post, (4, 5, 6), tmp_path)
     n = r1.plan.n_blocks
-    assert r1.computed == {"stats": n, "covariance": n, "label": n, "write": n}
+    assert r1.computed == {"covariance": n, "label": n, "write": n}
     second, r2 = run(pre, post, (4, 5, 6), tmp_path)
-    assert r2.skipped["stats"] == r2.skipped["covariance"] == r2.skipped["label"] == n
-    assert r2.computed["stats"] == r2.computed["covariance"] == r2.computed["label"] == 0
+    assert r2.skipped["covariance"] == r2.skipped["label"] == n
+    assert r2.computed["covariance"] == r2.computed["label"] == 0
     np.testing.assert_array_equal(first, second)
 
 
@@ -122,11 +132,10 @@ def test_corrupted_or_missing_block_output_is_recomputed_alone(tmp_path) -> None
     pre, post = toy_volume((8, 16, 16), seed=4)
     first, _ = run(pre, post, (4, 5, 6), tmp_path)
     # truncate one covariance output, delete one label record
-    cov = tmp_path / "covariance" / "3.npz"
+    cov = tmp_path / "covariance" / "3.numerator.npy"
     cov.write_bytes(cov.read_bytes()[:100])
     (tmp_path / "label" / "5.done.json").unlink()
     second, r2 = run(pre, post, (4, 5, 6), tmp_path)
-    assert r2.computed["stats"] == 0
     assert r2.computed["covariance"] == 1
     # block 3's covariance is recomputed bit-identical (same recorded inputs), so its
     # labels stay valid: only block 5 relabels
@@ -140,15 +149,15 @@ def test_changed_parameters_or_source_invalidate_records(tmp_path) -> None:
     plan = plan_request(source.box, block_shape=(3, 5, 5), alignment=(1, 1, 1))
     run_blockwise(source, plan, tmp_path, kernel=ToyKernel(), source_id="a")
     again = run_blockwise(source, plan, tmp_path, kernel=ToyKernel(), source_id="a")
-    assert again.computed["stats"] == 0
+    assert again.computed["covariance"] == 0
     # another data source (e.g. another BOSS experiment) in the same work folder: recompute
     other = run_blockwise(source, plan, tmp_path, kernel=ToyKernel(), source_id="b")
-    assert other.computed["stats"] == plan.n_blocks
+    assert other.computed["covariance"] == plan.n_blocks
     # a parameter that changes the answer: recompute
     kernel = ToyKernel()
     kernel.min_size = 1
     changed = run_blockwise(source, plan, tmp_path, kernel=kernel, source_id="b")
-    assert changed.computed["stats"] == plan.n_blocks
+    assert changed.computed["covariance"] == plan.n_blocks
 
 
 class FlakySource(ArraySource):
@@ -171,15 +180,15 @@ class FlakySource(ArraySource):
 def test_one_failing_block_is_retried_without_redoing_others(tmp_path) -> None:
     pre, post = toy_volume((8, 12, 12), seed=6)
     plan = plan_request(Box.from_shape(pre.shape), block_shape=(4, 6, 6), alignment=(1, 1, 1))
-    source = FlakySource(pre, post, fail_box=plan.block(2))
+    fail_box = extended_box(plan.block(2), plan.box).grow((1, 1, 1), within=plan.box)
+    source = FlakySource(pre, post, fail_box=fail_box)
     out = np.zeros(pre.shape, np.uint32)
     res = run_blockwise(
         source, plan, tmp_path, kernel=ToyKernel(), sink=array_sink(out, source.box)
     )
-    assert res.retried["stats"] == 1 and res.computed["stats"] == plan.n_blocks
-    # stats reads: every block once, the failed one twice
-    stats_reads = [b for b in source.reads if b in set(plan.blocks())]
-    assert len(stats_reads) == plan.n_blocks + 1
+    assert res.retried["covariance"] == 1 and res.computed["covariance"] == plan.n_blocks
+    # the volume is read once per block, twice for the failed one: nothing else is redone
+    assert len(source.reads) == plan.n_blocks + 1
     single, _ = run(pre, post, pre.shape, tmp_path / "single")
     np.testing.assert_array_equal(out, single)
 
@@ -199,9 +208,9 @@ def test_reduce_refuses_missing_blocks(tmp_path) -> None:
         source=source,
     )
     for i in range(plan.n_blocks - 1):
-        passes.run_stats_block(ctx, i)
-    with pytest.raises(passes.MissingBlockError, match=r"block 7 .*stats"):
-        passes.reduce_stats(ctx)
+        passes.run_covariance_block(ctx, i)
+    with pytest.raises(passes.MissingBlockError, match=r"block 7 .*covariance"):
+        passes.reduce_threshold(ctx)
 
 
 def test_reference_labels_helper_matches_scipy_order() -> None:

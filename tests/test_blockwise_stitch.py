@@ -26,7 +26,7 @@ def blockwise_labels(
     result = stitch(per_block, min_size=min_size)
     out = np.zeros(mask.shape, dtype=np.uint32)
     for b, labels, table in zip(plan.blocks(), per_block, result.tables, strict=True):
-        out[b.slices()] = table[labels.labels]
+        out[b.slices()] = labels.dense(table)
     assert result.n_objects == int(out.max())
     return out
 

@@ -30,10 +30,6 @@ from synapse_pipelines.blockwise.store import MemoryStore, Store
 from synapse_pipelines.errors import DetectionError
 from synapse_pipelines.geometry import Box
 
-#: z planes per covariance slab inside a block: bounds the window-sum temporaries to a few
-#: slabs instead of the whole block (the answer does not depend on it).
-SLAB = 8
-
 #: Peak working set of the blockwise passes per voxel of a block, measured by
 #: ``benchmarks/bench_blockwise.py`` and rounded up: the int32 numerator kept for the block
 #: (4 B) plus its encoded copy (4 B), labels (4 + 4 B), mask and channel reads.
@@ -102,35 +98,17 @@ class NomadsKernel:
 
     # -- covariance ----------------------------------------------------------------------
     def covariance(
-        self,
-        pre: np.ndarray,
-        post: np.ndarray,
-        box: Box,
-        read_box: Box,
-        volume: Box,
-        stats: dict[str, Any],
+        self, pre: np.ndarray, post: np.ndarray, box: Box, read_box: Box, volume: Box
     ) -> np.ndarray:
         rel = _relative(box, volume)
-        read_rel = _relative(read_box, volume)
-        if read_rel != rel.grow(self.halo, within=Box.from_shape(volume.shape)):
+        if _relative(read_box, volume) != rel.grow(self.halo, within=Box.from_shape(volume.shape)):
             raise ValueError(f"read box {read_box} is not {box} grown by the halo")
-        out: np.ndarray | None = None
-        # slabs along z: each slab's extended block is cut from the read (plus edge padding
-        # where the slab touches the volume border), exactly as extended_block() would
-        for z0 in range(rel.start[0], rel.stop[0], SLAB):
-            slab = Box((z0, *rel.start[1:]), (min(z0 + SLAB, rel.stop[0]), *rel.stop[1:]))
-            grown = slab.grow(self.halo, within=Box.from_shape(volume.shape))
-            sl = grown.slices(read_rel.start)
-            pre_ext = detection.pad_to_extended(pre[sl], slab, volume.shape, self.window)
-            post_ext = detection.pad_to_extended(post[sl], slab, volume.shape, self.window)
-            num = detection.covariance_numerator(pre_ext, post_ext, window=self.window)
-            if out is None:
-                out = np.empty(rel.shape, dtype=num.dtype)
-            out[z0 - rel.start[0] : slab.stop[0] - rel.start[0]] = num
-        assert out is not None
-        return out
+        # the detector's border rule (edge replication) where the block touches the border
+        pre_ext = detection.pad_to_extended(pre, rel, volume.shape, self.window)
+        post_ext = detection.pad_to_extended(post, rel, volume.shape, self.window)
+        return detection.covariance_numerator(pre_ext, post_ext, window=self.window)
 
-    def histogram(self, cov: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    def histogram(self, cov: np.ndarray) -> np.ndarray:
         hist = detection.covariance_histogram(cov)
         return np.stack([hist.positive, hist.negative])
 
@@ -151,6 +129,10 @@ class NomadsKernel:
         if t_num > np.iinfo(cov.dtype).max:
             return np.zeros(cov.shape, dtype=bool)
         return cov >= t_num
+
+    def label(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        labels, sizes = detection.label_components(mask)
+        return labels, int(sizes.size - 1)
 
 
 def detection_result(

@@ -3,18 +3,20 @@
 Pass order (each ``map`` pass is one Distributed Map over the block manifest on AWS, one
 loop on a laptop; each ``reduce`` is one small job)::
 
-    stats      (map)    integer channel sums of the owned voxels
-    stats      (reduce) -> global per-channel mean / std               global/stats.json
-    covariance (map)    window covariance of the block + 1-voxel high shell, read with a
-                        halo; histogram of the owned voxels; the covariance is kept
-    threshold  (reduce) -> the global threshold from the summed histogram  global/threshold.json
-    label      (map)    mask = covariance > threshold; 26-connected labels of the extended
-                        block; sizes, first voxels, shell and low-face records
+    covariance (map)    read the block + halo once: exact integer channel sums of the owned
+                        voxels, covariance numerators of the block + 1-voxel high shell
+                        (kept), their fixed-bin histogram over the owned voxels
+    threshold  (reduce) -> global channel statistics and threshold     global/threshold.json
+    label      (map)    foreground = numerator >= threshold; 26-connected labels of the
+                        extended block; sparse labels, sizes, first voxels, shell and
+                        low-face records
     stitch     (reduce) -> per-block lookup tables local label -> global id   stitch/<i>.npy
-    write      (map)    ids = table[labels]; mask = ids > 0; into the output
+    write      (map)    ids = table[labels] into the output (BOSS, a file, an array)
 
-Every map output is recorded with checksums (:mod:`.store`): a re-run skips recorded
-blocks, a failed block is recomputed alone. The science is delegated to a
+The covariance numerator does not depend on the global statistics (the z-score only
+rescales it), so the statistics and the histogram are reduced together after one read of
+the data. Every map output is recorded with checksums (:mod:`.store`): a re-run skips
+recorded blocks, a failed block is recomputed alone. The science is delegated to a
 :class:`Kernel` (the detector's primitives), so these passes only move blocks around.
 """
 
@@ -38,7 +40,9 @@ from synapse_pipelines.blockwise.stitch import (
 from synapse_pipelines.blockwise.store import (
     Store,
     completed,
+    decode_array,
     decode_arrays,
+    encode_array,
     encode_arrays,
     encode_json,
     fingerprint,
@@ -46,10 +50,9 @@ from synapse_pipelines.blockwise.store import (
 )
 from synapse_pipelines.geometry import Box
 
-PASSES = ("stats", "covariance", "label", "write")
-REDUCES = ("stats", "threshold", "stitch")
+MAP_PASSES = ("covariance", "label", "write")
+REDUCES = ("threshold", "stitch")
 
-STATS_KEY = "global/stats.json"
 THRESHOLD_KEY = "global/threshold.json"
 STITCH_KEY = "global/stitch.json"
 PLAN_KEY = "plan.json"
@@ -59,8 +62,8 @@ MANIFEST_KEY = "manifest.json"
 class Kernel(Protocol):
     """The detector's decomposable primitives, as the passes need them.
 
-    All global values (``stats``, ``threshold``) are JSON-serialisable so they can be
-    recorded, fingerprinted and passed between jobs.
+    Global values (``stats``, ``threshold``) are JSON-serialisable so they can be recorded,
+    fingerprinted and passed between jobs.
     """
 
     #: context voxels the covariance window needs on each side (z, y, x)
@@ -72,6 +75,10 @@ class Kernel(Protocol):
         """Everything that changes the answer (for fingerprints)."""
         ...
 
+    def check_volume(self, volume: Box) -> None:
+        """Volume-level checks made before any voxel is read."""
+        ...
+
     def block_stats(self, pre: np.ndarray, post: np.ndarray) -> dict[str, Any]:
         """Exactly reducible (integer) per-channel sums of one block."""
         ...
@@ -81,19 +88,13 @@ class Kernel(Protocol):
         ...
 
     def covariance(
-        self,
-        pre: np.ndarray,
-        post: np.ndarray,
-        box: Box,
-        read_box: Box,
-        volume: Box,
-        stats: dict[str, Any],
+        self, pre: np.ndarray, post: np.ndarray, box: Box, read_box: Box, volume: Box
     ) -> np.ndarray:
-        """Covariance of ``box`` from channels read over ``read_box`` (``box`` grown by the
-        halo and clipped to ``volume``); the kernel pads at the volume border by its rule."""
+        """Covariance (numerator) of ``box`` from channels read over ``read_box`` (``box``
+        grown by the halo, clipped to ``volume``); the kernel pads at the volume border."""
         ...
 
-    def histogram(self, cov: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    def histogram(self, cov: np.ndarray) -> np.ndarray:
         """Exactly reducible (integer counts, fixed edges) histogram of covariance values."""
         ...
 
@@ -103,6 +104,10 @@ class Kernel(Protocol):
 
     def mask(self, cov: np.ndarray, threshold: dict[str, Any]) -> np.ndarray:
         """Foreground voxels."""
+        ...
+
+    def label(self, mask: np.ndarray) -> tuple[np.ndarray, int]:
+        """26-connected labels numbered in raster order of their first voxel, and count."""
         ...
 
 
@@ -136,6 +141,28 @@ class PassContext:
         return self.source
 
 
+class MissingBlockError(RuntimeError):
+    """A reduce found a block without a valid recorded output (rerun that block)."""
+
+    def __init__(self, pass_name: str, index: int):
+        self.pass_name = pass_name
+        self.index = index
+        where = f"block {index}" if index >= 0 else "the reduction"
+        super().__init__(
+            f"{where} has no valid recorded '{pass_name}' output: run the "
+            f"'{pass_name}' pass again (a re-run skips the blocks already done)"
+        )
+
+
+def _block_output(
+    ctx: PassContext, pass_name: str, index: int, inputs: str, names: Sequence[str]
+) -> dict[str, bytes]:
+    out = completed(ctx.store, pass_name, index, inputs=inputs, names=names)
+    if out is None:
+        raise MissingBlockError(pass_name, index)
+    return out
+
+
 def border_pad_widths(
     box: Box, read_box: Box, halo: Sequence[int]
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -149,103 +176,66 @@ def border_pad_widths(
     return tuple(widths)  # type: ignore[return-value]
 
 
-# -- stats ---------------------------------------------------------------------------------
-def stats_inputs(ctx: PassContext) -> str:
-    return fingerprint("stats", *ctx.base_inputs())
-
-
-def run_stats_block(ctx: PassContext, index: int, *, force: bool = False) -> bool:
-    """Per-block channel sums. Returns True when computed, False when skipped (recorded)."""
-    inputs = stats_inputs(ctx)
-    if not force and completed(ctx.store, "stats", index, inputs=inputs) is not None:
-        return False
-    pre, post = ctx.require_source().read(ctx.plan.block(index))
-    sums = ctx.kernel.block_stats(pre, post)
-    write_outputs(ctx.store, "stats", index, {"json": encode_json(sums)}, inputs=inputs)
-    return True
-
-
-def _block_output(ctx: PassContext, pass_name: str, index: int, inputs: str) -> dict[str, bytes]:
-    out = completed(ctx.store, pass_name, index, inputs=inputs)
-    if out is None:
-        raise MissingBlockError(pass_name, index)
-    return out
-
-
-class MissingBlockError(RuntimeError):
-    """A reduce found a block without a valid recorded output (rerun that block)."""
-
-    def __init__(self, pass_name: str, index: int):
-        self.pass_name = pass_name
-        self.index = index
-        super().__init__(
-            f"block {index} has no valid recorded '{pass_name}' output: run the "
-            f"'{pass_name}' pass for it again (a re-run skips the blocks already done)"
-        )
-
-
-def reduce_stats(ctx: PassContext) -> dict[str, Any]:
-    inputs = stats_inputs(ctx)
-    parts = [
-        json.loads(_block_output(ctx, "stats", i, inputs)["json"]) for i in range(ctx.plan.n_blocks)
-    ]
-    stats = ctx.kernel.reduce_stats(parts)
-    ctx.store.put(STATS_KEY, encode_json({"inputs": inputs, "stats": stats}))
-    return stats
-
-
-def load_stats(ctx: PassContext) -> dict[str, Any]:
-    data = ctx.load_json(STATS_KEY)
-    if data["inputs"] != stats_inputs(ctx):
-        raise MissingBlockError("stats", -1)
-    return data["stats"]
-
-
 # -- covariance ----------------------------------------------------------------------------
-def covariance_inputs(ctx: PassContext, stats: dict[str, Any]) -> str:
-    return fingerprint("covariance", *ctx.base_inputs(), stats)
+def covariance_inputs(ctx: PassContext) -> str:
+    return fingerprint("covariance", *ctx.base_inputs())
 
 
-def run_covariance_block(
-    ctx: PassContext, index: int, stats: dict[str, Any], *, force: bool = False
-) -> bool:
-    inputs = covariance_inputs(ctx, stats)
+def run_covariance_block(ctx: PassContext, index: int, *, force: bool = False) -> bool:
+    """Stats, numerators and histogram of one block. True when computed, False when skipped
+    because a valid record exists."""
+    inputs = covariance_inputs(ctx)
     if not force and completed(ctx.store, "covariance", index, inputs=inputs) is not None:
         return False
     block = ctx.plan.block(index)
     ext = extended_box(block, ctx.volume)
     read_box = ext.grow(ctx.kernel.halo, within=ctx.volume)
     pre, post = ctx.require_source().read(read_box)
-    cov = ctx.kernel.covariance(pre, post, ext, read_box, ctx.volume, stats)
+    owned = block.slices(read_box.start)
+    sums = ctx.kernel.block_stats(pre[owned], post[owned])
+    cov = ctx.kernel.covariance(pre, post, ext, read_box, ctx.volume)
     del pre, post
-    hist = ctx.kernel.histogram(cov[block.slices(ext.start)], stats)
+    hist = ctx.kernel.histogram(cov[block.slices(ext.start)])
     write_outputs(
         ctx.store,
         "covariance",
         index,
-        {"npz": encode_arrays({"cov": cov, "hist": hist})},
+        {
+            "stats.json": encode_json(sums),
+            "hist.npy": encode_array(hist),
+            "numerator.npy": encode_array(cov),
+        },
         inputs=inputs,
     )
     return True
 
 
-def reduce_threshold(ctx: PassContext, stats: dict[str, Any]) -> dict[str, Any]:
-    inputs = covariance_inputs(ctx, stats)
+def reduce_threshold(ctx: PassContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Global statistics and threshold from every block's sums and histogram."""
+    inputs = covariance_inputs(ctx)
+    parts = []
     total: np.ndarray | None = None
     for i in range(ctx.plan.n_blocks):
-        hist = decode_arrays(_block_output(ctx, "covariance", i, inputs)["npz"])["hist"]
-        total = hist.astype(np.int64) if total is None else total + hist
+        out = _block_output(ctx, "covariance", i, inputs, ("stats.json", "hist.npy"))
+        parts.append(json.loads(out["stats.json"]))
+        hist = decode_array(out["hist.npy"]).astype(np.int64)
+        total = hist if total is None else total + hist
     assert total is not None
+    stats = ctx.kernel.reduce_stats(parts)
     threshold = ctx.kernel.threshold(total, stats)
-    ctx.store.put(THRESHOLD_KEY, encode_json({"inputs": inputs, "threshold": threshold}))
-    return threshold
+    ctx.store.put(
+        THRESHOLD_KEY, encode_json({"inputs": inputs, "stats": stats, "threshold": threshold})
+    )
+    return stats, threshold
 
 
-def load_threshold(ctx: PassContext, stats: dict[str, Any]) -> dict[str, Any]:
+def load_threshold(ctx: PassContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not ctx.store.exists(THRESHOLD_KEY):
+        raise MissingBlockError("threshold", -1)
     data = ctx.load_json(THRESHOLD_KEY)
-    if data["inputs"] != covariance_inputs(ctx, stats):
-        raise MissingBlockError("covariance", -1)
-    return data["threshold"]
+    if data["inputs"] != covariance_inputs(ctx):
+        raise MissingBlockError("threshold", -1)
+    return data["stats"], data["threshold"]
 
 
 # -- label ---------------------------------------------------------------------------------
@@ -264,52 +254,57 @@ def run_label_block(
     inputs = label_inputs(ctx, stats, threshold)
     if not force and completed(ctx.store, "label", index, inputs=inputs) is not None:
         return False
-    cov_out = _block_output(ctx, "covariance", index, covariance_inputs(ctx, stats))
-    cov = decode_arrays(cov_out["npz"])["cov"]
-    mask = ctx.kernel.mask(cov, threshold)
-    del cov
-    labels = label_block(mask, ctx.plan.block(index), ctx.volume)
-    write_outputs(ctx.store, "label", index, {"npz": encode_arrays(labels.arrays())}, inputs=inputs)
+    out = _block_output(ctx, "covariance", index, covariance_inputs(ctx), ("numerator.npy",))
+    mask = ctx.kernel.mask(decode_array(out.pop("numerator.npy")), threshold)
+    labels = label_block(mask, ctx.plan.block(index), ctx.volume, label=ctx.kernel.label)
+    del mask
+    write_outputs(
+        ctx.store, "label", index, {"labels.npz": encode_arrays(labels.arrays())}, inputs=inputs
+    )
     return True
 
 
-_RECORD_FIELDS = ("sizes", "first", "shell_index", "shell_label", "face_index", "face_label")
+def load_block_labels(
+    ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
+) -> BlockLabels:
+    out = _block_output(ctx, "label", index, label_inputs(ctx, stats, threshold), ("labels.npz",))
+    return BlockLabels.from_arrays(decode_arrays(out["labels.npz"]))
 
 
 def reduce_stitch(
     ctx: PassContext, stats: dict[str, Any], threshold: dict[str, Any]
 ) -> dict[str, Any]:
     """Union-find over all blocks' records; writes one lookup table per block."""
-    inputs = label_inputs(ctx, stats, threshold)
-    records = []
-    for i in range(ctx.plan.n_blocks):
-        arrays = decode_arrays(_block_output(ctx, "label", i, inputs)["npz"])
-        records.append({k: arrays[k] for k in _RECORD_FIELDS})
-    result = stitch(records, min_size=ctx.kernel.min_size)
+    blocks = [load_block_labels(ctx, i, stats, threshold) for i in range(ctx.plan.n_blocks)]
+    result = stitch(blocks, min_size=ctx.kernel.min_size)
     for i, table in enumerate(result.tables):
-        ctx.store.put(f"stitch/{i}.npy", encode_arrays({"table": table}))
+        ctx.store.put(f"stitch/{i}.npy", encode_array(table))
     summary = {
-        "inputs": inputs,
+        "inputs": label_inputs(ctx, stats, threshold),
         "n_objects": result.n_objects,
         "n_voxels": int(result.sizes.sum()),
-        "dtype": str(result.tables[0].dtype) if result.tables else "uint32",
     }
     ctx.store.put(STITCH_KEY, encode_json(summary))
     return summary
 
 
-def load_table(ctx: PassContext, index: int) -> np.ndarray:
-    return decode_arrays(ctx.store.get(f"stitch/{index}.npy"))["table"]
+def load_stitch(ctx: PassContext, stats: dict[str, Any], threshold: dict[str, Any]) -> dict:
+    if not ctx.store.exists(STITCH_KEY):
+        raise MissingBlockError("stitch", -1)
+    summary = ctx.load_json(STITCH_KEY)
+    if summary["inputs"] != label_inputs(ctx, stats, threshold):
+        raise MissingBlockError("stitch", -1)
+    return summary
 
 
 # -- write ---------------------------------------------------------------------------------
 Sink = Callable[[Box, np.ndarray], None]
 
 
-def block_ids(ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]):
-    """Global synapse ids of one block's owned voxels."""
-    arrays = decode_arrays(
-        _block_output(ctx, "label", index, label_inputs(ctx, stats, threshold))["npz"]
-    )
-    labels = BlockLabels.from_arrays(arrays).labels
-    return load_table(ctx, index)[labels]
+def block_ids(
+    ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
+) -> np.ndarray:
+    """Global synapse ids of one block's owned voxels (dense array of the block)."""
+    labels = load_block_labels(ctx, index, stats, threshold)
+    table = decode_array(ctx.store.get(f"stitch/{index}.npy"))
+    return labels.dense(table)

@@ -62,7 +62,7 @@ def run_blockwise(
     progress: Progress | None = None,
     source_id: str | None = None,
 ) -> BlockwiseResult:
-    """Run stats -> covariance -> label -> stitch -> write over every block of ``plan``.
+    """Run covariance -> threshold -> label -> stitch -> write over every block of ``plan``.
 
     ``kernel`` defaults to NOMADS (:class:`synapse_pipelines.blockwise.nomads.NomadsKernel`
     with default parameters). ``sink`` receives each block's global ids (pass a writer to a
@@ -114,10 +114,8 @@ def run_blockwise(
         result.seconds[name] = time.perf_counter() - start
         return value
 
-    each_block("stats", lambda i: passes.run_stats_block(ctx, i))
-    stats = timed("reduce_stats", lambda: passes.reduce_stats(ctx))
-    each_block("covariance", lambda i: passes.run_covariance_block(ctx, i, stats))
-    threshold = timed("reduce_threshold", lambda: passes.reduce_threshold(ctx, stats))
+    each_block("covariance", lambda i: passes.run_covariance_block(ctx, i))
+    stats, threshold = timed("reduce_threshold", lambda: passes.reduce_threshold(ctx))
     each_block("label", lambda i: passes.run_label_block(ctx, i, stats, threshold))
     summary = timed("reduce_stitch", lambda: passes.reduce_stitch(ctx, stats, threshold))
     if sink is not None:

@@ -21,7 +21,7 @@ All arrays here are plain NumPy; nothing reads or writes files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +35,29 @@ from synapse_pipelines.geometry import Box
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
+#: ``label(mask) -> (labels, n)``: 26-connected labels numbered in raster order of the
+#: first voxel (scipy's ``ndimage.label`` order; the detector's compiled labelling too).
+LabelFunction = Callable[[np.ndarray], tuple[np.ndarray, int]]
+
+
+def scipy_label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    labels, n = ndimage.label(mask, structure=STRUCTURE_26)
+    return labels, int(n)
+
+
 @dataclass
 class BlockLabels:
-    """What the labelling pass keeps of one block (see the module docstring)."""
+    """What the labelling pass keeps of one block (see the module docstring).
 
-    #: Local labels (0 = background, 1..n) of the owned voxels.
+    Labels are stored sparsely — foreground is a small fraction of a block — so the pass
+    writes a few kilobytes per block, not four bytes per voxel.
+    """
+
+    #: Block shape (z, y, x).
+    shape: np.ndarray
+    #: Raster indices (within the block) of the labelled owned voxels, ascending.
+    index: np.ndarray
+    #: Their local labels, 1..n.
     labels: np.ndarray
     #: Owned-voxel count of local label ``i`` at index ``i - 1``.
     sizes: np.ndarray
@@ -56,16 +74,15 @@ class BlockLabels:
     def n_labels(self) -> int:
         return int(self.sizes.size)
 
+    def dense(self, table: np.ndarray | None = None) -> np.ndarray:
+        """The block's labels as an array (through ``table`` if given: local -> global)."""
+        values = self.labels if table is None else table[self.labels]
+        out = np.zeros(tuple(int(v) for v in self.shape), dtype=values.dtype)
+        out.reshape(-1)[self.index] = values
+        return out
+
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "labels": self.labels,
-            "sizes": self.sizes,
-            "first": self.first,
-            "shell_index": self.shell_index,
-            "shell_label": self.shell_label,
-            "face_index": self.face_index,
-            "face_label": self.face_label,
-        }
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
@@ -87,70 +104,72 @@ def _raster_index(coords: Sequence[np.ndarray], volume: Box) -> np.ndarray:
     return (z * ny + y) * nx + x
 
 
-def label_block(mask_ext: np.ndarray, block: Box, volume: Box) -> BlockLabels:
+def _offset(coords: Sequence[np.ndarray], origin: Sequence[int]) -> list[np.ndarray]:
+    return [c.astype(np.int64) + o for c, o in zip(coords, origin, strict=True)]
+
+
+def label_block(
+    mask_ext: np.ndarray, block: Box, volume: Box, *, label: LabelFunction = scipy_label
+) -> BlockLabels:
     """Label one block from the mask of its extended box (:func:`extended_box`)."""
     ext = extended_box(block, volume)
     if mask_ext.shape != ext.shape:
         raise ValueError(f"mask shape {mask_ext.shape} is not the extended box {ext.shape}")
-    raw, n_raw = ndimage.label(mask_ext, structure=STRUCTURE_26)
-    owned = raw[block.slices(ext.start)]
+    raw, n_raw = label(mask_ext)
+    owned_sl = block.slices(ext.start)  # the block is the low corner of its extended box
+    coords = np.nonzero(mask_ext[owned_sl])  # C order: raster order within the block
+    raw_owned = raw[owned_sl][coords]
     # labels present in the owned voxels become 1..n in raster order of their first owned
     # voxel; labels seen only in the shell become n+1..m (size 0): they still carry
     # connectivity between two other blocks (u and v both in the shell, e.g. across an edge)
-    flat = owned.ravel()
-    nz = np.flatnonzero(flat)
-    present, first_pos = np.unique(flat[nz], return_index=True)
-    order = np.argsort(nz[first_pos], kind="stable")
+    present, first_pos = np.unique(raw_owned, return_index=True)
+    order = np.argsort(first_pos, kind="stable")
     lut = np.zeros(n_raw + 1, dtype=np.uint32)
     lut[present[order]] = np.arange(1, present.size + 1, dtype=np.uint32)
-    shell_only = np.setdiff1d(np.arange(1, n_raw + 1), present, assume_unique=True)
-    lut[shell_only] = np.arange(present.size + 1, n_raw + 1, dtype=np.uint32)
-    labels = lut[owned]
-    sizes = np.bincount(labels.ravel(), minlength=n_raw + 1)[1:].astype(np.int64)
-    first_local = np.unravel_index(nz[first_pos][order], owned.shape)
+    is_shell_only = np.ones(n_raw + 1, dtype=bool)
+    is_shell_only[0] = False
+    is_shell_only[present] = False
+    lut[is_shell_only] = np.arange(present.size + 1, n_raw + 1, dtype=np.uint32)
+    labels = lut[raw_owned]
+    index = np.ravel_multi_index(coords, block.shape).astype(np.int64)
+    sizes = np.bincount(labels, minlength=n_raw + 1)[1:].astype(np.int64)
     first = np.full(n_raw, np.iinfo(np.int64).max, dtype=np.int64)
-    first[: present.size] = _raster_index(
-        [c + s for c, s in zip(first_local, block.start, strict=True)], volume
-    )
+    first_coords = [c[first_pos[order]] for c in coords]
+    first[: present.size] = _raster_index(_offset(first_coords, block.start), volume)
 
-    # shell: labelled extended voxels outside the owned block
-    relabelled = lut[raw]
-    shell_mask = relabelled > 0
-    shell_mask[block.slices(ext.start)] = False
-    sc = np.nonzero(shell_mask)
-    shell_label = relabelled[sc]
-    shell_index = _raster_index([c + s for c, s in zip(sc, ext.start, strict=True)], volume)
-
-    # low faces: owned voxels another block's shell can reach
-    face_idx: list[np.ndarray] = []
-    face_lab: list[np.ndarray] = []
+    # shell: labelled extended voxels outside the owned block (up to three slabs)
+    shell_idx: list[np.ndarray] = []
+    shell_lab: list[np.ndarray] = []
     for axis in range(3):
-        if block.start[axis] == volume.start[axis] or labels.shape[axis] == 0:
-            continue
-        plane = np.take(labels, 0, axis=axis)
-        pc = list(np.nonzero(plane))
-        lab = plane[tuple(pc)]
-        pc.insert(axis, np.zeros_like(pc[0]))
-        face_idx.append(
-            _raster_index([c + s for c, s in zip(pc, block.start, strict=True)], volume)
-        )
-        face_lab.append(lab)
-    if face_idx:
-        fi = np.concatenate(face_idx)
-        fl = np.concatenate(face_lab)
-        fi, keep = np.unique(fi, return_index=True)
-        fl = fl[keep]
-    else:
-        fi = np.zeros(0, np.int64)
-        fl = np.zeros(0, np.uint32)
+        if ext.stop[axis] == block.stop[axis]:
+            continue  # the block touches the volume's high border here
+        lo = [0, 0, 0]
+        hi = list(ext.shape)
+        lo[axis] = block.shape[axis]
+        hi[axis] = ext.shape[axis]
+        for other in range(axis):  # slabs of earlier axes already took the overlap
+            hi[other] = block.shape[other]
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        sc = np.nonzero(mask_ext[sl])
+        shell_lab.append(lut[raw[sl][sc]])
+        origin = [e + a for e, a in zip(ext.start, lo, strict=True)]
+        shell_idx.append(_raster_index(_offset(sc, origin), volume))
+    # low faces: owned voxels another block's shell can reach
+    on_face = np.zeros(labels.size, dtype=bool)
+    for axis in range(3):
+        if block.start[axis] != volume.start[axis]:
+            on_face |= coords[axis] == 0
+    face_coords = [c[on_face] for c in coords]
     return BlockLabels(
+        shape=np.asarray(block.shape, dtype=np.int64),
+        index=index,
         labels=labels,
         sizes=sizes,
-        first=first.astype(np.int64),
-        shell_index=shell_index.astype(np.int64),
-        shell_label=shell_label.astype(np.uint32),
-        face_index=fi.astype(np.int64),
-        face_label=fl.astype(np.uint32),
+        first=first,
+        shell_index=np.concatenate(shell_idx) if shell_idx else np.zeros(0, np.int64),
+        shell_label=np.concatenate(shell_lab) if shell_lab else np.zeros(0, np.uint32),
+        face_index=_raster_index(_offset(face_coords, block.start), volume),
+        face_label=labels[on_face],
     )
 
 

@@ -17,7 +17,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +25,18 @@ import numpy as np
 
 from synapse_pipelines.errors import SynapsePipelinesError
 
+#: bytes-like pieces of one object, written back to back (no concatenated copy locally)
+Buffer = bytes | bytearray | memoryview
+
+
+def _parts(data: Buffer | Sequence[Buffer]) -> list[Buffer]:
+    return [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+
 
 class Store(Protocol):
     """Minimal object store: bytes under string keys."""
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes | Sequence[Buffer]) -> None: ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -51,13 +58,14 @@ class LocalStore:
             raise ValueError(f"key {key!r} escapes the store root")
         return self.root.joinpath(*parts)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Buffer | Sequence[Buffer]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-" + path.name)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for part in _parts(data):
+                    fh.write(part)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -79,8 +87,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def put(self, key: str, data: bytes) -> None:
-        self.objects[key] = bytes(data)
+    def put(self, key: str, data: Buffer | Sequence[Buffer]) -> None:
+        self.objects[key] = b"".join(bytes(p) for p in _parts(data))
 
     def get(self, key: str) -> bytes:
         return self.objects[key]
@@ -107,8 +115,9 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+    def put(self, key: str, data: Buffer | Sequence[Buffer]) -> None:
+        body = b"".join(bytes(p) for p in _parts(data))
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
@@ -142,18 +151,42 @@ def open_store(location: str | Path, *, s3_client: Any = None) -> Store:
 
 
 # -- encoding ----------------------------------------------------------------------------
-def sha256(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sha256(data: Buffer | Sequence[Buffer]) -> str:
+    digest = hashlib.sha256()
+    for part in _parts(data):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def encode_array(array: np.ndarray) -> list[Buffer]:
+    """One array as ``.npy`` bytes: the header and the array's own memory (no copy)."""
+    array = np.ascontiguousarray(array)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+    return [head.getvalue(), memoryview(array).cast("B")]
+
+
+def decode_array(data: Buffer) -> np.ndarray:
+    """An array from ``.npy`` bytes, without copying the data (read-only for ``bytes``)."""
+    stream = io.BytesIO(memoryview(data)[:4096])  # header is at most a few hundred bytes
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    count = int(np.prod(shape))
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def encode_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Arrays as one uncompressed ``.npz`` (fast, exact, self-describing)."""
+    """Small arrays as one uncompressed ``.npz``."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 
-def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
+def decode_arrays(data: Buffer) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
 
@@ -175,7 +208,7 @@ def write_outputs(
     store: Store,
     pass_name: str,
     block: int | str,
-    outputs: Mapping[str, bytes],
+    outputs: Mapping[str, Buffer | Sequence[Buffer]],
     *,
     inputs: str,
 ) -> dict[str, Any]:
@@ -190,10 +223,16 @@ def write_outputs(
 
 
 def completed(
-    store: Store, pass_name: str, block: int | str, *, inputs: str
+    store: Store,
+    pass_name: str,
+    block: int | str,
+    *,
+    inputs: str,
+    names: Sequence[str] | None = None,
 ) -> dict[str, bytes] | None:
-    """The block's outputs when its record exists, matches ``inputs`` and every checksum
-    holds; otherwise ``None`` (the block must be (re)computed)."""
+    """The block's outputs when its record exists, matches ``inputs`` and the checksums
+    hold; otherwise ``None`` (the block must be (re)computed). ``names`` restricts what is
+    read and verified (a reduce needs only the small outputs)."""
     key = record_key(pass_name, block)
     if not store.exists(key):
         return None
@@ -204,7 +243,12 @@ def completed(
     if record.get("inputs") != inputs:
         return None
     out = {}
-    for name, digest in record.get("outputs", {}).items():
+    recorded = record.get("outputs", {})
+    if names is not None and not set(names) <= set(recorded):
+        return None
+    for name, digest in recorded.items():
+        if names is not None and name not in names:
+            continue
         okey = output_key(pass_name, block, name)
         if not store.exists(okey):
             return None
