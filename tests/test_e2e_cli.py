@@ -1,0 +1,100 @@
+"""The two local commands as a person runs them (subprocesses, real terminal output).
+
+``synapse-pipelines demo`` at a small size, and ``synapse-pipelines run request.json --local``
+against a BOSS the command knows only by host (the project's local BOSS server here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synapse_pipelines import local_runtime as lr
+from synapse_pipelines import workflow as wf
+from synapse_pipelines.boss import BossClient
+from synapse_pipelines.boss_server import LocalBossServer
+from synapse_pipelines.request import parse_request
+from synapse_pipelines.synthetic import make_experiment
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-c", "from synapse_pipelines.cli import main; main()"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BOSS_TOKEN"}
+    env.update(COLUMNS="200", **extra)
+    return env
+
+
+def test_demo_command(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*CLI, "demo", "--size", "16,128,128", "--seed", "5", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for step in ("ValidateRequest", "Detect", "Report", "PublishToBoss", "PublishToS3"):
+        assert step in out
+    assert "F1 vs synthetic truth" in out and "synapses found" in out
+    assert "open the report" in out
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert folder.name == parse_request(lr.demo_request("h", (16, 128, 128))).results_key
+    assert set(wf.ARTEFACTS) <= {p.name for p in folder.iterdir()}
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
+    token = "cli-" + secrets.token_urlsafe(20)
+    shape = (16, 128, 128)
+    with LocalBossServer(tmp_path / "boss", token) as boss:
+        lr.seed_synthetic_experiment(
+            BossClient(boss.host, "http", token),
+            "lab",
+            "exp1",
+            make_experiment(shape, seed=9),
+        )
+        request = lr.demo_request(boss.host, shape, collection="lab", experiment="exp1")
+        path = tmp_path / "request.json"
+        path.write_text(json.dumps(request))
+        out = tmp_path / "results"
+        proc = subprocess.run(
+            [*CLI, "run", str(path), "--local", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_env(BOSS_TOKEN=token),
+            stdin=subprocess.DEVNULL,
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCEEDED" in proc.stdout
+    key = parse_request(request).results_key
+    assert set(wf.ARTEFACTS) <= {p.name for p in (out / key).iterdir()}
+    assert token not in proc.stdout + proc.stderr
+    for p in (out / key).iterdir():
+        assert token.encode() not in p.read_bytes()
+
+
+def test_run_local_without_a_token_says_how_to_give_one(tmp_path: Path) -> None:
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(lr.demo_request("127.0.0.1:9", (16, 16, 16))))
+    proc = subprocess.run(
+        [*CLI, "run", str(path), "--local"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    assert "BOSS_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
