@@ -405,13 +405,23 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
 }
 
 #: Batch retry strategy (job definitions): retry only when the host went away (Spot
-#: reclaimed the instance or the Fargate task), exit on anything else - a user error exits 2
-#: and must not be retried. ``on_status_reason`` patterns as AWS Batch accepts them.
+#: reclaimed the EC2 instance or the Fargate task), exit on anything else - a user error exits 2
+#: and a bug exits 1, and neither gets better by running again. Batch evaluates the rules in
+#: order and *retries* when none matches, hence the two catch-all EXIT rules at the end.
 BATCH_RETRY_ON_STATUS_REASONS: tuple[str, ...] = (
-    "Host EC2*",
-    "Your Spot Task was interrupted*",
-    "ResourceInitializationError*",
+    "Host EC2*",  # EC2 Spot: "Host EC2 (instance i-...) terminated."
+    "Your Spot Task was interrupted*",  # Fargate Spot
 )
+
+
+def batch_retry_strategy(attempts: int) -> dict[str, Any]:
+    """The job definitions' ``retryStrategy`` in AWS Batch API shape (CDK and local runtime)."""
+    rules: list[dict[str, str]] = [
+        {"onStatusReason": reason, "action": "RETRY"} for reason in BATCH_RETRY_ON_STATUS_REASONS
+    ]
+    rules += [{"onExitCode": "*", "action": "EXIT"}, {"onStatusReason": "*", "action": "EXIT"}]
+    return {"attempts": attempts, "evaluateOnExit": rules}
+
 
 #: Step Functions retries: AWS service errors and transient Lambda errors only.
 LAMBDA_TRANSIENT_ERRORS: tuple[str, ...] = (
@@ -420,6 +430,17 @@ LAMBDA_TRANSIENT_ERRORS: tuple[str, ...] = (
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 )
+
+
+# -- stack outputs (CDK writes them; the CLI reads them with CloudFormation) ---------------------
+
+OUTPUT_STATE_MACHINE_ARN = "StateMachineArn"
+OUTPUT_RESULTS_BUCKET = "ResultsBucketName"
+OUTPUT_TOKEN_SECRET_ARN = "BossTokenSecretArn"
+OUTPUT_TOPIC_ARN = "NotificationTopicArn"
+OUTPUT_EVENT_BUS_NAME = "EventBusName"
+OUTPUT_JOB_QUEUE_ARN = "JobQueueArn"
+OUTPUT_LARGE_JOB_QUEUE_ARN = "LargeJobQueueArn"
 
 
 # -- what the state carries -------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""CDK app entry point (``cdk.json``: ``python3 -m infra.app``).
+
+``build_app`` is what the tests synthesise too, with cdk.json's context: one definition of
+the app. cdk-nag's AwsSolutions checks run on every synth; an unacknowledged finding is an
+error and fails ``cdk synth``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from infra.config import CONTEXT_KEY, cdk_json_defaults, settings_from_app_context
+from infra.stack import SynapsePipelinesStack
+
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The ``context`` block of cdk.json (feature flags and the project's settings)."""
+    return dict(json.loads(CDK_JSON.read_text())["context"])
+
+
+def build_app(
+    context: Mapping[str, Any] | None = None,
+    *,
+    nag: bool = True,
+    **app_kwargs: Any,
+) -> tuple[cdk.App, SynapsePipelinesStack]:
+    """The app and its one stack. ``context=None``: the CDK CLI supplies it (cdk.json, -c)."""
+    app = cdk.App(context=dict(context) if context is not None else None, **app_kwargs)
+    settings = settings_from_app_context(app.node, cdk_json_defaults(CDK_JSON))
+    stack = SynapsePipelinesStack(app, settings.stack_name, settings=settings)
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app, stack
+
+
+def main() -> None:
+    app, _ = build_app()
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["CONTEXT_KEY", "build_app", "cdk_json_context", "main"]

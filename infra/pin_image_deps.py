@@ -1,0 +1,63 @@
+"""Regenerate ``batch_image/constraints.txt``: the exact versions of the image's dependencies.
+
+Run after changing ``pyproject.toml`` dependencies, in the environment the tests pass in::
+
+    python -m infra.pin_image_deps
+
+It walks the project's runtime requirements (no extras) and pins every installed
+distribution they pull in, so the image installs the tested set.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+OUT = Path(__file__).resolve().parents[1] / "batch_image" / "constraints.txt"
+HEADER = (
+    "# Exact versions of the container's dependencies (the tested set).\n"
+    "# Regenerate with `python -m infra.pin_image_deps` after changing pyproject.toml.\n"
+)
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def runtime_closure(project: str = "synapse-pipelines") -> dict[str, str]:
+    pins: dict[str, str] = {}
+    todo = [
+        Requirement(r)
+        for r in metadata.requires(project) or []
+        if not Requirement(r).marker or Requirement(r).marker.evaluate({"extra": ""})
+    ]
+    while todo:
+        req = todo.pop()
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional dependency for another platform
+        name = _normal(req.name)
+        if name in pins and not req.extras:
+            continue
+        pins[name] = dist.version
+        for sub in dist.requires or []:
+            sub_req = Requirement(sub)
+            wanted = ["", *sorted(req.extras)]
+            if sub_req.marker is None or any(
+                sub_req.marker.evaluate({"extra": extra}) for extra in wanted
+            ):
+                todo.append(sub_req)
+    return dict(sorted(pins.items()))
+
+
+def main() -> None:
+    pins = runtime_closure()
+    OUT.write_text(HEADER + "".join(f"{n}=={v}\n" for n, v in pins.items()))
+    print(f"{len(pins)} pins written to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
