@@ -183,3 +183,18 @@ def test_server_as_child_process(tmp_path) -> None:
         client.ensure_channel("k", "e", "c", datatype="uint8", type="image")
         client.push("k", "e", "c", frame.extent, np.full((16, 32, 32), 9, np.uint8))
         assert client.pull("k", "e", "c", frame.extent).min() == 9
+
+
+def test_frame_larger_than_memory_costs_only_what_is_written(server) -> None:
+    # 10^4 x 10^5 x 10^5 uint64 would be 800 PB if allocated
+    client = BossClient(server.host, "http", TOKEN)
+    extent = Box((0, 0, 0), (10_000, 100_000, 100_000))
+    client.ensure_experiment("huge", "e", CoordinateFrame(extent, (1.0, 1.0, 1.0), "nm", "hf"))
+    client.ensure_channel("huge", "e", "lab", datatype="uint64", type="image")
+    box = Box((9_990, 99_000, 99_900), (10_000, 99_100, 100_000))  # the far corner
+    data = np.arange(box.size, dtype=np.uint64).reshape(box.shape) + 2**40
+    client.push("huge", "e", "lab", box, data)
+    np.testing.assert_array_equal(client.pull("huge", "e", "lab", box), data)
+    uid = server.store.resolve_volume("huge", "e", "lab").uid
+    files = [p for p in (server.data_dir / "volumes" / f"{uid}.zarr").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 20 * 1024 * 1024

@@ -615,6 +615,7 @@ class BossClient:
                 frame_name = (
                     f"{frame.name}_synapse_pipelines" if existing is not None else frame_name
                 )
+                unit = _boss_voxel_unit(frame.voxel_unit)
                 if (
                     self._get_or_none(
                         CoordinateFrameResource(frame_name), f"coordinate frame {frame_name!r}"
@@ -636,7 +637,7 @@ class BossClient:
                             vx,
                             vy,
                             vz,
-                            frame.voxel_unit,
+                            unit,
                         ),
                         f"coordinate frame {frame_name!r}",
                     )
@@ -740,13 +741,33 @@ def _post_cutout(remote: BossRemote, chan: ChannelResource, piece: Box, block: n
         )
 
 
+_BOSS_UNITS = ("nanometers", "micrometers", "millimeters", "centimeters")
+
+
+def _boss_voxel_unit(unit: str) -> str:
+    """BOSS's spelling of a length unit (it accepts only these four)."""
+    lowered = unit.lower()
+    aliases = {"nm": "nanometers", "um": "micrometers", "µm": "micrometers", "mm": "millimeters",
+               "cm": "centimeters"}  # fmt: skip
+    lowered = aliases.get(lowered, lowered)
+    if not lowered.endswith("s"):
+        lowered += "s"
+    if lowered not in _BOSS_UNITS:
+        raise BossError(
+            f"voxel unit {unit!r} is not one BOSS accepts ({', '.join(_BOSS_UNITS)})",
+            field="voxel_unit",
+            hint="give the voxel size in nanometers, e.g. --voxel-unit nanometers",
+        )
+    return lowered
+
+
 def _same_frame(cf: Any, frame: CoordinateFrame) -> bool:
     extent = Box((cf.z_start, cf.y_start, cf.x_start), (cf.z_stop, cf.y_stop, cf.x_stop))
     sizes = (float(cf.z_voxel_size), float(cf.y_voxel_size), float(cf.x_voxel_size))
     return (
         extent == frame.extent
         and np.allclose(sizes, frame.voxel_size)
-        and str(cf.voxel_unit) == frame.voxel_unit
+        and str(cf.voxel_unit) == _boss_voxel_unit(frame.voxel_unit)
     )
 
 

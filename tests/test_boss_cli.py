@@ -1,0 +1,97 @@
+"""``synapse-pipelines boss load/ls`` against the session server; ``serve`` as a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from synapse_pipelines.boss import BossClient
+from synapse_pipelines.cli import app
+from synapse_pipelines.errors import BossError, SynapsePipelinesError
+from synapse_pipelines.geometry import Box
+
+
+def test_load_synthetic_then_ls(boss_server) -> None:
+    runner = CliRunner()
+    col = boss_server.unique("cli")
+    env = {"BOSS_TOKEN": boss_server.token}
+    args = ["boss", "load", "--host", boss_server.host, "--collection", col,
+            "--experiment", "syn", "--synthetic", "16,64,64", "--seed", "3"]  # fmt: skip
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"loaded {col}/syn" in result.output
+    listing = runner.invoke(app, ["boss", "ls", col, "syn", "--host", boss_server.host], env=env)
+    assert listing.exit_code == 0, listing.output
+    assert "PSD95_488\tuint8\timage" in listing.output
+    assert "annotation\tuint64\tannotation" in listing.output
+    assert boss_server.token not in result.output + listing.output
+
+
+def test_load_tiff_files(boss_server, tmp_path) -> None:
+    vol = np.random.default_rng(0).integers(0, 4000, (16, 40, 50), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "Synapsin647.tif", vol)
+    col = boss_server.unique("tif")
+    result = CliRunner().invoke(
+        app,
+        ["boss", "load", "--host", f"http://{boss_server.host}", "--collection", col,
+         "--experiment", "e", str(tmp_path / "Synapsin647.tif"), "--voxel-size", "70,100,100"],
+        env={"BOSS_TOKEN": boss_server.token},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    client = boss_server.client()
+    assert client.coordinate_frame(col, "e").voxel_size == (70.0, 100.0, 100.0)
+    np.testing.assert_array_equal(
+        client.pull(col, "e", "Synapsin647", Box((0, 0, 0), vol.shape)), vol
+    )
+
+
+def test_ls_without_token_is_a_clear_error(boss_server) -> None:
+    result = CliRunner().invoke(
+        app, ["boss", "ls", "--host", boss_server.host], env={"BOSS_TOKEN": None}
+    )
+    assert isinstance(result.exception, SynapsePipelinesError)
+    assert "--token: no BOSS token" in str(result.exception)
+
+
+@pytest.mark.parametrize("with_token", [True, False])
+def test_serve_runs_as_a_process(tmp_path, with_token: bool) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "BOSS_TOKEN"}
+    if with_token:
+        env["BOSS_TOKEN"] = "serve-token"
+    data_dir = tmp_path / "d"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from synapse_pipelines.cli import main; main()", "boss",
+         "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        token = "serve-token"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if not with_token:
+                    token = (data_dir / "token").read_text().strip()
+                BossClient(f"127.0.0.1:{port}", "http", token, max_retries=0).list_collections()
+                break
+            except (BossError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if not with_token:
+            assert (data_dir / "token").stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert token not in err
