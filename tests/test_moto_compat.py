@@ -510,3 +510,29 @@ def test_eventbridge_rule_invokes_a_lambda_target(stack: Stack) -> None:
     event = stack.calls[-1]["event"]
     assert event["detail-type"] == "Lambda Wanted"  # the whole event, as EventBridge sends it
     assert event["detail"] == {"message": "e"}
+
+
+def test_running_jobs_are_killed_on_request(stack: Stack) -> None:
+    batch = stack.aws.client("batch")
+    jd = batch.register_job_definition(
+        jobDefinitionName="compat-sleep",
+        type="container",
+        containerProperties={
+            "image": "local",
+            "vcpus": 1,
+            "memory": 128,
+            "command": [sys.executable, "-c", "import time; time.sleep(120)"],
+        },
+    )["jobDefinitionArn"]
+    job_id = batch.submit_job(jobName="sleepy", jobQueue=stack.queue, jobDefinition=jd)["jobId"]
+    deadline = time.monotonic() + 20
+    while not mc._LIVE_PROCESSES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mc.kill_running_jobs() == 1
+    while time.monotonic() < deadline:
+        (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "FAILED"
+    assert job["attempts"][0]["container"]["exitCode"] != 0

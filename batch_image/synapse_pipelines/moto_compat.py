@@ -439,6 +439,24 @@ def _put_logs(job: Any, lines: list[str]) -> None:
     logs.put_log_events(group, stream, [{"timestamp": now, "message": m} for m in lines])
 
 
+# job processes still running: LocalAws.stop() kills them (an interrupted demo leaves none)
+_LIVE_PROCESSES: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_running_jobs() -> int:
+    """Kill every local Batch job process still running; return how many there were."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE_PROCESSES)
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=10)
+    return len(procs)
+
+
 def _run_attempt(job: Any, attempt_no: int) -> dict[str, Any]:
     """Run one attempt; return the Batch ``attempts`` entry (exitCode, statusReason...)."""
     started = _now_ms()
@@ -466,6 +484,8 @@ def _run_attempt(job: Any, attempt_no: int) -> dict[str, Any]:
         text=True,
         errors="replace",
     )
+    with _LIVE_LOCK:
+        _LIVE_PROCESSES.add(proc)
     reader_lines: list[str] = []
 
     def _read() -> None:
@@ -490,6 +510,8 @@ def _run_attempt(job: Any, attempt_no: int) -> dict[str, Any]:
             status_reason = "Job attempt duration exceeded timeout"
         time.sleep(0.05)
     reader.join(timeout=10)
+    with _LIVE_LOCK:
+        _LIVE_PROCESSES.discard(proc)
     _put_logs(job, reader_lines)
     exit_code = proc.returncode
     container["exitCode"] = exit_code
@@ -808,6 +830,7 @@ class LocalAws:
     def stop(self) -> None:
         if self._server is None:
             return
+        kill_running_jobs()
         self._server.stop()
         self._server = None
         for k, v in self._saved_env.items():
