@@ -32,15 +32,16 @@ For a presynaptic channel ``x`` (synapsin) and a postsynaptic channel ``y`` (PSD
    exact integers below ``2**5``, then 32 bins per power of two, ~3 % wide; edges are the
    same for every volume, see :func:`bin_lower_edges`). Noise and one-channel puncta give
    a covariance distribution symmetric around zero, so the negative histogram estimates how
-   many positive values are *not* co-localisation. Otsu's method (maximum between-class
-   variance, linear bin centres) is applied to the **excess** ``max(pos - neg, 0)``. Plain
-   Otsu on a 256-bin histogram between min and max collapses when synapses are a tiny
-   fraction of the volume (the bulk falls in one bin, or the heavy noise tail wins); on the
-   excess it still separates one synapse in 8 million voxels (tests go down to ~6e-6). The
-   threshold is an integer numerator ``T``; a voxel is foreground when ``numerator >= T``.
-   The threshold is never below the *null floor*: the smallest value above which the
-   mirrored negative tail is at most 5 % of the positive tail (so on pure noise nothing
-   is found). When nothing co-varies (no excess, or a single bin), the result is empty.
+   many positive values are *not* co-localisation. The *null floor* ``T0`` is the smallest
+   value above which the mirrored negative tail is at most 5 % of the positive tail.
+   Otsu's method (maximum between-class variance) then runs on the **excess**
+   ``max(pos - neg, 0)`` of the bins above ``T0``, with log2 bin centres (a product of
+   intensities is multiplicative), and ``T = max(T0, Otsu)``. Plain Otsu on a 256-bin
+   histogram between min and max collapses when synapses are a tiny fraction of the volume
+   (the bulk falls in one bin, or the heavy noise tail wins); this still separates one
+   synapse in 8 million voxels (tests go down to ~6e-6) and finds nothing in pure noise.
+   The threshold is an integer numerator ``T``; a voxel is foreground when
+   ``numerator >= T``. When no value passes the null test, the result is empty.
 4. **Components**: 26-connected components of the foreground; keep components with **more
    than** ``min_size`` voxels (the original kept ``> 30``; ``min_size=30`` keeps 31+). Kept
    components are numbered ``1..N`` in the C (z, y, x raster) order of their first voxel.
@@ -103,7 +104,8 @@ Primitives:
   ``negative`` int64 counts over ``N_BINS`` fixed bins; ``a + b`` merges blocks.
 - ``bin_index(values) -> ndarray`` and ``bin_lower_edges() -> ndarray`` -- the fixed bins.
 - ``threshold_from_histogram(hist) -> int`` -- numerator threshold ``T`` (``NO_THRESHOLD``,
-  larger than any numerator, when nothing co-varies).
+  larger than any numerator, when nothing co-varies); ``null_floor(hist) -> int`` is its
+  first step.
 - ``numerator_scale(pre_stats, post_stats, window) -> float`` -- ``n**2 * std_x * std_y``:
   divide a numerator by it to get the z-scored covariance (reporting only).
 - ``label_components(mask) -> (labels int32, sizes int64)`` -- 26-connected, raster order.
@@ -147,6 +149,7 @@ __all__ = [
     "filter_components",
     "halo",
     "label_components",
+    "null_floor",
     "numerator_scale",
     "original_nomads",
     "pad_to_extended",
@@ -834,33 +837,48 @@ def covariance_histogram(numerator: np.ndarray) -> CovarianceHistogram:
     return hist
 
 
-def threshold_from_histogram(
-    hist: CovarianceHistogram, *, null_fraction: float = NULL_FRACTION
-) -> int:
-    """Robust Otsu threshold: Otsu on the excess of positive over mirrored negative counts,
-    never below the null floor.
+def null_floor(hist: CovarianceHistogram, *, null_fraction: float = NULL_FRACTION) -> int:
+    """Smallest bin edge ``T0`` with ``neg(>= T0) <= null_fraction * pos(>= T0)``.
 
-    The null floor ``T0`` is the smallest bin edge where the mirrored negative tail is at
-    most ``null_fraction`` of the positive tail (``neg(>= T0) <= null_fraction *
-    pos(>= T0)``): below it, more than 5 % of the "co-varying" voxels are explained by
-    chance. On pure noise ``T0`` sits at the very top and nothing survives the size filter.
-
-    Returns the integer numerator threshold ``T = max(otsu, T0)`` (foreground:
-    ``numerator >= T``), or :data:`NO_THRESHOLD` when fewer than two bins carry excess or
-    no edge passes the null test.
+    Below it, more than ``null_fraction`` of the positive ("co-varying") voxels would be
+    explained by chance, as estimated by the mirrored negative tail. :data:`NO_THRESHOLD`
+    when no edge passes (e.g. an empty histogram).
     """
-    edges = bin_lower_edges()
     pos_tail = np.cumsum(hist.positive[::-1])[::-1]
     neg_tail = np.cumsum(hist.negative[::-1])[::-1]
     passing = np.nonzero((pos_tail > 0) & (neg_tail <= null_fraction * pos_tail))[0]
+    return int(bin_lower_edges()[passing[0]]) if passing.size else int(NO_THRESHOLD)
+
+
+def threshold_from_histogram(
+    hist: CovarianceHistogram, *, null_fraction: float = NULL_FRACTION
+) -> int:
+    """Robust Otsu threshold (integer numerator ``T``; foreground: ``numerator >= T``).
+
+    1. The null floor ``T0`` (:func:`null_floor`): noise and one-channel puncta give a
+       covariance distribution symmetric around zero, so the mirrored negative tail
+       estimates how many positive values chance explains.
+    2. Otsu's method (maximum between-class variance) on the **excess** counts
+       ``max(pos - neg, 0)`` of the bins at or above ``T0``, with log2 bin centres (the
+       numerator is a product of intensities: its scale is multiplicative).
+
+    ``T = max(T0, Otsu split)``. :data:`NO_THRESHOLD` when no edge passes the null test
+    (nothing co-varies beyond chance). On pure noise ``T0`` lies at the very top of the
+    distribution and nothing survives the size filter.
+    """
+    floor = null_floor(hist, null_fraction=null_fraction)
+    if floor == NO_THRESHOLD:
+        return floor
+    edges = bin_lower_edges()
+    k0 = int(bin_index(np.array([floor]))[0])
     excess = np.clip(hist.positive - hist.negative, 0, None).astype(np.float64)
+    excess[:k0] = 0.0
     nonzero = np.nonzero(excess)[0]
-    if nonzero.size < 2 or passing.size == 0:
-        return int(NO_THRESHOLD)
-    floor = int(edges[passing[0]])
+    if nonzero.size < 2:
+        return floor
     lower = edges.astype(np.float64)
     upper = np.append(lower[1:], 2.0 * lower[-1])
-    centres = 0.5 * (lower + upper - 1.0)  # mid-point of the integers in the bin
+    centres = np.log2(np.maximum(0.5 * (lower + upper - 1.0), 1.0))
     lo, hi = nonzero[0], nonzero[-1] + 1
     w = excess[lo:hi]
     c = centres[lo:hi]
@@ -910,9 +928,9 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if _k_components_j is None or mask.ndim != 3:  # pragma: no cover
         return _label_scipy(mask)
     fg = np.flatnonzero(mask)
-    labels = np.zeros(mask.shape, dtype=np.int32)
+    labels = np.zeros(mask.shape, dtype=np.uint32)  # the dtype detect() uses: one compile
     sizes = _components(mask.shape, fg, labels.reshape(-1))
-    return labels, sizes
+    return labels.view(np.int32), sizes
 
 
 def filter_components(

@@ -1,0 +1,223 @@
+"""Benchmark: the NOMADS detector vs the original approach, in the same run, on one core.
+
+Ours: :func:`synapse_pipelines.detection.detect` (compiled kernels) on two-channel uint8
+volumes of ``Z x 1024 x 1024`` for each ``Z`` in ``--sizes`` (default 32, 64, 128, 256:
+32 to 256 Mvoxel). The data is a seeded synthetic experiment of 32 x 1024 x 1024 (see
+``synthetic.py``), tiled along z for the larger sizes so every size has the same content
+per voxel (a linear-scaling check, not a content check).
+
+The original: :func:`synapse_pipelines.detection.original_nomads`, a faithful
+re-implementation of the 2018 code (float64 z-score, its covariance line, 256-bin Otsu,
+26-connected labels, the quadratic per-label small-object filter), on
+``--original-shape`` (default 32 x 512 x 512 = 8.4 Mvoxel). Ours runs on that volume too
+so the ratio is also given at equal size, with object-level precision/recall of both.
+
+Figures per run:
+
+- wall seconds and CPU seconds (``time.process_time``: this process only, so it is the
+  fairer figure while other jobs share the machine), best of ``--repeat``;
+- Mvoxel/s = voxels per channel / seconds;
+- peak memory, bytes per voxel, beyond the inputs, two ways: ``tracemalloc`` peak during
+  the call (numpy allocations; numba's small internal arrays are not traced) and the
+  peak-RSS delta (``VmHWM`` reset through ``/proc/self/clear_refs`` before the call, minus
+  ``VmRSS`` before it; Linux only).
+
+Usage::
+
+    python benchmarks/bench_detection.py [--sizes 32,64,128,256] [--repeat 3]
+        [--original-shape 32,512,512] [--skip-original] [--json out.json]
+
+Threads are pinned to one (OMP/MKL/OpenBLAS/numba) before numpy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from synapse_pipelines.detection import detect, original_nomads  # noqa: E402
+from synapse_pipelines.evaluation import evaluate_labels  # noqa: E402
+from synapse_pipelines.synthetic import make_experiment  # noqa: E402
+
+PRE, POST = "Synapsin647", "PSD95_488"
+MATCH_NM = 300.0
+
+
+def _proc_status(key: str) -> int:
+    """A ``/proc/self/status`` memory field in bytes (0 where unavailable)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], Any], repeat: int, voxels: int) -> dict[str, Any]:
+    """Best wall/CPU time of ``repeat`` calls, then one traced call for memory."""
+    walls, cpus = [], []
+    result = None
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        cpus.append(time.process_time() - c0)
+        walls.append(time.perf_counter() - w0)
+        del result
+    # memory: peak RSS delta and tracemalloc peak, on a separate call
+    rss_ok = _reset_peak_rss()
+    rss0 = _proc_status("VmRSS")
+    tracemalloc.start()
+    result = fn()
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_peak = _proc_status("VmHWM")
+    wall, cpu = min(walls), min(cpus)
+    return {
+        "voxels": voxels,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "mvox_per_s_wall": voxels / wall / 1e6,
+        "mvox_per_s_cpu": voxels / cpu / 1e6,
+        "tracemalloc_bytes_per_voxel": traced_peak / voxels,
+        "rss_delta_bytes_per_voxel": (rss_peak - rss0) / voxels if rss_ok and rss0 else None,
+        "result": result,
+    }
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    rss = row["rss_delta_bytes_per_voxel"]
+    rss_text = f"{rss:5.1f}" if rss is not None else "  n/a"
+    return (
+        f"{row['voxels'] / 1e6:7.1f} Mvox  wall {row['wall_s']:7.3f} s "
+        f"({row['mvox_per_s_wall']:6.1f} Mvox/s)  cpu {row['cpu_s']:7.3f} s "
+        f"({row['mvox_per_s_cpu']:6.1f} Mvox/s)  peak B/vox: tracemalloc "
+        f"{row['tracemalloc_bytes_per_voxel']:5.1f}  rss {rss_text}"
+    )
+
+
+def _score(labels: np.ndarray, exp) -> tuple[float, float]:
+    ev = evaluate_labels(
+        labels, exp.synapse_centroids, max_distance=MATCH_NM, voxel_size=exp.voxel_size
+    )
+    return ev.precision, ev.recall
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="32,64,128,256", help="z sizes of Z x 1024 x 1024")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--original-shape", default="32,512,512")
+    parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write figures here")
+    args = parser.parse_args(argv)
+
+    load = os.getloadavg()
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        "threads pinned to 1"
+    )
+    base = make_experiment((32, 1024, 1024), seed=args.seed, channels=[PRE, POST])
+    # compile (or load the numba cache) outside the timings
+    detect(base.channels[PRE][:4, :64, :64].copy(), base.channels[POST][:4, :64, :64].copy())
+
+    figures: dict[str, Any] = {"load_average": load, "ours": [], "original": None}
+    print("\nours: detect(), two uint8 channels, Z x 1024 x 1024")
+    for z in (int(v) for v in args.sizes.split(",")):
+        reps = -(-z // 32)
+        pre = np.concatenate([base.channels[PRE]] * reps)[:z]
+        post = np.concatenate([base.channels[POST]] * reps)[:z]
+        row = measure(lambda pre=pre, post=post: detect(pre, post), args.repeat, pre.size)
+        n = row.pop("result").n_synapses
+        row["n_synapses"] = n
+        figures["ours"].append(row)
+        print(_fmt(row) + f"  synapses {n}")
+        del pre, post
+    first = figures["ours"][0]
+    for row in figures["ours"][1:]:
+        row["time_per_voxel_vs_smallest_cpu"] = (row["cpu_s"] / row["voxels"]) / (
+            first["cpu_s"] / first["voxels"]
+        )
+    if len(figures["ours"]) > 1:
+        print(
+            "linearity (CPU time per voxel relative to the smallest size): "
+            + ", ".join(
+                f"{r['voxels'] / 1e6:.0f}M: {r['time_per_voxel_vs_smallest_cpu']:.2f}"
+                for r in figures["ours"][1:]
+            )
+        )
+
+    if not args.skip_original:
+        shape = tuple(int(v) for v in args.original_shape.split(","))
+        exp = make_experiment(shape, seed=args.seed + 1, channels=[PRE, POST])
+        pre, post = exp.channels[PRE], exp.channels[POST]
+        print(f"\noriginal approach vs ours on {shape} ({pre.size / 1e6:.1f} Mvox)")
+        orig = measure(lambda: original_nomads(pre, post), 1, pre.size)
+        orig_labels, _ = ndimage.label(orig.pop("result") > 0, structure=np.ones((3, 3, 3)))
+        ours = measure(lambda: detect(pre, post), args.repeat, pre.size)
+        ours_labels = ours.pop("result").labels
+        print("original: " + _fmt(orig))
+        print("ours:     " + _fmt(ours))
+        big = figures["ours"][0]
+        ratios = {
+            "same_size_cpu": orig["cpu_s"] / ours["cpu_s"],
+            "same_size_wall": orig["wall_s"] / ours["wall_s"],
+            "ours_32M_vs_original_throughput_cpu": big["mvox_per_s_cpu"] / orig["mvox_per_s_cpu"],
+        }
+        po, ro = _score(orig_labels, exp)
+        pn, rn = _score(ours_labels, exp)
+        print(
+            f"speed-up, same volume: {ratios['same_size_cpu']:.0f}x (CPU), "
+            f"{ratios['same_size_wall']:.0f}x (wall); throughput ours at "
+            f"{big['voxels'] / 1e6:.0f} Mvox vs original at {pre.size / 1e6:.1f} Mvox: "
+            f"{ratios['ours_32M_vs_original_throughput_cpu']:.0f}x (CPU)"
+        )
+        print(
+            f"quality on this volume ({exp.n_synapses} synapses, match {MATCH_NM:.0f} nm): "
+            f"original precision {po:.2f} recall {ro:.2f}; ours precision {pn:.2f} "
+            f"recall {rn:.2f}"
+        )
+        figures["original"] = {
+            "shape": shape,
+            "original": orig,
+            "ours": ours,
+            "ratios": ratios,
+            "quality": {"original": [po, ro], "ours": [pn, rn]},
+        }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=float))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
