@@ -56,3 +56,15 @@ def test_validate_box_names_the_axis_past_the_extent(boss_synthetic, boss_client
     axis_name = "zyx"[axis]
     assert err.value.field == f"{axis_name}_range"
     assert f"{axis_name} range 0:{stop[axis]}" in str(err.value)
+
+
+def test_pull_channels_returns_every_channel_exactly(boss_synthetic, boss_client) -> None:
+    box = Box((0, 0, 0), (16, 256, 256))
+    names = [*boss_synthetic.channels, "annotation"]
+    got = boss_client.pull_channels(
+        boss_synthetic.collection, boss_synthetic.experiment, names, box
+    )
+    assert list(got) == names
+    for name in boss_synthetic.channels:
+        np.testing.assert_array_equal(got[name], boss_synthetic.channels[name])
+    np.testing.assert_array_equal(got["annotation"], boss_synthetic.annotation)

@@ -501,7 +501,7 @@ class BossClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, fn: Callable[[Box], None], pieces: Sequence[Box]) -> None:
+    def _run(self, fn: Callable[[Any], None], pieces: Sequence[Any]) -> None:
         if len(pieces) == 1:
             fn(pieces[0])
             return
@@ -516,13 +516,25 @@ class BossClient:
 
     def pull(self, collection: str, experiment: str, channel: str, box: Box) -> np.ndarray:
         """The voxels of ``box`` (ZYX, the channel's dtype, a fresh writable array)."""
-        if box.is_empty():
-            raise BossError(f"the box {box} is empty", field="z_range")
-        chan = self._channel_resource(collection, experiment, channel)
-        out = np.empty(box.shape, dtype=np.dtype(chan.datatype))
-        name = f"cutout {collection}/{experiment}/{channel}"
+        return self.pull_channels(collection, experiment, [channel], box)[channel]
 
-        def fetch(piece: Box) -> None:
+    def pull_channels(
+        self, collection: str, experiment: str, channels: Iterable[str], box: Box
+    ) -> dict[str, np.ndarray]:
+        """Several channels of one box; the pieces of all channels share the worker pool
+        (a small box is one piece per channel, so channels are what runs in parallel)."""
+        if box.is_empty():
+            raise BossError(
+                f"the box {box} is empty", field="z_range", hint="give start < stop on every axis"
+            )
+        names = list(dict.fromkeys(channels))
+        resources = {ch: self._channel_resource(collection, experiment, ch) for ch in names}
+        outs = {ch: np.empty(box.shape, dtype=np.dtype(r.datatype)) for ch, r in resources.items()}
+        pieces = self._pieces(box)
+
+        def fetch(job: tuple[str, Box]) -> None:
+            channel, piece = job
+            chan = resources[channel]
             (z0, y0, x0), (z1, y1, x1) = piece.start, piece.stop
             data = self._project_call(
                 f"read {piece} of",
@@ -531,16 +543,11 @@ class BossClient:
                 channel,
                 lambda r: r.get_cutout(chan, 0, [x0, x1], [y0, y1], [z0, z1], parallel=False),
             )
-            out[piece.slices(box.start)] = data
+            outs[channel][piece.slices(box.start)] = data
 
-        log.debug("pulling %s %s in %d pieces", name, box, len(self._pieces(box)))
-        self._run(fetch, self._pieces(box))
-        return out
-
-    def pull_channels(
-        self, collection: str, experiment: str, channels: Iterable[str], box: Box
-    ) -> dict[str, np.ndarray]:
-        return {ch: self.pull(collection, experiment, ch, box) for ch in channels}
+        log.debug("pulling %d channels of %s in %d pieces each", len(names), box, len(pieces))
+        self._run(fetch, [(ch, p) for ch in names for p in pieces])
+        return outs
 
     def push(
         self, collection: str, experiment: str, channel: str, box: Box, data: np.ndarray
