@@ -103,3 +103,35 @@ def test_degenerate_reports_load_cleanly(page: Any, tmp_path: Path, case: str) -
     if case == "empty":
         assert page.is_visible("#no-synapses")
     page.screenshot(path=str(tmp_path / f"{case}.png"), full_page=True)
+
+
+def test_without_webgl_the_3d_view_explains_itself(
+    browser: Any, chromium_path: Path, tmp_path: Path
+) -> None:
+    from fixtures.browser import CHROMIUM_ARGS
+
+    table, _ = clustered_table(200, seed=3)
+    build_report(table, title="no webgl", out_html=tmp_path / "r.html")
+    errors: list[str] = []
+    # a second Chromium from the same playwright driver, with WebGL switched off
+    b = browser.browser_type.launch(
+        executable_path=str(chromium_path),
+        args=[*CHROMIUM_ARGS, "--disable-webgl", "--disable-3d-apis"],
+    )
+    try:
+        pg = b.new_page()
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto((tmp_path / "r.html").resolve().as_uri())
+        pg.wait_for_function("document.body.dataset.rendered === 'all'", timeout=RENDER_TIMEOUT_MS)
+        state = pg.get_attribute("#plot-spatial-3d", "data-rendered")
+        text = pg.text_content("#plot-spatial-3d") or ""
+        others = pg.evaluate(
+            "() => Array.from(document.querySelectorAll('div.plot[data-figure]'))"
+            ".filter(d => d.id !== 'plot-spatial-3d').every(d => d.dataset.rendered === 'true')"
+        )
+    finally:
+        b.close()
+    assert errors == []
+    assert state == "fallback" and "no WebGL" in text
+    assert others

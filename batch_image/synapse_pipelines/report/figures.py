@@ -31,6 +31,8 @@ DIVERGING = "RdBu_r"
 SEQUENTIAL = "Reds"
 #: Ridge lines: vertical distance between two features (PyMEDA: 0.5).
 RIDGE_SPACING = 0.5
+#: 3-D view: no axis is drawn shorter than this fraction of the longest one.
+MIN_ASPECT = 0.3
 #: Cluster mean lines: line widths are sqrt of the cluster's share of this many (PyMEDA: 300).
 LINE_WIDTH_TOTAL = 300
 
@@ -532,14 +534,27 @@ def spatial_3d(data: ReportData) -> go.Figure:
                 marker=dict(color=colors[c], size=2.5, opacity=0.8),
             )
         )
+    # true proportions, except that a thin axis (e.g. 27 slices of a 2048 x 2048 field)
+    # is stretched to MIN_ASPECT of the longest one so the cloud stays readable
+    finite = pts[np.isfinite(pts).all(axis=1)]
+    extent = np.ptp(finite, axis=0)[::-1] if finite.size else np.ones(3)  # x, y, z
+    extent = np.where(extent > 0, extent, max(float(extent.max()), 1.0))
+    true = extent / extent.max()
+    shown = np.maximum(true, MIN_ASPECT)
+    titles = []
+    for axis, t, s in zip("xyz", true, shown, strict=True):
+        stretch = f", stretched {s / t:.0f}x" if s / t >= 1.5 else ""
+        titles.append(f"{axis} ({unit}{stretch})")
     return _layout(
         fig,
         height=600,
         scene=dict(
-            aspectmode="data",
-            xaxis=dict(title=f"x ({unit})"),
-            yaxis=dict(title=f"y ({unit})"),
-            zaxis=dict(title=f"z ({unit})"),
+            aspectmode="manual",
+            aspectratio=dict(x=float(shown[0]), y=float(shown[1]), z=float(shown[2])),
+            xaxis=dict(title=titles[0]),
+            yaxis=dict(title=titles[1]),
+            zaxis=dict(title=titles[2], autorange="reversed"),
+            camera=dict(eye=dict(x=1.25, y=1.25, z=0.9)),
         ),
     )
 
@@ -690,7 +705,8 @@ SECTIONS: tuple[tuple[str, str, str, bool, Builder, str], ...] = (
         "beyond",
         True,
         spatial_3d,
-        "Synapse centroids in 3-D (true proportions), coloured by final cluster; drag to rotate.",
+        "Synapse centroids in 3-D, coloured by final cluster; drag to rotate. Proportions are "
+        "true unless an axis title says it is stretched (thin volumes).",
     ),
     (
         "volume-distribution",
