@@ -210,13 +210,27 @@ def demo(
                 f"local BOSS still running at [bold]{d.boss.url}[/] (data in {d.data_dir}; "
                 f"token in {token_file}). Ctrl-C stops it."
             )
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                console.print("stopping the local BOSS")
+            _wait_for_interrupt()
+            console.print("stopping the local BOSS")
         if not ex.succeeded:
             raise typer.Exit(1)
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (a service manager's stop) - then clean up normally."""
+    import signal
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_shape(text: str) -> tuple[int, int, int]:
