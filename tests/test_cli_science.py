@@ -21,8 +21,9 @@ from synapse_pipelines.features import read_synapse_table
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 
-# measured: seeds 0-5 of a 16x256x256 experiment give F1 0.86-0.94 at 200 nm (seed 1: 0.904)
-ROUND_TRIP_MIN_F1 = 0.85
+# measured (detector of commit 1f19035): seeds 0-5 of a 16x256x256 experiment give F1
+# 0.94-0.99 at 200 nm, seed 1: 0.944 (67 TP / 2 FP / 6 FN); the first detector gave 0.904
+ROUND_TRIP_MIN_F1 = 0.90
 
 
 def _ok(args: list[str]) -> str:
