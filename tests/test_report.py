@@ -307,6 +307,7 @@ def test_constant_and_nan_features(tmp_path: Path) -> None:
     table, _ = clustered_table(400, seed=5)
     table["Synapsin647_mean"] = 42.0
     table.loc[::7, "PSD95_488_window_zsum"] = np.nan
+    table.loc[3, "VGluT1_647_mean"] = np.inf
     table["GAD647_mean"] = np.nan
     summary, html, payload = _build(table, tmp_path)
     assert summary.missing == {}
@@ -416,3 +417,30 @@ def test_cli_csv_without_features_names_the_fix(tmp_path: Path) -> None:
 
 def test_errors_are_synapse_pipelines_errors() -> None:
     assert issubclass(ReportInputError, SynapsePipelinesError)
+
+
+def test_cli_request_file_sets_header_title_and_box(tmp_path: Path) -> None:
+    table, _ = clustered_table(150, seed=8)
+    write_synapse_table(table, tmp_path / "synapses.csv")
+    (tmp_path / "request.json").write_text(
+        json.dumps(
+            {
+                "collection": "collman",
+                "experiment": "collman15v2",
+                "z_range": "0,27",
+                "y_range": [0, 1024],
+                "x_range": [0, 1024],
+                "token": "SECRET-TOKEN-VALUE",
+            }
+        )
+    )
+    done = _cli(
+        "report", "synapses.csv", "--out", "mine.html", "--request", "request.json", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "mine.html").read_text()
+    key = "nomads-unsupervised_collman_collman15v2_z_0_27_y_0_1024_x_0_1024"
+    assert f"<title>{key}</title>" in html and f"results key: {key}" in html
+    assert "request z/y/x ranges" in html  # the density uses the request's box
+    assert "SECRET-TOKEN-VALUE" not in html
+    assert (tmp_path / "mine.clustering.json").is_file()  # not clustering.json: not report.html

@@ -19,13 +19,22 @@ def _split_features(text: str | None) -> list[str] | None:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
+def default_clustering_path(out: Path) -> Path:
+    """``clustering.json`` beside ``report.html`` (the results folder's names), else
+    ``<stem>.clustering.json`` so two reports in one folder do not share a JSON file."""
+    from synapse_pipelines.outputs import CLUSTERING, REPORT
+
+    return out.parent / (CLUSTERING if out.name == REPORT else f"{out.stem}.clustering.json")
+
+
 def report(
     table: Path = typer.Argument(..., help="synapses.csv written by the detect step."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     clustering_json: Path | None = typer.Option(
         None,
         "--clustering-json",
-        help="Clustering JSON to write [default: clustering.json next to --out].",
+        help="Clustering JSON to write [default: next to --out: clustering.json for "
+        "report.html, else <name>.clustering.json].",
     ),
     title: str | None = typer.Option(
         None, "--title", help="Report title [default: the results key, else the file name]."
@@ -56,10 +65,9 @@ def report(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Build the PyMEDA-style interactive report (one offline HTML file) and clustering JSON."""
-    from synapse_pipelines.outputs import CLUSTERING
     from synapse_pipelines.report import build_report
 
-    json_path = clustering_json if clustering_json is not None else out.parent / CLUSTERING
+    json_path = clustering_json if clustering_json is not None else default_clustering_path(out)
     if not force:
         for path, option in ((out, "--out"), (json_path, "--clustering-json")):
             if path.exists():

@@ -154,7 +154,10 @@ def select_feature_columns(
 
 
 def feature_matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The features as an (n, d) float64 array; non-numeric text is an error naming the cell."""
+    """The features as an (n, d) float64 array (NaN where missing or infinite).
+
+    Non-numeric text is an error naming the column and the row.
+    """
     out = np.empty((len(table), len(features)), dtype=np.float64)
     for j, name in enumerate(features):
         col = table[name]
@@ -172,6 +175,7 @@ def feature_matrix(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
                 hint="feature columns must be numbers (empty cells are allowed and imputed)",
             )
         out[:, j] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    out[np.isinf(out)] = np.nan  # an infinite feature value is as unusable as a missing one
     return out
 
 
