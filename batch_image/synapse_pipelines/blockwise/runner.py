@@ -139,3 +139,49 @@ def array_sink(out: np.ndarray, volume: Box) -> Sink:
         out[box.slices(volume.start)] = ids
 
     return sink
+
+
+def npy_sink(path: str | Path, volume: Box, dtype: Any = np.uint32) -> Sink:
+    """A sink writing ids into a new ``.npy`` file covering ``volume``, one block at a time.
+
+    The file is memory-mapped only while a block is written, so the writer's resident
+    memory stays one block, whatever the volume size.
+    """
+    path = Path(path)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=volume.shape)
+    del out
+
+    def sink(box: Box, ids: np.ndarray) -> None:
+        mapped = np.load(path, mmap_mode="r+")
+        try:
+            # no flush per block: msync would force a disk write of every block; unmapping
+            # leaves the pages to the OS's write-back like any file write
+            mapped[box.slices(volume.start)] = ids
+        finally:
+            del mapped
+
+    return sink
+
+
+def zarr_sink(
+    path: str | Path, volume: Box, chunks: tuple[int, int, int], dtype: Any = np.uint32
+) -> Sink:
+    """A sink writing ids into a new uncompressed Zarr array with one chunk per block
+    (``chunks`` = the plan's block shape, volume starting on the block grid): every block
+    is one contiguous file write."""
+    import zarr
+
+    array = zarr.create_array(
+        store=str(path),
+        shape=volume.shape,
+        chunks=chunks,
+        dtype=dtype,
+        compressors=None,
+        fill_value=0,
+        overwrite=True,
+    )
+
+    def sink(box: Box, ids: np.ndarray) -> None:
+        array[box.slices(volume.start)] = ids
+
+    return sink

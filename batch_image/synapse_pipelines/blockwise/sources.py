@@ -53,10 +53,32 @@ class ArraySource:
         return np.asarray(self.pre[sl]), np.asarray(self.post[sl])
 
 
+class NpyFile:
+    """A ``.npy`` file sliced through a memory map opened for each read only.
+
+    A long-lived map would keep every page it ever touched in the process's resident set,
+    so reading a whole volume block by block would look (and count) like loading it all.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        probe = np.load(path, mmap_mode="r")
+        self.shape = probe.shape
+        self.dtype = probe.dtype
+        del probe
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        mapped = np.load(self.path, mmap_mode="r")
+        try:
+            return np.array(mapped[index])
+        finally:
+            del mapped
+
+
 def _open_lazy(path: Path) -> Any:
     suffix = "".join(path.suffixes).lower()
     if suffix.endswith(".npy"):
-        return np.load(path, mmap_mode="r")
+        return NpyFile(path)
     if suffix.endswith((".tif", ".tiff")):
         import tifffile
         import zarr

@@ -95,6 +95,22 @@ def extended_box(block: Box, volume: Box) -> Box:
     return Box(block.start, stop)  # type: ignore[arg-type]
 
 
+def shell_slabs(block: Box, ext: Box) -> list[tuple[int, tuple[slice, slice, slice]]]:
+    """The extended box minus the block, as up to three disjoint slabs (axis, slices
+    relative to ``ext.start``): the high z slab, then y, then x."""
+    slabs = []
+    for axis in range(3):
+        if ext.stop[axis] == block.stop[axis]:
+            continue  # the block touches the volume's high border here
+        lo = [0, 0, 0]
+        hi = list(ext.shape)
+        lo[axis] = block.shape[axis]
+        for other in range(axis):  # slabs of earlier axes already took the overlap
+            hi[other] = block.shape[other]
+        slabs.append((axis, tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))))
+    return slabs  # type: ignore[return-value]
+
+
 def _raster_index(coords: Sequence[np.ndarray], volume: Box) -> np.ndarray:
     """Raster (C-order) indices in ``volume`` of voxels given by absolute coordinates."""
     _, ny, nx = volume.shape
@@ -140,16 +156,8 @@ def label_block(
     # shell: labelled extended voxels outside the owned block (up to three slabs)
     shell_idx: list[np.ndarray] = []
     shell_lab: list[np.ndarray] = []
-    for axis in range(3):
-        if ext.stop[axis] == block.stop[axis]:
-            continue  # the block touches the volume's high border here
-        lo = [0, 0, 0]
-        hi = list(ext.shape)
-        lo[axis] = block.shape[axis]
-        hi[axis] = ext.shape[axis]
-        for other in range(axis):  # slabs of earlier axes already took the overlap
-            hi[other] = block.shape[other]
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    for _, sl in shell_slabs(block, ext):
+        lo = [part.start for part in sl]
         sc = np.nonzero(mask_ext[sl])
         shell_lab.append(lut[raw[sl][sc]])
         origin = [e + a for e, a in zip(ext.start, lo, strict=True)]

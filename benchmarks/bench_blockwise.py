@@ -1,0 +1,225 @@
+"""Blockwise NOMADS on one machine vs single-job ``detect()`` on the same volume.
+
+Prints, for the same synthetic two-channel uint8 volume (default 64 x 2048 x 2048 =
+268 Mvoxel, "256 Mvoxel"):
+
+- single job: ``detection.detect()`` on the whole volume held in memory (as the Detect
+  job holds a BOSS cutout) — wall time of ``detect()`` and the process's peak RSS;
+- blockwise: ``run_blockwise()`` reading the channels block by block from ``.npy`` files,
+  keeping its per-block outputs in a work folder on disk, writing the ids block by block
+  into an output ``.npy`` — wall time of the whole run and peak RSS;
+- the same blockwise run on a volume 4x smaller: peak RSS must not follow the volume.
+
+Each measurement runs in its own subprocess (peak RSS = ``VmHWM`` of that process,
+numba kernels warmed up on a small volume first, so no JIT time is counted). The ids of
+the two runs are compared voxel for voxel.
+
+    python benchmarks/bench_blockwise.py                       # 256 Mvoxel, blocks 64x512x512
+    python benchmarks/bench_blockwise.py --shape 32,1024,1024  # quick
+
+The machine is shared: run it when nothing else is heavy, and look at the ratio as much
+as at the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process (VmHWM). ``ru_maxrss`` would be wrong here: on
+    Linux it survives exec, so a child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
+
+
+def _warm_up() -> None:
+    from synapse_pipelines import detection, synthetic
+
+    exp = synthetic.make_experiment(
+        (8, 64, 64), seed=0, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+    )
+    detection.detect(exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC])
+
+
+def child_single(folder: Path) -> dict:
+    from synapse_pipelines import detection
+
+    _warm_up()
+    pre = np.load(folder / "pre.npy")
+    post = np.load(folder / "post.npy")
+    start = time.perf_counter()
+    result = detection.detect(pre, post)
+    detect_seconds = time.perf_counter() - start
+    # the single job writes its ids too (as blockwise does): one contiguous file
+    np.save(folder / "ids_single.npy", result.labels)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "detect_seconds": detect_seconds,
+        "peak_rss_mib": _peak_rss_mib(),
+        "n_synapses": result.n_synapses,
+        "timings": result.timings,
+    }
+
+
+def child_blockwise(folder: Path, block: tuple[int, int, int], out_name: str) -> dict:
+    from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
+    from synapse_pipelines.blockwise.plan import plan_request
+    from synapse_pipelines.blockwise.runner import run_blockwise, zarr_sink
+    from synapse_pipelines.blockwise.sources import open_file_source
+
+    _warm_up()
+    source = open_file_source(folder / "pre.npy", folder / "post.npy")
+    kernel = NomadsKernel()
+    plan = plan_request(
+        source.box, block_shape=block, halo=kernel.halo, bytes_per_voxel=BYTES_PER_VOXEL
+    )
+    work = folder / f"work-{out_name}"
+    shutil.rmtree(work, ignore_errors=True)
+    sink = zarr_sink(folder / f"{out_name}.zarr", source.box, plan.block_shape)
+    rss_before = _peak_rss_mib()
+    start = time.perf_counter()
+    result = run_blockwise(source, plan, work, kernel=kernel, sink=sink)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_before_run_mib": rss_before,
+        "n_blocks": plan.n_blocks,
+        "block_shape": list(plan.block_shape),
+        "n_synapses": result.n_objects,
+        "pass_seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+    }
+
+
+def run_child(args: list[str]) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode:
+        raise SystemExit(f"child {args} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_volume(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
+    from synapse_pipelines import synthetic
+
+    if (folder / "pre.npy").exists() and np.load(folder / "pre.npy", mmap_mode="r").shape == shape:
+        return
+    exp = synthetic.make_experiment(
+        shape, seed=seed, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+    )
+    np.save(folder / "pre.npy", exp.channels[synthetic.PRESYNAPTIC])
+    np.save(folder / "post.npy", exp.channels[synthetic.POSTSYNAPTIC])
+
+
+def equal_ids(a: Path, b: Path) -> bool:
+    import zarr
+
+    x = np.load(a, mmap_mode="r")
+    y = zarr.open_array(str(b), mode="r")
+    if x.shape != y.shape:
+        return False
+    return all(np.array_equal(x[z : z + 8], y[z : z + 8]) for z in range(0, x.shape[0], 8))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="64,2048,2048", help="z,y,x voxels")
+    parser.add_argument("--block", default="64,512,512", help="block z,y,x (cuboid multiple)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--folder", default=None, help="keep the volume here between runs")
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, folder = args.child[0], Path(args.child[1])
+        if kind == "single":
+            out = child_single(folder)
+        else:
+            block = tuple(int(v) for v in args.child[2].split(","))
+            out = child_blockwise(folder, block, args.child[3])  # type: ignore[arg-type]
+        print(json.dumps(out))
+        return
+
+    shape = tuple(int(v) for v in args.shape.split(","))
+    block = args.block
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="bench-blockwise-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    voxels = int(np.prod(shape))
+    print(
+        f"volume {shape} = {voxels / 1e6:.0f} Mvoxel, blocks {block}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    t = time.perf_counter()
+    make_volume(folder, shape, args.seed)  # type: ignore[arg-type]
+    print(f"synthetic volume ready ({time.perf_counter() - t:.1f} s) in {folder}")
+
+    single = run_child(["--child", "single", str(folder)])
+    blockwise = run_child(["--child", "blockwise", str(folder), block, "ids_blockwise"])
+    same = equal_ids(folder / "ids_single.npy", folder / "ids_blockwise.zarr")
+    ratio = blockwise["seconds"] / single["seconds"]
+    passes = blockwise["pass_seconds"]
+    compute = blockwise["seconds"] - passes.get("write", 0.0)
+    print(
+        f"single job  detect() + save ids: {single['seconds']:7.2f} s "
+        f"(detect() alone {single['detect_seconds']:.2f} s)  "
+        f"{voxels / single['seconds'] / 1e6:6.1f} Mvoxel/s  peak RSS "
+        f"{single['peak_rss_mib']:7.0f} MiB  synapses {single['n_synapses']}"
+    )
+    print(
+        f"blockwise run_blockwise():       {blockwise['seconds']:7.2f} s "
+        f"(without the write pass {compute:.2f} s)  "
+        f"{voxels / blockwise['seconds'] / 1e6:6.1f} Mvoxel/s  peak RSS "
+        f"{blockwise['peak_rss_mib']:7.0f} MiB  synapses {blockwise['n_synapses']}  "
+        f"({blockwise['n_blocks']} blocks of {blockwise['block_shape']})"
+    )
+    print(f"  passes: {passes}")
+    print(
+        f"ratio blockwise / single: {ratio:.2f} (target <= 1.30); compute only "
+        f"(no id writing on either side): {compute / single['detect_seconds']:.2f}; "
+        f"identical ids: {same}"
+    )
+
+    # same blocks, a quarter of the volume: peak memory must follow the block, not the volume
+    small_shape = (shape[0], shape[1] // 2, shape[2] // 2)
+    small = folder / "small"
+    small.mkdir(exist_ok=True)
+    pre = np.load(folder / "pre.npy", mmap_mode="r")
+    post = np.load(folder / "post.npy", mmap_mode="r")
+    np.save(small / "pre.npy", pre[:, : small_shape[1], : small_shape[2]])
+    np.save(small / "post.npy", post[:, : small_shape[1], : small_shape[2]])
+    del pre, post
+    quarter = run_child(["--child", "blockwise", str(small), block, "ids_blockwise"])
+    print(
+        f"blockwise, volume / 4 {small_shape}: peak RSS {quarter['peak_rss_mib']:.0f} MiB "
+        f"(full volume: {blockwise['peak_rss_mib']:.0f} MiB; single job: "
+        f"{single['peak_rss_mib']:.0f} MiB)"
+    )
+    block_voxels = int(np.prod([int(v) for v in block.split(",")]))
+    print(
+        f"peak RSS per block voxel: {blockwise['peak_rss_mib'] * 2**20 / block_voxels:.1f} B "
+        f"(block {block_voxels / 1e6:.1f} Mvoxel); single job per volume voxel: "
+        f"{single['peak_rss_mib'] * 2**20 / voxels:.1f} B"
+    )
+    if not args.folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
