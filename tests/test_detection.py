@@ -140,6 +140,13 @@ def test_uint16_is_used_at_full_precision(experiment, result) -> None:
     assert res16.threshold == pytest.approx(result.threshold, rel=0.05)
 
 
+def test_big_endian_uint16_is_accepted(experiment, result) -> None:
+    pre = (experiment.channels["Synapsin647"].astype(np.uint16) * 16).astype(">u2")
+    post = (experiment.channels["PSD95_488"].astype(np.uint16) * 16).astype(">u2")
+    res = detect(pre, post)
+    assert res.n_synapses == result.n_synapses
+
+
 def test_size_filter_is_strictly_larger_than_min_size() -> None:
     mask = np.zeros((5, 20, 40), dtype=bool)
     mask[1, 2, 0:30] = True  # exactly 30 voxels: dropped

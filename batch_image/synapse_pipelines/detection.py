@@ -990,6 +990,18 @@ def _check_dtype(volume: Any, name: str) -> None:
         )
 
 
+def _native_byte_order(volume: Any) -> Any:
+    """Big-endian uint16 (e.g. from some TIFF files) as native uint16; anything else as is."""
+    if (
+        isinstance(volume, np.ndarray)
+        and volume.dtype.kind == "u"
+        and volume.dtype.itemsize == 2
+        and not volume.dtype.isnative
+    ):
+        return volume.astype(np.uint16)
+    return volume
+
+
 def _check_window(window: Any) -> None:
     if isinstance(window, bool) or not isinstance(window, int | np.integer):
         raise DetectionError(
@@ -1118,6 +1130,8 @@ def detect(
     """Run NOMADS on two ZYX channels (see the module docstring for the exact method)."""
     _check_window(window)
     _check_min_size(min_size)
+    presynaptic = _native_byte_order(presynaptic)
+    postsynaptic = _native_byte_order(postsynaptic)
     _check_inputs(presynaptic, postsynaptic, window)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
