@@ -1,0 +1,111 @@
+"""The Lambda layer's local (Docker-free) bundling really produces a working package.
+
+The synth in test_infra.py skips bundling for speed; this builds the layer once with the
+same function CDK's local bundler calls (for this machine's Python, so the result can be
+imported here), checks the size budget, and imports and runs every handler in a fresh
+interpreter that sees only the standard library, the layer, and boto3/botocore (which the
+Lambda runtime provides).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from infra.functions import (  # noqa: E402
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+    RUNTIME_PROVIDED,
+    bundle_layer,
+)
+
+PROBE = r"""
+import json, sys, types
+sys.path[:0] = [LAYER, RUNTIME]
+from synapse_pipelines import workflow as wf
+assert wf.__file__.startswith(LAYER), wf.__file__
+for forbidden in ("scipy", "pandas", "moto", "sklearn"):
+    try:
+        __import__(forbidden)
+    except ImportError:
+        pass
+    else:
+        raise SystemExit(forbidden + " must not be in the layer")
+ctx = types.SimpleNamespace(function_name="f", memory_limit_in_mb=512, aws_request_id="r",
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+    get_remaining_time_in_millis=lambda: 1000)
+import importlib.util
+def load(name):
+    # as Lambda does: /var/task/app.py imported as module "app", handler "app.handler"
+    path = f"{FUNCTIONS}/{wf.LAMBDA_FUNCTIONS[name].name}/app.py"
+    spec = importlib.util.spec_from_file_location(f"app_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+out = {name: load(name).__name__ for name in wf.LAMBDA_FUNCTIONS}
+# DescribeFailure runs without AWS; ValidateRequest rejects a bad request before any call
+out["describe"] = load("DescribeFailure")({"state": {}}, ctx)["error"]
+try:
+    load("ValidateRequest")({"request": {"collection": "c"}}, ctx)
+except Exception as exc:
+    out["validate_error"] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_layer_bundles_without_docker_and_every_handler_imports(tmp_path: Path) -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    layer = bundle_layer(tmp_path / "layer", python_version=version, platform=None)
+    assert (layer / "synapse_pipelines" / "steps.py").is_file()
+    assert list(layer.glob("synapse_pipelines-*.dist-info/entry_points.txt"))
+    assert not any((layer / name).exists() for name in RUNTIME_PROVIDED)
+    size = _folder_bytes(layer)
+    assert size < LAMBDA_UNZIPPED_LIMIT_BYTES * 0.8, f"layer is {size / 2**20:.0f} MiB"
+
+    # what the Lambda runtime brings: boto3 and friends, nothing else from this environment
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in (*RUNTIME_PROVIDED, "jmespath", "dateutil", "urllib3", "six"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Test",
+        "RESULTS_BUCKET": "unused-bucket",
+    }
+    code = (
+        f"LAYER = {str(layer)!r}\nRUNTIME = {str(runtime)!r}\n"
+        f"FUNCTIONS = {str(REPO / 'functions')!r}\n" + PROBE
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["describe"] == "States.Unknown"
+    assert probe["validate_error"] == "RequestValidationError"
