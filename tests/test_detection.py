@@ -214,6 +214,15 @@ def test_pure_noise_gives_an_empty_or_tiny_result() -> None:
     assert not np.isnan(res.parameters["presynaptic_std"])
 
 
+def test_anti_correlated_channels_give_an_empty_result_with_a_finite_threshold() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 255, size=(8, 64, 64), dtype=np.uint8)
+    res = detect(a, 255 - a)  # every local covariance is <= 0
+    assert res.n_synapses == 0
+    assert not res.mask.any()
+    assert np.isfinite(res.threshold)
+
+
 def test_plugin_run_validates_parameters_and_channels(experiment) -> None:
     pipe = NomadsUnsupervised()
     res = pipe.run(experiment.channels, "Synapsin647", "PSD95_488", min_size=40)

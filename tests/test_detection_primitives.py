@@ -23,6 +23,7 @@ from synapse_pipelines.detection import (
     filter_components,
     halo,
     label_components,
+    null_floor,
     pad_to_extended,
     threshold_from_histogram,
 )
@@ -119,10 +120,14 @@ def test_histogram_round_trips_and_bins_are_exact() -> None:
     assert CovarianceHistogram.from_dict(h.to_dict()).positive.tolist() == h.positive.tolist()
 
 
-def test_no_excess_gives_no_threshold() -> None:
-    assert threshold_from_histogram(CovarianceHistogram.empty()) == NO_THRESHOLD
-    symmetric = covariance_histogram(np.array([[[-9, -50, 9, 50]]]))
-    assert threshold_from_histogram(symmetric) == NO_THRESHOLD
+def test_no_excess_gives_a_finite_threshold_above_every_value() -> None:
+    assert threshold_from_histogram(CovarianceHistogram.empty()) == 1
+    values = np.array([[[-9, -50, -900, 9, 50]]])
+    hist = covariance_histogram(values)
+    assert null_floor(hist) == NO_THRESHOLD  # the negative tail dominates everywhere
+    t = threshold_from_histogram(hist)
+    assert t != NO_THRESHOLD and t > values.max()
+    assert not np.any(values >= t)
 
 
 # --- the compiled kernels agree with the numpy/scipy reference implementations ---------

@@ -41,7 +41,8 @@ For a presynaptic channel ``x`` (synapsin) and a postsynaptic channel ``y`` (PSD
    (the bulk falls in one bin, or the heavy noise tail wins); this still separates one
    synapse in 8 million voxels (tests go down to ~6e-6) and finds nothing in pure noise.
    The threshold is an integer numerator ``T``; a voxel is foreground when
-   ``numerator >= T``. When no value passes the null test, the result is empty.
+   ``numerator >= T``. When no value passes the null test, ``T`` lies above every value
+   and the result is empty.
 4. **Components**: 26-connected components of the foreground; keep components with **more
    than** ``min_size`` voxels (the original kept ``> 30``; ``min_size=30`` keeps 31+). Kept
    components are numbered ``1..N`` in the C (z, y, x raster) order of their first voxel.
@@ -103,9 +104,9 @@ Primitives:
 - ``covariance_histogram(numerator) -> CovarianceHistogram`` -- ``positive`` and
   ``negative`` int64 counts over ``N_BINS`` fixed bins; ``a + b`` merges blocks.
 - ``bin_index(values) -> ndarray`` and ``bin_lower_edges() -> ndarray`` -- the fixed bins.
-- ``threshold_from_histogram(hist) -> int`` -- numerator threshold ``T`` (``NO_THRESHOLD``,
-  larger than any numerator, when nothing co-varies); ``null_floor(hist) -> int`` is its
-  first step.
+- ``threshold_from_histogram(hist) -> int`` -- numerator threshold ``T`` (when nothing
+  co-varies, an edge above every value, so the mask is empty); ``null_floor(hist) -> int``
+  is its first step (``NO_THRESHOLD`` when no edge passes).
 - ``numerator_scale(pre_stats, post_stats, window) -> float`` -- ``n**2 * std_x * std_y``:
   divide a numerator by it to get the z-scored covariance (reporting only).
 - ``label_components(mask) -> (labels int32, sizes int64)`` -- 26-connected, raster order.
@@ -862,14 +863,22 @@ def threshold_from_histogram(
        ``max(pos - neg, 0)`` of the bins at or above ``T0``, with log2 bin centres (the
        numerator is a product of intensities: its scale is multiplicative).
 
-    ``T = max(T0, Otsu split)``. :data:`NO_THRESHOLD` when no edge passes the null test
-    (nothing co-varies beyond chance). On pure noise ``T0`` lies at the very top of the
-    distribution and nothing survives the size filter.
+    ``T = max(T0, Otsu split)``. When no edge passes the null test (nothing co-varies
+    beyond chance), ``T`` is the first bin edge above every positive value (1 if there is
+    none), so nothing is foreground and the threshold is still a finite number. On pure
+    noise ``T0`` lies at the very top of the distribution and nothing survives the size
+    filter.
     """
     floor = null_floor(hist, null_fraction=null_fraction)
-    if floor == NO_THRESHOLD:
-        return floor
     edges = bin_lower_edges()
+    if floor == NO_THRESHOLD:
+        # Nothing co-varies beyond chance: a finite threshold above every value, so the
+        # reported threshold stays a plain number (JSON has no NaN or infinity).
+        filled = np.nonzero(hist.positive)[0]
+        if filled.size == 0:
+            return 1
+        top = int(filled[-1]) + 1
+        return int(edges[top]) if top < N_BINS else int(NO_THRESHOLD)
     k0 = int(bin_index(np.array([floor]))[0])
     excess = np.clip(hist.positive - hist.negative, 0, None).astype(np.float64)
     excess[:k0] = 0.0
@@ -962,9 +971,9 @@ class DetectionResult:
 
     ``labels``: uint32 (uint64 if ever needed) ZYX, 0 = background, synapses ``1..n`` in
     raster order of their first voxel. ``mask``: uint8 0/255 (the original's output).
-    ``threshold``: the threshold in z-scored covariance units (``nan`` if nothing
-    co-varied). ``parameters``: the parameters used plus the integer ``threshold_numerator``
-    and channel statistics. ``timings``: seconds per step.
+    ``threshold``: the threshold in z-scored covariance units (always finite).
+    ``parameters``: the parameters used plus the integer ``threshold_numerator`` and channel
+    statistics. ``timings``: seconds per step.
     """
 
     labels: np.ndarray
@@ -1149,7 +1158,7 @@ def detect(
             presynaptic, postsynaptic, window, min_size, timings
         )
     scale = numerator_scale(pre_stats, post_stats, window)
-    threshold = float(t_num) / scale if t_num != NO_THRESHOLD else float("nan")
+    threshold = float(t_num) / scale  # finite: t_num is always a bin edge
     return DetectionResult(
         labels=labels,
         mask=out_mask,
