@@ -648,20 +648,8 @@ def table_ids(table: pd.DataFrame) -> np.ndarray:
     return np.arange(len(table))
 
 
-def analyse_table(table: pd.DataFrame, **kwargs: Any) -> ReportData:
-    """Run every computation of the report on a synapse table (no plotting, no I/O).
-
-    Keyword arguments as :func:`_analyse_table`. BLAS and OpenMP are held to one thread:
-    the matrices here are n x d with d about 10-30, where extra threads only add
-    synchronisation (measured: 0.4 s single-threaded against 14 s with two threads on a
-    busy 2-core machine for 2000 synapses), and one thread also fixes the order of
-    floating-point reductions, so results do not depend on the machine's core count.
-    """
-    with threadpool_limits(limits=1):
-        return _analyse_table(table, **kwargs)
-
-
-def _analyse_table(
+@threadpool_limits.wrap(limits=1)
+def analyse_table(
     table: pd.DataFrame,
     *,
     title: str,
@@ -676,6 +664,14 @@ def _analyse_table(
     max_fit_samples: int = 20_000,
     kde_samples: int = KDE_SAMPLES,
 ) -> ReportData:
+    """Run every computation of the report on a synapse table (no plotting, no I/O).
+
+    BLAS and OpenMP are held to one thread: the matrices here are n x d with d about
+    10-30, where extra threads only add synchronisation (measured: 0.4 s single-threaded
+    against 14 s with two threads on a busy 2-core machine for 2000 synapses), and one
+    thread also fixes the order of floating-point reductions, so results do not depend on
+    the machine's core count.
+    """
     if not isinstance(table, pd.DataFrame):
         raise ReportInputError(
             f"the synapse table must be a pandas DataFrame; got {type(table).__name__}",
