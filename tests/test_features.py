@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +14,14 @@ from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.features import (
     BASE_COLUMNS,
     WINDOW_FULL_VOXELS,
+    assemble_table,
     feature_columns,
+    object_sums,
     read_synapse_table,
+    slice_sums,
     synapse_table,
     table_channels,
+    window_raw_sums,
     window_zscore_sums,
     write_synapse_table,
 )
@@ -211,3 +219,73 @@ def test_uint64_channel_does_not_overflow() -> None:
     assert t.loc[5, "annotation_mean"] == pytest.approx(float(2**63 + 2**62))
     assert t.loc[9, "annotation_mean"] == pytest.approx(float(2**62))
     assert np.isfinite(t["annotation_window_zsum"]).all()
+
+
+def _tiling(shape, cuts):
+    """Boxes (start, stop) tiling ``shape`` at the given cut positions per axis."""
+    edges = [[0, *c, s] for c, s in zip(cuts, shape, strict=True)]
+    for z0, z1 in itertools.pairwise(edges[0]):
+        for y0, y1 in itertools.pairwise(edges[1]):
+            for x0, x1 in itertools.pairwise(edges[2]):
+                yield (z0, y0, x0), (z1, y1, x1)
+
+
+def test_blockwise_partials_reproduce_the_table_exactly() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(21)
+    shape = (9, 40, 37)
+    blobs = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.53
+    labels, n = ndimage.label(blobs, structure=np.ones((3, 3, 3)))
+    assert n > 10
+    chans = {
+        "Synapsin647": rng.integers(0, 256, shape).astype(np.uint8),
+        "PSD95_488": rng.integers(0, 4096, shape).astype(np.uint16),
+    }
+    whole = synapse_table(labels, chans, voxel_size=(70, 100, 100), origin=(5, 6, 7))
+    # uneven blocks, cut through objects and through windows in every axis
+    boxes = list(_tiling(shape, [[3, 4], [11, 25], [9]]))
+    parts = [
+        object_sums(
+            labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))],
+            {
+                k: v[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+                for k, v in chans.items()
+            },
+            offset=lo,
+        )
+        for lo, hi in boxes
+    ]
+    objects = functools.reduce(operator.add, parts)
+    stats = {
+        k: functools.reduce(
+            operator.add,
+            [
+                slice_sums(
+                    v[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))],
+                    z_offset=lo[0],
+                    depth=shape[0],
+                )
+                for lo, hi in boxes
+            ],
+        )
+        for k, v in chans.items()
+    }
+    anchors = objects.anchors()
+    raw = {
+        k: functools.reduce(
+            operator.add,
+            [
+                window_raw_sums(
+                    v[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], anchors, offset=lo
+                )
+                for lo, hi in boxes
+            ],
+        )
+        for k, v in chans.items()
+    }
+    blockwise = assemble_table(
+        objects, raw, stats, shape=shape, voxel_size=(70, 100, 100), origin=(5, 6, 7)
+    )
+    pd.testing.assert_frame_equal(blockwise, whole, check_exact=True)
+    assert blockwise.attrs == whole.attrs

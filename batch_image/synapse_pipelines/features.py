@@ -44,6 +44,21 @@ A slice whose standard deviation is 0 (a flat slice) z-scores to 0 everywhere, n
 Because the z-score is affine per slice, the window sum is computed exactly from raw sums:
 ``sum_z (S_z - n_yx * mean_z) / std_z`` where ``S_z`` is the raw sum of the y-x window in
 slice ``z`` (an exact int64 sum for integer data) and ``n_yx`` its area.
+
+Decomposition (for a blockwise run; tested to give the identical table)
+-----------------------------------------------------------------------
+:func:`synapse_table` is :func:`assemble_table` over one block. For any tiling of the
+volume into boxes ``b`` (start ``b0``), with ``labels`` already carrying final ids::
+
+    objects = sum(object_sums(labels[b], {c: ch[c][b]}, offset=b0))      # ObjectSums.__add__
+    stats = {c: sum(slice_sums(ch[c][b], z_offset=b0[0], depth=Z))}     # SliceSums.__add__
+    anchors = objects.anchors()                                          # after the reduce
+    raw = {c: sum(window_raw_sums(ch[c][b], anchors, offset=b0))}        # (n, 4) arrays
+    table = assemble_table(objects, raw, stats, shape=(Z, Y, X), voxel_size=..., origin=...)
+
+No halo is needed: each block adds only its own voxels' contributions. All partials are
+exact integers for 8/16-bit channels, so the table is bit-identical to the single job
+(floats and 32/64-bit channels: equal up to float64 summation order).
 """
 
 from __future__ import annotations
@@ -134,7 +149,7 @@ class ObjectGeometry:
 
     ids: np.ndarray  # (n,) uint64, sorted
     counts: np.ndarray  # (n,) int64
-    centroids: np.ndarray  # (n, 3) float64, z y x
+    coord_sums: np.ndarray  # (n, 3) int64, z y x: exact, so partial sums reduce exactly
     bbox_min: np.ndarray  # (n, 3) int64, inclusive
     bbox_max: np.ndarray  # (n, 3) int64, inclusive
     # foreground voxels (flat C-order indices) grouped by object, and the group starts:
@@ -142,13 +157,24 @@ class ObjectGeometry:
     order_flat: np.ndarray
     starts: np.ndarray
 
+    @property
+    def centroids(self) -> np.ndarray:
+        """(n, 3) float64 centroids, z y x."""
+        return _centroids(self.coord_sums, self.counts)
+
     def reduce_sum(self, volume: np.ndarray) -> np.ndarray:
         """Sum of ``volume`` inside each object (exact int64 for integer data)."""
         if self.ids.size == 0:
-            return np.zeros(0)
+            return np.zeros(0, dtype=_accumulator(volume.dtype))
         values = volume.reshape(-1)[self.order_flat]
         acc = _accumulator(values.dtype)
         return np.add.reduceat(values.astype(acc, copy=False), self.starts)
+
+
+def _centroids(coord_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    if counts.size == 0:
+        return np.zeros((0, 3), dtype=np.float64)
+    return coord_sums / counts[:, None]
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -175,7 +201,7 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def object_geometry(labels: np.ndarray) -> ObjectGeometry:
-    """Ids, voxel counts, centroids and bounding boxes of every non-zero label.
+    """Ids, voxel counts, coordinate sums and bounding boxes of every non-zero label.
 
     One stable sort of the foreground voxels groups them by id; every reduction is then a
     ``reduceat`` over those groups. Cost O(f log f) for f foreground voxels, plus one pass
@@ -189,12 +215,11 @@ def object_geometry(labels: np.ndarray) -> ObjectGeometry:
     order_flat = fg[order]
     sorted_ids = values[order]
     if sorted_ids.size == 0:
-        empty3f = np.zeros((0, 3), dtype=np.float64)
         empty3i = np.zeros((0, 3), dtype=np.int64)
         return ObjectGeometry(
             ids=np.zeros(0, dtype=np.uint64),
             counts=np.zeros(0, dtype=np.int64),
-            centroids=empty3f,
+            coord_sums=empty3i,
             bbox_min=empty3i,
             bbox_max=empty3i,
             order_flat=order_flat,
@@ -203,17 +228,17 @@ def object_geometry(labels: np.ndarray) -> ObjectGeometry:
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     counts = np.diff(np.r_[starts, sorted_ids.size]).astype(np.int64)
     coords = np.unravel_index(order_flat, labels.shape)
-    centroids = np.empty((starts.size, 3), dtype=np.float64)
+    sums = np.empty((starts.size, 3), dtype=np.int64)
     bmin = np.empty((starts.size, 3), dtype=np.int64)
     bmax = np.empty((starts.size, 3), dtype=np.int64)
     for axis, c in enumerate(coords):  # three axes, not voxels
-        centroids[:, axis] = np.add.reduceat(c, starts) / counts
+        sums[:, axis] = np.add.reduceat(c, starts)
         bmin[:, axis] = np.minimum.reduceat(c, starts)
         bmax[:, axis] = np.maximum.reduceat(c, starts)
     return ObjectGeometry(
         ids=sorted_ids[starts].astype(np.uint64),
         counts=counts,
-        centroids=centroids,
+        coord_sums=sums,
         bbox_min=bmin,
         bbox_max=bmax,
         order_flat=order_flat,
@@ -221,34 +246,147 @@ def object_geometry(labels: np.ndarray) -> ObjectGeometry:
     )
 
 
-def slice_zscore_stats(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-z-slice mean and population standard deviation (float64), as the original used.
+# -- reducible partial results (one definition for the single job and for blocks) ---------
 
-    Integer data up to 16 bits: exact integer sums ``S`` and ``SS`` per slice, then
-    ``var = (n * SS - S**2) / n**2`` in Python integers (no rounding before the final
-    division; cheaper than a float copy). Other data: float64 two-pass per slice.
+
+@dataclass(frozen=True)
+class ObjectSums:
+    """Per-object sums over part of a volume, in volume coordinates; ``a + b`` merges.
+
+    Integer fields (and channel sums of integer data up to 32 bits) are exact, so any
+    tiling of the volume reduces to the same values as the whole volume at once.
     """
-    z = volume.shape[0]
-    mean = np.zeros(z, dtype=np.float64)
-    std = np.zeros(z, dtype=np.float64)
-    n = int(np.prod(volume.shape[1:]))
-    if n == 0:
+
+    ids: np.ndarray  # (n,) uint64, sorted, unique
+    counts: np.ndarray  # (n,) int64
+    coord_sums: np.ndarray  # (n, 3) int64
+    bbox_min: np.ndarray  # (n, 3) int64, inclusive
+    bbox_max: np.ndarray  # (n, 3) int64, inclusive
+    channel_sums: dict[str, np.ndarray]  # name -> (n,) int64 or float64
+
+    @property
+    def centroids(self) -> np.ndarray:
+        return _centroids(self.coord_sums, self.counts)
+
+    def anchors(self) -> np.ndarray:
+        """(n, 3) int64 window anchors: the floor of each centroid."""
+        return np.floor(self.centroids).astype(np.int64)
+
+    def __add__(self, other: ObjectSums) -> ObjectSums:
+        if list(self.channel_sums) != list(other.channel_sums):
+            raise ValueError("cannot merge object sums of different channels")
+        ids = np.concatenate([self.ids, other.ids])
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if ids.size == 0:
+            return self
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+
+        def red(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return ufunc.reduceat(np.concatenate([a, b])[order], starts)
+
+        return ObjectSums(
+            ids=ids[starts],
+            counts=red(np.add, self.counts, other.counts),
+            coord_sums=red(np.add, self.coord_sums, other.coord_sums),
+            bbox_min=red(np.minimum, self.bbox_min, other.bbox_min),
+            bbox_max=red(np.maximum, self.bbox_max, other.bbox_max),
+            channel_sums={
+                k: red(np.add, v, other.channel_sums[k]) for k, v in self.channel_sums.items()
+            },
+        )
+
+
+def object_sums(
+    labels: np.ndarray,
+    channels: Mapping[str, np.ndarray],
+    *,
+    offset: Sequence[int] = (0, 0, 0),
+) -> ObjectSums:
+    """Per-object sums of one block: ``labels`` and ``channels`` cut at ``offset``.
+
+    ``labels`` must carry the final (volume-wide) ids, e.g. after the blockwise stitch.
+    """
+    geo = object_geometry(labels)
+    off = np.asarray([int(v) for v in offset], dtype=np.int64)
+    return ObjectSums(
+        ids=geo.ids,
+        counts=geo.counts,
+        coord_sums=geo.coord_sums + geo.counts[:, None] * off,
+        bbox_min=geo.bbox_min + off,
+        bbox_max=geo.bbox_max + off,
+        channel_sums={str(k): geo.reduce_sum(np.asarray(v)) for k, v in channels.items()},
+    )
+
+
+@dataclass(frozen=True)
+class SliceSums:
+    """Per-z-slice voxel count, sum and sum of squares of a channel; ``a + b`` merges.
+
+    Stored as Python numbers (object arrays over the volume's z range): exact integers for
+    8- and 16-bit data (any volume size); float64 for floats and 32/64-bit integers.
+    """
+
+    count: np.ndarray  # (Z,) object: int
+    total: np.ndarray  # (Z,) object: int or float
+    total_sq: np.ndarray  # (Z,) object: int or float
+
+    def __add__(self, other: SliceSums) -> SliceSums:
+        return SliceSums(
+            self.count + other.count, self.total + other.total, self.total_sq + other.total_sq
+        )
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-slice mean and population std (float64); 0 and 0 for an empty slice.
+
+        For integers: ``mean = S / n`` and ``std = sqrt(n * SS - S**2) / n`` computed from
+        exact Python integers (one rounding at the end).
+        """
+        z = self.count.shape[0]
+        mean = np.zeros(z, dtype=np.float64)
+        std = np.zeros(z, dtype=np.float64)
+        for k in range(z):  # slices, not voxels
+            n, s, ss = self.count[k], self.total[k], self.total_sq[k]
+            if not n:
+                continue
+            mean[k] = s / n
+            if isinstance(s, int) and isinstance(ss, int):
+                std[k] = math.sqrt(max(n * ss - s * s, 0)) / n
+            else:
+                std[k] = math.sqrt(max(ss / n - (s / n) ** 2, 0.0))
         return mean, std
+
+
+def slice_sums(volume: np.ndarray, *, z_offset: int = 0, depth: int | None = None) -> SliceSums:
+    """Per-slice sums of one block (``volume`` starting at slice ``z_offset`` of ``depth``)."""
+    z = volume.shape[0]
+    depth = z_offset + z if depth is None else depth
+    count = np.zeros(depth, dtype=object)
+    total = np.zeros(depth, dtype=object)
+    total_sq = np.zeros(depth, dtype=object)
+    plane = int(np.prod(volume.shape[1:]))
     small_int = np.issubdtype(volume.dtype, np.integer) and volume.dtype.itemsize <= 2
     for k in range(z):  # one slice at a time: temporaries stay one slice big
+        s = volume[k]
         if small_int:
             # the narrowest type that holds a square: uint8 -> uint16, uint16 -> uint32
             square_type = {1: np.uint16, 2: np.uint32}[volume.dtype.itemsize]
-            wide = volume[k].astype(np.int64 if volume.dtype.kind == "i" else square_type)
-            total = int(wide.sum(dtype=np.int64))
-            total_sq = int(np.multiply(wide, wide).sum(dtype=np.int64))
-            mean[k] = total / n
-            std[k] = math.sqrt(max(n * total_sq - total * total, 0)) / n
-        else:
-            s = volume[k].astype(np.float64)
-            mean[k] = s.mean()
-            std[k] = s.std()
-    return mean, std
+            wide = s.astype(np.int64 if volume.dtype.kind == "i" else square_type)
+            t = int(wide.sum(dtype=np.int64))
+            tsq = int(np.multiply(wide, wide).sum(dtype=np.int64))
+        else:  # floats, and 32/64-bit integers whose squares overflow int64: float64
+            f = s.astype(np.float64)
+            t = float(f.sum())
+            tsq = float(np.multiply(f, f).sum())
+        count[z_offset + k] += plane
+        total[z_offset + k] += t
+        total_sq[z_offset + k] += tsq
+    return SliceSums(count, total, total_sq)
+
+
+def slice_zscore_stats(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-z-slice mean and population standard deviation (float64), as the original used."""
+    return slice_sums(volume).mean_std()
 
 
 def window_bounds(
@@ -262,6 +400,105 @@ def window_bounds(
     return lo, hi, voxels
 
 
+_WINDOW_DEPTH = WINDOW_OFFSETS[0][1] - WINDOW_OFFSETS[0][0]
+
+
+def window_raw_sums(
+    volume: np.ndarray,
+    anchors: np.ndarray,
+    *,
+    offset: Sequence[int] = (0, 0, 0),
+    method: str = "auto",
+) -> np.ndarray:
+    """Raw sums of each window's part in each of its 4 slices, over this block only.
+
+    ``volume`` is a block cut at ``offset``; ``anchors`` are (n, 3) anchor voxels in
+    volume coordinates. Returns (n, 4) sums (int64 for integer data up to 32 bits: exact,
+    so blocks add up to the whole volume's value), column ``j`` for slice
+    ``anchor_z + WINDOW_OFFSETS[0][0] + j``. Two strategies with identical results:
+
+    - ``"gather"``: read the 4 x 10 x 10 voxels of every window by fancy indexing, in
+      chunks of objects; ~400 reads per object, best when objects are sparse;
+    - ``"sat"``: one 2-D summed-area table per z-slice touched, four reads per object and
+      slice; one pass over those slices, best when objects are dense.
+    """
+    anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 3)
+    acc = _accumulator(volume.dtype)
+    out = np.zeros((anchors.shape[0], _WINDOW_DEPTH), dtype=acc)
+    off = np.asarray([int(v) for v in offset], dtype=np.int64)
+    shape = np.asarray(volume.shape, dtype=np.int64)
+    offs = np.asarray(WINDOW_OFFSETS, dtype=np.int64)
+    # only the windows that overlap this block
+    touch = np.all((anchors + offs[:, 1] > off) & (anchors + offs[:, 0] < off + shape), axis=1)
+    sel_all = np.flatnonzero(touch)
+    if sel_all.size == 0 or volume.size == 0:
+        return out
+    local = anchors[sel_all] - off
+    if method == "auto":
+        method = "gather" if sel_all.size * WINDOW_FULL_VOXELS * 4 < volume.size else "sat"
+    if method == "gather":
+        ranges = [np.arange(a, b, dtype=np.int64) for a, b in WINDOW_OFFSETS]
+        chunk = 8192  # 8192 objects x 400 voxels x 8 bytes = 26 MB of temporaries
+        for c0 in range(0, local.shape[0], chunk):
+            a = local[c0 : c0 + chunk]
+            idx, ok = [], []
+            for axis in range(3):
+                raw_idx = a[:, axis, None] + ranges[axis]
+                ok.append((raw_idx >= 0) & (raw_idx < volume.shape[axis]))
+                idx.append(np.clip(raw_idx, 0, volume.shape[axis] - 1))
+            vals = volume[
+                idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]
+            ]
+            inside = ok[0][:, :, None, None] & ok[1][:, None, :, None] & ok[2][:, None, None, :]
+            out[sel_all[c0 : c0 + chunk]] = np.where(inside, vals, 0).sum(axis=(2, 3), dtype=acc)
+        return out
+    if method != "sat":
+        raise ValueError(f"unknown method {method!r}")
+    lo, hi, _ = window_bounds(local, volume.shape)
+    z_first = local[:, 0] + WINDOW_OFFSETS[0][0]
+    for k in range(int(lo[:, 0].min()), int(hi[:, 0].max())):
+        sel = np.flatnonzero((lo[:, 0] <= k) & (k < hi[:, 0]))
+        if sel.size == 0:
+            continue
+        sat = np.zeros((volume.shape[1] + 1, volume.shape[2] + 1), dtype=acc)
+        np.cumsum(volume[k], axis=0, dtype=acc, out=sat[1:, 1:])
+        np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
+        y0, y1, x0, x1 = lo[sel, 1], hi[sel, 1], lo[sel, 2], hi[sel, 2]
+        out[sel_all[sel], k - z_first[sel]] = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+    return out
+
+
+def finish_window_sums(
+    raw: np.ndarray,
+    anchors: np.ndarray,
+    shape: Sequence[int],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> np.ndarray:
+    """Window sums of the per-slice z-scored channel from raw per-slice window sums.
+
+    ``sum_j (raw_j - area * mean_z) / std_z`` over the window's slices inside the volume
+    (``area`` = the window's y-x extent clipped to the volume); a slice with std 0
+    contributes 0. The slices are added in z order, so the result does not depend on how
+    ``raw`` was computed or tiled.
+    """
+    anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 3)
+    n = anchors.shape[0]
+    out = np.zeros(n, dtype=np.float64)
+    if n == 0:
+        return out
+    lo, hi, _ = window_bounds(anchors, shape)
+    area = ((hi[:, 1] - lo[:, 1]) * (hi[:, 2] - lo[:, 2])).astype(np.float64)
+    inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
+    for j in range(_WINDOW_DEPTH):  # four slices, in z order
+        z = anchors[:, 0] + WINDOW_OFFSETS[0][0] + j
+        ok = (z >= 0) & (z < shape[0])
+        zc = np.clip(z, 0, shape[0] - 1)
+        contrib = (raw[:, j] - area * mean[zc]) * inv_std[zc]
+        out = out + np.where(ok, contrib, 0.0)
+    return out
+
+
 def window_zscore_sums(
     volume: np.ndarray,
     anchors: np.ndarray,
@@ -271,64 +508,13 @@ def window_zscore_sums(
 ) -> np.ndarray:
     """Sum of the per-slice z-scored ``volume`` over each object's clipped window.
 
-    ``anchors``: (n, 3) integer anchor voxels (floor of the centroids). The z-score is
-    affine per slice, so each slice's contribution is ``(S - area * mean) / std`` with
-    ``S`` the raw (exact int64 for integer data) sum of the window's part in that slice.
-    Two exact strategies, chosen by cost (``method="auto"``):
-
-    - ``"gather"``: read the 4 x 10 x 10 voxels of every window by fancy indexing, in
-      chunks of objects; costs ~400 reads per object, best when objects are sparse;
-    - ``"sat"``: one 2-D summed-area table per z-slice touched, four reads per object and
-      slice; costs one pass over those slices, best when objects are dense.
-
-    ``stats`` (per-slice mean and std) may be given when the volume is a block of a larger
-    one. A slice with std 0 contributes 0.
+    ``anchors``: (n, 3) anchor voxels (floor of the centroids). ``stats`` (per-slice
+    mean and std) default to the volume's own. See :func:`window_raw_sums` (the two
+    strategies) and :func:`finish_window_sums` (the z-score).
     """
-    anchors = np.asarray(anchors, dtype=np.int64).reshape(-1, 3)
-    n = anchors.shape[0]
-    out = np.zeros(n, dtype=np.float64)
-    if n == 0:
-        return out
     mean, std = stats if stats is not None else slice_zscore_stats(volume)
-    inv_std = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)
-    if method == "auto":
-        method = "gather" if n * WINDOW_FULL_VOXELS * 4 < volume.size else "sat"
-    acc = _accumulator(volume.dtype)
-    if method == "gather":
-        offs = [np.arange(a, b, dtype=np.int64) for a, b in WINDOW_OFFSETS]
-        chunk = 8192  # 8192 objects x 400 voxels x 8 bytes = 26 MB of temporaries
-        for c0 in range(0, n, chunk):
-            a = anchors[c0 : c0 + chunk]
-            idx, ok = [], []
-            for axis in range(3):
-                raw_idx = a[:, axis, None] + offs[axis]
-                ok.append((raw_idx >= 0) & (raw_idx < volume.shape[axis]))
-                idx.append(np.clip(raw_idx, 0, volume.shape[axis] - 1))
-            vals = volume[
-                idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]
-            ]
-            inside = ok[1][:, None, :, None] & ok[2][:, None, None, :]
-            raw = np.where(inside, vals, 0).sum(axis=(2, 3), dtype=acc)  # (m, 4) per slice
-            area = (ok[1].sum(axis=1) * ok[2].sum(axis=1)).astype(np.float64)
-            zk = idx[0]
-            contrib = (raw - area[:, None] * mean[zk]) * inv_std[zk]
-            out[c0 : c0 + chunk] = np.where(ok[0], contrib, 0.0).sum(axis=1)
-        return out
-    if method != "sat":
-        raise ValueError(f"unknown method {method!r}")
-    lo, hi, _ = window_bounds(anchors, volume.shape)
-    area = ((hi[:, 1] - lo[:, 1]) * (hi[:, 2] - lo[:, 2])).astype(np.float64)
-    for k in range(int(lo[:, 0].min()), int(hi[:, 0].max())):
-        sel = np.flatnonzero((lo[:, 0] <= k) & (k < hi[:, 0]))
-        if sel.size == 0 or std[k] == 0:  # a flat slice z-scores to 0 everywhere
-            continue
-        sat = np.zeros((volume.shape[1] + 1, volume.shape[2] + 1), dtype=acc)
-        np.cumsum(volume[k], axis=0, dtype=acc, out=sat[1:, 1:])
-        np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
-        y0, y1, x0, x1 = lo[sel, 1], hi[sel, 1], lo[sel, 2], hi[sel, 2]
-        raw = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
-        out[sel] += (raw - area[sel] * mean[k]) * inv_std[k]
-    return out
+    raw = window_raw_sums(volume, anchors, method=method)
+    return finish_window_sums(raw, anchors, volume.shape, mean, std)
 
 
 def _check_channel(name: str, volume: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -348,6 +534,88 @@ def _check_channel(name: str, volume: np.ndarray, shape: tuple[int, ...]) -> np.
     return volume
 
 
+def _check_frame(voxel_size: Sequence[float], origin: Sequence[int]) -> tuple:
+    if len(voxel_size) != 3 or not all(
+        math.isfinite(float(v)) and float(v) > 0 for v in voxel_size
+    ):
+        raise FeatureInputError(
+            f"voxel size must be three positive numbers (z, y, x); got {tuple(voxel_size)}",
+            field="voxel_size",
+            hint="read it from the experiment's coordinate frame",
+        )
+    if len(origin) != 3:
+        raise FeatureInputError(
+            f"origin must be three integers (z, y, x); got {tuple(origin)}", field="origin"
+        )
+    vs = np.asarray([float(v) for v in voxel_size], dtype=np.float64)
+    org = np.asarray([int(v) for v in origin], dtype=np.int64)
+    return vs, org
+
+
+def assemble_table(
+    objects: ObjectSums,
+    window_raw: Mapping[str, np.ndarray],
+    slice_stats: Mapping[str, SliceSums],
+    *,
+    shape: Sequence[int],
+    voxel_size: Sequence[float],
+    voxel_unit: str = "nanometers",
+    origin: Sequence[int] = (0, 0, 0),
+) -> pd.DataFrame:
+    """The synapse table from reduced partial results (see :func:`synapse_table`).
+
+    ``objects``: the sum of :func:`object_sums` over a tiling of the volume;
+    ``window_raw``: per channel, the sum of :func:`window_raw_sums` over the same tiling
+    (with ``objects.anchors()``); ``slice_stats``: per channel, the sum of
+    :func:`slice_sums`. ``shape``: the whole volume's shape. Channel order = the order of
+    ``objects.channel_sums``.
+    """
+    vs, org = _check_frame(voxel_size, origin)
+    shape = tuple(int(s) for s in shape)
+    names = list(objects.channel_sums)
+    centroids = objects.centroids
+    anchors = objects.anchors()
+    _, _, wvox = window_bounds(anchors, shape)
+    cols: dict[str, np.ndarray] = {"id": objects.ids.astype(np.uint64)}
+    centroid_global = centroids + org
+    for axis, name in enumerate(CENTROID_COLUMNS):
+        cols[name] = centroid_global[:, axis]
+    for axis, name in enumerate(PHYSICAL_COLUMNS):
+        cols[name] = centroid_global[:, axis] * vs[axis]
+    cols["volume_voxels"] = objects.counts.astype(np.int64)
+    cols["volume_physical"] = objects.counts * float(np.prod(vs))
+    for axis, a in enumerate(AXES):
+        cols[f"bbox_{a}0"] = objects.bbox_min[:, axis] + org[axis]
+    for axis, a in enumerate(AXES):
+        cols[f"bbox_{a}1"] = objects.bbox_max[:, axis] + 1 + org[axis]
+    cols["window_voxels"] = wvox.astype(np.int64)
+    cols["window_clipped"] = wvox < WINDOW_FULL_VOXELS
+    for name in names:
+        mean, std = slice_stats[name].mean_std()
+        cols[window_column(name)] = finish_window_sums(window_raw[name], anchors, shape, mean, std)
+    for name in names:
+        sums = objects.channel_sums[name]
+        cols[mean_column(name)] = (
+            sums / objects.counts if objects.counts.size else np.zeros(0, dtype=np.float64)
+        )
+    table = pd.DataFrame(cols)  # insertion order: base columns, window sums, means
+    table.attrs.update(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "voxel_size": vs.tolist(),
+            "voxel_unit": voxel_unit,
+            "origin": org.tolist(),
+            "shape": list(shape),
+            "channels": names,
+            "window_offsets": [list(w) for w in WINDOW_OFFSETS],
+            "window_full_voxels": WINDOW_FULL_VOXELS,
+            "window_anchor": "floor(centroid)",
+            "zscore": "per z-slice, population std; flat slice -> 0",
+        }
+    )
+    return table
+
+
 def synapse_table(
     labels: np.ndarray,
     channels: Mapping[str, np.ndarray],
@@ -365,68 +633,41 @@ def synapse_table(
     ``labels[0, 0, 0]`` (e.g. the request's z/y/x range starts). See the module docstring
     for the columns and the window rule. ``table.attrs`` carries the metadata.
     ``progress``, if given, is called with each channel's name once its features are done.
+
+    This is :func:`assemble_table` over a single block (the whole volume): a blockwise
+    run that sums the same partials over any tiling gets the same table.
     """
     labels = _check_labels(labels)
-    if len(voxel_size) != 3 or not all(
-        math.isfinite(float(v)) and float(v) > 0 for v in voxel_size
-    ):
-        raise FeatureInputError(
-            f"voxel size must be three positive numbers (z, y, x); got {tuple(voxel_size)}",
-            field="voxel_size",
-            hint="read it from the experiment's coordinate frame",
-        )
-    if len(origin) != 3:
-        raise FeatureInputError(
-            f"origin must be three integers (z, y, x); got {tuple(origin)}", field="origin"
-        )
-    vs = np.asarray([float(v) for v in voxel_size], dtype=np.float64)
-    org = np.asarray([int(v) for v in origin], dtype=np.int64)
+    _check_frame(voxel_size, origin)
     checked = {str(k): _check_channel(str(k), v, labels.shape) for k, v in channels.items()}
-
     geo = object_geometry(labels)
-    n = geo.ids.size
+    sums: dict[str, np.ndarray] = {}
+    raw: dict[str, np.ndarray] = {}
+    stats: dict[str, SliceSums] = {}
     anchors = np.floor(geo.centroids).astype(np.int64)
-    _, _, wvox = window_bounds(anchors, labels.shape)
-
-    cols: dict[str, np.ndarray] = {"id": geo.ids}
-    centroid_global = geo.centroids + org
-    for axis, name in enumerate(CENTROID_COLUMNS):
-        cols[name] = centroid_global[:, axis]
-    for axis, name in enumerate(PHYSICAL_COLUMNS):
-        cols[name] = centroid_global[:, axis] * vs[axis]
-    cols["volume_voxels"] = geo.counts
-    cols["volume_physical"] = geo.counts * float(np.prod(vs))
-    for axis, a in enumerate(AXES):
-        cols[f"bbox_{a}0"] = geo.bbox_min[:, axis] + org[axis]
-    for axis, a in enumerate(AXES):
-        cols[f"bbox_{a}1"] = geo.bbox_max[:, axis] + 1 + org[axis]
-    cols["window_voxels"] = wvox.astype(np.int64)
-    cols["window_clipped"] = wvox < WINDOW_FULL_VOXELS
-    means: dict[str, np.ndarray] = {}
     for name, vol in checked.items():
-        cols[window_column(name)] = window_zscore_sums(vol, anchors)
-        means[mean_column(name)] = (
-            geo.reduce_sum(vol) / geo.counts if n else np.zeros(0, dtype=np.float64)
-        )
+        sums[name] = geo.reduce_sum(vol)
+        stats[name] = slice_sums(vol)
+        raw[name] = window_raw_sums(vol, anchors)
         if progress is not None:
             progress(name)
-    cols.update(means)  # all window sums first, then all means
-    table = pd.DataFrame(cols)  # insertion order: base columns, window sums, means
-    table.attrs.update(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "voxel_size": vs.tolist(),
-            "voxel_unit": voxel_unit,
-            "origin": org.tolist(),
-            "shape": list(labels.shape),
-            "channels": list(checked),
-            "window_offsets": [list(w) for w in WINDOW_OFFSETS],
-            "window_full_voxels": WINDOW_FULL_VOXELS,
-            "window_anchor": "floor(centroid)",
-            "zscore": "per z-slice, population std; flat slice -> 0",
-        }
+    objects = ObjectSums(
+        ids=geo.ids,
+        counts=geo.counts,
+        coord_sums=geo.coord_sums,
+        bbox_min=geo.bbox_min,
+        bbox_max=geo.bbox_max,
+        channel_sums=sums,
     )
-    return table
+    return assemble_table(
+        objects,
+        raw,
+        stats,
+        shape=labels.shape,
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+    )
 
 
 _DTYPES = {
