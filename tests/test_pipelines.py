@@ -148,3 +148,17 @@ def test_target_without_the_protocol_is_rejected(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PipelineNotFoundError, match="does not provide"):
         get_pipeline("broken")
+
+
+def test_plugin_that_fails_to_import_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tmp_path / "gone_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gone-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\ngone = module_that_does_not_exist:Thing\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PipelineNotFoundError, match="failed to load: ModuleNotFoundError"):
+        get_pipeline("gone")

@@ -136,8 +136,15 @@ def get_pipeline(name: str) -> Pipeline:
             hint="use one of the available names, or register yours under the entry-point "
             f"group {ENTRY_POINT_GROUP!r}",
         )
-    target = eps[name].load()
-    pipeline = target() if isinstance(target, type) else target
+    try:
+        target = eps[name].load()
+        pipeline = target() if isinstance(target, type) else target
+    except Exception as exc:  # a broken plug-in install is an environment problem
+        raise PipelineNotFoundError(
+            f"pipeline {name!r} ({eps[name].value}) failed to load: {type(exc).__name__}: {exc}",
+            field="pipeline",
+            hint="reinstall the distribution that provides it, or choose another pipeline",
+        ) from exc
     if not isinstance(pipeline, Pipeline):
         raise PipelineNotFoundError(
             f"pipeline {name!r} ({eps[name].value}) does not provide name, description, "
