@@ -19,10 +19,12 @@ For a presynaptic channel ``x`` (synapsin) and a postsynaptic channel ``y`` (PSD
 
    *Why this statistic.* The original wrote ``convolve(x + y) - convolve(x) + convolve(y)``,
    which (convolution being linear) equals ``2 * convolve(y)``: it ignores the presynaptic
-   channel and flags every bright PSD95 punctum, paired or not. The docstring, the name
-   ("convolutional covariance") and the NOMADS paper describe the local covariance of the
-   two channels, ``E_W[xy] - E_W[x] E_W[y]``; the line is that formula with two ``*`` typed
-   as ``+``. A synapse is where the two channels rise *together* (partially overlapping
+   channel and flags every bright PSD95 punctum, paired or not. The step's name
+   ("convolutional covariance") and its 3x3x3 *mean* kernel name the local covariance of
+   the two channels over the window, ``E_W[xy] - E_W[x] E_W[y]``; the line is that formula
+   with two ``*`` typed as ``+`` (we did not have the original's source or paper to check
+   further; this is the reading that makes the step a covariance at all). A synapse is
+   where the two channels rise *together* (partially overlapping
    synapsin and PSD95 puncta): the covariance is large and positive. A punctum in one
    channel only pairs a strong gradient with independent noise, so its covariance is
    symmetric around zero -- which the threshold below exploits.
