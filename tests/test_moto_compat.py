@@ -308,6 +308,22 @@ def test_check_fails_loudly_when_a_signature_changes(monkeypatch: pytest.MonkeyP
     assert Rule  # imported for the message above
 
 
+def test_stop_leaves_moto_as_it_was() -> None:
+    """Runs before the module's stack exists (one LocalAws at a time: backends are global)."""
+    import copy
+
+    from moto.core.config import default_user_config
+
+    before = copy.deepcopy(dict(default_user_config))
+    was_installed = mc.installed()
+    with mc.LocalAws():
+        assert default_user_config["stepfunctions"]["execute_state_machine"] is True
+        assert default_user_config["batch"]["use_docker"] is False
+        assert mc.installed()
+    assert dict(default_user_config) == before
+    assert mc.installed() == was_installed
+
+
 # ------------------------------------------------------------------ pure helpers
 
 

@@ -790,6 +790,8 @@ class LocalAws:
         self._port = port
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
+        self._saved_config: dict[str, Any] = {}
+        self._installed_here = False
         self.endpoint_url = ""
 
     # credentials are dummies: moto accepts anything, and real ones must never be used here
@@ -805,8 +807,13 @@ class LocalAws:
         }
 
     def start(self) -> LocalAws:
+        from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
+        # leave moto as we found it on stop(): other code in this process (e.g. tests using
+        # mock_aws) must not inherit executing mode or our patches
+        self._saved_config = copy.deepcopy(dict(default_user_config))
+        self._installed_here = not installed()
         install()
         # werkzeug logs every request to stderr: noise for users, and a place secrets could leak
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -833,6 +840,12 @@ class LocalAws:
         kill_running_jobs()
         self._server.stop()
         self._server = None
+        from moto.core.config import default_user_config
+
+        default_user_config.clear()
+        default_user_config.update(self._saved_config)  # type: ignore[typeddict-item]
+        if self._installed_here:
+            uninstall()
         for k, v in self._saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
