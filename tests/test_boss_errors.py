@@ -151,3 +151,12 @@ def test_constructor_errors_are_clear() -> None:
         BossClient("h", "https", "")
     with pytest.raises(ValueError, match="multiple of 16"):
         BossClient("h", "https", "t", piece_shape=(10, 512, 512))
+
+
+def test_malformed_host_is_a_clear_error_without_retries() -> None:
+    client = BossClient("127.0.0.1:notaport", "http", "t", max_retries=3)
+    sleeps: list[float] = []
+    client.sleep = sleeps.append
+    with pytest.raises(BossError, match="cannot send") as err:
+        client.list_collections()
+    assert err.value.field == "boss_host" and sleeps == []

@@ -273,6 +273,13 @@ class BossClient:
                     attempt += 1
                     continue
                 raise self._http_error(what, resource, status, exc) from None
+            except requests.exceptions.SSLError:
+                # a certificate problem does not heal by retrying
+                raise BossError(
+                    f"TLS handshake with {self.url} failed for {what} {resource}",
+                    field="boss_host",
+                    hint="check the host name and protocol (http for the local server)",
+                ) from None
             except (
                 requests.ConnectionError,
                 requests.Timeout,
@@ -289,6 +296,12 @@ class BossClient:
                     f"{what} {resource} on {self.url} failed after {attempt + 1} attempts: "
                     f"{type(exc).__name__}",
                     hint="check that BOSS is reachable and retry later",
+                ) from None
+            except requests.RequestException as exc:  # malformed URL and the like
+                raise BossError(
+                    f"cannot send {what} {resource} to {self.url}: {type(exc).__name__}",
+                    field="boss_host",
+                    hint="give host[:port] without a path, and protocol http or https",
                 ) from None
 
     def _pause(self, attempt: int, what: str, resource: str, reason: str) -> None:
