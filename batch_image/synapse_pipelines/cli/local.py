@@ -115,8 +115,7 @@ def _print_failure(result: Any) -> None:
 
 
 def _files_table(files: dict[str, Path]) -> Table:
-    folder = next(iter(files.values())).parent if files else Path()
-    table = Table(title=f"results in {folder}/", show_header=True, header_style="bold")
+    table = Table(title="result files", show_header=True, header_style="bold")
     table.add_column("file")
     table.add_column("bytes", justify="right")
     for name, path in sorted(files.items()):
@@ -174,8 +173,8 @@ def demo(
         if result.files:
             console.print(_files_table(result.files))
         summary = Table(title="synapse-pipelines demo", show_header=False)
-        summary.add_column(style="bold")
-        summary.add_column()
+        summary.add_column(style="bold", no_wrap=True)
+        summary.add_column(overflow="fold")  # paths and URIs in full, never truncated
         summary.add_row("volume", f"{'x'.join(map(str, shape))} voxels (z,y,x), seed {seed}")
         summary.add_row("workflow", f"{ex.status} in {ex.seconds:.1f} s")
         if result.synapses is not None:
