@@ -552,3 +552,22 @@ def test_running_jobs_are_killed_on_request(stack: Stack) -> None:
         time.sleep(0.05)
     assert job["status"] == "FAILED"
     assert job["attempts"][0]["container"]["exitCode"] != 0
+
+
+def test_failed_async_lambda_target_is_recorded(stack: Stack) -> None:
+    events = stack.aws.client("events")
+    events.put_rule(Name="compat-fail-rule", EventPattern=json.dumps({"detail-type": ["Fail"]}))
+    events.put_targets(
+        Rule="compat-fail-rule", Targets=[{"Id": "fn", "Arn": stack.fn, "InputPath": "$.detail"}]
+    )
+    n = len(mc.ASYNC_FAILURES)
+    events.put_events(
+        Entries=[{"Source": "compat.test", "DetailType": "Fail", "Detail": '{"fail": "oops"}'}]
+    )
+    deadline = time.monotonic() + 10
+    while len(mc.ASYNC_FAILURES) == n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    failure = mc.ASYNC_FAILURES[-1]
+    assert failure["function"] == stack.fn
+    assert failure["payload"]["errorType"] == "ValueError"
+    assert "oops" in failure["payload"]["errorMessage"]

@@ -674,6 +674,11 @@ def start_execution_for_event(target_arn: str, event: dict[str, Any], payload: A
     return execution.execution_arn
 
 
+#: failed asynchronous (EventBridge) Lambda invocations: {"function", "payload"}, newest last
+ASYNC_FAILURES: list[dict[str, Any]] = []
+_ASYNC_LOCK = threading.Lock()
+
+
 def invoke_lambda_for_event(target_arn: str, payload: Any) -> None:
     """Asynchronous ("Event") invocation of a Lambda target, as EventBridge does."""
     from moto.awslambda.utils import get_backend
@@ -684,9 +689,21 @@ def invoke_lambda_for_event(target_arn: str, payload: Any) -> None:
     body = payload if isinstance(payload, str) else json.dumps(payload)
 
     def _invoke() -> None:
-        # an async invocation's failure is not the sender's: EventBridge only retries it
-        with contextlib.suppress(Exception):
-            backend.invoke(target_arn, None, body, {"X-Amz-Invocation-Type": "Event"}, {})
+        # an async invocation's failure is not the sender's; AWS keeps it in the function's
+        # logs / failure destination - here in ASYNC_FAILURES, for callers to show
+        headers: dict[str, str] = {}
+        try:
+            payload_out = backend.invoke(
+                target_arn, None, body, {"X-Amz-Invocation-Type": "Event"}, headers
+            )
+        except Exception as exc:
+            payload_out = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+            headers["x-amz-function-error"] = "Unhandled"
+        if headers.get("x-amz-function-error"):
+            text = payload_out.decode() if isinstance(payload_out, bytes) else str(payload_out)
+            with _ASYNC_LOCK:
+                ASYNC_FAILURES.append({"function": target_arn, "payload": json.loads(text)})
+                del ASYNC_FAILURES[:-100]
 
     threading.Thread(target=_invoke, name="events-lambda-target", daemon=True).start()
 

@@ -331,11 +331,21 @@ def run(
 
 
 def _wait_for_event_execution(rt: Any, timeout: float = 30) -> str:
+    from synapse_pipelines import moto_compat
+
+    start_fn = rt.res.functions["StartFromEvent"]
+    seen = len(moto_compat.ASYNC_FAILURES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executions = rt.executions()
         if executions:
             return str(executions[0]["executionArn"])
+        failures = [f for f in moto_compat.ASYNC_FAILURES[seen:] if f["function"] == start_fn]
+        if failures:  # StartFromEvent refused the event: say why, as its logs would
+            payload = failures[-1]["payload"]
+            raise SynapsePipelinesError(
+                f"the event was refused ({payload.get('errorType')}): {payload.get('errorMessage')}"
+            )
         time.sleep(0.1)
     raise SynapsePipelinesError("the event started no execution", hint="check the request")
 
