@@ -186,3 +186,43 @@ def test_publish_rejects_mask_of_wrong_shape(boss_server, boss_synthetic) -> Non
     request = _request(boss_server)
     with pytest.raises(BossError, match="request's shape"):
         publish_predictions(client, request, np.zeros((1, 2, 3), np.uint8))
+
+
+def test_output_experiment_gets_an_equivalent_frame_when_the_name_is_taken(boss_server):
+    client = boss_server.client()
+    name = boss_server.unique("frame")
+    taken = CoordinateFrame(Box((0, 0, 0), (8, 8, 8)), (1.0, 1.0, 1.0), "nanometers", name)
+    client.ensure_experiment(boss_server.unique("a"), "e", taken)
+    wanted = CoordinateFrame(
+        Box((0, 0, 0), (32, 600, 600)), (70.0, 100.0, 100.0), "nanometers", name
+    )
+    col = boss_server.unique("b")
+    got = client.ensure_experiment(col, "e", wanted)
+    assert got.name == f"{name}_synapse_pipelines"
+    assert (got.extent, got.voxel_size, got.voxel_unit) == (
+        wanted.extent, wanted.voxel_size, wanted.voxel_unit,
+    )  # fmt: skip
+
+
+def test_concurrent_publishers_share_created_resources(boss_server) -> None:
+    import threading
+
+    col = boss_server.unique("race")
+    frame = CoordinateFrame(Box((0, 0, 0), (16, 64, 64)), (1.0, 1.0, 1.0), "nanometers", col)
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            boss_server.client().ensure_channel(
+                col, "e", "m", datatype="uint8", type="image", frame=frame
+            )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert boss_server.client().list_channels(col, "e") == ["m"]
