@@ -178,7 +178,10 @@ def detect(
     ] = None,
     voxel_unit: Annotated[
         str | None,
-        typer.Option(help="Unit of --voxel-size (nanometers, micrometers, ...)."),
+        typer.Option(
+            help="Unit of the voxel size: nanometers, micrometers or millimeters (default: "
+            "the file's unit when the size comes from the file, else nanometers)."
+        ),
     ] = None,
     origin: Annotated[
         str | None,
