@@ -177,10 +177,6 @@ class LinkLayer:
     kind: str = "image"
 
 
-class _Transient(Exception):
-    """A failure worth retrying (5xx, timeout, dropped connection)."""
-
-
 # ----------------------------------------------------------------------------- client
 
 
@@ -617,9 +613,11 @@ class BossClient:
     def ensure_experiment(
         self, collection: str, experiment: str, frame: CoordinateFrame
     ) -> CoordinateFrame:
-        """Create the collection / experiment if missing; the experiment uses ``frame``'s
-        coordinate frame (or, if that name is unknown here, an equivalent new frame).
-        Returns the experiment's actual frame."""
+        """Create the collection / experiment if missing. A new experiment uses ``frame``'s
+        coordinate frame by name (created here if this host lacks it); if this host has a
+        *different* frame of that name, an equivalent frame ``<name>_synapse_pipelines`` is
+        used instead. Returns the experiment's actual frame (an existing experiment is left
+        as it is: callers check their box against the returned frame)."""
         if self._get_or_none(CollectionResource(collection), f"collection {collection!r}") is None:
             self._create(
                 CollectionResource(collection, f"{OUTPUT_MARKER}: predictions"),
