@@ -119,6 +119,7 @@ def test_write_results_manifest_and_no_token(tmp_path) -> None:
     np.testing.assert_array_equal(pred.data > 0, mask > 0)
     assert pred.origin == (0, 100, 200)
     ids = outputs.read_volume(folder / outputs.SYNAPSE_IDS)
+    assert labels.dtype == np.int32 and ids.data.dtype == np.uint32  # the contract's type
     np.testing.assert_array_equal(ids.data, labels)
     assert len(read_synapse_table(folder / outputs.SYNAPSES_CSV)) == len(table)
 

@@ -433,6 +433,26 @@ def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "
             )
 
 
+def _as_uint32_ids(labels: np.ndarray) -> np.ndarray:
+    """Ids as uint32 (the contract's type for synapse_ids), refusing values that do not fit."""
+    labels = np.asarray(labels)
+    if labels.dtype == np.uint32:
+        return labels
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise OutputError(
+            f"synapse ids must be integers, got {labels.dtype}",
+            field="labels",
+            hint="pass the detector's label volume",
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint32).max):
+        raise OutputError(
+            "synapse ids must lie in 0..4294967295",
+            field="labels",
+            hint="relabel the ids consecutively (e.g. skimage.segmentation.relabel_sequential)",
+        )
+    return labels.astype(np.uint32)
+
+
 def write_results(
     folder: str | Path,
     *,
@@ -471,7 +491,7 @@ def write_results(
     common = {"voxel_size": voxel_size, "voxel_unit": voxel_unit, "origin": origin}
     mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
-    write_volume(folder / SYNAPSE_IDS, labels, name="synapse_ids", **common)
+    write_volume(folder / SYNAPSE_IDS, _as_uint32_ids(labels), name="synapse_ids", **common)
     write_synapse_table(table, folder / SYNAPSES_CSV)
     if request is not None and hasattr(request, "public_dict"):
         req = request.public_dict()
