@@ -47,6 +47,16 @@ IMAGE_CONTEXT_RULES = [
 EPHEMERAL_STORAGE_GIB = 100
 
 
+def size_class(spec: wf.BatchJobSpec) -> str:
+    """Which deployed size a job gets: the spec's ``size``, else derived from its role."""
+    explicit = getattr(spec, "size", None)
+    if explicit:
+        return str(explicit)
+    if spec.large:
+        return "large"
+    return {"report": "report", "publish-boss": "publish"}.get(spec.step, "detect")
+
+
 class Compute(Construct):
     def __init__(
         self,
@@ -151,17 +161,21 @@ class Compute(Construct):
             )
         )
 
+        # each job spec names which deployed size it gets (workflow.BatchJobSpec.size)
         sizes: Mapping[str, JobSize] = {
-            "Detect": settings.detect_job,
-            "DetectLarge": settings.large_detect_job,
-            "Report": settings.report_job,
-            "PublishToBoss": settings.publish_job,
+            "detect": settings.detect_job,
+            "large": settings.large_detect_job,
+            "report": settings.report_job,
+            "publish": settings.publish_job,
         }
         self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
         self.containers: dict[str, batch.IEcsContainerDefinition] = {}
         for logical_id, spec in wf.BATCH_JOBS.items():
+            size = size_class(spec)
+            if size not in sizes:
+                raise ValueError(f"{logical_id}: unknown size {size!r}; use {list(sizes)}")
             self.job_definitions[logical_id] = self._job_definition(
-                spec, sizes[logical_id], results, boss_token, settings
+                spec, sizes[size], results, boss_token, settings
             )
 
     def _vpc(self, settings: Settings, log_retention: logs.RetentionDays) -> ec2.IVpc:

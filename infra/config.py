@@ -95,6 +95,9 @@ class Settings:
     results_infrequent_access_days: int
     presign_expiry_seconds: int
     neuroglancer_url: str
+    #: numeric ASL settings by substitution name (e.g. BlockwiseMaxConcurrency); checked by
+    #: synapse_pipelines.workflow.setting_substitutions
+    asl_settings: dict[str, int | float]
 
 
 def check_fargate_size(key: str, size: JobSize) -> None:
@@ -239,6 +242,7 @@ def load_settings(context: Mapping[str, Any]) -> Settings:
         results_infrequent_access_days=_int(raw, "resultsInfrequentAccessDays", 30, 3650),
         presign_expiry_seconds=_int(raw, "presignExpirySeconds", 60, 604800),
         neuroglancer_url=str(raw.get("neuroglancerUrl") or "https://neuroglancer.bossdb.io/"),
+        asl_settings=_asl_settings(raw.get("stateMachineSettings")),
     )
     for key in ("detectJob", "reportJob", "publishJob"):
         check_fargate_size(key, getattr(settings, _attr(key)))
@@ -272,6 +276,20 @@ def load_settings(context: Mapping[str, Any]) -> Settings:
                 "raise fargateMaxvCpus / largeMaxvCpus",
             )
     return settings
+
+
+def _asl_settings(value: Any) -> dict[str, int | float]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ConfigError(
+            "stateMachineSettings",
+            f"expected an object of numbers, got {value!r}",
+            'e.g. {"BlockwiseMaxConcurrency": 100}',
+        )
+    return dict(value)
 
 
 def _attr(key: str) -> str:

@@ -113,6 +113,20 @@ def acknowledge_findings(stack: Any) -> None:
     )
 
     # --- state machine
+    machine = stack.workflow.state_machine_name
+    ack(
+        workflow.role,
+        "IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+        f"execution:{machine}/*]",
+        "A Distributed Map watches and stops the child executions it starts; their names are "
+        "generated per map run under this state machine's own execution prefix.",
+    )
+    ack(
+        workflow.role,
+        f"IAM5[{results_objects}/*/_workflow/*]",
+        "The Distributed Map reads its block manifest (ItemReader) and writes its results "
+        "(ResultWriter) under each request's <results_key>/_workflow/ prefix, known at run time.",
+    )
     ack(
         workflow.role,
         "IAM5[Resource::*]",

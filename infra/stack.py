@@ -130,7 +130,10 @@ class SynapsePipelinesStack(cdk.Stack):
             topic=notifications.topic,
             event_bus=notifications.event_bus,
             results_bucket_name=bucket,
+            results_bucket_arn=storage.results.bucket_arn,
             log_retention=retention,
+            state_machine_name=f"{settings.stack_name}-synapse-detection",
+            settings_overrides=settings.asl_settings,
         )
         state_machine = workflow.state_machine
         fns["StartFromEvent"].add_environment(

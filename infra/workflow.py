@@ -37,9 +37,13 @@ class Workflow(Construct):
         topic: sns.ITopic,
         event_bus: events.IEventBus,
         results_bucket_name: str,
+        results_bucket_arn: str,
         log_retention: logs.RetentionDays,
+        state_machine_name: str,
+        settings_overrides: Mapping[str, int | float] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.state_machine_name = state_machine_name
         substitutions = {
             "JobQueueArn": job_queue.job_queue_arn,
             "LargeJobQueueArn": large_job_queue.job_queue_arn,
@@ -52,6 +56,10 @@ class Workflow(Construct):
                 substitutions[spec.substitution] = functions[logical_id].function_arn
         for logical_id, spec in wf.BATCH_JOBS.items():
             substitutions[spec.substitution] = job_definitions[logical_id].job_definition_arn
+        # numeric settings of the definition (e.g. the blockwise Map's concurrency), checked
+        setting_substitutions = getattr(wf, "setting_substitutions", None)
+        if setting_substitutions is not None:
+            substitutions.update(setting_substitutions(settings_overrides))
         missing = set(wf.SUBSTITUTION_NAMES) - set(substitutions)
         if missing:
             raise ValueError(f"no value for ASL substitutions {sorted(missing)}")
@@ -71,6 +79,9 @@ class Workflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            # a fixed name lets the role name its own ARN (Distributed Map child executions)
+            # without a circular reference
+            state_machine_name=state_machine_name,
             definition_body=sfn.DefinitionBody.from_string(wf.definition_template()),
             definition_substitutions=substitutions,
             state_machine_type=sfn.StateMachineType.STANDARD,
@@ -133,3 +144,55 @@ class Workflow(Construct):
             iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[topic.topic_arn])
         )
         event_bus.grant_put_events_to(self.role)
+        for statement in distributed_map_statements(
+            wf.definition_template(), stack, state_machine_name, results_bucket_arn
+        ):
+            self.role.add_to_policy(statement)
+
+
+def distributed_map_statements(
+    definition: str, stack: cdk.Stack, state_machine_name: str, results_bucket_arn: str
+) -> list[iam.PolicyStatement]:
+    """What a Distributed Map in the definition needs: start and watch its child executions
+    (its own state machine), read the ItemReader's object, write the ResultWriter's objects.
+    Nothing when the definition has no Distributed Map."""
+    if '"DISTRIBUTED"' not in definition:
+        return []
+    machine = stack.format_arn(
+        service="states",
+        resource="stateMachine",
+        resource_name=state_machine_name,
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+    )
+    executions = stack.format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{state_machine_name}/*",
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+    )
+    statements = [
+        iam.PolicyStatement(
+            sid="DistributedMapChildren", actions=["states:StartExecution"], resources=[machine]
+        ),
+        iam.PolicyStatement(
+            sid="DistributedMapWatch",
+            actions=["states:DescribeExecution", "states:StopExecution"],
+            resources=[executions],
+        ),
+    ]
+    if '"ItemReader"' in definition or '"ResultWriter"' in definition:
+        statements.append(
+            iam.PolicyStatement(
+                sid="DistributedMapItemsAndResults",
+                # the block manifest (ItemReader) and the Map results (ResultWriter) live
+                # under each request's <results_key>/_workflow/ prefix
+                actions=[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:ListMultipartUploadParts",
+                    "s3:AbortMultipartUpload",
+                ],
+                resources=[f"{results_bucket_arn}/*/_workflow/*"],
+            )
+        )
+    return statements

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -123,27 +124,39 @@ def test_flow_and_failure_handling() -> None:
 
 
 def test_batch_tasks_match_the_workflow_jobs() -> None:
+    """Every Batch state submits one of workflow.BATCH_JOBS with its queue and parameters,
+    and every job definition is used by at least one state."""
     states = _all_states(_definition()["States"])
+    by_substitution = {spec.substitution: spec for spec in wf.BATCH_JOBS.values()}
     batch_states = {
         name: s
         for name, s in states.items()
         if s.get("Resource") == "arn:aws:states:::batch:submitJob.sync"
     }
-    assert set(batch_states) == set(wf.BATCH_JOBS)
+    used = set()
     for name, state in batch_states.items():
-        spec = wf.BATCH_JOBS[name]
         params = state["Parameters"]
-        assert params["JobDefinition"] == f"${{{spec.substitution}}}"
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", params["JobDefinition"])
+        assert placeholder and placeholder.group(1) in by_substitution, name
+        spec = by_substitution[placeholder.group(1)]
+        used.add(spec.logical_id)
         queue = "LargeJobQueueArn" if spec.large else "JobQueueArn"
-        assert params["JobQueue"] == f"${{{queue}}}"
-        assert set(params["Parameters"]) == {f"{p}.$" for p in spec.parameters}
-        assert params["JobName.$"].startswith(f"States.Format('{spec.step}-")
+        assert params["JobQueue"] == f"${{{queue}}}", name
+        given = {k.removesuffix(".$") for k in params["Parameters"]}
+        assert given == set(spec.parameters), name
+        assert params["JobName.$"].startswith("States.Format('"), name
         # Batch failures are retried by the job definition (Spot), not by Step Functions
         for retry in state.get("Retry", []):
-            assert "States.ALL" not in retry["ErrorEquals"]
-            assert "States.TaskFailed" not in retry["ErrorEquals"]
-        # nothing large in the state: only the job id is kept
-        assert state["ResultSelector"] == {"job_id.$": "$.JobId"}
+            assert "States.ALL" not in retry["ErrorEquals"], name
+            assert "States.TaskFailed" not in retry["ErrorEquals"], name
+        # nothing large in the state: the job description is reduced or dropped
+        assert "ResultSelector" in state or state.get("ResultPath", "$") is None, name
+    assert used == set(wf.BATCH_JOBS)
+    for name in ("Detect", "DetectLarge", "Report", "PublishToBoss"):
+        assert batch_states[name]["Parameters"]["JobName.$"].startswith(
+            f"States.Format('{wf.BATCH_JOBS[name].step}-"
+        )
+        assert batch_states[name]["ResultSelector"] == {"job_id.$": "$.JobId"}
 
 
 def test_lambda_tasks_match_the_workflow_functions() -> None:

@@ -173,12 +173,14 @@ def test_token_secret_reaches_containers_only_as_a_secret(synth: Synth) -> None:
 
 
 def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
+    from infra.compute import size_class
+
     settings = synth.stack.settings
     sizes = {
-        "Detect": settings.detect_job,
-        "DetectLarge": settings.large_detect_job,
-        "Report": settings.report_job,
-        "PublishToBoss": settings.publish_job,
+        "detect": settings.detect_job,
+        "large": settings.large_detect_job,
+        "report": settings.report_job,
+        "publish": settings.publish_job,
     }
     for name, spec in wf.BATCH_JOBS.items():
         jd_id = _logical_id(synth, synth.stack.compute.job_definitions[name])
@@ -190,8 +192,8 @@ def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
         env = {e["Name"] for e in container["Environment"]}
         assert set(spec.environment) <= env
         resources = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
-        assert float(resources["VCPU"]) == sizes[name].vcpu
-        assert int(resources["MEMORY"]) == sizes[name].memory_mib
+        assert float(resources["VCPU"]) == sizes[size_class(spec)].vcpu
+        assert int(resources["MEMORY"]) == sizes[size_class(spec)].memory_mib
         expected_platform = "EC2" if spec.large else "FARGATE"
         assert props["PlatformCapabilities"] == [expected_platform]
         strategy = wf.batch_retry_strategy(spec.attempts)
