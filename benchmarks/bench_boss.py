@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--original-repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--piece-z", type=int, default=32, help="piece depth (multiple of 16)")
     parser.add_argument("--random", action="store_true", help="incompressible noise")
     parser.add_argument(
         "--server",
@@ -85,7 +86,13 @@ def main() -> None:
     server_cls = BossServerProcess if args.server == "process" else LocalBossServer
     print(f"server: {server_cls.__name__} (waitress, 8 threads), data on {tempfile.gettempdir()}")
     with tempfile.TemporaryDirectory() as tmp, server_cls(tmp, TOKEN) as server:
-        client = BossClient(server.host, "http", TOKEN, max_workers=args.workers)
+        client = BossClient(
+            server.host,
+            "http",
+            TOKEN,
+            max_workers=args.workers,
+            piece_shape=(args.piece_z, 512, 512),
+        )
         client.ensure_experiment("bench", "exp", frame)
         push_s, pull_s = [], []
         for i in range(args.repeat):

@@ -84,6 +84,7 @@ from intern.resource.boss.resource import (
     CoordinateFrameResource,
     ExperimentResource,
 )
+from intern.service.boss.v1.volume import CacheMode
 
 from synapse_pipelines.errors import BossError
 from synapse_pipelines.geometry import AXES, CUBOID_SHAPE, Box, iter_aligned_blocks
@@ -544,13 +545,12 @@ class BossClient:
         def fetch(job: tuple[str, Box]) -> None:
             channel, piece = job
             chan = resources[channel]
-            (z0, y0, x0), (z1, y1, x1) = piece.start, piece.stop
             data = self._project_call(
                 f"read {piece} of",
                 collection,
                 experiment,
                 channel,
-                lambda r: r.get_cutout(chan, 0, [x0, x1], [y0, y1], [z0, z1], parallel=False),
+                lambda r: _get_cutout(r, chan, piece),
             )
             outs[channel][piece.slices(box.start)] = data
 
@@ -727,6 +727,42 @@ class BossClient:
             f"channel {collection}/{experiment}/{name}",
         )
         return None if chan is None else str(chan.description or "")
+
+
+def _get_cutout(remote: BossRemote, chan: ChannelResource, piece: Box) -> np.ndarray:
+    """GET one piece through intern's volume service (its URL, headers, session).
+
+    Same request as ``remote.get_cutout(..., parallel=False)``, but the body is read in one
+    call: requests' ``.content`` (which intern uses) reads in 10 KiB steps, which cost more
+    CPU than everything else on an 8 MiB incompressible piece.
+    """
+    (z0, y0, x0), (z1, y1, x1) = piece.start, piece.stop
+    service = remote.volume_service
+    req = service.service.get_cutout_request(
+        chan, "GET", "application/blosc", service.url_prefix, service.auth,
+        0, [x0, x1], [y0, y1], [z0, z1], None, access_mode=CacheMode.no_cache,
+    )  # fmt: skip
+    prep = service.session.prepare_request(req)
+    prep.headers["Accept"] = "application/blosc"
+    resp = service.session.send(prep, stream=True, **service.session_send_opts)
+    try:
+        if resp.status_code != 200:
+            _ = resp.content  # keep the error body for the message
+            raise requests.HTTPError(
+                f"Get cutout failed on {chan.name}, got HTTP response: ({resp.status_code})",
+                request=req,
+                response=resp,
+            )
+        raw = resp.raw.read()
+    finally:
+        resp.close()
+    dtype = np.dtype(chan.datatype)
+    data = np.frombuffer(blosc.decompress(raw), dtype=dtype)
+    if data.size != piece.size:
+        raise BossError(
+            f"BOSS returned {data.size} voxels for {piece} of {chan.name} ({piece.size} expected)"
+        )
+    return data.reshape(piece.shape)
 
 
 def _post_cutout(remote: BossRemote, chan: ChannelResource, piece: Box, block: np.ndarray) -> None:
