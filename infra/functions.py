@@ -2,11 +2,11 @@
 
 Code: ``functions/<name>/app.py`` (tiny, one asset each) plus one shared layer holding the
 project package and its Lambda dependencies. The layer is bundled **without Docker**:
-:class:`LocalPipBundling` runs ``pip install --platform manylinux2014_x86_64
---only-binary=:all:`` for the Lambda runtime's Python into the layer's ``python/`` folder, and
-installs the project itself (pure Python, with its entry points) with ``--no-deps``. Source-only
-requirements (intern) are built into wheels first. Docker is
-only the fallback CDK requires to be declared.
+:class:`LocalPipBundling` runs ``pip install --only-binary=:all: --platform ...`` (the
+manylinux platforms the Lambda runtime loads) for the runtime's Python into the layer's
+``python/`` folder; source-only requirements (intern) are built into wheels first; the project
+itself (pure Python, with its entry points) is installed with ``--no-deps``. Docker is only
+the fallback CDK requires to be declared.
 
 The science stack (scipy, pandas, the report) is not in the layer: the handlers import only
 the request model, the BOSS client (intern, numpy) and boto3.
@@ -32,7 +32,9 @@ from synapse_pipelines import workflow as wf
 #: Lambda runtime: the newest Python the project supports (pyproject: <3.14).
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 RUNTIME_PYTHON_VERSION = "3.13"
-PLATFORM = "manylinux2014_x86_64"
+#: Wheel platforms the Lambda runtime (Amazon Linux 2023, glibc 2.34, x86_64) can load; recent
+#: numpy releases ship manylinux_2_28 wheels only.
+PLATFORMS: tuple[str, ...] = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 
 #: What the handlers import, pinned like pyproject.toml (boto3 comes with the runtime).
 LAMBDA_REQUIREMENTS: tuple[str, ...] = (
@@ -59,18 +61,18 @@ def bundle_layer(
     output_dir: Path,
     *,
     python_version: str = RUNTIME_PYTHON_VERSION,
-    platform: str | None = PLATFORM,
+    platforms: tuple[str, ...] | None = PLATFORMS,
     requirements: tuple[str, ...] = LAMBDA_REQUIREMENTS,
 ) -> Path:
     """Build the layer content into ``output_dir/python``; return that folder.
 
-    ``platform=None`` installs for this machine (the test that imports the bundle does that).
+    ``platforms=None`` installs for this machine (the test that imports the bundle does that).
     """
     target = Path(output_dir) / "python"
     target.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     cross = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
-    if platform:
+    for platform in platforms or ():
         cross += ["--platform", platform]
     wheelhouse = Path(output_dir) / "wheelhouse"
     sdists = [r for r in requirements if r in SDIST_ONLY]

@@ -71,7 +71,7 @@ def _folder_bytes(path: Path) -> int:
 @pytest.mark.slow
 def test_layer_bundles_without_docker_and_every_handler_imports(tmp_path: Path) -> None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    layer = bundle_layer(tmp_path / "layer", python_version=version, platform=None)
+    layer = bundle_layer(tmp_path / "layer", python_version=version, platforms=None)
     assert (layer / "synapse_pipelines" / "steps.py").is_file()
     assert list(layer.glob("synapse_pipelines-*.dist-info/entry_points.txt"))
     assert not any((layer / name).exists() for name in RUNTIME_PROVIDED)
@@ -109,3 +109,32 @@ def test_layer_bundles_without_docker_and_every_handler_imports(tmp_path: Path) 
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["describe"] == "States.Unknown"
     assert probe["validate_error"] == "RequestValidationError"
+
+
+@pytest.mark.slow
+def test_image_dependencies_resolve_with_the_dockerfiles_pip_flags(tmp_path: Path) -> None:
+    """No Docker here: resolve the image's pinned dependency set with the Dockerfile's own
+    pip flags (wheels only, intern from source) for this interpreter, without installing."""
+    import re
+    import tomllib
+
+    text = (REPO / "batch_image" / "Dockerfile").read_text()
+    line = next(x for x in text.splitlines() if "pip install --only-binary" in x)
+    flags = [f for f in line.split() if f.startswith("--") and f != "--no-build-isolation"]
+    assert "--only-binary=:all:" in flags and "--no-binary=intern" in flags
+    assert re.search(r"--constraint /src/constraints.txt --requirement /src/requirements.txt", text)
+    requirements = tmp_path / "requirements.txt"
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements.write_text("\n".join(deps) + "\n")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--disable-pip-version-check", "--target", str(tmp_path / "target"), *flags,
+            "--constraint", str(REPO / "batch_image" / "constraints.txt"),
+            "--requirement", str(requirements),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    would = result.stdout.strip().splitlines()[-1]
+    assert would.startswith("Would install") and "intern-1.4.2" in would
