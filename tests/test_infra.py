@@ -461,3 +461,18 @@ def test_constraints_pin_every_runtime_dependency() -> None:
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not pinned in batch_image/constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+def test_cli_context_is_merged_over_cdk_json() -> None:
+    """`cdk deploy -c synapse-pipelines='{...}'` replaces the context value; the app merges it
+    over the cdk.json block, so unspecified keys keep their defaults."""
+    import aws_cdk as cdk
+
+    defaults = cdk_json_context()[config.CONTEXT_KEY]
+    app = cdk.App(context={config.CONTEXT_KEY: '{"notificationEmail": "me@example.org"}'})
+    settings = config.settings_from_app_context(app.node, defaults)
+    assert settings.notification_email == "me@example.org"
+    assert settings.detect_job.memory_mib == defaults["detectJob"]["memoryMiB"]
+    bad = cdk.App(context={config.CONTEXT_KEY: "{not json"})
+    with pytest.raises(config.ConfigError, match="JSON object"):
+        config.settings_from_app_context(bad.node, defaults)
