@@ -705,15 +705,14 @@ class _Request:
                 "split the cutout into smaller requests",
             )
         stream = self.environ["wsgi.input"]
-        chunks = []
-        remaining = length
-        while remaining > 0:
-            chunk = stream.read(min(remaining, 1 << 22))
-            if not chunk:
+        # one read: waitress has the whole body buffered already (size checked above)
+        data = stream.read(length) if length else b""
+        while len(data) < length:  # a short read from another server: keep reading
+            more = stream.read(length - len(data))
+            if not more:
                 break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+            data += more
+        return data
 
     def json(self) -> dict[str, Any]:
         raw = self.body(1 << 20)
