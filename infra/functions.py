@@ -70,7 +70,10 @@ def bundle_layer(
     """
     target = Path(output_dir) / "python"
     target.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [
+        *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+        "--no-warn-conflicts",  # the target folder is checked against this environment: noise
+    ]
     cross = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
     for platform in platforms or ():
         cross += ["--platform", platform]
