@@ -160,3 +160,52 @@ def test_malformed_host_is_a_clear_error_without_retries() -> None:
     with pytest.raises(BossError, match="cannot send") as err:
         client.list_collections()
     assert err.value.field == "boss_host" and sleeps == []
+
+
+def test_connections_dropped_mid_request_are_retried(boss_server, boss_synthetic) -> None:
+    """A proxy that hangs up on the first two connections, then forwards to the server."""
+    import socketserver
+
+    target = ("127.0.0.1", boss_server.server.port)
+    state = {"dropped": 0}
+
+    class Proxy(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            if state["dropped"] < 2:
+                state["dropped"] += 1
+                self.request.recv(65536)
+                return  # close without answering: RemoteDisconnected on the client
+            with socket.create_connection(target) as upstream:
+                self.request.settimeout(5)
+                upstream.settimeout(5)
+                upstream.sendall(self.request.recv(1 << 20))  # a small GET: one recv
+                response = b""
+                while b"\r\n\r\n" not in response:
+                    response += upstream.recv(1 << 20)
+                head, _, body = response.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += upstream.recv(1 << 20)
+                self.request.sendall(head + b"\r\n\r\n" + body)
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    with Server(("127.0.0.1", 0), Proxy) as proxy:
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        try:
+            client = BossClient(
+                f"127.0.0.1:{proxy.server_address[1]}", "http", boss_server.token, max_retries=3
+            )
+            sleeps: list[float] = []
+            client.sleep = sleeps.append
+            assert "PSD95_488" in client.list_channels("synthetic", "synth16")
+            assert state["dropped"] == 2 and len(sleeps) == 2
+        finally:
+            proxy.shutdown()
