@@ -95,3 +95,4 @@ def test_serve_runs_as_a_process(tmp_path, with_token: bool) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert token not in err
+    assert "GET /v1/collection// 200" in err  # the access log (intern lists with //)

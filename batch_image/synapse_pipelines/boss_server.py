@@ -773,6 +773,7 @@ class BossApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "")
+        started = time.perf_counter()
         with self._count_lock:
             self.request_count += 1
         try:
@@ -793,6 +794,11 @@ class BossApp:
             )
         headers = [*headers, ("Content-Length", str(len(body)))]
         start_response(f"{status} {_REASONS.get(status, 'Unknown')}", headers)
+        # access log: method, path (names and ranges only; the token is in a header), status
+        log.info(
+            "%s %s %d %dB %.1fms",
+            method, path, status, len(body), 1000 * (time.perf_counter() - started),
+        )  # fmt: skip
         return [body]
 
     def _authenticate(self, environ: dict[str, Any], method: str) -> None:

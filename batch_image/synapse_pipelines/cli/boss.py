@@ -65,9 +65,19 @@ def serve(
         str, typer.Option("--host", help="Interface to bind; keep 127.0.0.1 unless needed.")
     ] = "127.0.0.1",
     threads: Annotated[int, typer.Option("--threads", help="Worker threads.")] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
 ) -> None:
     """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
+    import logging
+
     from synapse_pipelines.boss_server import serve as run_server
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    # waitress's own INFO lines ("Serving on ...") duplicate ours
+    logging.getLogger("waitress").setLevel(logging.WARNING)
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if not token:
