@@ -458,3 +458,12 @@ def test_steps_chain_detect_report_publish(
 def _box(request: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     ranges = [request[f"{a}_range"] for a in ("z", "y", "x")]
     return tuple(r[0] for r in ranges), tuple(r[1] for r in ranges)
+
+
+def test_validate_handler_refuses_a_non_object_input(aws: Any, lambda_env: dict[str, str]) -> None:
+    handler = wf.load_handler("ValidateRequest")
+    for bad in ({"request": "collman"}, {"request": [1, 2]}):
+        with pytest.raises(SynapsePipelinesError) as caught:
+            handler(bad, _context("validate"))
+        assert type(caught.value).__name__ == "RequestValidationError"
+        assert "JSON object" in str(caught.value)

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from synapse_pipelines import steps
 from synapse_pipelines import workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.errors import RequestValidationError, SynapsePipelinesError
 
 logger = Logger(service=wf.POWERTOOLS_SERVICE)
 tracer = Tracer(service=wf.POWERTOOLS_SERVICE, disabled=not wf.tracing_enabled(os.environ))
@@ -26,10 +26,18 @@ metrics = Metrics(namespace=wf.METRICS_NAMESPACE, service=wf.POWERTOOLS_SERVICE)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    parsed = steps.ValidateEvent.model_validate(event if "request" in event else {"request": event})
-    logger.set_correlation_id(steps.correlation_id(parsed.request, parsed.execution_name))
+    request = event.get("request", event) if isinstance(event, dict) else event
+    if not isinstance(request, dict):  # e.g. an execution started with a string or a list
+        problem = [("request", "the execution input must be a JSON object: the request")]
+        metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
+        raise steps.task_error(RequestValidationError(problem)) from None
+    name = event.get("execution_name") if isinstance(event, dict) else None
+    logger.set_correlation_id(steps.correlation_id(request, name))
     try:
-        job = steps.validate(parsed.model_dump(), bucket=os.environ[wf.ENV_RESULTS_BUCKET])
+        job = steps.validate(
+            {"request": request, "execution_name": name},
+            bucket=os.environ[wf.ENV_RESULTS_BUCKET],
+        )
     except SynapsePipelinesError as exc:
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
         logger.warning("request rejected", extra={"error_type": exc.error_type, "reason": str(exc)})
