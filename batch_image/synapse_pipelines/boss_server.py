@@ -769,6 +769,8 @@ class BossApp:
         self.fault_hook: Callable[[str, str], None] | None = None
         self.request_count = 0
         self._count_lock = threading.Lock()
+        #: log every request at INFO (``boss serve`` turns it on; embedded servers stay quiet)
+        self.access_log = False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -795,10 +797,11 @@ class BossApp:
         headers = [*headers, ("Content-Length", str(len(body)))]
         start_response(f"{status} {_REASONS.get(status, 'Unknown')}", headers)
         # access log: method, path (names and ranges only; the token is in a header), status
-        log.info(
-            "%s %s %d %dB %.1fms",
-            method, path, status, len(body), 1000 * (time.perf_counter() - started),
-        )  # fmt: skip
+        if self.access_log:
+            log.info(
+                "%s %s %d %dB %.1fms",
+                method, path, status, len(body), 1000 * (time.perf_counter() - started),
+            )  # fmt: skip
         return [body]
 
     def _authenticate(self, environ: dict[str, Any], method: str) -> None:
@@ -1221,9 +1224,10 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted (the ``boss serve`` command)."""
-    server, _ = make_server(
+    server, app = make_server(
         data_dir, token, host=host, port=port, threads=threads, read_only_tokens=read_only_tokens
     )
+    app.access_log = True
     if ready is not None:
         ready(f"http://{host}:{server.effective_port}")
     try:
