@@ -26,6 +26,10 @@ Client API (stable; used by ``steps.py``, the local runtime and the CLI)::
                           description="", frame=None) -> ChannelInfo
         # creates collection / experiment (on ``frame``'s coordinate frame) / channel if missing;
         # refuses an existing channel with another datatype or type
+    client.ensure_experiment(collection, experiment, frame) -> CoordinateFrame
+    client.channel_description(collection, experiment, name) -> str | None
+    load_experiment(client, collection, experiment, volumes, *, voxel_size, voxel_unit,
+                    annotations=None, origin=(0, 0, 0), extent=None) -> CoordinateFrame
 
     publish_predictions(client, request, mask, labels=None, frame=None) -> PublishedChannels
         # PublishedChannels(host, protocol, collection, experiment, mask_channel,
