@@ -9,37 +9,42 @@ kernel; ``blockwise_detect`` = ``detection.detect`` block by block).
 See ``docs/scale.md`` for the design.
 """
 
-from synapse_pipelines.blockwise.plan import (
-    BlockPlan,
-    PlanningError,
-    choose_block_shape,
-    manifest_items,
-    manifest_json,
-    plan_request,
-)
-from synapse_pipelines.blockwise.runner import BlockwiseResult, array_sink, run_blockwise
-from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource, open_file_source
-from synapse_pipelines.blockwise.stitch import BlockLabels, label_block, stitch
-from synapse_pipelines.blockwise.store import LocalStore, MemoryStore, S3Store, open_store
+from __future__ import annotations
 
-__all__ = [
-    "ArraySource",
-    "BlockLabels",
-    "BlockPlan",
-    "BlockwiseResult",
-    "LocalStore",
-    "MemoryStore",
-    "PlanningError",
-    "S3Store",
-    "VolumeSource",
-    "array_sink",
-    "choose_block_shape",
-    "label_block",
-    "manifest_items",
-    "manifest_json",
-    "open_file_source",
-    "open_store",
-    "plan_request",
-    "run_blockwise",
-    "stitch",
-]
+import importlib
+from typing import Any
+
+# Submodules load on first use: ``blockwise.config`` must stay importable without numpy
+# (ValidateRequest's Lambda reads it), so this package imports nothing eagerly.
+_EXPORTS: dict[str, str] = {
+    "BlockPlan": "plan",
+    "PlanningError": "plan",
+    "choose_block_shape": "plan",
+    "manifest_items": "plan",
+    "manifest_json": "plan",
+    "plan_request": "plan",
+    "BlockwiseResult": "runner",
+    "array_sink": "runner",
+    "run_blockwise": "runner",
+    "ArraySource": "sources",
+    "VolumeSource": "sources",
+    "open_file_source": "sources",
+    "BlockLabels": "stitch",
+    "label_block": "stitch",
+    "stitch": "stitch",
+    "LocalStore": "store",
+    "MemoryStore": "store",
+    "S3Store": "store",
+    "open_store": "store",
+    "blockwise_detect": "nomads",
+    "NomadsKernel": "nomads",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from synapse_pipelines.errors import SynapsePipelinesError
 
-from . import aws, boss, local, report, science, steps
+from . import aws, blocks, boss, local, report, science, steps
 
 app = typer.Typer(
     name="synapse-pipelines",
@@ -30,7 +30,7 @@ def _root() -> None:
     """Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch."""
 
 
-for module in (science, report, boss, aws, local, steps):
+for module in (science, report, boss, aws, local, steps, blocks):
     module.register(app)
 
 

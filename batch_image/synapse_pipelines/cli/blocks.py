@@ -1,0 +1,70 @@
+"""``synapse-pipelines step blocks``: the Batch jobs of the blockwise Detect flow.
+
+One command for every stage so one job definition serves them all (its command is
+``step blocks --stage Ref::stage --block Ref::block --results-key Ref::results_key``)::
+
+    synapse-pipelines step blocks --stage plan --results-key K
+    synapse-pipelines step blocks --stage covariance --block 17 --results-key K
+    synapse-pipelines step blocks --stage threshold --results-key K
+    synapse-pipelines step blocks --stage label --block 17 --results-key K
+    synapse-pipelines step blocks --stage stitch --results-key K
+    synapse-pipelines step blocks --stage merge --results-key K
+
+User errors are recorded for the failure notification and exit with status 2 (not retried
+by Batch), exactly like the other step commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from synapse_pipelines import workflow as wf
+from synapse_pipelines.errors import SynapsePipelinesError
+
+
+def blocks(
+    stage: str = typer.Option(
+        ..., "--stage", help="plan, covariance, threshold, label, stitch or merge."
+    ),
+    results_key: str = typer.Option(..., "--results-key", help="The request's results key."),
+    block: str = typer.Option(
+        "-", "--block", help="Block index or range i0-i1 (covariance and label stages)."
+    ),
+    bucket: str | None = typer.Option(
+        None,
+        "--bucket",
+        help=f"Results bucket (default: ${wf.ENV_RESULTS_BUCKET}).",
+        show_default=False,
+    ),
+) -> None:
+    """Run one stage of the blockwise Detect (one Batch job of the Distributed Map flow)."""
+    from synapse_pipelines import steps
+    from synapse_pipelines.blockwise.aws import BlockwiseJob
+
+    name = bucket or os.environ.get(wf.ENV_RESULTS_BUCKET)
+    if not name:
+        raise SynapsePipelinesError(
+            "no results bucket given",
+            field="--bucket",
+            hint=f"pass --bucket or set {wf.ENV_RESULTS_BUCKET}",
+        )
+    # recorded under the Detect step, where DescribeFailure looks for a Detect job's error
+    step = "detect"
+    try:
+        job = BlockwiseJob(name, results_key, log=lambda m: print(m, flush=True))
+        result = job.run_stage(stage, None if block in ("-", "") else block)
+    except SynapsePipelinesError as exc:
+        steps.record_step_error(None, name, results_key, step, exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(wf.USER_ERROR_EXIT_CODE) from None
+    print(f"blocks {stage} done: {result}", flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``blocks`` to the ``step`` command group (the container's step commands)."""
+    from synapse_pipelines.cli.steps import step_app
+
+    step_app.command("blocks")(blocks)

@@ -1,0 +1,137 @@
+"""Blockwise Detect end to end in the local runtime: the real ASL (Choice -> Plan ->
+Distributed Maps with ItemReader from S3 and ResultWriter -> reductions -> merge) in moto,
+every stage a real ``synapse-pipelines step blocks`` process reading the local BOSS over
+HTTP, then the unchanged Report and Publish steps. 64 blocks; the ids must equal
+``detection.detect()`` on the same volume voxel for voxel."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from synapse_pipelines import detection
+from synapse_pipelines import local_runtime as lr
+from synapse_pipelines import workflow as wf
+from synapse_pipelines.blockwise.aws import blockwise_prefix
+from synapse_pipelines.boss import BossClient
+from synapse_pipelines.boss_server import LocalBossServer
+from synapse_pipelines.outputs import read_volume, verify_manifest
+from synapse_pipelines.synthetic import make_experiment
+
+pytestmark = pytest.mark.slow
+
+SHAPE = (16, 128, 128)
+BLOCK = "4,32,32"  # 4 x 4 x 4 = 64 blocks
+ENV = {
+    "SYNAPSE_BLOCKWISE_MIN_VOXELS": "1",  # every request goes blockwise
+    "SYNAPSE_BLOCKWISE_BLOCK_SHAPE": BLOCK,
+    "SYNAPSE_BLOCKWISE_ALIGNMENT": BLOCK,
+    "SYNAPSE_BLOCKWISE_MAX_CONCURRENCY": "4",  # block jobs at once on this 2-core machine
+    "SYNAPSE_BLOCKWISE_BLOCKS_PER_ITEM": "8",  # 8 Map items of 8 blocks: fewer processes
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV)
+    token = "blockwise-" + secrets.token_urlsafe(16)
+    exp = make_experiment(SHAPE, seed=21)
+    lines: list[str] = []
+    try:
+        with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
+            client = BossClient(boss.host, "http", token)
+            lr.seed_synthetic_experiment(client, lr.DEMO_COLLECTION, lr.DEMO_EXPERIMENT, exp)
+            with lr.LocalRuntime(job_log_sink=lambda n, i, line: lines.append(line)) as rt:
+                rt.set_token(token)
+                sub = rt.submit(lr.demo_request(boss.host, SHAPE))
+                result = rt.wait(sub.execution_arn, timeout=1500)
+                out = tmp_path_factory.mktemp("results")
+                files = rt.download_results(sub.results_key, out) if result.succeeded else {}
+                s3 = rt.client("s3")
+                prefix = blockwise_prefix(sub.results_key)
+                listed = s3.list_objects_v2(Bucket=rt.res.bucket, Prefix=prefix + "/")
+                keys = [o["Key"] for o in listed.get("Contents", [])]
+                while listed.get("IsTruncated"):
+                    listed = s3.list_objects_v2(
+                        Bucket=rt.res.bucket,
+                        Prefix=prefix + "/",
+                        ContinuationToken=listed["NextContinuationToken"],
+                    )
+                    keys += [o["Key"] for o in listed.get("Contents", [])]
+                map_results = s3.list_objects_v2(
+                    Bucket=rt.res.bucket, Prefix="map-results/_workflow/blockwise/"
+                )
+                keys += [o["Key"] for o in map_results.get("Contents", [])]
+                plan_key = f"{prefix}/plan.json"
+                plan = (
+                    json.loads(s3.get_object(Bucket=rt.res.bucket, Key=plan_key)["Body"].read())
+                    if plan_key in keys
+                    else {}
+                )
+                yield {
+                    "result": result,
+                    "files": files,
+                    "exp": exp,
+                    "keys": keys,
+                    "plan": plan,
+                    "lines": lines,
+                    "jobs": rt.batch_jobs(),
+                }
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]) -> None:
+    result = run["result"]
+    assert result.succeeded, (result.error, result.cause, run["lines"][-30:])
+    entered = result.states_entered()
+    flow = ["BlockwisePlan", "BlockwiseCovariance", "BlockwiseThreshold", "BlockwiseLabel"]
+    flow += ["BlockwiseStitch", "BlockwiseMerge", "Report"]
+    assert [s for s in entered if s in flow] == flow
+    assert "Detect" not in entered and "DetectLarge" not in entered
+    assert run["plan"]["n_blocks"] == 64 and run["plan"]["block_shape"] == [4, 32, 32]
+    # one Batch job per Map item (8 blocks each) and pass, plus plan, reductions and merge
+    names = [j["jobName"] for j in run["jobs"]]
+    assert sum(n.startswith("detect-bc-") for n in names) == 8
+    assert sum(n.startswith("detect-bl-") for n in names) == 8
+    assert (
+        sum(n.startswith(("detect-bp-", "detect-bt-", "detect-bs-", "detect-bm-")) for n in names)
+        == 4
+    )
+    # every block recorded with checksums; the Maps wrote their results (ResultWriter)
+    keys = run["keys"]
+    assert sum(k.endswith(".done.json") and "/covariance/" in k for k in keys) == 64
+    assert sum(k.endswith(".done.json") and "/label/" in k for k in keys) == 64
+    written = [k for k in keys if k.startswith("map-results/_workflow/blockwise/")]
+    assert sum(k.endswith("/manifest.json") for k in written) == 2  # one per Map Run
+
+
+def test_blockwise_ids_equal_the_single_job(run: dict[str, Any]) -> None:
+    assert run["result"].succeeded
+    files = run["files"]
+    exp = run["exp"]
+    single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
+    ids = read_volume(files[wf.SYNAPSE_IDS]).data
+    mask = read_volume(files[wf.PREDICTIONS]).data
+    assert single.n_synapses > 5
+    np.testing.assert_array_equal(ids, single.labels)
+    np.testing.assert_array_equal(mask, single.mask)
+    # the Report and Publish steps consumed the merged result unchanged
+    assert set(wf.ARTEFACTS) <= set(files)
+    rows = files[wf.SYNAPSES_CSV].read_text().strip().splitlines()
+    assert len(rows) - 1 == single.n_synapses
+    assert verify_manifest(Path(files[wf.MANIFEST]).parent) == []
+    manifest = json.loads(files[wf.MANIFEST].read_text())
+    assert manifest["blockwise"]["n_blocks"] == 64
