@@ -346,7 +346,14 @@ def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
 def choose_detect_mode(
     request: SynapseRequest, bytes_per_voxel: int, environ: Mapping[str, str]
 ) -> str:
-    """``standard`` or ``large`` from the estimated Detect memory and the deployed job sizes."""
+    """``standard`` or ``large`` from the estimated Detect memory and the deployed job sizes;
+    ``blockwise`` (Distributed Map over blocks) when no single job can take the box, or when
+    the deployment asks for it at this size (``SYNAPSE_BLOCKWISE_MIN_VOXELS``)."""
+    from synapse_pipelines.blockwise.config import BLOCKWISE_PIPELINE, wants_blockwise
+
+    blockwise_ok = request.pipeline == BLOCKWISE_PIPELINE
+    if blockwise_ok and wants_blockwise(request.voxel_count, environ):
+        return "blockwise"
     need = wf.detect_memory_mib(request.voxel_count, bytes_per_voxel)
     standard = int(environ.get(wf.ENV_DETECT_MEMORY_MIB, "0") or 0)
     large = int(environ.get(wf.ENV_LARGE_DETECT_MEMORY_MIB, "0") or 0)
@@ -354,6 +361,8 @@ def choose_detect_mode(
         return "standard"
     if large and need <= large:
         return "large"
+    if blockwise_ok:
+        return "blockwise"
     raise RequestValidationError(
         [
             (

@@ -170,7 +170,55 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
     Substitution("NotificationTopicArn", "SNS topic for success and failure messages"),
     Substitution("EventBusName", "custom event bus for completion and failure events"),
     Substitution("ResultsBucket", "name of the results bucket"),
+    Substitution("BlockwiseJobDefinitionArn", "job definition of the blockwise Detect stages"),
+    Substitution("BlockwiseMaxConcurrency", "blockwise Distributed Map MaxConcurrency (number)"),
+    Substitution(
+        "BlockwiseToleratedFailurePercentage",
+        "blockwise Distributed Map ToleratedFailurePercentage (number, 0-100)",
+    ),
 )
+
+#: Values of the blockwise Distributed Map settings when the deployment says nothing: at
+#: most 100 block jobs at once (Batch queues them anyway), and no failed block tolerated
+#: (a missing block would make the answer differ from the single job's).
+BLOCKWISE_SETTING_DEFAULTS: dict[str, int] = {
+    "BlockwiseMaxConcurrency": 100,
+    "BlockwiseToleratedFailurePercentage": 0,
+}
+
+
+#: Environment variables that override :data:`BLOCKWISE_SETTING_DEFAULTS` (local runtime).
+BLOCKWISE_SETTING_ENV: dict[str, str] = {
+    "BlockwiseMaxConcurrency": "SYNAPSE_BLOCKWISE_MAX_CONCURRENCY",
+    "BlockwiseToleratedFailurePercentage": "SYNAPSE_BLOCKWISE_TOLERATED_FAILURE_PERCENTAGE",
+}
+
+
+def setting_substitutions(
+    overrides: Mapping[str, int | float] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The numeric ASL settings (blockwise Map concurrency and failure tolerance), checked:
+    defaults, then ``environ`` (:data:`BLOCKWISE_SETTING_ENV`), then ``overrides``."""
+    from_env = {
+        name: float(environ[var])
+        for name, var in BLOCKWISE_SETTING_ENV.items()
+        if environ is not None and environ.get(var)
+    }
+    values = {**BLOCKWISE_SETTING_DEFAULTS, **from_env, **dict(overrides or {})}
+    concurrency = int(values["BlockwiseMaxConcurrency"])
+    tolerated = float(values["BlockwiseToleratedFailurePercentage"])
+    if not 0 <= concurrency <= 10_000:  # 0 = no limit; Distributed Map runs at most 10,000
+        raise ValueError(f"BlockwiseMaxConcurrency {concurrency} is not within 0..10000")
+    if not 0 <= tolerated <= 100:
+        raise ValueError(f"BlockwiseToleratedFailurePercentage {tolerated} is not within 0..100")
+    return {
+        "BlockwiseMaxConcurrency": str(concurrency),
+        "BlockwiseToleratedFailurePercentage": f"{tolerated:g}",
+    }
+
+
 SUBSTITUTION_NAMES: tuple[str, ...] = tuple(s.name for s in SUBSTITUTIONS)
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -332,6 +380,10 @@ CLI_PROGRAM = "synapse-pipelines"
 #: Batch job parameter carrying the results key (``Ref::results_key`` in commands).
 PARAM_RESULTS_KEY = "results_key"
 
+#: Batch job parameters of the blockwise stages (``Ref::stage``, ``Ref::block``).
+PARAM_BLOCK_STAGE = "stage"
+PARAM_BLOCK = "block"
+
 #: Exit status of a step that failed on a user error: Batch must not retry it.
 USER_ERROR_EXIT_CODE = 2
 
@@ -394,6 +446,24 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "Build the PyMEDA-style report from synapses.csv",
             _step_command("report"),
             secrets=(),
+        ),
+        BatchJobSpec(
+            "Blockwise",
+            "blocks",
+            "One stage of the blockwise Detect: plan, a block's covariance or labels, a "
+            "reduction, or the merge (synapse_pipelines.blockwise.aws)",
+            (
+                CLI_PROGRAM,
+                "step",
+                "blocks",
+                "--stage",
+                f"Ref::{PARAM_BLOCK_STAGE}",
+                "--block",
+                f"Ref::{PARAM_BLOCK}",
+                "--results-key",
+                f"Ref::{PARAM_RESULTS_KEY}",
+            ),
+            parameters=(PARAM_RESULTS_KEY, PARAM_BLOCK_STAGE, PARAM_BLOCK),
         ),
         BatchJobSpec(
             "PublishToBoss",
@@ -477,4 +547,4 @@ class JobState:
         return data
 
 
-DETECT_MODES = ("standard", "large")
+DETECT_MODES = ("standard", "large", "blockwise")
