@@ -467,3 +467,27 @@ def test_validate_handler_refuses_a_non_object_input(aws: Any, lambda_env: dict[
             handler(bad, _context("validate"))
         assert type(caught.value).__name__ == "RequestValidationError"
         assert "JSON object" in str(caught.value)
+
+
+def test_start_from_event_handler_starts_one_named_run(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = _state_machine(aws)
+    monkeypatch.setenv(wf.ENV_STATE_MACHINE_ARN, arn)
+    handler = wf.load_handler("StartFromEvent")
+    detail = {"collection": "c", "experiment": "e", "z_range": [0, 16], "y_range": [0, 64]}
+    event = {"id": "evt-1", "detail-type": wf.DETAIL_TYPE_REQUESTED, "detail": detail}
+    with pytest.raises(SynapsePipelinesError) as caught:  # x_range missing: a clear refusal
+        handler(event, _context("start"))
+    assert type(caught.value).__name__ == "RequestValidationError"
+    assert "x_range" in str(caught.value)
+    event["detail"] = {**detail, "x_range": [0, 64]}
+    started = handler(event, _context("start"))
+    from synapse_pipelines.request import parse_request
+
+    request = parse_request(event["detail"])
+    assert started["name"] == wf.execution_name(request.public_dict(), request.results_key)
+    assert started["name"].startswith("nomads-unsupervised_c_e_z_0_16_y_0_64_x_0_64-")
+    sfn = aws.client("stepfunctions")
+    names = [e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
+    assert names == [started["name"]]

@@ -41,5 +41,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         unit=MetricUnit.Count,
         value=1,
     )
-    logger.info("execution started", extra=started)
+    # "name" is a LogRecord attribute: pass the fields under other keys
+    logger.info(
+        "execution started",
+        extra={
+            "execution_name": started["name"],
+            "execution_arn": started["execution_arn"],
+            "duplicate": started["duplicate"],
+        },
+    )
     return started
