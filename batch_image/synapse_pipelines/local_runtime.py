@@ -340,9 +340,7 @@ class LocalRuntime:
         for logical_id, spec in wf.BATCH_JOBS.items():
             values[spec.substitution] = job_definitions[logical_id]
         # the numeric ASL settings (blockwise Distributed Map), with their env overrides
-        settings = getattr(wf, "setting_substitutions", None)
-        if settings is not None:
-            values.update(settings(environ=os.environ))
+        values.update(wf.setting_substitutions(environ=os.environ))
         definition = wf.render_definition(
             {k: v for k, v in values.items() if k in wf.SUBSTITUTION_NAMES}
         )
