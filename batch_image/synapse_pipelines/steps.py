@@ -755,7 +755,7 @@ def describe_failure(
         step = "PublishToS3" if step == "Publish" else step
     elif isinstance(parsed, dict) and ("JobId" in parsed or "JobName" in parsed):
         step = "PublishToBoss" if step == "Publish" else step
-        recorded = _recorded_step_error(s3, job, parsed)
+        recorded = _recorded_step_error(s3, job, parsed, step)
         if recorded is not None:
             error, cause = recorded
         else:
@@ -796,12 +796,25 @@ def describe_failure(
 ValidateFields = frozenset({"collection", "experiment", "notification_email"})
 
 
+#: Where each failed state's Batch job records a user error (``step_error_key``'s step).
+_ERROR_RECORD_STEPS = {
+    "Detect": "detect",
+    "Report": "report",
+    "Publish": "publish-boss",
+    "PublishToBoss": "publish-boss",
+}
+
+
 def _recorded_step_error(
-    s3: Any | None, job: Mapping[str, Any], description: Mapping[str, Any]
+    s3: Any | None, job: Mapping[str, Any], description: Mapping[str, Any], failed_state: str
 ) -> tuple[str, str] | None:
     bucket, key = job.get("bucket"), job.get("results_key")
     name = str(description.get("JobName", ""))
-    step = next((s for s in ("publish-boss", "detect", "report") if name.startswith(s)), None)
+    # the failed state says which step (every Detect variant records under "detect");
+    # the job name's prefix is the fallback
+    step = _ERROR_RECORD_STEPS.get(failed_state) or next(
+        (s for s in ("publish-boss", "detect", "report") if name.startswith(s)), None
+    )
     if not (bucket and key and step):
         return None
     try:

@@ -401,6 +401,8 @@ class BatchJobSpec:
     secrets: tuple[str, ...] = (ENV_BOSS_TOKEN,)  # env name -> the stack's BOSS token secret
     large: bool = False  # runs on the EC2 Spot large-memory queue
     attempts: int = 3
+    #: which deployed size it gets (CDK context): "detect", "large", "report" or "publish"
+    size: str = "detect"
 
     @property
     def substitution(self) -> str:
@@ -439,6 +441,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "Detect on the EC2 Spot large-memory queue",
             _step_command("detect"),
             large=True,
+            size="large",
         ),
         BatchJobSpec(
             "Report",
@@ -446,6 +449,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "Build the PyMEDA-style report from synapses.csv",
             _step_command("report"),
             secrets=(),
+            size="report",
         ),
         BatchJobSpec(
             "Blockwise",
@@ -470,6 +474,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "publish-boss",
             "Push the prediction mask to the request's output collection/experiment in BOSS",
             _step_command("publish-boss"),
+            size="publish",
         ),
     )
 }
