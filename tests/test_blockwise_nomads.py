@@ -180,3 +180,37 @@ def test_nothing_covaries_gives_an_empty_result() -> None:
     result = blockwise_detect(pre, post, block_shape=(3, 4, 5))
     assert_same_result(single, result)
     assert Box.from_shape(pre.shape).size == result.mask.size
+
+
+class CountingSource(ArraySource):
+    def __init__(self, pre: np.ndarray, post: np.ndarray):
+        super().__init__(pre, post)
+        self.reads = 0
+
+    def read(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        self.reads += 1
+        return super().read(box)
+
+
+@pytest.mark.parametrize("fraction", [0.04, 1e-9])
+def test_candidates_or_recompute_give_the_same_answer(
+    experiment: tuple[np.ndarray, np.ndarray],
+    single: detection.DetectionResult,
+    fraction: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The label pass builds the mask from the recorded candidates when the threshold is at
+    or above a block's cutoff (one read per block), else re-reads and recomputes."""
+    from synapse_pipelines.blockwise import nomads
+
+    monkeypatch.setattr(nomads, "CANDIDATE_FRACTION", fraction)
+    source = CountingSource(*experiment)
+    result = blockwise_detect(None, None, block_shape=(8, 40, 40), source=source)
+    assert_same_result(single, result)
+    n_blocks = 3 * 3 * 3
+    if fraction > 0.01:
+        assert source.reads == n_blocks  # candidates covered every block
+    else:
+        # blocks whose candidates stop short of the threshold are re-read (a block whose
+        # maximum is below the threshold is still covered: it has no foreground)
+        assert n_blocks < source.reads <= 2 * n_blocks

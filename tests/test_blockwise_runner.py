@@ -132,13 +132,13 @@ def test_corrupted_or_missing_block_output_is_recomputed_alone(tmp_path) -> None
     pre, post = toy_volume((8, 16, 16), seed=4)
     first, _ = run(pre, post, (4, 5, 6), tmp_path)
     # truncate one covariance output, delete one label record
-    cov = tmp_path / "covariance" / "3.numerator.npy"
-    cov.write_bytes(cov.read_bytes()[:100])
+    hist = tmp_path / "covariance" / "3.hist.npy"
+    hist.write_bytes(hist.read_bytes()[:100])
     (tmp_path / "label" / "5.done.json").unlink()
     second, r2 = run(pre, post, (4, 5, 6), tmp_path)
     assert r2.computed["covariance"] == 1
-    # block 3's covariance is recomputed bit-identical (same recorded inputs), so its
-    # labels stay valid: only block 5 relabels
+    # block 3's histogram is recomputed bit-identical (same threshold), so its labels
+    # stay valid: only block 5 relabels
     assert r2.computed["label"] == 1
     np.testing.assert_array_equal(first, second)
 
@@ -187,8 +187,9 @@ def test_one_failing_block_is_retried_without_redoing_others(tmp_path) -> None:
         source, plan, tmp_path, kernel=ToyKernel(), sink=array_sink(out, source.box)
     )
     assert res.retried["covariance"] == 1 and res.computed["covariance"] == plan.n_blocks
-    # the volume is read once per block, twice for the failed one: nothing else is redone
-    assert len(source.reads) == plan.n_blocks + 1
+    # each block is read once per map pass (covariance, label), the failed one once more:
+    # nothing else is redone
+    assert len(source.reads) == 2 * plan.n_blocks + 1
     single, _ = run(pre, post, pre.shape, tmp_path / "single")
     np.testing.assert_array_equal(out, single)
 

@@ -3,11 +3,11 @@
 Pass order (each ``map`` pass is one Distributed Map over the block manifest on AWS, one
 loop on a laptop; each ``reduce`` is one small job)::
 
-    covariance (map)    read the block + halo once: exact integer channel sums of the owned
-                        voxels, covariance numerators of the block + 1-voxel high shell
-                        (kept), their fixed-bin histogram over the owned voxels
+    covariance (map)    read the block + halo: exact integer channel sums of the owned
+                        voxels, fixed-bin histogram of their covariance numerators
     threshold  (reduce) -> global channel statistics and threshold     global/threshold.json
-    label      (map)    foreground = numerator >= threshold; 26-connected labels of the
+    label      (map)    read again, numerators of the block + 1-voxel high shell,
+                        foreground = numerator >= threshold; 26-connected labels of the
                         extended block; sparse labels, sizes, first voxels, shell and
                         low-face records
     stitch     (reduce) -> per-block lookup tables local label -> global id   stitch/<i>.npy
@@ -15,7 +15,9 @@ loop on a laptop; each ``reduce`` is one small job)::
 
 The covariance numerator does not depend on the global statistics (the z-score only
 rescales it), so the statistics and the histogram are reduced together after one read of
-the data. Every map output is recorded with checksums (:mod:`.store`): a re-run skips
+the data. The numerators are recomputed in the label pass rather than stored: re-reading
+the two uint8 channels moves 2 bytes per voxel, storing and reloading int32 numerators 8.
+Every map output is recorded with checksums (:mod:`.store`): a re-run skips
 recorded blocks, a failed block is recomputed alone. The science is delegated to a
 :class:`Kernel` (the detector's primitives), so these passes only move blocks around.
 """
@@ -183,36 +185,49 @@ def covariance_inputs(ctx: PassContext) -> str:
     return fingerprint("covariance", *ctx.base_inputs())
 
 
-def run_covariance_block(ctx: PassContext, index: int, *, force: bool = False) -> bool:
-    """Stats, numerators and histogram of one block. True when computed, False when skipped
-    because a valid record exists."""
-    inputs = covariance_inputs(ctx)
-    if not force and completed(ctx.store, "covariance", index, inputs=inputs) is not None:
-        return False
+def _read_extended(ctx: PassContext, index: int) -> tuple[Box, Box, Box, Any, Any]:
+    """A block, its extended box (+1 high shell) and the channels read over the extended box
+    grown by the halo (clipped to the volume)."""
     block = ctx.plan.block(index)
     ext = extended_box(block, ctx.volume)
     read_box = ext.grow(ctx.kernel.halo, within=ctx.volume)
     pre, post = ctx.require_source().read(read_box)
+    return block, ext, read_box, pre, post
+
+
+def run_covariance_block(ctx: PassContext, index: int, *, force: bool = False) -> bool:
+    """Channel sums and covariance histogram of one block's owned voxels, plus its
+    foreground *candidates*. True when computed, False when skipped (valid record)."""
+    inputs = covariance_inputs(ctx)
+    if not force and completed(ctx.store, "covariance", index, inputs=inputs) is not None:
+        return False
+    block, ext, read_box, pre, post = _read_extended(ctx, index)
     owned = block.slices(read_box.start)
     sums = ctx.kernel.block_stats(pre[owned], post[owned])
     cov = ctx.kernel.covariance(pre, post, ext, read_box, ctx.volume)
     del pre, post
     # histogram of the owned voxels = whole extended block minus its thin shell slabs
     # (exact integer counts; avoids copying the owned part out of the extended array)
-    hist = ctx.kernel.histogram(cov)
+    hist_ext = ctx.kernel.histogram(cov)
+    hist = hist_ext
     for _, slab in shell_slabs(block, ext):
         hist = hist - ctx.kernel.histogram(cov[slab])
-    write_outputs(
-        ctx.store,
-        "covariance",
-        index,
-        {
-            "stats.json": encode_json(sums),
-            "hist.npy": encode_array(hist),
-            "numerator.npy": encode_array(cov),
-        },
-        inputs=inputs,
-    )
+    outputs = {"stats.json": encode_json(sums), "hist.npy": encode_array(hist)}
+    # Candidates: the extended block's voxels at or above a cutoff chosen from the block's
+    # own histogram so that at most a few percent qualify. When the global threshold is at
+    # or above the cutoff (the usual case: foreground is rare), the label pass builds the
+    # mask from them alone; otherwise it re-reads the block. Exact either way, and far
+    # cheaper than keeping every numerator (4 B/voxel).
+    cutoff_fn = getattr(ctx.kernel, "candidate_cutoff", None)
+    if cutoff_fn is not None:
+        cutoff = cutoff_fn(hist_ext, cov.size)
+        flat = cov.reshape(-1)
+        where = np.flatnonzero(flat >= cutoff)
+        outputs["candidates.npz"] = encode_arrays(
+            {"cutoff": np.asarray(cutoff), "index": where, "values": flat[where]}
+        )
+    del cov
+    write_outputs(ctx.store, "covariance", index, outputs, inputs=inputs)
     return True
 
 
@@ -260,14 +275,46 @@ def run_label_block(
     inputs = label_inputs(ctx, stats, threshold)
     if not force and completed(ctx.store, "label", index, inputs=inputs) is not None:
         return False
-    out = _block_output(ctx, "covariance", index, covariance_inputs(ctx), ("numerator.npy",))
-    mask = ctx.kernel.mask(decode_array(out.pop("numerator.npy")), threshold)
-    labels = label_block(mask, ctx.plan.block(index), ctx.volume, label=ctx.kernel.label)
+    mask = _candidate_mask(ctx, index, threshold)
+    block = ctx.plan.block(index)
+    if mask is None:  # the threshold is below this block's cutoff: recompute the numerators
+        block, ext, read_box, pre, post = _read_extended(ctx, index)
+        cov = ctx.kernel.covariance(pre, post, ext, read_box, ctx.volume)
+        del pre, post
+        mask = ctx.kernel.mask(cov, threshold)
+        del cov
+    labels = label_block(mask, block, ctx.volume, label=ctx.kernel.label)
     del mask
     write_outputs(
         ctx.store, "label", index, {"labels.npz": encode_arrays(labels.arrays())}, inputs=inputs
     )
     return True
+
+
+def _candidate_mask(ctx: PassContext, index: int, threshold: dict[str, Any]) -> np.ndarray | None:
+    """The extended block's mask from its recorded candidates, or None when the threshold
+    lies below the block's cutoff (some foreground voxels were not recorded)."""
+    covers = getattr(ctx.kernel, "threshold_covers", None)
+    if covers is None:
+        return None
+    out = completed(
+        ctx.store,
+        "covariance",
+        index,
+        inputs=covariance_inputs(ctx),
+        names=("candidates.npz",),
+        verify=False,
+    )
+    if out is None:
+        raise MissingBlockError("covariance", index)
+    cand = decode_arrays(out["candidates.npz"])
+    if not covers(threshold, cand["cutoff"].item()):
+        return None
+    ext = extended_box(ctx.plan.block(index), ctx.volume)
+    mask = np.zeros(ext.shape, dtype=bool)
+    keep = ctx.kernel.mask(cand["values"], threshold)
+    mask.reshape(-1)[cand["index"][keep]] = True
+    return mask
 
 
 def load_block_labels(

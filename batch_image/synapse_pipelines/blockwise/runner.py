@@ -185,3 +185,27 @@ def zarr_sink(
         array[box.slices(volume.start)] = ids
 
     return sink
+
+
+def folder_sink(path: str | Path, volume: Box) -> Sink:
+    """A sink writing each block's ids as its own ``.npy`` file, named by the block's start
+    (``z_y_x.npy``) in ``path``: one contiguous write per block, nothing shared between
+    blocks (what each Batch job of the write pass would put to S3)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def sink(box: Box, ids: np.ndarray) -> None:
+        np.save(folder / ("_".join(str(v) for v in box.start) + ".npy"), ids)
+
+    return sink
+
+
+def read_folder(path: str | Path, volume: Box, dtype: Any = np.uint32) -> np.ndarray:
+    """Assemble what :func:`folder_sink` wrote (tests, benchmarks)."""
+    out = np.zeros(volume.shape, dtype=dtype)
+    for file in Path(path).glob("*.npy"):
+        start = tuple(int(v) for v in file.stem.split("_"))
+        block = np.load(file)
+        box = Box(start, tuple(a + s for a, s in zip(start, block.shape, strict=True)))  # type: ignore[arg-type]
+        out[box.slices(volume.start)] = block
+    return out

@@ -132,9 +132,16 @@ def label_block(
     if mask_ext.shape != ext.shape:
         raise ValueError(f"mask shape {mask_ext.shape} is not the extended box {ext.shape}")
     raw, n_raw = label(mask_ext)
-    owned_sl = block.slices(ext.start)  # the block is the low corner of its extended box
-    coords = np.nonzero(mask_ext[owned_sl])  # C order: raster order within the block
-    raw_owned = raw[owned_sl][coords]
+    # one scan of the mask: every labelled voxel of the extended box, in raster order (the
+    # block is the low corner of its extended box, so owned voxels keep their raster order)
+    fg = np.flatnonzero(np.ascontiguousarray(mask_ext))
+    raw_fg = raw.reshape(-1)[fg]
+    ecoords = np.unravel_index(fg, ext.shape)
+    is_owned = np.ones(fg.size, dtype=bool)
+    for axis in range(3):
+        is_owned &= ecoords[axis] < block.shape[axis]
+    coords = tuple(c[is_owned] for c in ecoords)
+    raw_owned = raw_fg[is_owned]
     # labels present in the owned voxels become 1..n in raster order of their first owned
     # voxel; labels seen only in the shell become n+1..m (size 0): they still carry
     # connectivity between two other blocks (u and v both in the shell, e.g. across an edge)
@@ -153,15 +160,10 @@ def label_block(
     first_coords = [c[first_pos[order]] for c in coords]
     first[: present.size] = _raster_index(_offset(first_coords, block.start), volume)
 
-    # shell: labelled extended voxels outside the owned block (up to three slabs)
-    shell_idx: list[np.ndarray] = []
-    shell_lab: list[np.ndarray] = []
-    for _, sl in shell_slabs(block, ext):
-        lo = [part.start for part in sl]
-        sc = np.nonzero(mask_ext[sl])
-        shell_lab.append(lut[raw[sl][sc]])
-        origin = [e + a for e, a in zip(ext.start, lo, strict=True)]
-        shell_idx.append(_raster_index(_offset(sc, origin), volume))
+    # shell: labelled extended voxels outside the owned block
+    in_shell = ~is_owned
+    shell_label = lut[raw_fg[in_shell]]
+    shell_index = _raster_index(_offset([c[in_shell] for c in ecoords], ext.start), volume)
     # low faces: owned voxels another block's shell can reach
     on_face = np.zeros(labels.size, dtype=bool)
     for axis in range(3):
@@ -174,8 +176,8 @@ def label_block(
         labels=labels,
         sizes=sizes,
         first=first,
-        shell_index=np.concatenate(shell_idx) if shell_idx else np.zeros(0, np.int64),
-        shell_label=np.concatenate(shell_lab) if shell_lab else np.zeros(0, np.uint32),
+        shell_index=shell_index.astype(np.int64),
+        shell_label=shell_label.astype(np.uint32),
         face_index=_raster_index(_offset(face_coords, block.start), volume),
         face_label=labels[on_face],
     )
