@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 python -m pip install --disable-pip-version-check -q -e ".[dev]"
+# the Lambda layer's wheels (.cache/lambda-wheels/): `cdk synth` then bundles it offline
+python -m infra.functions --fill-wheelhouse
 
 if [ -f package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error

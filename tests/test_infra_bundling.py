@@ -1,10 +1,11 @@
-"""The Lambda layer's local (Docker-free) bundling really produces a working package.
+"""The Lambda layer's local (Docker-free, offline) bundling really produces a working package.
 
 The synth in test_infra.py skips bundling for speed; this builds the layer once with the
-same function CDK's local bundler calls (for this machine's Python, so the result can be
-imported here), checks the size budget, and imports and runs every handler in a fresh
-interpreter that sees only the standard library, the layer, and boto3/botocore (which the
-Lambda runtime provides).
+same function CDK's local bundler calls, from the wheelhouse ``./install.sh`` fills (for this
+machine's Python, so the result can be imported here; pip runs with ``--no-index``), checks
+the size budget, and imports and runs every handler in a fresh interpreter that sees only the
+standard library, the layer, and boto3/botocore (which the Lambda runtime provides). A missing,
+stale or incomplete wheelhouse fails with the ./install.sh hint, without touching the network.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from infra.functions import (  # noqa: E402
+    LAMBDA_REQUIREMENTS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     RUNTIME_PROVIDED,
+    STAMP_NAME,
+    WHEELHOUSE,
+    WheelhouseError,
+    build_requirements,
     bundle_layer,
 )
 
@@ -68,10 +74,56 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-@pytest.mark.slow
-def test_layer_bundles_without_docker_and_every_handler_imports(tmp_path: Path) -> None:
+def test_missing_wheelhouse_fails_with_the_install_hint(tmp_path: Path) -> None:
+    with pytest.raises(WheelhouseError, match=r"missing.*run \./install\.sh"):
+        bundle_layer(tmp_path / "layer", wheelhouse=tmp_path / "nowhere")
+    assert not (tmp_path / "layer").exists()
+
+
+def test_stale_wheelhouse_fails_with_the_install_hint(tmp_path: Path) -> None:
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    stamp = {
+        "requirements": ["numpy"],
+        "build_requirements": list(build_requirements()),
+        "targets": ["cp3.13-manylinux2014_x86_64+manylinux_2_28_x86_64"],
+    }
+    (wheelhouse / STAMP_NAME).write_text(json.dumps(stamp))
+    with pytest.raises(WheelhouseError, match=r"out of date.*the layer needs.*run \./install\.sh"):
+        bundle_layer(tmp_path / "layer", wheelhouse=wheelhouse)
+    with pytest.raises(WheelhouseError, match=r"no wheels for cp3\.11-native"):
+        bundle_layer(
+            tmp_path / "layer", python_version="3.11", platforms=None, wheelhouse=wheelhouse
+        )
+
+
+def test_incomplete_wheelhouse_fails_offline_with_the_install_hint(tmp_path: Path) -> None:
+    """The stamp agrees but wheels are gone: pip (``--no-index``) fails, no download."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    layer = bundle_layer(tmp_path / "layer", python_version=version, platforms=None)
+    wheelhouse = tmp_path / "wheels"
+    (wheelhouse / f"cp{version}-native").mkdir(parents=True)
+    stamp = {
+        "requirements": list(LAMBDA_REQUIREMENTS),
+        "build_requirements": list(build_requirements()),
+        "targets": [f"cp{version}-native"],
+    }
+    (wheelhouse / STAMP_NAME).write_text(json.dumps(stamp))
+    with pytest.raises(WheelhouseError, match=r"probably incomplete.*run \./install\.sh") as err:
+        bundle_layer(
+            tmp_path / "layer", python_version=version, platforms=None, wheelhouse=wheelhouse
+        )
+    assert "No matching distribution" in str(err.value)
+
+
+@pytest.mark.slow
+def test_layer_bundles_offline_without_docker_and_every_handler_imports(tmp_path: Path) -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:  # from the wheelhouse only (pip --no-index): no network
+        layer = bundle_layer(
+            tmp_path / "layer", python_version=version, platforms=None, wheelhouse=WHEELHOUSE
+        )
+    except WheelhouseError as exc:
+        pytest.fail(str(exc))
     assert (layer / "synapse_pipelines" / "steps.py").is_file()
     assert list(layer.glob("synapse_pipelines-*.dist-info/entry_points.txt"))
     assert not any((layer / name).exists() for name in RUNTIME_PROVIDED)
