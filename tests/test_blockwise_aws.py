@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+import synapse_pipelines.workflow as wf
 from synapse_pipelines import steps
-from synapse_pipelines import workflow as wf
 from synapse_pipelines.blockwise.aws import _shape, kernel_for, manifest_key
 from synapse_pipelines.blockwise.config import ENV_BLOCK_SHAPE, ENV_MIN_VOXELS, wants_blockwise
 from synapse_pipelines.blockwise.plan import (

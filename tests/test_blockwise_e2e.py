@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synapse_pipelines import detection
-from synapse_pipelines import local_runtime as lr
-from synapse_pipelines import workflow as wf
+import synapse_pipelines.local_runtime as lr
+from synapse_pipelines import detection, outputs
 from synapse_pipelines.blockwise.aws import blockwise_prefix
 from synapse_pipelines.boss import BossClient
 from synapse_pipelines.boss_server import LocalBossServer
@@ -126,17 +125,19 @@ def test_blockwise_ids_equal_the_single_job(run: dict[str, Any]) -> None:
     files = run["files"]
     exp = run["exp"]
     single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
-    ids = read_volume(files[wf.SYNAPSE_IDS]).data
-    mask = read_volume(files[wf.PREDICTIONS]).data
+    ids = read_volume(files[outputs.SYNAPSE_IDS]).data
+    mask = read_volume(files[outputs.PREDICTIONS]).data
     assert single.n_synapses > 5
     np.testing.assert_array_equal(ids, single.labels)
     np.testing.assert_array_equal(mask, single.mask)
     # the Report and Publish steps consumed the merged result unchanged
-    assert set(wf.ARTEFACTS) <= set(files)
-    rows = files[wf.SYNAPSES_CSV].read_text().strip().splitlines()
+    artefacts = {outputs.PREDICTIONS, outputs.SYNAPSE_IDS, outputs.SYNAPSES_CSV, outputs.MANIFEST}
+    artefacts |= {outputs.REPORT, outputs.CLUSTERING, outputs.LINKS}
+    assert artefacts <= set(files)
+    rows = files[outputs.SYNAPSES_CSV].read_text().strip().splitlines()
     assert len(rows) - 1 == single.n_synapses
-    assert verify_manifest(Path(files[wf.MANIFEST]).parent) == []
-    manifest = json.loads(files[wf.MANIFEST].read_text())
+    assert verify_manifest(Path(files[outputs.MANIFEST]).parent) == []
+    manifest = json.loads(files[outputs.MANIFEST].read_text())
     assert manifest["blockwise"]["n_blocks"] == 64
 
 
@@ -160,5 +161,5 @@ def test_rerun_skips_recorded_blocks_and_redoes_a_lost_one(run: dict[str, Any]) 
     # the reductions see the same blocks: same synapses as the run
     assert (
         job.run_stage("stitch")["synapses"]
-        == len(run["files"][wf.SYNAPSES_CSV].read_text().strip().splitlines()) - 1
+        == len(run["files"][outputs.SYNAPSES_CSV].read_text().strip().splitlines()) - 1
     )

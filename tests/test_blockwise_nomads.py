@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -214,3 +216,32 @@ def test_candidates_or_recompute_give_the_same_answer(
         # blocks whose candidates stop short of the threshold are re-read (a block whose
         # maximum is below the threshold is still covered: it has no foreground)
         assert n_blocks < source.reads <= 2 * n_blocks
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".zarr"])
+def test_file_sources_read_block_by_block(tmp_path: Path, suffix: str) -> None:
+    """Channels on disk (NumPy, TIFF, Zarr) are read one block at a time and give the
+    in-memory answer."""
+    import tifffile
+    import zarr
+
+    from synapse_pipelines.blockwise.sources import open_file_source
+
+    exp = synthetic.make_experiment(
+        (10, 48, 40), seed=8, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+    )
+    arrays = [exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC]]
+    paths = [tmp_path / f"pre{suffix}", tmp_path / f"post{suffix}"]
+    for path, array in zip(paths, arrays, strict=True):
+        if suffix == ".npy":
+            np.save(path, array)
+        elif suffix == ".tif":
+            tifffile.imwrite(path, array)
+        else:
+            z = zarr.create_array(
+                store=str(path), shape=array.shape, chunks=(5, 16, 16), dtype=array.dtype
+            )
+            z[...] = array
+    source = open_file_source(*paths)
+    result = blockwise_detect(None, None, min_size=5, block_shape=(4, 16, 16), source=source)
+    assert_same_result(detection.detect(*arrays, min_size=5), result)
