@@ -25,8 +25,7 @@ from typing import Any
 
 def _single_process(demo: Any, request: dict[str, Any]) -> dict[str, float]:
     """The same steps, in this process, in order (the original's one-job shape)."""
-    from synapse_pipelines import steps
-    from synapse_pipelines import workflow as wf
+    from synapse_pipelines import steps, workflow as wf
     from synapse_pipelines.request import parse_request
 
     rt = demo.runtime

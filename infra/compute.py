@@ -17,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aws_cdk as cdk
-from aws_cdk import aws_batch as batch
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import (
+    aws_batch as batch,
+    aws_ec2 as ec2,
+    aws_ecr_assets as ecr_assets,
+    aws_ecs as ecs,
+    aws_iam as iam,
+    aws_logs as logs,
+    aws_s3 as s3,
+    aws_secretsmanager as secretsmanager,
+)
 from constructs import Construct
 
 from infra.config import JobSize, Settings

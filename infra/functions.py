@@ -32,9 +32,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
+from aws_cdk import aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
 from constructs import Construct
 
 from synapse_pipelines import workflow as wf

@@ -8,10 +8,12 @@ give ``notification_email`` are subscribed by ValidateRequest with a filter poli
 
 from __future__ import annotations
 
-from aws_cdk import aws_events as events
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import (
+    aws_events as events,
+    aws_kms as kms,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+)
 from constructs import Construct
 
 

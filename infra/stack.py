@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
+from aws_cdk import aws_iam as iam, aws_logs as logs
 from constructs import Construct
 
 from infra.compute import Compute

@@ -13,8 +13,7 @@ put the real token in it after deploying (see docs/aws.md).
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_s3 as s3, aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 

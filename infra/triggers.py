@@ -9,10 +9,12 @@ dead-letter queue (encrypted, TLS only) after EventBridge's retries.
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
+from aws_cdk import (
+    aws_events as events,
+    aws_events_targets as targets,
+    aws_lambda as lambda_,
+    aws_sqs as sqs,
+)
 from constructs import Construct
 
 from synapse_pipelines import workflow as wf

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aws_cdk as cdk
-from aws_cdk import aws_batch as batch
-from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import (
+    aws_batch as batch,
+    aws_events as events,
+    aws_iam as iam,
+    aws_lambda as lambda_,
+    aws_logs as logs,
+    aws_sns as sns,
+    aws_stepfunctions as sfn,
+)
 from constructs import Construct
 
 from synapse_pipelines import workflow as wf

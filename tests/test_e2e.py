@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synapse_pipelines import local_runtime as lr
-from synapse_pipelines import moto_compat
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import local_runtime as lr, moto_compat, workflow as wf
 from synapse_pipelines.boss import BossClient, CoordinateFrame, mask_channel_name
 from synapse_pipelines.boss_server import LocalBossServer
 from synapse_pipelines.geometry import Box
@@ -142,8 +140,8 @@ def test_success_path(e2e: E2E) -> None:
     assert manifest["results_key"] == sub.results_key
     assert manifest["execution_id"] == sub.execution_arn
     assert verify_manifest(files[wf.MANIFEST].parent) == []  # every listed file, by sha256
-    assert "<html" in files[wf.REPORT_HTML].read_text()[:2000].lower()
-    assert "neuroglancer" in files[wf.LINKS_CSV].read_text().lower()
+    assert "<html" in files[wf.REPORT].read_text()[:2000].lower()
+    assert "neuroglancer" in files[wf.LINKS].read_text().lower()
 
     # the predictions were pushed to BOSS and read back identical
     client = BossClient(e2e.boss.host, "http", e2e.token)

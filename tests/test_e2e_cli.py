@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_pipelines import local_runtime as lr
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import local_runtime as lr, workflow as wf
 from synapse_pipelines.boss import BossClient
 from synapse_pipelines.boss_server import LocalBossServer
 from synapse_pipelines.request import parse_request

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from synapse_pipelines import local_runtime as lr
-from synapse_pipelines import moto_compat
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import local_runtime as lr, moto_compat, workflow as wf
 from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.request import parse_request
 

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from synapse_pipelines import steps
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import steps, workflow as wf
 from synapse_pipelines.errors import (
     BossError,
     ChannelSelectionError,
@@ -424,7 +423,7 @@ def test_steps_chain_detect_report_publish(
     detected = steps.detect(bucket, key, workdir=tmp_path / "d", log=lines.append)
     assert detected["synapses"] > 0
     reported = steps.report(bucket, key, workdir=tmp_path / "r", log=lines.append)
-    assert set(reported["files"]) == {wf.REPORT_HTML, wf.CLUSTERING_JSON, wf.MANIFEST}
+    assert set(reported["files"]) == {wf.REPORT, wf.CLUSTERING, wf.MANIFEST}
     published = steps.publish_boss(bucket, key, workdir=tmp_path / "p", log=lines.append)
     assert published["mask_channel"] == boss_module.mask_channel_name(key)
     monkeypatch.delenv(wf.ENV_BOSS_TOKEN)

@@ -35,8 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines import moto_compat
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import moto_compat, workflow as wf
 from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.request import SynapseRequest, parse_request
 

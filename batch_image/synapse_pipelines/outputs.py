@@ -40,27 +40,20 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from synapse_pipelines.artefacts import (  # re-exported: outputs.REPORT etc.
+    ARTEFACTS as ARTEFACTS,
+    CLUSTERING as CLUSTERING,
+    LINKS as LINKS,
+    MANIFEST as MANIFEST,
+    PREDICTIONS as PREDICTIONS,
+    REPORT as REPORT,
+    SYNAPSE_IDS as SYNAPSE_IDS,
+    SYNAPSES_CSV as SYNAPSES_CSV,
+    SYNAPSES_META as SYNAPSES_META,
+)
 from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.features import write_synapse_table
 
-PREDICTIONS = "predictions.ome.tif"
-SYNAPSE_IDS = "synapse_ids.ome.tif"
-SYNAPSES_CSV = "synapses.csv"
-SYNAPSES_META = "synapses.csv.json"
-MANIFEST = "manifest.json"
-REPORT = "report.html"
-CLUSTERING = "clustering.json"
-LINKS = "links.csv"
-#: Every fixed artefact name, in the order a person would look at them.
-ARTEFACTS: tuple[str, ...] = (
-    PREDICTIONS,
-    SYNAPSE_IDS,
-    SYNAPSES_CSV,
-    MANIFEST,
-    REPORT,
-    CLUSTERING,
-    LINKS,
-)
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
 
 #: BOSS voxel units -> OME UnitsLength symbols.

@@ -579,8 +579,7 @@ def publish_boss(
     log: Log = _print,
 ) -> dict[str, Any]:
     """Push the prediction mask to the request's output collection/experiment in BOSS."""
-    from synapse_pipelines import boss as boss_module
-    from synapse_pipelines import outputs
+    from synapse_pipelines import boss as boss_module, outputs
 
     env = os.environ if environ is None else environ
     client = _s3(s3)
@@ -632,7 +631,7 @@ def publish_s3(
     links_csv = boss_module.links_csv_text(links)
     client.put_object(
         Bucket=bucket,
-        Key=wf.artefact_key(results_key, wf.LINKS_CSV),
+        Key=wf.artefact_key(results_key, wf.LINKS),
         Body=links_csv.encode(),
         ContentType="text/csv; charset=utf-8",
         Metadata={"sha256": hashlib.sha256(links_csv.encode()).hexdigest()},
@@ -641,7 +640,7 @@ def publish_s3(
     manifest_key = wf.artefact_key(results_key, wf.MANIFEST)
     manifest = get_json(client, bucket, manifest_key)
     files = dict(manifest.get("files", {}))
-    files[wf.LINKS_CSV] = {
+    files[wf.LINKS] = {
         "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
         "bytes": len(links_csv.encode()),
     }

@@ -33,6 +33,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from synapse_pipelines.artefacts import (  # re-exported: the S3 layout's file names
+    ARTEFACTS as ARTEFACTS,
+    CLUSTERING as CLUSTERING,
+    LINKS as LINKS,
+    MANIFEST as MANIFEST,
+    PREDICTIONS as PREDICTIONS,
+    REPORT as REPORT,
+    SYNAPSE_IDS as SYNAPSE_IDS,
+    SYNAPSES_CSV as SYNAPSES_CSV,
+)
 from synapse_pipelines.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 
 #: Folder of the repository (the package lives in ``<repo>/batch_image/synapse_pipelines``).
@@ -101,23 +111,6 @@ def detect_memory_mib(voxel_count: int, channel_bytes_per_voxel: int) -> int:
 
 # -- S3 layout --------------------------------------------------------------------------------
 
-#: Artefacts of one request, under ``<results_key>/``; names as defined by ``outputs.py``.
-PREDICTIONS = "predictions.ome.tif"
-SYNAPSE_IDS = "synapse_ids.ome.tif"
-SYNAPSES_CSV = "synapses.csv"
-MANIFEST = "manifest.json"
-REPORT_HTML = "report.html"
-CLUSTERING_JSON = "clustering.json"
-LINKS_CSV = "links.csv"
-ARTEFACTS: tuple[str, ...] = (
-    PREDICTIONS,
-    SYNAPSE_IDS,
-    SYNAPSES_CSV,
-    REPORT_HTML,
-    CLUSTERING_JSON,
-    LINKS_CSV,
-    MANIFEST,
-)
 #: The workflow's own bookkeeping, next to the artefacts.
 WORKFLOW_PREFIX = "_workflow"
 

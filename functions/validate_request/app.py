@@ -13,8 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from synapse_pipelines import steps
-from synapse_pipelines import workflow as wf
+from synapse_pipelines import steps, workflow as wf
 from synapse_pipelines.errors import RequestValidationError, SynapsePipelinesError
 
 logger = Logger(service=wf.POWERTOOLS_SERVICE)

@@ -1,0 +1,26 @@
+"""The fixed names of a request's result files, under ``<results_key>/`` locally and in S3.
+
+Defined once here, with no imports, so the light modules (``workflow.py`` in a Lambda) and the
+heavy ones (``outputs.py`` in the container) share them.
+"""
+
+from __future__ import annotations
+
+PREDICTIONS = "predictions.ome.tif"
+SYNAPSE_IDS = "synapse_ids.ome.tif"
+SYNAPSES_CSV = "synapses.csv"
+SYNAPSES_META = "synapses.csv.json"
+MANIFEST = "manifest.json"
+REPORT = "report.html"
+CLUSTERING = "clustering.json"
+LINKS = "links.csv"
+#: Every fixed artefact name, in the order a person would look at them.
+ARTEFACTS: tuple[str, ...] = (
+    PREDICTIONS,
+    SYNAPSE_IDS,
+    SYNAPSES_CSV,
+    MANIFEST,
+    REPORT,
+    CLUSTERING,
+    LINKS,
+)
