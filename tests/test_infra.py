@@ -443,6 +443,16 @@ def test_dockerfile_is_slim_pinned_non_root_and_runs_the_cli() -> None:
     assert not re.search(r"^ENTRYPOINT", text, re.M)
     assert "--constraint /src/constraints.txt" in text
     assert "--only-binary=:all:" in text
+    # numba kernels: compiled at build time into a baked cache the runtime user owns (numba
+    # ignores a cache folder it cannot write), CPU-independent, checked as that user
+    final = text.split("\nFROM ")[-1]
+    cache = re.search(r"NUMBA_CACHE_DIR=(\S+)", final)
+    assert cache and "NUMBA_CPU_NAME=generic" in final
+    warm = final.index("python /opt/warm_numba_cache.py \\")
+    owner = users[-1].split(":")[0]
+    assert final.index(f"chown -R {owner}:") > warm
+    assert final.index(f"USER {users[-1]}") < final.index("python /opt/warm_numba_cache.py --check")
+    assert "COPY batch_image/warm_numba_cache.py /opt/warm_numba_cache.py" in final
 
 
 def test_constraints_pin_every_runtime_dependency() -> None:

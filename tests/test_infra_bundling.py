@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +168,6 @@ def test_layer_bundles_offline_without_docker_and_every_handler_imports(tmp_path
 def test_image_dependencies_resolve_with_the_dockerfiles_pip_flags(tmp_path: Path) -> None:
     """No Docker here: resolve the image's pinned dependency set with the Dockerfile's own
     pip flags (wheels only, intern from source) for this interpreter, without installing."""
-    import re
     import tomllib
 
     text = (REPO / "batch_image" / "Dockerfile").read_text()
@@ -190,3 +190,32 @@ def test_image_dependencies_resolve_with_the_dockerfiles_pip_flags(tmp_path: Pat
     assert result.returncode == 0, result.stderr[-3000:]
     would = result.stdout.strip().splitlines()[-1]
     assert would.startswith("Would install") and "intern-1.4.2" in would
+
+
+def _warm(cache: Path, *args: str, cpu: str | None = "generic") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["NUMBA_CACHE_DIR"] = str(cache)
+    if cpu:
+        env["NUMBA_CPU_NAME"] = cpu
+    script = REPO / "batch_image" / "warm_numba_cache.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_image_numba_cache_warm_up_is_reused_by_a_fresh_process(tmp_path: Path) -> None:
+    """The Dockerfile's warm-up and its --check, as separate processes (no Docker here)."""
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    warm = _warm(cache)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    assert re.search(r" 0 kernels loaded, [1-9]\d* compiled", warm.stdout), warm.stdout
+    check = _warm(cache, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr[-3000:]
+    assert re.search(r" [1-9]\d* kernels loaded, 0 compiled", check.stdout), check.stdout
+    assert str(cache) in check.stdout
+    # the index is keyed by CPU: host-tuned code would miss a cache built elsewhere, which is
+    # why the image sets NUMBA_CPU_NAME=generic; the check catches it
+    host = _warm(cache, "--check", cpu=None)
+    assert host.returncode == 1 and "was not used" in host.stderr, host.stdout
