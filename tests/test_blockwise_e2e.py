@@ -17,16 +17,18 @@ import numpy as np
 import pytest
 
 import synapse_pipelines.local_runtime as lr
-from synapse_pipelines import detection, outputs
+from synapse_pipelines import detection, moto_compat, outputs
 from synapse_pipelines.blockwise.aws import blockwise_prefix
-from synapse_pipelines.boss import BossClient
+from synapse_pipelines.boss import BossClient, CoordinateFrame
 from synapse_pipelines.boss_server import LocalBossServer
+from synapse_pipelines.geometry import Box
 from synapse_pipelines.outputs import read_volume, verify_manifest
 from synapse_pipelines.synthetic import make_experiment
 
 pytestmark = pytest.mark.slow
 
 SHAPE = (16, 128, 128)
+FLAT = "flat_experiment"
 BLOCK = "4,32,32"  # 4 x 4 x 4 = 64 blocks
 ENV = {
     "SYNAPSE_BLOCKWISE_MIN_VOXELS": "1",  # every request goes blockwise
@@ -48,6 +50,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
             client = BossClient(boss.host, "http", token)
             lr.seed_synthetic_experiment(client, lr.DEMO_COLLECTION, lr.DEMO_EXPERIMENT, exp)
+            # an experiment whose channels exist but hold no data (flat): the blockwise
+            # threshold stage must fail with the detector's clear message
+            frame = CoordinateFrame(
+                extent=Box((0, 0, 0), SHAPE),
+                voxel_size=exp.voxel_size,
+                voxel_unit=exp.voxel_unit,
+                name="flat_frame",
+            )
+            for name in (exp.presynaptic, exp.postsynaptic):
+                client.ensure_channel(
+                    lr.DEMO_COLLECTION, FLAT, name, datatype="uint8", type="image", frame=frame
+                )
             with lr.LocalRuntime(job_log_sink=lambda n, i, line: lines.append(line)) as rt:
                 rt.set_token(token)
                 sub = rt.submit(lr.demo_request(boss.host, SHAPE))
@@ -86,6 +100,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     "rt": rt,
                     "token": token,
                     "results_key": sub.results_key,
+                    "boss_host": boss.host,
                 }
     finally:
         for k, v in saved.items():
@@ -163,3 +178,28 @@ def test_rerun_skips_recorded_blocks_and_redoes_a_lost_one(run: dict[str, Any]) 
         job.run_stage("stitch")["synapses"]
         == len(run["files"][outputs.SYNAPSES_CSV].read_text().strip().splitlines()) - 1
     )
+
+
+def test_blockwise_failure_is_retried_then_notified_with_its_cause(run: dict[str, Any]) -> None:
+    """A Spot reclaim of a blockwise job is retried by Batch; a flat channel then stops the
+    threshold stage with the detector's own message, which the failure notice carries."""
+    rt = run["rt"]
+    rt.notifications()  # drop the successful run's notice
+    moto_compat.inject_batch_host_failure(lr.STACK_NAME + "-Blockwise", count=1)
+    try:
+        sub = rt.submit(lr.demo_request(run["boss_host"], SHAPE, experiment=FLAT))
+        result = rt.wait(sub.execution_arn, timeout=600)
+    finally:
+        moto_compat.clear_batch_host_failures()
+    assert result.status == "FAILED"
+    entered = result.states_entered()
+    assert "BlockwiseThreshold" in entered and "BlockwiseLabel" not in entered
+    assert "NotifyFailure" in entered and "Report" not in entered
+    jobs = [j for j in rt.batch_jobs() if sub.results_key[:40] in j["jobName"]]
+    plan_job = next(j for j in jobs if j["jobName"].startswith("detect-bp-"))
+    assert plan_job["attempts"][0].get("statusReason", "").startswith("Host EC2")
+    assert plan_job["status"] == "SUCCEEDED"  # the reclaimed attempt was retried
+    assert result.error == "DetectionError"
+    assert "constant" in (result.cause or "") and "Fix:" in (result.cause or "")
+    (notice,) = rt.notifications()
+    assert (result.cause or "") in notice["Message"]
