@@ -187,7 +187,7 @@ def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
         props = synth.template_json["Resources"][jd_id]["Properties"]
         container = props["ContainerProperties"]
         assert container["Command"] == list(spec.command)
-        assert container["Command"][0] == wf.CLI_PROGRAM
+        assert container["Command"][0] == "step"  # the image's ENTRYPOINT is the CLI
         assert {f"Ref::{p}" for p in spec.parameters} <= set(container["Command"])
         env = {e["Name"] for e in container["Environment"]}
         assert set(spec.environment) <= env
@@ -438,9 +438,9 @@ def test_dockerfile_is_slim_pinned_non_root_and_runs_the_cli() -> None:
     assert "latest" not in text
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert re.search(r"^CMD \[\"synapse-pipelines\"", text, re.M)
-    # no ENTRYPOINT: job commands are complete argv lists starting with the CLI
-    assert not re.search(r"^ENTRYPOINT", text, re.M)
+    # the entrypoint is the CLI (workflow.IMAGE_ENTRYPOINT); job commands are its arguments
+    entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
+    assert entrypoint and tuple(json.loads(entrypoint.group(1))) == wf.IMAGE_ENTRYPOINT
     assert "--constraint /src/constraints.txt" in text
     assert "--only-binary=:all:" in text
     # numba kernels: compiled at build time into a baked cache the runtime user owns (numba

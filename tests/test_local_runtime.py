@@ -54,7 +54,7 @@ def test_job_definitions_follow_workflow(rt: lr.LocalRuntime) -> None:
         ]
         props = jd["containerProperties"]
         assert props["command"] == list(spec.command)
-        assert props["command"][0] == wf.CLI_PROGRAM
+        assert props["command"][0] == "step"  # after the image's ENTRYPOINT, the CLI
         assert [e["name"] for e in props["environment"]] == list(spec.environment)
         # the token reaches a job only as a secret from the stack's secret
         assert [(s["name"], s["valueFrom"]) for s in props["secrets"]] == [

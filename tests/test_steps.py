@@ -391,7 +391,7 @@ def test_batch_job_commands_are_step_cli_commands() -> None:
 
     runner = CliRunner()
     for spec in wf.BATCH_JOBS.values():
-        argv = spec.render_command({p: "1" for p in spec.parameters})
+        argv = [*wf.IMAGE_ENTRYPOINT, *spec.render_command({p: "1" for p in spec.parameters})]
         assert argv[0] == wf.CLI_PROGRAM
         result = runner.invoke(app, [*argv[1:], "--help"])
         assert result.exit_code == 0, (argv, result.output)

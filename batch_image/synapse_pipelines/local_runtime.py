@@ -167,6 +167,7 @@ class LocalRuntime:
         self.aws.start()
         moto_compat.BATCH.log_sink = self._job_log_sink
         moto_compat.BATCH.cwd = self._workdir
+        moto_compat.BATCH.entrypoint = wf.IMAGE_ENTRYPOINT
         try:
             self.resources = self._deploy()
         except BaseException:
@@ -177,6 +178,7 @@ class LocalRuntime:
     def stop(self) -> None:
         moto_compat.BATCH.log_sink = None
         moto_compat.BATCH.cwd = None
+        moto_compat.BATCH.entrypoint = ()
         for logical_id in wf.LAMBDA_FUNCTIONS:
             moto_compat.unregister_lambda_handler(self._function_name(logical_id))
         self.aws.stop()

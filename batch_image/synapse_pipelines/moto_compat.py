@@ -306,6 +306,8 @@ class BatchSettings:
     log_sink: Callable[[str, str, str], None] | None = None
     #: working directory of the job processes (None: current directory)
     cwd: str | None = None
+    #: the image's ENTRYPOINT: prepended to every job's command, as Docker does
+    entrypoint: tuple[str, ...] = ()
 
 
 BATCH = BatchSettings()
@@ -400,7 +402,10 @@ def _now_ms() -> int:
 
 def _job_process(job: Any) -> tuple[list[str], dict[str, str]]:
     """argv and environment of one job attempt, as the container would get them."""
-    command = job._add_parameters_to_command(job._get_container_property("command", []))
+    command = [
+        *BATCH.entrypoint,
+        *job._add_parameters_to_command(job._get_container_property("command", [])),
+    ]
     unresolved = [c for c in command if "Ref::" in c]
     if unresolved:
         raise MotoCompatError(f"job {job.job_name}: no parameter for {unresolved}")

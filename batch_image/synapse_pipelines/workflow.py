@@ -9,8 +9,8 @@ so AWS and a laptop execute the same state machine with the same steps:
 * :data:`LAMBDA_FUNCTIONS` — the Lambda tasks: logical name, source folder under
   ``functions/``, handler, environment variable names; :func:`load_handler` imports a handler
   from its file (the local runtime calls the real handler in-process).
-* :data:`BATCH_JOBS` — the Batch tasks: job definition command (a complete argv starting with
-  the project CLI, :data:`CLI_PROGRAM`), ``Ref::`` parameters, environment and
+* :data:`BATCH_JOBS` — the Batch tasks: job definition command (the arguments after
+  the image's entrypoint, :data:`IMAGE_ENTRYPOINT`), ``Ref::`` parameters, environment and
   secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
 * The S3 layout: ``s3://<bucket>/<results_key>/<artefact>``; :func:`artefact_key` and the
   workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
@@ -366,10 +366,12 @@ def _import_file(module_name: str, path: Path) -> ModuleType:
 
 # -- Batch tasks ------------------------------------------------------------------------------
 
-#: The program every job command starts with: the project CLI (console script). Job commands
-#: are complete argv lists, so the container (Dockerfile has no ENTRYPOINT, only this program on
-#: PATH) and the local runtime run exactly the same argv.
+#: The project CLI (console script): the Batch image's ENTRYPOINT. A job definition's command
+#: holds only the arguments after it (``step detect --results-key Ref::results_key``), as
+#: Docker appends a command to the entrypoint; the local runtime prepends :data:`IMAGE_ENTRYPOINT`
+#: the same way, so the container and a laptop run exactly the same argv.
 CLI_PROGRAM = "synapse-pipelines"
+IMAGE_ENTRYPOINT: tuple[str, ...] = (CLI_PROGRAM,)
 #: Batch job parameter carrying the results key (``Ref::results_key`` in commands).
 PARAM_RESULTS_KEY = "results_key"
 
@@ -416,7 +418,7 @@ def _ref(arg: str, parameters: Mapping[str, str]) -> str:
 
 
 def _step_command(step: str) -> tuple[str, ...]:
-    return (CLI_PROGRAM, "step", step, "--results-key", f"Ref::{PARAM_RESULTS_KEY}")
+    return ("step", step, "--results-key", f"Ref::{PARAM_RESULTS_KEY}")
 
 
 BATCH_JOBS: dict[str, BatchJobSpec] = {
@@ -450,7 +452,6 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "One stage of the blockwise Detect: plan, a block's covariance or labels, a "
             "reduction, or the merge (synapse_pipelines.blockwise.aws)",
             (
-                CLI_PROGRAM,
                 "step",
                 "blocks",
                 "--stage",
