@@ -59,9 +59,7 @@ class Workflow(Construct):
         for logical_id, spec in wf.BATCH_JOBS.items():
             substitutions[spec.substitution] = job_definitions[logical_id].job_definition_arn
         # numeric settings of the definition (e.g. the blockwise Map's concurrency), checked
-        setting_substitutions = getattr(wf, "setting_substitutions", None)
-        if setting_substitutions is not None:
-            substitutions.update(setting_substitutions(settings_overrides))
+        substitutions.update(wf.setting_substitutions(settings_overrides))
         missing = set(wf.SUBSTITUTION_NAMES) - set(substitutions)
         if missing:
             raise ValueError(f"no value for ASL substitutions {sorted(missing)}")

@@ -599,6 +599,16 @@ def _operation_model(service: str, action_snake: str) -> Any:
     raise MotoCompatError(f"botocore has no operation {service}.{action_snake}")
 
 
+def _task_operation(
+    task: Any, boto_service_name: str | None, service_action_name: str | None
+) -> Any:
+    """botocore's model of the operation a service-integration task state calls."""
+    return _operation_model(
+        task._get_boto_service_name(boto_service_name),
+        task._get_boto_service_action(service_action_name),
+    )
+
+
 def _sfn_normalise_parameters(
     self: Any,
     parameters: dict,
@@ -606,10 +616,7 @@ def _sfn_normalise_parameters(
     service_action_name: str | None = None,
 ) -> None:
     # ASL writes Batch parameters in PascalCase (JobName); boto3 wants the API's camelCase
-    op = _operation_model(
-        self._get_boto_service_name(boto_service_name),
-        self._get_boto_service_action(service_action_name),
-    )
+    op = _task_operation(self, boto_service_name, service_action_name)
     if op.input_shape is not None:
         self._to_boto_request(parameters, op.input_shape)
 
@@ -621,10 +628,7 @@ def _sfn_normalise_response(
     service_action_name: str | None = None,
 ) -> None:
     # and the results come back PascalCase, as on AWS (JobId, Status, Container.ExitCode)
-    op = _operation_model(
-        self._get_boto_service_name(boto_service_name),
-        self._get_boto_service_action(service_action_name),
-    )
+    op = _task_operation(self, boto_service_name, service_action_name)
     if op.output_shape is not None:
         self._from_boto_response(response, op.output_shape)
 

@@ -404,6 +404,21 @@ def _boss_client(request: SynapseRequest, token: str) -> Any:
     return BossClient(request.boss_host, request.boss_protocol, token)
 
 
+def _open_run(
+    bucket: str,
+    results_key: str,
+    environ: Mapping[str, str] | None,
+    s3: Any | None,
+    boss_factory: Callable[[SynapseRequest, str], Any] | None,
+) -> tuple[Any, Validated, SynapseRequest, Any]:
+    """S3 client, the validated run, its request and a BOSS client with the run's token."""
+    client = _s3(s3)
+    validated = load_validated(client, bucket, results_key)
+    request = validated.synapse_request()
+    token = resolve_token(request, environ=os.environ if environ is None else environ)
+    return client, validated, request, (boss_factory or _boss_client)(request, token)
+
+
 # -- Detect (Batch) -----------------------------------------------------------------------------
 
 
@@ -423,12 +438,7 @@ def detect(
     from synapse_pipelines import features, outputs
     from synapse_pipelines.pipelines import get_pipeline
 
-    env = os.environ if environ is None else environ
-    client = _s3(s3)
-    validated = load_validated(client, bucket, results_key)
-    request = validated.synapse_request()
-    token = resolve_token(request, environ=env)
-    boss = (boss_factory or _boss_client)(request, token)
+    client, validated, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -581,12 +591,7 @@ def publish_boss(
     """Push the prediction mask to the request's output collection/experiment in BOSS."""
     from synapse_pipelines import boss as boss_module, outputs
 
-    env = os.environ if environ is None else environ
-    client = _s3(s3)
-    validated = load_validated(client, bucket, results_key)
-    request = validated.synapse_request()
-    token = resolve_token(request, environ=env)
-    boss = (boss_factory or _boss_client)(request, token)
+    client, _, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
     with _workdir(workdir) as tmp:
         folder = tmp / results_key
         download(client, bucket, results_key, [outputs.PREDICTIONS, outputs.SYNAPSE_IDS], folder)
