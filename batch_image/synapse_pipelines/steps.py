@@ -588,7 +588,7 @@ def publish_boss(
     boss_factory: Callable[[SynapseRequest, str], Any] | None = None,
     log: Log = _print,
 ) -> dict[str, Any]:
-    """Push the prediction mask to the request's output collection/experiment in BOSS."""
+    """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
     from synapse_pipelines import boss as boss_module, outputs
 
     client, _, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)

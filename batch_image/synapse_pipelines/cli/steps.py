@@ -97,7 +97,7 @@ def publish_boss(
     bucket: str | None = BUCKET,
     workdir: Path | None = WORKDIR,
 ) -> None:
-    """Push the prediction mask to the request's output collection/experiment in BOSS."""
+    """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
     from synapse_pipelines import steps
 
     _run(
