@@ -466,7 +466,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
         BatchJobSpec(
             "PublishToBoss",
             "publish-boss",
-            "Push the prediction mask to the request's output collection/experiment in BOSS",
+            "Push the prediction mask and the synapse ids to the output experiment in BOSS",
             _step_command("publish-boss"),
             size="publish",
         ),
