@@ -58,6 +58,11 @@ def test_detect_mode_blockwise_when_no_job_fits_or_asked() -> None:
     assert steps.choose_detect_mode(small, 13, env) == "standard"
     assert steps.choose_detect_mode(small, 13, {**env, ENV_MIN_VOXELS: "1000"}) == "blockwise"
     assert not wants_blockwise(999, {ENV_MIN_VOXELS: "1000"})
+    # no job sizes configured (local runs): above what one job may take goes blockwise
+    assert steps.choose_detect_mode(big, 13, {}) == "blockwise"
+    assert steps.choose_detect_mode(small, 13, {"SYNAPSE_PIPELINES_MAX_VOXELS": "100"}) == (
+        "blockwise"
+    )
     # a pipeline without a blockwise kernel still gets the clear "too large" error
     with pytest.raises(SynapsePipelinesError, match="largest job"):
         steps.choose_detect_mode(

@@ -19,6 +19,7 @@ from synapse_pipelines.pipelines import (
     get_pipeline,
     validate_parameters,
 )
+from synapse_pipelines.request import parse_request
 
 
 def test_nomads_is_registered_and_loads() -> None:
@@ -118,6 +119,22 @@ def test_second_detector_registers_and_runs(second_detector: str) -> None:
     assert res.labels[1, 2, 2] == 1 and res.labels[1, 10, 10] == 2
     with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.level"):
         pipe.run({"syn": pre, "psd": pre}, "syn", "psd", level=999)
+
+
+def test_one_job_limit_applies_to_a_pipeline_without_blockwise(second_detector: str) -> None:
+    request = {
+        "boss_host": "api.bossdb.io",
+        "collection": "c",
+        "experiment": "e",
+        "z_range": "0,16",
+        "y_range": "0,512",
+        "x_range": "0,512",
+    }
+    env = {"SYNAPSE_PIPELINES_MAX_VOXELS": "1000"}
+    assert parse_request(request, environ=env).voxel_count == 16 * 512 * 512  # blockwise
+    with pytest.raises(RequestValidationError, match="does not run blockwise") as err:
+        parse_request({**request, "pipeline": second_detector}, environ=env)
+    assert "SYNAPSE_PIPELINES_MAX_VOXELS" in str(err.value)
 
 
 def test_conflicting_registrations_are_an_error(

@@ -131,11 +131,22 @@ def test_missing_fields_are_named():
 
 def test_voxel_limit_is_configurable():
     found = problems(base(), max_voxels=1000)
-    assert "more than one job may take (1,000)" in next(iter(found.values()))
+    assert "more than allowed here (1,000)" in next(iter(found.values()))
     assert parse_request(base(), max_voxels=None).voxel_count == 16 * 512 * 512
-    env = {"SYNAPSE_PIPELINES_MAX_VOXELS": "10"}
-    with pytest.raises(RequestValidationError):
+    env = {"SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS": "10"}
+    with pytest.raises(RequestValidationError, match="SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS"):
         parse_request(base(), environ=env)
+
+
+def test_one_job_limit_does_not_stop_a_blockwise_request():
+    # nomads-unsupervised runs blockwise: a box above what one job may take is accepted
+    # (ValidateRequest then chooses detect_mode "blockwise"); the teravoxel ceiling still holds
+    huge = base(z_range="0,1000", y_range="0,100000", x_range="0,100000")  # 10^13 voxels
+    env = {"SYNAPSE_PIPELINES_MAX_VOXELS": "10"}
+    assert parse_request(huge, environ=env).voxel_count == 10**13
+    too_big = base(z_range="0,1001", y_range="0,100000", x_range="0,100000")
+    with pytest.raises(RequestValidationError, match="more than a blockwise request may take"):
+        parse_request(too_big, environ=env)
 
 
 def test_bad_host_and_scheme():

@@ -171,7 +171,9 @@ def test_detect_mode_follows_the_deployed_job_sizes() -> None:
     else:
         with pytest.raises(RequestValidationError, match="largeJobMemoryMiB"):
             mode(8192, env)
-    assert mode(8192, {}) == "standard"  # no sizes known (local runs): never refuse
+    # no sizes known (local runs): one job up to SYNAPSE_PIPELINES_MAX_VOXELS, then blockwise
+    assert mode(512, {}) == "standard"
+    assert mode(8192, {}) == "blockwise"
 
 
 def test_email_subscription_is_filtered_and_not_duplicated(aws: Any) -> None:

@@ -54,6 +54,12 @@ from synapse_pipelines.geometry import AXES, Box
 DEFAULT_MAX_VOXELS = 1_000_000_000
 MAX_VOXELS_ENV = "SYNAPSE_PIPELINES_MAX_VOXELS"
 
+#: Ceiling on requests a pipeline with a blockwise implementation may make (10 teravoxels:
+#: ~2,000 blocks of 512^3 per teravoxel, still a small manifest). It only guards against a
+#: mistyped range; raise it with ``SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS``.
+DEFAULT_MAX_BLOCKWISE_VOXELS = 10_000_000_000_000
+MAX_BLOCKWISE_VOXELS_ENV = "SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS"
+
 #: BOSS stores names in 255-character fields; keep results keys well below so that the
 #: channel ``<results_key>_<suffix>`` still fits.
 MAX_NAME_LENGTH = 200
@@ -303,17 +309,29 @@ def _friendly_message(error: Mapping[str, Any]) -> str:
     return re.sub(r"^(Value error|Assertion failed), ", "", message)
 
 
-def _max_voxels_from_env(environ: Mapping[str, str]) -> int | None:
-    raw = environ.get(MAX_VOXELS_ENV)
+def _limit_from_env(environ: Mapping[str, str], name: str, default: int) -> int | None:
+    raw = environ.get(name)
     if raw is None:
-        return DEFAULT_MAX_VOXELS
+        return default
     try:
         value = int(raw)
     except ValueError:
         raise SynapsePipelinesError(
-            f"{raw!r} is not a whole number", field=MAX_VOXELS_ENV, hint="set it to e.g. 1000000000"
+            f"{raw!r} is not a whole number", field=name, hint=f"set it to e.g. {default}"
         ) from None
     return value if value > 0 else None
+
+
+def single_job_voxel_limit(environ: Mapping[str, str]) -> int | None:
+    """Most voxels one Detect job may take (``None``: no limit)."""
+    return _limit_from_env(environ, MAX_VOXELS_ENV, DEFAULT_MAX_VOXELS)
+
+
+def has_blockwise(pipeline: str) -> bool:
+    """Whether the pipeline can run blockwise (a Distributed Map over blocks)."""
+    from synapse_pipelines.blockwise.config import BLOCKWISE_PIPELINE
+
+    return pipeline == BLOCKWISE_PIPELINE
 
 
 _DEFAULT = object()
@@ -328,11 +346,12 @@ def parse_request(
     """Validate ``data`` (a mapping, a JSON string or a path to a JSON file) into a request.
 
     Every problem is collected into one :class:`RequestValidationError` whose lines name the
-    field and the fix. ``max_voxels`` caps the box size for one job (``None``: no cap; default:
-    :data:`DEFAULT_MAX_VOXELS` or the ``SYNAPSE_PIPELINES_MAX_VOXELS`` environment variable).
+    field and the fix. ``max_voxels`` caps the box size (``None``: no cap). By default the cap
+    is what one job may take (:data:`DEFAULT_MAX_VOXELS` or ``SYNAPSE_PIPELINES_MAX_VOXELS``),
+    except for a pipeline that runs blockwise: larger boxes are cut into blocks, so only
+    :data:`DEFAULT_MAX_BLOCKWISE_VOXELS` (``SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS``) applies.
     """
     env = os.environ if environ is None else environ
-    limit = _max_voxels_from_env(env) if max_voxels is _DEFAULT else max_voxels
     mapping = _load_mapping(data)
     try:
         request = SynapseRequest.model_validate(mapping)
@@ -344,14 +363,23 @@ def parse_request(
             field = _friendly_location(loc[:1] if loc and str(loc[0]).endswith("_range") else loc)
             problems.append((field, _friendly_message(error)))
         raise RequestValidationError(problems) from None
+    if max_voxels is not _DEFAULT:
+        limit, what, knob = max_voxels, "allowed here", "the max_voxels argument"
+    elif has_blockwise(request.pipeline):
+        limit = _limit_from_env(env, MAX_BLOCKWISE_VOXELS_ENV, DEFAULT_MAX_BLOCKWISE_VOXELS)
+        what, knob = "a blockwise request may take", MAX_BLOCKWISE_VOXELS_ENV
+    else:
+        limit = single_job_voxel_limit(env)
+        what = f"one job may take (pipeline {request.pipeline!r} does not run blockwise)"
+        knob = MAX_VOXELS_ENV
     if limit is not None and request.voxel_count > int(limit):  # type: ignore[arg-type]
         raise RequestValidationError(
             [
                 (
                     "z_range/y_range/x_range",
-                    f"the box {request.box} holds {request.voxel_count:,} voxels, more than one "
-                    f"job may take ({int(limit):,}); request a smaller box, split it, or raise "  # type: ignore[arg-type]
-                    f"the limit with {MAX_VOXELS_ENV}",
+                    f"the box {request.box} holds {request.voxel_count:,} voxels, more than "
+                    f"{what} ({int(limit):,}); request a smaller box, split it, or raise "  # type: ignore[arg-type]
+                    f"the limit with {knob}",
                 )
             ]
         )

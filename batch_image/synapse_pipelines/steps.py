@@ -347,17 +347,24 @@ def choose_detect_mode(
     request: SynapseRequest, bytes_per_voxel: int, environ: Mapping[str, str]
 ) -> str:
     """``standard`` or ``large`` from the estimated Detect memory and the deployed job sizes;
-    ``blockwise`` (Distributed Map over blocks) when no single job can take the box, or when
-    the deployment asks for it at this size (``SYNAPSE_BLOCKWISE_MIN_VOXELS``)."""
-    from synapse_pipelines.blockwise.config import BLOCKWISE_PIPELINE, wants_blockwise
+    ``blockwise`` (Distributed Map over blocks) when no single job can take the box (by memory;
+    where no job sizes are known, above ``SYNAPSE_PIPELINES_MAX_VOXELS``), or when the
+    deployment asks for it at this size (``SYNAPSE_BLOCKWISE_MIN_VOXELS``)."""
+    from synapse_pipelines.blockwise.config import wants_blockwise
+    from synapse_pipelines.request import has_blockwise, single_job_voxel_limit
 
-    blockwise_ok = request.pipeline == BLOCKWISE_PIPELINE
+    blockwise_ok = has_blockwise(request.pipeline)
     if blockwise_ok and wants_blockwise(request.voxel_count, environ):
         return "blockwise"
     need = wf.detect_memory_mib(request.voxel_count, bytes_per_voxel)
     standard = int(environ.get(wf.ENV_DETECT_MEMORY_MIB, "0") or 0)
     large = int(environ.get(wf.ENV_LARGE_DETECT_MEMORY_MIB, "0") or 0)
-    if not standard or need <= standard:
+    if not standard:
+        # job sizes unknown (local runs): one job up to the voxel limit, then blockwise
+        single_limit = single_job_voxel_limit(environ)
+        over = single_limit is not None and request.voxel_count > single_limit
+        return "blockwise" if blockwise_ok and over else "standard"
+    if need <= standard:
         return "standard"
     if large and need <= large:
         return "large"
