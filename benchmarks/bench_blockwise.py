@@ -1,18 +1,20 @@
-"""Blockwise NOMADS on one machine vs single-job ``detect()`` on the same volume.
+"""The Detect stage blockwise on one machine vs the single job, on the same volume.
 
 Prints, for the same synthetic two-channel uint8 volume (default 64 x 2048 x 2048 =
-268 Mvoxel, "256 Mvoxel"):
+268 Mvoxel, "256 Mvoxel"), the time from channels on disk to a finished results folder:
 
-- single job: ``detection.detect()`` on the whole volume held in memory (as the Detect
-  job holds a BOSS cutout) — wall time of ``detect()`` and the process's peak RSS;
-- blockwise: ``run_blockwise()`` reading the channels block by block from ``.npy`` files,
-  keeping its per-block outputs in a work folder on disk, writing the ids block by block
-  into an output ``.npy`` — wall time of the whole run and peak RSS;
+- single job (what the Detect job does after its BOSS pull): ``detection.detect()`` on the
+  whole volume in memory, ``features.synapse_table()``, ``outputs.write_results()``
+  (ids and mask OME-TIFFs, synapses.csv, manifest) — wall time and peak RSS;
+- blockwise (what the Distributed Map flow does): ``run_blockwise()`` reading the channels
+  block by block from ``.npy`` files, per-block outputs in a work folder on disk, the
+  finalize pass writing ids and mask as Zarr chunks and the table partials, the merge
+  reducing the table, then ``outputs.write_table_results()`` — wall time and peak RSS;
 - the same blockwise run on a volume 4x smaller: peak RSS must not follow the volume.
 
 Each measurement runs in its own subprocess (peak RSS = ``VmHWM`` of that process,
-numba kernels warmed up on a small volume first, so no JIT time is counted). The ids of
-the two runs are compared voxel for voxel.
+numba kernels warmed up on a small volume first, so no JIT time is counted). The ids are
+compared voxel for voxel and the synapse tables value for value.
 
     python benchmarks/bench_blockwise.py                       # 256 Mvoxel, blocks 64x512x512
     python benchmarks/bench_blockwise.py --shape 32,1024,1024  # quick
@@ -55,17 +57,26 @@ def _warm_up() -> None:
     detection.detect(exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC])
 
 
+VOXEL_SIZE = (40.0, 4.0, 4.0)
+
+
 def child_single(folder: Path) -> dict:
-    from synapse_pipelines import detection
+    from synapse_pipelines import detection, features, outputs, synthetic
 
     _warm_up()
-    pre = np.load(folder / "pre.npy")
-    post = np.load(folder / "post.npy")
+    channels = {
+        synthetic.PRESYNAPTIC: np.load(folder / "pre.npy"),
+        synthetic.POSTSYNAPTIC: np.load(folder / "post.npy"),
+    }
+    out = folder / "results_single"
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    result = detection.detect(pre, post)
+    result = detection.detect(channels[synthetic.PRESYNAPTIC], channels[synthetic.POSTSYNAPTIC])
     detect_seconds = time.perf_counter() - start
-    # the single job writes its ids too (as blockwise does): one contiguous file
-    np.save(folder / "ids_single.npy", result.labels)
+    table = features.synapse_table(result.labels, channels, voxel_size=VOXEL_SIZE)
+    outputs.write_results(
+        out, mask=result.mask, labels=result.labels, table=table, voxel_size=VOXEL_SIZE
+    )
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -77,10 +88,14 @@ def child_single(folder: Path) -> dict:
 
 
 def child_blockwise(folder: Path, block: tuple[int, int, int], out_name: str) -> dict:
+    from synapse_pipelines import outputs, synthetic
+    from synapse_pipelines.blockwise.finalize import TableSpec
     from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
     from synapse_pipelines.blockwise.plan import plan_request
-    from synapse_pipelines.blockwise.runner import folder_sink, run_blockwise
+    from synapse_pipelines.blockwise.runner import run_blockwise
     from synapse_pipelines.blockwise.sources import open_file_source
+    from synapse_pipelines.blockwise.store import LocalStore
+    from synapse_pipelines.geometry import Box
 
     _warm_up()
     source = open_file_source(folder / "pre.npy", folder / "post.npy")
@@ -89,12 +104,34 @@ def child_blockwise(folder: Path, block: tuple[int, int, int], out_name: str) ->
         source.box, block_shape=block, halo=kernel.halo, bytes_per_voxel=BYTES_PER_VOXEL
     )
     work = folder / f"work-{out_name}"
+    out = folder / out_name
     shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(folder / out_name, ignore_errors=True)
-    sink = folder_sink(folder / out_name, source.box)
+    shutil.rmtree(out, ignore_errors=True)
+
+    def read_channels(box: Box) -> dict[str, np.ndarray]:
+        pre, post = source.read(box)
+        return {synthetic.PRESYNAPTIC: pre, synthetic.POSTSYNAPTIC: post}
+
+    spec = TableSpec(
+        results=LocalStore(out),
+        results_id=str(out),
+        read_channels=read_channels,
+        channel_names=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC],
+        voxel_size=VOXEL_SIZE,
+    )
     rss_before = _peak_rss_mib()
     start = time.perf_counter()
-    result = run_blockwise(source, plan, work, kernel=kernel, sink=sink)
+    result = run_blockwise(source, plan, work, kernel=kernel, table=spec)
+    assert result.table is not None
+    outputs.write_table_results(
+        out,
+        table=result.table,
+        shape=plan.box.shape,
+        foreground_voxels=result.n_voxels,
+        arrays={},
+        voxel_size=VOXEL_SIZE,
+        overwrite=True,
+    )
     seconds = time.perf_counter() - start
     shutil.rmtree(work, ignore_errors=True)
     return {
@@ -130,18 +167,21 @@ def make_volume(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
     np.save(folder / "post.npy", exp.channels[synthetic.POSTSYNAPTIC])
 
 
-def equal_ids(a: Path, b: Path) -> bool:
-    """The single job's ids file against the blockwise per-block files, block by block."""
-    x = np.load(a, mmap_mode="r")
-    covered = 0
-    for file in b.glob("*.npy"):
-        start = tuple(int(v) for v in file.stem.split("_"))
-        block = np.load(file)
-        sl = tuple(slice(s, s + n) for s, n in zip(start, block.shape, strict=True))
-        if not np.array_equal(x[sl], block):
-            return False
-        covered += block.size
-    return covered == x.size
+def same_results(single: Path, blockwise: Path) -> tuple[bool, bool]:
+    """(identical ids and mask, identical synapse table) of the two results folders."""
+    import zarr
+
+    from synapse_pipelines import outputs
+
+    ids = outputs.read_volume(single / outputs.SYNAPSE_IDS).data
+    mask = outputs.read_volume(single / outputs.PREDICTIONS).data
+    same_ids = np.array_equal(
+        zarr.open_array(blockwise / outputs.SYNAPSE_IDS_ZARR, mode="r")[:], ids
+    ) and np.array_equal(zarr.open_array(blockwise / outputs.PREDICTIONS_ZARR, mode="r")[:], mask)
+    same_table = (single / outputs.SYNAPSES_CSV).read_bytes() == (
+        blockwise / outputs.SYNAPSES_CSV
+    ).read_bytes()
+    return same_ids, same_table
 
 
 def main() -> None:
@@ -181,7 +221,9 @@ def main() -> None:
     singles, blockwises = [], []
     for _ in range(args.repeat):
         singles.append(run_child(["--child", "single", str(folder)]))
-        blockwises.append(run_child(["--child", "blockwise", str(folder), block, "ids_blockwise"]))
+        blockwises.append(
+            run_child(["--child", "blockwise", str(folder), block, "results_blockwise"])
+        )
     single = min(singles, key=lambda r: r["seconds"])
     blockwise = min(blockwises, key=lambda r: r["seconds"])
     print(
@@ -190,28 +232,29 @@ def main() -> None:
         + "; blockwise "
         + ", ".join(f"{r['seconds']:.2f}" for r in blockwises)
     )
-    same = equal_ids(folder / "ids_single.npy", folder / "ids_blockwise")
+    same_ids, same_table = same_results(folder / "results_single", folder / "results_blockwise")
     ratio = blockwise["seconds"] / single["seconds"]
     passes = blockwise["pass_seconds"]
-    compute = blockwise["seconds"] - passes.get("write", 0.0)
+    compute = sum(passes.get(k, 0.0) for k in ("covariance", "reduce_threshold", "label"))
+    compute += passes.get("reduce_stitch", 0.0)
     print(
-        f"single job  detect() + save ids: {single['seconds']:7.2f} s "
+        f"single job  detect() + table + write: {single['seconds']:7.2f} s "
         f"(detect() alone {single['detect_seconds']:.2f} s)  "
         f"{voxels / single['seconds'] / 1e6:6.1f} Mvoxel/s  peak RSS "
         f"{single['peak_rss_mib']:7.0f} MiB  synapses {single['n_synapses']}"
     )
     print(
-        f"blockwise run_blockwise():       {blockwise['seconds']:7.2f} s "
-        f"(without the write pass {compute:.2f} s)  "
+        f"blockwise   all passes + write:       {blockwise['seconds']:7.2f} s "
+        f"(detection passes alone {compute:.2f} s)  "
         f"{voxels / blockwise['seconds'] / 1e6:6.1f} Mvoxel/s  peak RSS "
         f"{blockwise['peak_rss_mib']:7.0f} MiB  synapses {blockwise['n_synapses']}  "
         f"({blockwise['n_blocks']} blocks of {blockwise['block_shape']})"
     )
     print(f"  passes: {passes}")
     print(
-        f"ratio blockwise / single: {ratio:.2f} (target <= 1.30); compute only "
-        f"(no id writing on either side): {compute / single['detect_seconds']:.2f}; "
-        f"identical ids: {same}"
+        f"ratio blockwise / single: {ratio:.2f} (target <= 1.30); detection only: "
+        f"{compute / single['detect_seconds']:.2f}; identical ids and mask: {same_ids}; "
+        f"identical synapses.csv: {same_table}"
     )
 
     # same blocks, a quarter of the volume: peak memory must follow the block, not the volume
@@ -223,7 +266,7 @@ def main() -> None:
     np.save(small / "pre.npy", pre[:, : small_shape[1], : small_shape[2]])
     np.save(small / "post.npy", post[:, : small_shape[1], : small_shape[2]])
     del pre, post
-    quarter = run_child(["--child", "blockwise", str(small), block, "ids_blockwise"])
+    quarter = run_child(["--child", "blockwise", str(small), block, "results_blockwise"])
     print(
         f"blockwise, volume / 4 {small_shape}: peak RSS {quarter['peak_rss_mib']:.0f} MiB "
         f"(full volume: {blockwise['peak_rss_mib']:.0f} MiB; single job: "

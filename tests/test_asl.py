@@ -105,7 +105,21 @@ def test_flow_and_failure_handling() -> None:
         "Succeeded",
     ]
     branches = [b["StartAt"] for b in states["Publish"]["Branches"]]
-    assert branches == ["PublishToBoss", "PublishToS3"]
+    assert branches == ["ChoosePublishToBoss", "PublishToS3"]
+    # a blockwise run pushes its blocks on a Distributed Map; every other run in one job
+    choose = states["ChoosePublishToBoss"]
+    assert choose["Default"] == "PublishToBoss"
+    assert choose["Choices"] == [
+        {
+            "Variable": "$.job.detect_mode",
+            "StringEquals": "blockwise",
+            "Next": "PublishToBossPrepare",
+        }
+    ]
+    assert states["PublishToBossPrepare"]["Next"] == "PublishToBossBlocks"
+    assert (
+        states["PublishToBossBlocks"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    )
     # every top-level task (and the Parallel) catches everything and ends in Failed
     for name, state in asl["States"].items():
         if state["Type"] in ("Task", "Parallel"):

@@ -1,8 +1,9 @@
 """Blockwise Detect end to end in the local runtime: the real ASL (Choice -> Plan ->
-Distributed Maps with ItemReader from S3 and ResultWriter -> reductions -> merge) in moto,
-every stage a real ``synapse-pipelines step blocks`` process reading the local BOSS over
-HTTP, then the unchanged Report and Publish steps. 64 blocks; the ids must equal
-``detection.detect()`` on the same volume voxel for voxel."""
+Distributed Maps with ItemReader from S3 and ResultWriter -> reductions -> finalize -> merge)
+in moto, every stage a real ``synapse-pipelines step blocks`` process reading the local BOSS
+over HTTP, then the unchanged Report, PublishToBoss as a Distributed Map over the blocks, and
+PublishToS3. 64 blocks; the ids, the mask, the synapse table and what lands in BOSS must
+equal the single job's (``detection.detect()`` + ``features.synapse_table``)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 
 import synapse_pipelines.local_runtime as lr
-from synapse_pipelines import detection, moto_compat, outputs
+from synapse_pipelines import detection, features, moto_compat, outputs
 from synapse_pipelines.blockwise.aws import blockwise_prefix
-from synapse_pipelines.boss import BossClient, CoordinateFrame
+from synapse_pipelines.boss import (
+    BossClient,
+    CoordinateFrame,
+    labels_channel_name,
+    mask_channel_name,
+)
 from synapse_pipelines.boss_server import LocalBossServer
 from synapse_pipelines.geometry import Box
-from synapse_pipelines.outputs import read_volume, verify_manifest
+from synapse_pipelines.outputs import verify_manifest
 from synapse_pipelines.synthetic import make_experiment
 
 pytestmark = pytest.mark.slow
@@ -115,7 +122,8 @@ def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]
     assert result.succeeded, (result.error, result.cause, run["lines"][-30:])
     entered = result.states_entered()
     flow = ["BlockwisePlan", "BlockwiseCovariance", "BlockwiseThreshold", "BlockwiseLabel"]
-    flow += ["BlockwiseStitch", "BlockwiseMerge", "Report"]
+    flow += ["BlockwiseStitch", "BlockwiseFinalize", "BlockwiseMerge", "Report"]
+    flow += ["PublishToBossPrepare", "PublishToBossBlocks"]
     assert [s for s in entered if s in flow] == flow
     assert "Detect" not in entered and "DetectLarge" not in entered
     assert run["plan"]["n_blocks"] == 64 and run["plan"]["block_shape"] == [4, 32, 32]
@@ -123,37 +131,70 @@ def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]
     names = [j["jobName"] for j in run["jobs"]]
     assert sum(n.startswith("detect-bc-") for n in names) == 8
     assert sum(n.startswith("detect-bl-") for n in names) == 8
+    assert sum(n.startswith("detect-bf-") for n in names) == 8
+    assert sum(n.startswith("publish-bb-") for n in names) == 8
     assert (
         sum(n.startswith(("detect-bp-", "detect-bt-", "detect-bs-", "detect-bm-")) for n in names)
         == 4
     )
+    assert sum(n.startswith("publish-bp-") for n in names) == 1
+    assert not any(n.startswith("publish-boss-") for n in names)  # no one-job push
     # every block recorded with checksums; the Maps wrote their results (ResultWriter)
     keys = run["keys"]
     assert sum(k.endswith(".done.json") and "/covariance/" in k for k in keys) == 64
     assert sum(k.endswith(".done.json") and "/label/" in k for k in keys) == 64
+    assert sum(k.endswith(".done.json") and "/finalize/" in k for k in keys) == 64
     written = [k for k in keys if k.startswith("map-results/_workflow/blockwise/")]
-    assert sum(k.endswith("/manifest.json") for k in written) == 2  # one per Map Run
+    assert sum(k.endswith("/manifest.json") for k in written) == 4  # one per Map Run
 
 
-def test_blockwise_ids_equal_the_single_job(run: dict[str, Any]) -> None:
+def test_blockwise_results_equal_the_single_job(run: dict[str, Any], tmp_path: Path) -> None:
     assert run["result"].succeeded
     files = run["files"]
     exp = run["exp"]
+    folder = Path(files[outputs.MANIFEST]).parent
     single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
-    ids = read_volume(files[outputs.SYNAPSE_IDS]).data
-    mask = read_volume(files[outputs.PREDICTIONS]).data
     assert single.n_synapses > 5
-    np.testing.assert_array_equal(ids, single.labels)
-    np.testing.assert_array_equal(mask, single.mask)
-    # the Report and Publish steps consumed the merged result unchanged
-    artefacts = {outputs.PREDICTIONS, outputs.SYNAPSE_IDS, outputs.SYNAPSES_CSV, outputs.MANIFEST}
-    artefacts |= {outputs.REPORT, outputs.CLUSTERING, outputs.LINKS}
-    assert artefacts <= set(files)
-    rows = files[outputs.SYNAPSES_CSV].read_text().strip().splitlines()
-    assert len(rows) - 1 == single.n_synapses
-    assert verify_manifest(Path(files[outputs.MANIFEST]).parent) == []
+    # the volumes: chunked Zarr in BOSS coordinates (the box starts at 0 here)
+    ids = zarr.open_array(folder / outputs.SYNAPSE_IDS_ZARR, mode="r")
+    mask = zarr.open_array(folder / outputs.PREDICTIONS_ZARR, mode="r")
+    assert ids.chunks == (4, 32, 32)
+    np.testing.assert_array_equal(ids[:], single.labels)
+    np.testing.assert_array_equal(mask[:], single.mask)
+    # the synapse table: byte for byte the single job's synapses.csv (channels in the
+    # order the run recorded: the experiment's, as BOSS lists them)
     manifest = json.loads(files[outputs.MANIFEST].read_text())
+    channels = {name: exp.channels[name] for name in manifest["channels"]["features"]}
+    assert set(channels) == set(exp.channels)
+    expected = features.synapse_table(
+        single.labels, channels, voxel_size=exp.voxel_size, voxel_unit=exp.voxel_unit
+    )
+    features.write_synapse_table(expected, tmp_path / outputs.SYNAPSES_CSV)
+    assert files[outputs.SYNAPSES_CSV].read_text() == (tmp_path / outputs.SYNAPSES_CSV).read_text()
+    # the Report and PublishToS3 steps consumed the merged result unchanged
+    artefacts = {outputs.SYNAPSES_CSV, outputs.MANIFEST, outputs.REPORT, outputs.CLUSTERING}
+    artefacts |= {outputs.LINKS}
+    assert artefacts <= set(files)
+    assert outputs.SYNAPSE_IDS not in files  # no whole-volume file anywhere
+    assert verify_manifest(folder) == []
     assert manifest["blockwise"]["n_blocks"] == 64
+    assert manifest["blockwise"]["chunks_written"] == 128  # ids + mask, one chunk per block
+    assert manifest["counts"]["foreground_voxels"] == int(np.count_nonzero(single.mask))
+    assert manifest["arrays"][outputs.SYNAPSE_IDS_ZARR]["s3_uri"].endswith("synapse_ids.zarr/")
+
+
+def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> None:
+    assert run["result"].succeeded
+    exp = run["exp"]
+    key = run["results_key"]
+    single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
+    client = BossClient(run["boss_host"], "http", run["token"])
+    box = Box((0, 0, 0), SHAPE)
+    col, out = lr.DEMO_OUTPUT_COLLECTION, lr.DEMO_OUTPUT_EXPERIMENT
+    mask = client.pull(col, out, mask_channel_name(key), box)
+    ids = client.pull(col, out, labels_channel_name(key), box)
+    np.testing.assert_array_equal(mask, single.mask)
+    np.testing.assert_array_equal(ids, single.labels.astype(np.uint64))
 
 
 def test_rerun_skips_recorded_blocks_and_redoes_a_lost_one(run: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from synapse_pipelines.blockwise.stitch import (
     reference_labels,
     stitch,
 )
+from synapse_pipelines.features import object_geometry
 from synapse_pipelines.geometry import Box
 
 
@@ -28,6 +29,13 @@ def blockwise_labels(
     for b, labels, table in zip(plan.blocks(), per_block, result.tables, strict=True):
         out[b.slices()] = labels.dense(table)
     assert result.n_objects == int(out.max())
+    # the reduced geometry (sizes, coordinate sums, boxes) is the whole volume's
+    geo = object_geometry(out)
+    assert geo.ids.tolist() == list(range(1, result.n_objects + 1))
+    np.testing.assert_array_equal(result.sizes, geo.counts)
+    np.testing.assert_array_equal(result.coord_sums, geo.coord_sums)
+    np.testing.assert_array_equal(result.bbox_min, geo.bbox_min)
+    np.testing.assert_array_equal(result.bbox_max, geo.bbox_max)
     return out
 
 

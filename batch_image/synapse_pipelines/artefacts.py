@@ -14,6 +14,10 @@ MANIFEST = "manifest.json"
 REPORT = "report.html"
 CLUSTERING = "clustering.json"
 LINKS = "links.csv"
+#: A blockwise run's chunked volumes (Zarr v3, one chunk per block, absolute BOSS voxel
+#: coordinates) in place of the two OME-TIFFs, which one job could not hold at scale.
+PREDICTIONS_ZARR = "predictions.zarr"
+SYNAPSE_IDS_ZARR = "synapse_ids.zarr"
 #: Every fixed artefact name, in the order a person would look at them.
 ARTEFACTS: tuple[str, ...] = (
     PREDICTIONS,

@@ -884,11 +884,27 @@ def publish_predictions(
     if tuple(mask.shape) != box.shape or (labels is not None and tuple(labels.shape) != box.shape):
         shapes = f"mask {mask.shape}" + (f", labels {labels.shape}" if labels is not None else "")
         raise BossError(f"{shapes} must have the request's shape {box.shape} (z, y, x)")
+    published = prepare_publication(client, request, frame, labels=labels is not None)
+    push_predictions(client, published, box, mask, labels)
+    return published
+
+
+def prepare_publication(
+    client: BossClient,
+    request: SynapseRequest,
+    frame: CoordinateFrame | None = None,
+    *,
+    labels: bool = True,
+) -> PublishedChannels:
+    """Check and create the output channels of ``request`` (once, before any push): refuses
+    the request's input channels and channels of another datatype or type; creates a missing
+    output experiment on the input's coordinate ``frame`` (fetched when omitted)."""
+    box = request.box
     if frame is None:
         frame = client.coordinate_frame(request.collection, request.experiment)
     col, exp, key = request.output_collection, request.output_experiment, request.results_key
     mask_name, labels_name = mask_channel_name(key), labels_channel_name(key)
-    targets = (mask_name, labels_name) if labels is not None else (mask_name,)
+    targets = (mask_name, labels_name) if labels else (mask_name,)
     _refuse_input_channels(client, request, targets)
 
     out_frame = client.ensure_experiment(col, exp, frame)
@@ -897,7 +913,7 @@ def publish_predictions(
     client.ensure_channel(
         col, exp, mask_name, datatype="uint8", type="image", description=f"{description} mask"
     )
-    if labels is not None:
+    if labels:
         client.ensure_channel(
             col,
             exp,
@@ -907,21 +923,46 @@ def publish_predictions(
             sources=[mask_name],
             description=f"{description} synapse ids",
         )
-    # the original's values: any detection is 255
-    client.push(col, exp, mask_name, box, np.where(mask > 0, np.uint8(255), np.uint8(0)))
-    if labels is not None:
-        if labels.size and labels.min() < 0:
-            raise BossError("synapse ids must be non-negative integers")
-        client.push(col, exp, labels_name, box, labels.astype(np.uint64, copy=False))
+    return published_channels(client, request, labels=labels)
+
+
+def published_channels(
+    client: BossClient, request: SynapseRequest, *, labels: bool = True
+) -> PublishedChannels:
+    """Where ``request``'s predictions go (no BOSS call: block jobs of a blockwise publish
+    find the channels :func:`prepare_publication` made)."""
+    key = request.results_key
     return PublishedChannels(
         host=client.host,
         protocol=client.protocol,
-        collection=col,
-        experiment=exp,
-        mask_channel=mask_name,
-        labels_channel=labels_name if labels is not None else None,
-        box=box,
+        collection=request.output_collection,
+        experiment=request.output_experiment,
+        mask_channel=mask_channel_name(key),
+        labels_channel=labels_channel_name(key) if labels else None,
+        box=request.box,
     )
+
+
+def push_predictions(
+    client: BossClient,
+    published: PublishedChannels,
+    box: Box,
+    mask: np.ndarray,
+    labels: np.ndarray | None = None,
+) -> None:
+    """Write one box (the request's, or one block of it) of the mask as 0/255 and of the
+    ids to channels made by :func:`prepare_publication`."""
+    if not published.box.contains(box):
+        raise BossError(f"{box} lies outside the published box {published.box}")
+    col, exp = published.collection, published.experiment
+    # the original's values: any detection is 255
+    client.push(
+        col, exp, published.mask_channel, box, np.where(mask > 0, np.uint8(255), np.uint8(0))
+    )
+    if labels is not None and published.labels_channel is not None:
+        if labels.size and labels.min() < 0:
+            raise BossError("synapse ids must be non-negative integers")
+        client.push(col, exp, published.labels_channel, box, labels.astype(np.uint64, copy=False))
 
 
 def _refuse_input_channels(

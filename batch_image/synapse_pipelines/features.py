@@ -171,6 +171,12 @@ class ObjectGeometry:
         return np.add.reduceat(values.astype(acc, copy=False), self.starts)
 
 
+def window_anchors(coord_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n, 3) int64 anchors of the feature windows: the floor of each centroid (one
+    definition, so a blockwise reduce places every window where the single job does)."""
+    return np.floor(_centroids(coord_sums, counts)).astype(np.int64)
+
+
 def _centroids(coord_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     if counts.size == 0:
         return np.zeros((0, 3), dtype=np.float64)
@@ -270,7 +276,7 @@ class ObjectSums:
 
     def anchors(self) -> np.ndarray:
         """(n, 3) int64 window anchors: the floor of each centroid."""
-        return np.floor(self.centroids).astype(np.int64)
+        return window_anchors(self.coord_sums, self.counts)
 
     def __add__(self, other: ObjectSums) -> ObjectSums:
         if list(self.channel_sums) != list(other.channel_sums):
@@ -644,7 +650,7 @@ def synapse_table(
     sums: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
     stats: dict[str, SliceSums] = {}
-    anchors = np.floor(geo.centroids).astype(np.int64)
+    anchors = window_anchors(geo.coord_sums, geo.counts)
     for name, vol in checked.items():
         sums[name] = geo.reduce_sum(vol)
         stats[name] = slice_sums(vol)

@@ -46,8 +46,10 @@ from synapse_pipelines.artefacts import (  # re-exported: outputs.REPORT etc.
     LINKS as LINKS,
     MANIFEST as MANIFEST,
     PREDICTIONS as PREDICTIONS,
+    PREDICTIONS_ZARR as PREDICTIONS_ZARR,
     REPORT as REPORT,
     SYNAPSE_IDS as SYNAPSE_IDS,
+    SYNAPSE_IDS_ZARR as SYNAPSE_IDS_ZARR,
     SYNAPSES_CSV as SYNAPSES_CSV,
     SYNAPSES_META as SYNAPSES_META,
 )
@@ -486,6 +488,87 @@ def write_results(
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
     write_volume(folder / SYNAPSE_IDS, _as_uint32_ids(labels), name="synapse_ids", **common)
     write_synapse_table(table, folder / SYNAPSES_CSV)
+    return _write_results_manifest(
+        folder,
+        table=table,
+        shape=mask.shape,
+        foreground_voxels=int(np.count_nonzero(mask_u8)),
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+        results_key=results_key,
+        request=request,
+        pipeline=pipeline,
+        parameters=parameters,
+        channels=channels,
+        timings=timings,
+        counts=counts,
+        extra=extra,
+    )
+
+
+def write_table_results(
+    folder: str | Path,
+    *,
+    table: pd.DataFrame,
+    shape: Sequence[int],
+    foreground_voxels: int,
+    arrays: Mapping[str, Any],
+    voxel_size: Sequence[float],
+    voxel_unit: str = "nanometers",
+    origin: Sequence[int] = (0, 0, 0),
+    results_key: str | None = None,
+    request: Any | None = None,
+    pipeline: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    channels: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """synapses.csv and manifest.json of a run whose volumes were written elsewhere, block
+    by block (a blockwise run's ``predictions.zarr`` and ``synapse_ids.zarr``, described in
+    the manifest's ``arrays``); same manifest otherwise as :func:`write_results`."""
+    folder = Path(folder)
+    check_results_folder(folder, overwrite=overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_synapse_table(table, folder / SYNAPSES_CSV)
+    return _write_results_manifest(
+        folder,
+        table=table,
+        shape=shape,
+        foreground_voxels=foreground_voxels,
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+        results_key=results_key,
+        request=request,
+        pipeline=pipeline,
+        parameters=parameters,
+        channels=channels,
+        timings=timings,
+        extra={"arrays": dict(arrays), **dict(extra or {})},
+    )
+
+
+def _write_results_manifest(
+    folder: Path,
+    *,
+    table: pd.DataFrame,
+    shape: Sequence[int],
+    foreground_voxels: int,
+    voxel_size: Sequence[float],
+    voxel_unit: str,
+    origin: Sequence[int],
+    results_key: str | None,
+    request: Any | None,
+    pipeline: str | None,
+    parameters: Mapping[str, Any] | None,
+    channels: Mapping[str, Any] | None,
+    timings: Mapping[str, float] | None,
+    counts: Mapping[str, int] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     if request is not None and hasattr(request, "public_dict"):
         req = request.public_dict()
         results_key = results_key or request.results_key
@@ -498,7 +581,7 @@ def write_results(
         "software": software_versions(),
         "pipeline": {"name": pipeline, "parameters": dict(parameters or {})},
         "volume": {
-            "shape": [int(s) for s in mask.shape],
+            "shape": [int(s) for s in shape],
             "origin": [int(v) for v in origin],
             "voxel_size": [float(v) for v in voxel_size],
             "voxel_unit": voxel_unit,
@@ -507,7 +590,7 @@ def write_results(
         "timings_seconds": {k: round(float(v), 4) for k, v in (timings or {}).items()},
         "counts": {
             "synapses": len(table),
-            "foreground_voxels": int(np.count_nonzero(mask_u8)),
+            "foreground_voxels": int(foreground_voxels),
             **{k: int(v) for k, v in (counts or {}).items()},
         },
         "synapse_table": dict(table.attrs),

@@ -598,7 +598,16 @@ def publish_boss(
     """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
     from synapse_pipelines import boss as boss_module, outputs
 
-    client, _, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
+    client, validated, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
+    if validated.detect_mode == "blockwise":
+        # the volumes are chunked Zarr: push them block by block (the state machine runs the
+        # same blocks as a Distributed Map; this is the one-job path, e.g. a re-publish)
+        from synapse_pipelines.blockwise.aws import BlockwiseJob
+
+        job = BlockwiseJob(
+            bucket, results_key, s3=client, environ=environ, boss_factory=boss_factory, log=log
+        )
+        return job.publish_all()
     with _workdir(workdir) as tmp:
         folder = tmp / results_key
         download(client, bucket, results_key, [outputs.PREDICTIONS, outputs.SYNAPSE_IDS], folder)
@@ -608,9 +617,14 @@ def publish_boss(
     frame = boss.coordinate_frame(request.collection, request.experiment)
     published = boss_module.publish_predictions(boss, request, mask, labels, frame)
     info = published.to_dict()
-    put_json(client, bucket, f"{results_key}/{wf.WORKFLOW_PREFIX}/publish_boss.json", info)
+    put_json(client, bucket, publish_boss_key(results_key), info)
     log(f"published channels {info.get('mask_channel')} and {info.get('labels_channel')}")
     return info
+
+
+def publish_boss_key(results_key: str) -> str:
+    """Where PublishToBoss records the channels it wrote."""
+    return f"{results_key}/{wf.WORKFLOW_PREFIX}/publish_boss.json"
 
 
 # -- PublishToS3 (Lambda) -----------------------------------------------------------------------
@@ -659,6 +673,9 @@ def publish_s3(
     for name, entry in files.items():
         entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
     manifest["files"] = files
+    for name, entry in dict(manifest.get("arrays") or {}).items():
+        # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
+        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
     manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
     manifest["links"] = links
     manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -449,8 +449,8 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
         BatchJobSpec(
             "Blockwise",
             "blocks",
-            "One stage of the blockwise Detect: plan, a block's covariance or labels, a "
-            "reduction, or the merge (synapse_pipelines.blockwise.aws)",
+            "One stage of a blockwise run: plan, a block's covariance, labels, result chunks "
+            "or BOSS push, a reduction, or the merge (synapse_pipelines.blockwise.aws)",
             (
                 "step",
                 "blocks",

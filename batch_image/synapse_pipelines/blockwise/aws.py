@@ -6,8 +6,12 @@ The state machine runs, for a request ValidateRequest marked ``detect_mode: bloc
     Map: blocks covariance --block i one job per manifest item (read from BOSS with halo)
     blocks threshold                 global statistics + threshold (reads small outputs only)
     Map: blocks label --block i
-    blocks stitch                    union-find -> per-block lookup tables
-    blocks merge                     the same results folder the single Detect job writes
+    blocks stitch                    union-find -> per-block lookup tables, object geometry
+    Map: blocks finalize --block i   ids + mask chunks of the result arrays, table partials
+    blocks merge                     synapses.csv, the arrays' metadata, manifest.json
+    ... Report (unchanged) ...
+    blocks publish-prepare           check and create the output channels in BOSS (once)
+    Map: blocks publish --block i    push the block's mask and ids to BOSS
 
 All per-block state lives under ``s3://<bucket>/<results_key>/_workflow/blockwise/`` with
 completion records (:mod:`.store`), so a retried or re-run job skips finished blocks. Only
@@ -43,7 +47,14 @@ from synapse_pipelines.blockwise.config import (
     ENV_BLOCKS_PER_ITEM,
     ENV_JOB_MEMORY_MIB,
 )
-from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel, detection_result
+from synapse_pipelines.blockwise.finalize import (
+    ResultArrays,
+    TableSpec,
+    ids_dtype,
+    reduce_table,
+    run_finalize_block,
+)
+from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
 from synapse_pipelines.blockwise.plan import (
     DEFAULT_JOB_MEMORY_BYTES,
     BlockPlan,
@@ -57,9 +68,21 @@ from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.errors import SynapsePipelinesError
 from synapse_pipelines.geometry import CUBOID_SHAPE, Box
 
-STAGES = ("plan", "covariance", "threshold", "label", "stitch", "merge")
+STAGES = (
+    "plan",
+    "covariance",
+    "threshold",
+    "label",
+    "stitch",
+    "finalize",
+    "merge",
+    "publish-prepare",
+    "publish",
+)
 #: stages that run once per block (the Distributed Map items)
-BLOCK_STAGES = ("covariance", "label")
+BLOCK_STAGES = ("covariance", "label", "finalize", "publish")
+#: the stages of PublishToBoss (their errors are recorded under that step, not Detect)
+PUBLISH_STAGES = ("publish-prepare", "publish")
 
 Log = Callable[[str], None]
 
@@ -199,6 +222,33 @@ class BlockwiseJob:
             source_id=self.source_id(),
         )
 
+    # -- result arrays and the synapse table ----------------------------------------------
+    def results_store(self) -> S3Store:
+        return S3Store(self.bucket, self.results_key, client=self.s3)
+
+    def table_spec(self) -> TableSpec:
+        request, validated = self.request, self.validated
+
+        def read_channels(box: Box) -> dict[str, np.ndarray]:
+            return self._client().pull_channels(
+                request.collection, request.experiment, validated.channels, box
+            )
+
+        store = self.results_store()
+        return TableSpec(
+            results=store,
+            results_id=store.location(""),
+            read_channels=read_channels,
+            channel_names=list(validated.channels),
+            voxel_size=validated.voxel_size,
+            voxel_unit=validated.voxel_unit,
+        )
+
+    def arrays(self, ctx: passes.PassContext) -> ResultArrays:
+        stats, threshold = passes.load_threshold(ctx)
+        summary = passes.load_stitch(ctx, stats, threshold)
+        return ResultArrays(ctx.plan, self.results_store(), ids_dtype(summary["n_objects"]))
+
     # -- stages --------------------------------------------------------------------------
     def run_stage(self, stage: str, block: str | int | None = None) -> dict[str, Any]:
         """Run one stage; ``block`` is a manifest item's value (``17`` or ``"16-24"``)."""
@@ -214,14 +264,10 @@ class BlockwiseJob:
                 raise SynapsePipelinesError(
                     f"stage {stage} needs --block", field="--block", hint="pass the item's block"
                 )
+            run_block = self._block_runner(stage, ctx)
             computed = []
-            if stage == "label":
-                stats, threshold = passes.load_threshold(ctx)
             for i in parse_block_range(block, ctx.plan.n_blocks):
-                if stage == "covariance":
-                    done = passes.run_covariance_block(ctx, i)
-                else:
-                    done = passes.run_label_block(ctx, i, stats, threshold)
+                done = run_block(i)
                 self.log(f"{stage} block {i}: {'computed' if done else 'already recorded'}")
                 if done:
                     computed.append(i)
@@ -235,48 +281,77 @@ class BlockwiseJob:
             summary = passes.reduce_stitch(ctx, stats, threshold)
             self.log(f"stitched {summary['n_objects']} synapses")
             return {"synapses": summary["n_objects"]}
+        if stage == "publish-prepare":
+            return self.prepare_publication()
         return self.merge(ctx)
 
+    def _block_runner(self, stage: str, ctx: passes.PassContext) -> Callable[[int], bool]:
+        if stage == "covariance":
+            return lambda i: passes.run_covariance_block(ctx, i)
+        stats, threshold = passes.load_threshold(ctx)
+        if stage == "label":
+            return lambda i: passes.run_label_block(ctx, i, stats, threshold)
+        arrays = self.arrays(ctx)
+        if stage == "publish":
+            return lambda i: self.publish_block(arrays, i)
+        spec = self.table_spec()
+        return lambda i: run_finalize_block(
+            ctx,
+            i,
+            stats,
+            threshold,
+            arrays=arrays,
+            read_channels=spec.read_channels,
+            channel_names=spec.channel_names,
+            results=spec.results_id,
+        )
+
     def merge(self, ctx: passes.PassContext) -> dict[str, Any]:
-        """Assemble ids and mask, then write and upload the single Detect job's results
-        folder (same files, same table code), which Report and Publish consume unchanged."""
-        from synapse_pipelines import features, outputs, steps
+        """The synapse table from the blocks' partials, the arrays' metadata and the
+        manifest: the results folder Report and Publish consume (the volumes as Zarr)."""
+        from synapse_pipelines import outputs, steps
 
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
+        spec = self.table_spec()
         plan = ctx.plan
         t0 = time.perf_counter()
-        labels = np.zeros(plan.box.shape, dtype=np.uint32)
-        for i in range(plan.n_blocks):
-            labels[plan.block(i).slices(plan.box.start)] = passes.block_ids(
-                ctx, i, stats, threshold
+        table, written = reduce_table(
+            ctx,
+            stats,
+            threshold,
+            channel_names=spec.channel_names,
+            results=spec.results_id,
+            voxel_size=spec.voxel_size,
+            voxel_unit=spec.voxel_unit,
+        )
+        timings = {"merge": time.perf_counter() - t0}
+        arrays = spec.arrays(plan, summary["n_objects"])
+        arrays.write_metadata(spec.attributes(plan, self.results_key))
+        described = {
+            name: {
+                "format": "zarr v3",
+                "dtype": str(dtype),
+                "shape": list(plan.box.stop),
+                "chunks": list(plan.block_shape),
+                "coordinates": "absolute BOSS voxel coordinates (z, y, x)",
+                "box": [list(plan.box.start), list(plan.box.stop)],
+            }
+            for name, dtype in (
+                (outputs.SYNAPSE_IDS_ZARR, arrays.ids_dtype),
+                (outputs.PREDICTIONS_ZARR, np.dtype(np.uint8)),
             )
-        result = detection_result(labels, summary["n_objects"], self.kernel, stats, threshold)
-        timings = {"assemble": time.perf_counter() - t0}
-        t0 = time.perf_counter()
-        volumes = self._client().pull_channels(
-            self.request.collection, self.request.experiment, self.validated.channels, plan.box
-        )
-        timings["pull"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        table = features.synapse_table(
-            result.labels,
-            volumes,
-            voxel_size=self.validated.voxel_size,
-            voxel_unit=self.validated.voxel_unit,
-            origin=plan.box.start,
-        )
-        timings["features"] = time.perf_counter() - t0
-        del volumes
+        }
         with tempfile.TemporaryDirectory(prefix="synapse-merge-") as tmp:
             folder = Path(tmp) / self.results_key
-            outputs.write_results(
+            outputs.write_table_results(
                 folder,
-                mask=result.mask,
-                labels=result.labels,
                 table=table,
-                voxel_size=self.validated.voxel_size,
-                voxel_unit=self.validated.voxel_unit,
+                shape=plan.box.shape,
+                foreground_voxels=int(summary["n_voxels"]),
+                arrays=described,
+                voxel_size=spec.voxel_size,
+                voxel_unit=spec.voxel_unit,
                 origin=plan.box.start,
                 results_key=self.results_key,
                 request=self.request,
@@ -287,6 +362,8 @@ class BlockwiseJob:
                         "n_blocks": plan.n_blocks,
                         "block_shape": list(plan.block_shape),
                         "alignment": list(plan.alignment),
+                        "chunks_written": written["chunks"],
+                        "chunk_bytes": written["bytes"],
                     }
                 },
                 channels={
@@ -300,3 +377,35 @@ class BlockwiseJob:
             uploaded = steps.upload_folder(self.s3, folder, self.bucket, self.results_key)
         self.log(f"merged {plan.n_blocks} blocks: {len(table)} synapses, {len(uploaded)} files")
         return {"synapses": len(table), "files": sorted(uploaded)}
+
+    # -- PublishToBoss, block by block -----------------------------------------------------
+    def prepare_publication(self) -> dict[str, Any]:
+        """Check and create the output channels once, before the blocks are pushed."""
+        from synapse_pipelines import boss as boss_module, steps
+
+        client = self._client()
+        frame = client.coordinate_frame(self.request.collection, self.request.experiment)
+        info = boss_module.prepare_publication(client, self.request, frame).to_dict()
+        steps.put_json(self.s3, self.bucket, steps.publish_boss_key(self.results_key), info)
+        self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")
+        return info
+
+    def publish_block(self, arrays: ResultArrays, index: int) -> bool:
+        """Push one block's mask and ids (read from the result arrays) to BOSS; pushes are
+        idempotent (same values to the same voxels), so a retried job simply repeats them."""
+        from synapse_pipelines import boss as boss_module, outputs
+
+        ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
+        client = self._client()
+        published = boss_module.published_channels(client, self.request)
+        boss_module.push_predictions(client, published, arrays.plan.block(index), ids, ids)
+        return True
+
+    def publish_all(self) -> dict[str, Any]:
+        """The whole PublishToBoss in one job, block after block (memory: one block)."""
+        info = self.prepare_publication()
+        ctx = self.context()
+        arrays = self.arrays(ctx)
+        for i in range(ctx.plan.n_blocks):
+            self.publish_block(arrays, i)
+        return info

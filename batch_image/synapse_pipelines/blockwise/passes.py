@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from synapse_pipelines import features
 from synapse_pipelines.blockwise.plan import BlockPlan
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.stitch import (
-    BlockLabels,
     extended_box,
     label_block,
     shell_slabs,
@@ -58,6 +58,13 @@ REDUCES = ("threshold", "stitch")
 
 THRESHOLD_KEY = "global/threshold.json"
 STITCH_KEY = "global/stitch.json"
+#: every kept object's size, coordinate sums and box (ids 1..n by row): the synapse table's
+#: geometry, reduced by the stitch from the blocks' per-label sums
+OBJECTS_KEY = "global/objects.npz"
+#: label pass outputs: the owned voxels' labels (read by finalize) and the small records the
+#: stitch reads (sizes, first voxels, geometry, borders) — so a reduce never holds voxels
+VOXELS = "voxels.npz"
+BORDERS = "borders.npz"
 PLAN_KEY = "plan.json"
 MANIFEST_KEY = "manifest.json"
 
@@ -285,9 +292,11 @@ def run_label_block(
         del cov
     labels = label_block(mask, block, ctx.volume, label=ctx.kernel.label)
     del mask
-    write_outputs(
-        ctx.store, "label", index, {"labels.npz": encode_arrays(labels.arrays())}, inputs=inputs
-    )
+    outputs = {
+        VOXELS: encode_arrays(labels.voxel_arrays()),
+        BORDERS: encode_arrays(labels.border_arrays()),
+    }
+    write_outputs(ctx.store, "label", index, outputs, inputs=inputs)
     return True
 
 
@@ -317,21 +326,55 @@ def _candidate_mask(ctx: PassContext, index: int, threshold: dict[str, Any]) -> 
     return mask
 
 
-def load_block_labels(
+def load_block_voxels(
     ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
-) -> BlockLabels:
-    out = _block_output(ctx, "label", index, label_inputs(ctx, stats, threshold), ("labels.npz",))
-    return BlockLabels.from_arrays(decode_arrays(out["labels.npz"]))
+) -> dict[str, np.ndarray]:
+    out = _block_output(ctx, "label", index, label_inputs(ctx, stats, threshold), (VOXELS,))
+    return decode_arrays(out[VOXELS])
+
+
+def load_block_borders(
+    ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    out = _block_output(ctx, "label", index, label_inputs(ctx, stats, threshold), (BORDERS,))
+    return decode_arrays(out[BORDERS])
+
+
+def stitch_key(index: int) -> str:
+    return f"stitch/{index}.npy"
+
+
+def windows_key(index: int) -> str:
+    return f"windows/{index}.npz"
 
 
 def reduce_stitch(
     ctx: PassContext, stats: dict[str, Any], threshold: dict[str, Any]
 ) -> dict[str, Any]:
-    """Union-find over all blocks' records; writes one lookup table per block."""
-    blocks = [load_block_labels(ctx, i, stats, threshold) for i in range(ctx.plan.n_blocks)]
+    """Union-find over all blocks' border records; writes one lookup table per block, the
+    objects' geometry, and per block the feature windows that reach into it."""
+    blocks = [load_block_borders(ctx, i, stats, threshold) for i in range(ctx.plan.n_blocks)]
     result = stitch(blocks, min_size=ctx.kernel.min_size)
+    del blocks
     for i, table in enumerate(result.tables):
-        ctx.store.put(f"stitch/{i}.npy", encode_array(table))
+        ctx.store.put(stitch_key(i), encode_array(table))
+    assert result.coord_sums is not None and result.bbox_min is not None
+    assert result.bbox_max is not None
+    ctx.store.put(
+        OBJECTS_KEY,
+        encode_arrays(
+            {
+                "counts": result.sizes,
+                "coord_sums": result.coord_sums,
+                "bbox_min": result.bbox_min,
+                "bbox_max": result.bbox_max,
+            }
+        ),
+    )
+    anchors = features.window_anchors(result.coord_sums, result.sizes)
+    ids = np.arange(1, result.n_objects + 1, dtype=np.uint64)
+    for i, rows in enumerate(window_blocks(ctx.plan, anchors)):
+        ctx.store.put(windows_key(i), encode_arrays({"ids": ids[rows], "anchors": anchors[rows]}))
     summary = {
         "inputs": label_inputs(ctx, stats, threshold),
         "n_objects": result.n_objects,
@@ -339,6 +382,33 @@ def reduce_stitch(
     }
     ctx.store.put(STITCH_KEY, encode_json(summary))
     return summary
+
+
+def window_blocks(plan: BlockPlan, anchors: np.ndarray) -> list[np.ndarray]:
+    """Per block, the rows of ``anchors`` (request-box coordinates) whose feature window
+    (:data:`features.WINDOW_OFFSETS`, clipped to the box) overlaps the block: a window is
+    smaller than a block, so it reaches at most two blocks along each axis."""
+    lo, hi, _ = features.window_bounds(anchors, plan.box.shape)
+    first = [plan.box.start[a] // plan.block_shape[a] for a in range(3)]
+
+    def grid(coord: np.ndarray, axis: int) -> np.ndarray:
+        return (coord + plan.box.start[axis]) // plan.block_shape[axis] - first[axis]
+
+    low = [grid(lo[:, a], a) for a in range(3)]
+    high = [grid(hi[:, a] - 1, a) for a in range(3)]
+    _, ny, nx = plan.grid_shape
+    rows = np.arange(anchors.shape[0], dtype=np.int64)
+    pairs = []
+    for pz in (low[0], high[0]):
+        for py in (low[1], high[1]):
+            for px in (low[2], high[2]):
+                pairs.append((pz * ny + py) * nx + px)
+    block = np.concatenate(pairs) if pairs else np.zeros(0, np.int64)
+    row = np.tile(rows, 8)
+    unique = np.unique(block * max(anchors.shape[0], 1) + row)
+    block, row = np.divmod(unique, max(anchors.shape[0], 1))
+    cuts = np.searchsorted(block, np.arange(plan.n_blocks + 1))
+    return [row[cuts[i] : cuts[i + 1]] for i in range(plan.n_blocks)]
 
 
 def load_stitch(ctx: PassContext, stats: dict[str, Any], threshold: dict[str, Any]) -> dict:
@@ -358,6 +428,8 @@ def block_ids(
     ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
 ) -> np.ndarray:
     """Global synapse ids of one block's owned voxels (dense array of the block)."""
-    labels = load_block_labels(ctx, index, stats, threshold)
-    table = decode_array(ctx.store.get(f"stitch/{index}.npy"))
-    return labels.dense(table)
+    voxels = load_block_voxels(ctx, index, stats, threshold)
+    table = decode_array(ctx.store.get(stitch_key(index)))
+    out = np.zeros(tuple(int(v) for v in voxels["shape"]), dtype=table.dtype)
+    out.reshape(-1)[voxels["index"]] = table[voxels["labels"]]
+    return out

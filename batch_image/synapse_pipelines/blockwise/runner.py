@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from synapse_pipelines.blockwise import passes
+from synapse_pipelines.blockwise.finalize import TableSpec, reduce_table, run_finalize_block
 from synapse_pipelines.blockwise.passes import Kernel, PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json
 from synapse_pipelines.blockwise.sources import VolumeSource
@@ -43,6 +45,8 @@ class BlockwiseResult:
     skipped: dict[str, int] = field(default_factory=dict)
     retried: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the synapse table, when the run was given a :class:`TableSpec`
+    table: pd.DataFrame | None = None
 
 
 def write_plan(store: Store, plan: BlockPlan) -> None:
@@ -61,6 +65,7 @@ def run_blockwise(
     max_attempts: int = 3,
     progress: Progress | None = None,
     source_id: str | None = None,
+    table: TableSpec | None = None,
 ) -> BlockwiseResult:
     """Run covariance -> threshold -> label -> stitch -> write over every block of ``plan``.
 
@@ -68,7 +73,9 @@ def run_blockwise(
     with default parameters). ``sink`` receives each block's global ids (pass a writer to a
     memmap, a Zarr array or BOSS); without it, nothing is assembled — the per-block labels
     and lookup tables stay in ``workdir``. ``source_id`` names the data (records made from
-    another source are recomputed, not reused).
+    another source are recomputed, not reused). With ``table``, the finalize and merge
+    passes also run: ``synapse_ids.zarr`` / ``predictions.zarr`` block by block into
+    ``table.results`` and the synapse table (``result.table``) from per-block partials.
     """
     if kernel is None:
         from synapse_pipelines.blockwise.nomads import NomadsKernel
@@ -125,6 +132,34 @@ def run_blockwise(
             return True
 
         each_block("write", write)
+    if table is not None:
+        arrays = table.arrays(plan, int(summary["n_objects"]))
+        each_block(
+            "finalize",
+            lambda i: run_finalize_block(
+                ctx,
+                i,
+                stats,
+                threshold,
+                arrays=arrays,
+                read_channels=table.read_channels,
+                channel_names=table.channel_names,
+                results=table.results_id,
+            ),
+        )
+        result.table, _ = timed(
+            "merge",
+            lambda: reduce_table(
+                ctx,
+                stats,
+                threshold,
+                channel_names=table.channel_names,
+                results=table.results_id,
+                voxel_size=table.voxel_size,
+                voxel_unit=table.voxel_unit,
+            ),
+        )
+        arrays.write_metadata(table.attributes(plan))
     result.stats = stats
     result.threshold = threshold
     result.n_objects = int(summary["n_objects"])

@@ -69,6 +69,15 @@ class BlockLabels:
     #: Raster indices and local labels of labelled owned voxels on the low faces.
     face_index: np.ndarray
     face_label: np.ndarray
+    #: Per local label, over its owned voxels, in request-box coordinates (z, y, x): the
+    #: coordinate sums and inclusive bounding box (empty labels: 0, +max, -1), so the
+    #: stitch reduces every object's geometry (centroid, box) without reading voxels again.
+    coord_sums: np.ndarray
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
+
+    #: the fields a reduce needs (kilobytes); ``index`` and ``labels`` are the voxel data
+    VOXEL_FIELDS = ("shape", "index", "labels")
 
     @property
     def n_labels(self) -> int:
@@ -83,6 +92,16 @@ class BlockLabels:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def voxel_arrays(self) -> dict[str, np.ndarray]:
+        """The owned voxels' labels (what the finalize pass turns into ids)."""
+        return {k: getattr(self, k) for k in self.VOXEL_FIELDS}
+
+    def border_arrays(self) -> dict[str, np.ndarray]:
+        """Everything the stitch reduce reads: sizes, first voxels, geometry, borders."""
+        return {
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("index", "labels")
+        }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
@@ -170,6 +189,20 @@ def label_block(
         if block.start[axis] != volume.start[axis]:
             on_face |= coords[axis] == 0
     face_coords = [c[on_face] for c in coords]
+    # per-label geometry of the owned voxels, in request-box coordinates; float64 bincount
+    # sums stay exact integers (< 2**53 for any block below 2**20 voxels per axis)
+    box_coords = [
+        c.astype(np.int64) + (b - v)
+        for c, b, v in zip(coords, block.start, volume.start, strict=True)
+    ]
+    coord_sums = np.zeros((n_raw, 3), dtype=np.int64)
+    bbox_min = np.full((n_raw, 3), np.iinfo(np.int64).max, dtype=np.int64)
+    bbox_max = np.full((n_raw, 3), -1, dtype=np.int64)
+    zero_based = labels.astype(np.int64) - 1
+    for axis, c in enumerate(box_coords):
+        coord_sums[:, axis] = np.bincount(zero_based, weights=c, minlength=n_raw).astype(np.int64)
+        np.minimum.at(bbox_min[:, axis], zero_based, c)
+        np.maximum.at(bbox_max[:, axis], zero_based, c)
     return BlockLabels(
         shape=np.asarray(block.shape, dtype=np.int64),
         index=index,
@@ -180,6 +213,9 @@ def label_block(
         shell_label=shell_label.astype(np.uint32),
         face_index=_raster_index(_offset(face_coords, block.start), volume),
         face_label=labels[on_face],
+        coord_sums=coord_sums,
+        bbox_min=bbox_min,
+        bbox_max=bbox_max,
     )
 
 
@@ -191,6 +227,11 @@ class GlobalLabels:
     n_objects: int
     #: Global object sizes (voxels) of the kept objects, id ``i`` at index ``i - 1``.
     sizes: np.ndarray
+    #: Coordinate sums and inclusive bounding boxes of the kept objects (request-box
+    #: coordinates, id ``i`` at row ``i - 1``), when the blocks carried their geometry.
+    coord_sums: np.ndarray | None = None
+    bbox_min: np.ndarray | None = None
+    bbox_max: np.ndarray | None = None
 
 
 def stitch(
@@ -249,6 +290,9 @@ def stitch(
             tables=[np.zeros(1, np.uint32) for _ in blocks],
             n_objects=0,
             sizes=np.zeros(0, np.int64),
+            coord_sums=np.zeros((0, 3), np.int64),
+            bbox_min=np.zeros((0, 3), np.int64),
+            bbox_max=np.zeros((0, 3), np.int64),
         )
     if src:
         a = np.concatenate(src)
@@ -270,7 +314,24 @@ def stitch(
         np.concatenate([[0], node_id[offsets[i] : offsets[i + 1]]]).astype(dtype)
         for i in range(len(blocks))
     ]
-    return GlobalLabels(tables=tables, n_objects=int(kept.size), sizes=comp_size[kept])
+    result = GlobalLabels(tables=tables, n_objects=int(kept.size), sizes=comp_size[kept])
+    if all(_has(b, "coord_sums") for b in blocks):
+        sums = np.zeros((n_comp, 3), dtype=np.int64)
+        bmin = np.full((n_comp, 3), np.iinfo(np.int64).max, dtype=np.int64)
+        bmax = np.full((n_comp, 3), -1, dtype=np.int64)
+        node_sums = np.concatenate([np.asarray(get(b, "coord_sums"), np.int64) for b in blocks])
+        node_min = np.concatenate([np.asarray(get(b, "bbox_min"), np.int64) for b in blocks])
+        node_max = np.concatenate([np.asarray(get(b, "bbox_max"), np.int64) for b in blocks])
+        for axis in range(3):
+            np.add.at(sums[:, axis], comp, node_sums[:, axis])
+            np.minimum.at(bmin[:, axis], comp, node_min[:, axis])
+            np.maximum.at(bmax[:, axis], comp, node_max[:, axis])
+        result.coord_sums, result.bbox_min, result.bbox_max = sums[kept], bmin[kept], bmax[kept]
+    return result
+
+
+def _has(block: BlockLabels | Mapping[str, np.ndarray], name: str) -> bool:
+    return hasattr(block, name) if isinstance(block, BlockLabels) else name in block
 
 
 def reference_labels(mask: np.ndarray, *, min_size: int) -> np.ndarray:

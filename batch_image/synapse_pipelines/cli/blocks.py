@@ -8,7 +8,10 @@ One command for every stage so one job definition serves them all (its command i
     synapse-pipelines step blocks --stage threshold --results-key K
     synapse-pipelines step blocks --stage label --block 17 --results-key K
     synapse-pipelines step blocks --stage stitch --results-key K
+    synapse-pipelines step blocks --stage finalize --block 17 --results-key K
     synapse-pipelines step blocks --stage merge --results-key K
+    synapse-pipelines step blocks --stage publish-prepare --results-key K
+    synapse-pipelines step blocks --stage publish --block 17 --results-key K
 
 User errors are recorded for the failure notification and exit with status 2 (not retried
 by Batch), exactly like the other step commands.
@@ -27,11 +30,14 @@ from synapse_pipelines.errors import SynapsePipelinesError
 
 def blocks(
     stage: str = typer.Option(
-        ..., "--stage", help="plan, covariance, threshold, label, stitch or merge."
+        ...,
+        "--stage",
+        help="plan, covariance, threshold, label, stitch, finalize, merge, publish-prepare "
+        "or publish.",
     ),
     results_key: str = typer.Option(..., "--results-key", help="The request's results key."),
     block: str = typer.Option(
-        "-", "--block", help="Block index or range i0-i1 (covariance and label stages)."
+        "-", "--block", help="Block index or range i0-i1 (covariance, label, finalize, publish)."
     ),
     bucket: str | None = typer.Option(
         None,
@@ -42,7 +48,7 @@ def blocks(
 ) -> None:
     """Run one stage of the blockwise Detect (one Batch job of the Distributed Map flow)."""
     from synapse_pipelines import steps
-    from synapse_pipelines.blockwise.aws import BlockwiseJob
+    from synapse_pipelines.blockwise.aws import PUBLISH_STAGES, BlockwiseJob
 
     name = bucket or os.environ.get(wf.ENV_RESULTS_BUCKET)
     if not name:
@@ -51,8 +57,8 @@ def blocks(
             field="--bucket",
             hint=f"pass --bucket or set {wf.ENV_RESULTS_BUCKET}",
         )
-    # recorded under the Detect step, where DescribeFailure looks for a Detect job's error
-    step = "detect"
+    # recorded under the step DescribeFailure looks in for this job's error
+    step = "publish-boss" if stage in PUBLISH_STAGES else "detect"
     try:
         job = BlockwiseJob(name, results_key, log=lambda m: print(m, flush=True))
         result = job.run_stage(stage, None if block in ("-", "") else block)
