@@ -10,7 +10,9 @@ Prints, for the same synthetic two-channel uint8 volume (default 64 x 2048 x 204
   block by block from ``.npy`` files, per-block outputs in a work folder on disk, the
   finalize pass writing ids and mask as Zarr chunks and the table partials, the merge
   reducing the table, then ``outputs.write_table_results()`` — wall time and peak RSS;
-- the same blockwise run on a volume 4x smaller: peak RSS must not follow the volume.
+- the same blockwise run on a volume 4x smaller, and on the same volume with blocks half as
+  large: peak RSS must follow the block, not the volume (per-block peaks also vary with the
+  block's content by about +-100 MiB, so compare the two as orders of magnitude).
 
 Each measurement runs in its own subprocess (peak RSS = ``VmHWM`` of that process,
 numba kernels warmed up on a small volume first, so no JIT time is counted). The ids are
@@ -271,6 +273,16 @@ def main() -> None:
         f"blockwise, volume / 4 {small_shape}: peak RSS {quarter['peak_rss_mib']:.0f} MiB "
         f"(full volume: {blockwise['peak_rss_mib']:.0f} MiB; single job: "
         f"{single['peak_rss_mib']:.0f} MiB)"
+    )
+    # same volume, blocks half as large: the peak follows the block
+    half = [int(v) for v in block.split(",")]
+    half[0] //= 2  # z: blocks stay multiples of the BOSS cuboid
+    halved = run_child(
+        ["--child", "blockwise", str(folder), ",".join(map(str, half)), "results_half"]
+    )
+    print(
+        f"blockwise, blocks / 2 {tuple(half)}: peak RSS {halved['peak_rss_mib']:.0f} MiB "
+        f"({halved['n_blocks']} blocks; blocks {block}: {blockwise['peak_rss_mib']:.0f} MiB)"
     )
     block_voxels = int(np.prod([int(v) for v in block.split(",")]))
     base = blockwise["peak_rss_before_run_mib"]

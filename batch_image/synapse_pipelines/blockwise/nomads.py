@@ -36,8 +36,9 @@ from synapse_pipelines.geometry import Box
 CANDIDATE_FRACTION = 0.04
 
 #: Peak working set of the blockwise passes per voxel of a block, measured by
-#: ``benchmarks/bench_blockwise.py`` and rounded up: the int32 numerator kept for the block
-#: (4 B) plus its encoded copy (4 B), labels (4 + 4 B), mask and channel reads.
+#: ``benchmarks/bench_blockwise.py`` and rounded up (docs/scale.md): at most ~22 B, in the
+#: finalize pass (uint32 ids, their Zarr encoding and zstd buffer, the mask, two channels);
+#: the covariance pass peaks at ~15 B (int32 numerators, window sums, channel reads).
 BYTES_PER_VOXEL = 24
 
 
