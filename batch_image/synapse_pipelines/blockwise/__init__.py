@@ -4,8 +4,9 @@ Modules: :mod:`.plan` (blocks aligned to BOSS cuboids, the Distributed Map manif
 :mod:`.stitch` (26-connected labelling across block borders, global sizes and ids),
 :mod:`.store` (per-block outputs with checksums: resumable, idempotent), :mod:`.sources`
 (reading boxes of the two channels), :mod:`.passes` (the per-block passes and reductions),
-:mod:`.runner` (all passes on one machine), :mod:`.nomads` (NOMADS primitives as a blockwise
-kernel; ``blockwise_detect`` = ``detection.detect`` block by block).
+:mod:`.finalize` (result arrays as Zarr chunks and the synapse table from per-block
+partials), :mod:`.runner` (all passes on one machine), :mod:`.nomads` (NOMADS primitives as
+a blockwise kernel; ``blockwise_detect`` = ``detection.detect`` block by block).
 See ``docs/scale.md`` for the design.
 """
 
@@ -23,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "manifest_items": "plan",
     "manifest_json": "plan",
     "plan_request": "plan",
+    "ResultArrays": "finalize",
+    "TableSpec": "finalize",
     "BlockwiseResult": "runner",
     "array_sink": "runner",
     "run_blockwise": "runner",

@@ -11,7 +11,11 @@ loop on a laptop; each ``reduce`` is one small job)::
                         extended block; sparse labels, sizes, first voxels, shell and
                         low-face records
     stitch     (reduce) -> per-block lookup tables local label -> global id   stitch/<i>.npy
-    write      (map)    ids = table[labels] into the output (BOSS, a file, an array)
+                        every object's size, coordinate sums, box         global/objects.npz
+                        the feature windows reaching each block          windows/<i>.npz
+    write      (map)    ids = table[labels] into a sink (an array, a file; local runs)
+    finalize   (map)    ids and mask as Zarr chunks + synapse-table partials   (finalize.py)
+    merge      (reduce) -> synapses.csv                                        (finalize.py)
 
 The covariance numerator does not depend on the global statistics (the z-score only
 rescales it), so the statistics and the histogram are reduced together after one read of
