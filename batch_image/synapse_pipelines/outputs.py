@@ -487,8 +487,7 @@ def write_results(
     mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
     write_volume(folder / SYNAPSE_IDS, _as_uint32_ids(labels), name="synapse_ids", **common)
-    write_synapse_table(table, folder / SYNAPSES_CSV)
-    return _write_results_manifest(
+    return write_table_results(
         folder,
         table=table,
         shape=mask.shape,
@@ -504,6 +503,7 @@ def write_results(
         timings=timings,
         counts=counts,
         extra=extra,
+        overwrite=True,  # checked above, before the volumes were written
     )
 
 
@@ -513,62 +513,31 @@ def write_table_results(
     table: pd.DataFrame,
     shape: Sequence[int],
     foreground_voxels: int,
-    arrays: Mapping[str, Any],
     voxel_size: Sequence[float],
     voxel_unit: str = "nanometers",
     origin: Sequence[int] = (0, 0, 0),
+    arrays: Mapping[str, Any] | None = None,
     results_key: str | None = None,
     request: Any | None = None,
     pipeline: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     channels: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
+    counts: Mapping[str, int] | None = None,
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """synapses.csv and manifest.json of a run whose volumes were written elsewhere, block
-    by block (a blockwise run's ``predictions.zarr`` and ``synapse_ids.zarr``, described in
-    the manifest's ``arrays``); same manifest otherwise as :func:`write_results`."""
+    """synapses.csv and manifest.json (with the checksums of every file in ``folder``).
+
+    :func:`write_results` calls it after writing the two OME-TIFF volumes; a blockwise run
+    calls it directly, its volumes having been written block by block elsewhere
+    (``predictions.zarr``, ``synapse_ids.zarr``), and describes them in ``arrays`` (the
+    manifest's ``arrays`` section).
+    """
     folder = Path(folder)
     check_results_folder(folder, overwrite=overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     write_synapse_table(table, folder / SYNAPSES_CSV)
-    return _write_results_manifest(
-        folder,
-        table=table,
-        shape=shape,
-        foreground_voxels=foreground_voxels,
-        voxel_size=voxel_size,
-        voxel_unit=voxel_unit,
-        origin=origin,
-        results_key=results_key,
-        request=request,
-        pipeline=pipeline,
-        parameters=parameters,
-        channels=channels,
-        timings=timings,
-        extra={"arrays": dict(arrays), **dict(extra or {})},
-    )
-
-
-def _write_results_manifest(
-    folder: Path,
-    *,
-    table: pd.DataFrame,
-    shape: Sequence[int],
-    foreground_voxels: int,
-    voxel_size: Sequence[float],
-    voxel_unit: str,
-    origin: Sequence[int],
-    results_key: str | None,
-    request: Any | None,
-    pipeline: str | None,
-    parameters: Mapping[str, Any] | None,
-    channels: Mapping[str, Any] | None,
-    timings: Mapping[str, float] | None,
-    counts: Mapping[str, int] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
     if request is not None and hasattr(request, "public_dict"):
         req = request.public_dict()
         results_key = results_key or request.results_key
@@ -594,6 +563,7 @@ def _write_results_manifest(
             **{k: int(v) for k, v in (counts or {}).items()},
         },
         "synapse_table": dict(table.attrs),
+        **({"arrays": dict(arrays)} if arrays is not None else {}),
         **dict(extra or {}),
     }
     write_manifest(folder, manifest)

@@ -51,8 +51,6 @@ from synapse_pipelines.blockwise.finalize import (
     ResultArrays,
     TableSpec,
     ids_dtype,
-    reduce_table,
-    run_finalize_block,
 )
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
 from synapse_pipelines.blockwise.plan import (
@@ -295,16 +293,7 @@ class BlockwiseJob:
         if stage == "publish":
             return lambda i: self.publish_block(arrays, i)
         spec = self.table_spec()
-        return lambda i: run_finalize_block(
-            ctx,
-            i,
-            stats,
-            threshold,
-            arrays=arrays,
-            read_channels=spec.read_channels,
-            channel_names=spec.channel_names,
-            results=spec.results_id,
-        )
+        return lambda i: spec.finalize_block(ctx, i, stats, threshold, arrays)
 
     def merge(self, ctx: passes.PassContext) -> dict[str, Any]:
         """The synapse table from the blocks' partials, the arrays' metadata and the
@@ -316,15 +305,7 @@ class BlockwiseJob:
         spec = self.table_spec()
         plan = ctx.plan
         t0 = time.perf_counter()
-        table, written = reduce_table(
-            ctx,
-            stats,
-            threshold,
-            channel_names=spec.channel_names,
-            results=spec.results_id,
-            voxel_size=spec.voxel_size,
-            voxel_unit=spec.voxel_unit,
-        )
+        table, written = spec.reduce(ctx, stats, threshold)
         timings = {"merge": time.perf_counter() - t0}
         arrays = spec.arrays(plan, summary["n_objects"])
         arrays.write_metadata(spec.attributes(plan, self.results_key))

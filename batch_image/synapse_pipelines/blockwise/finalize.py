@@ -165,6 +165,40 @@ class TableSpec:
     def arrays(self, plan: BlockPlan, n_objects: int) -> ResultArrays:
         return ResultArrays(plan, self.results, ids_dtype(n_objects))
 
+    def finalize_block(
+        self,
+        ctx: PassContext,
+        index: int,
+        stats: dict[str, Any],
+        threshold: dict[str, Any],
+        arrays: ResultArrays,
+    ) -> bool:
+        """:func:`run_finalize_block` for this spec."""
+        return run_finalize_block(
+            ctx,
+            index,
+            stats,
+            threshold,
+            arrays=arrays,
+            read_channels=self.read_channels,
+            channel_names=self.channel_names,
+            results=self.results_id,
+        )
+
+    def reduce(
+        self, ctx: PassContext, stats: dict[str, Any], threshold: dict[str, Any]
+    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """:func:`reduce_table` for this spec."""
+        return reduce_table(
+            ctx,
+            stats,
+            threshold,
+            channel_names=self.channel_names,
+            results=self.results_id,
+            voxel_size=self.voxel_size,
+            voxel_unit=self.voxel_unit,
+        )
+
     def attributes(self, plan: BlockPlan, results_key: str | None = None) -> dict[str, Any]:
         """The arrays' ``zarr.json`` attributes: where the data lies and in which frame."""
         return {

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from synapse_pipelines.blockwise import passes
-from synapse_pipelines.blockwise.finalize import TableSpec, reduce_table, run_finalize_block
+from synapse_pipelines.blockwise.finalize import TableSpec
 from synapse_pipelines.blockwise.passes import Kernel, PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json
 from synapse_pipelines.blockwise.sources import VolumeSource
@@ -134,31 +134,8 @@ def run_blockwise(
         each_block("write", write)
     if table is not None:
         arrays = table.arrays(plan, int(summary["n_objects"]))
-        each_block(
-            "finalize",
-            lambda i: run_finalize_block(
-                ctx,
-                i,
-                stats,
-                threshold,
-                arrays=arrays,
-                read_channels=table.read_channels,
-                channel_names=table.channel_names,
-                results=table.results_id,
-            ),
-        )
-        result.table, _ = timed(
-            "merge",
-            lambda: reduce_table(
-                ctx,
-                stats,
-                threshold,
-                channel_names=table.channel_names,
-                results=table.results_id,
-                voxel_size=table.voxel_size,
-                voxel_unit=table.voxel_unit,
-            ),
-        )
+        each_block("finalize", lambda i: table.finalize_block(ctx, i, stats, threshold, arrays))
+        result.table, _ = timed("merge", lambda: table.reduce(ctx, stats, threshold))
         arrays.write_metadata(table.attributes(plan))
     result.stats = stats
     result.threshold = threshold
