@@ -334,7 +334,7 @@ def reduce_table(
         z0 = ctx.plan.block(i).start[0] - ctx.volume.start[0]
         for j, name in enumerate(channel_names):
             sums, window = part[f"sum_{j}"], part[f"window_{j}"]
-            if name not in acc:
+            if name not in acc:  # first block (a plan has at least one): the partials' dtypes
                 acc[name] = np.zeros(n, dtype=sums.dtype)
                 raw[name] = np.zeros((n, window.shape[1]), dtype=window.dtype)
                 slices[name] = [np.zeros(depth, dtype=object) for _ in range(3)]
@@ -352,18 +352,12 @@ def reduce_table(
         coord_sums=objects["coord_sums"],
         bbox_min=objects["bbox_min"],
         bbox_max=objects["bbox_max"],
-        channel_sums={name: acc.get(name, np.zeros(n, np.int64)) for name in channel_names},
+        channel_sums={name: acc[name] for name in channel_names},
     )
-    stats_by_channel = {
-        name: features.SliceSums(*slices[name])
-        if name in slices
-        else features.SliceSums(*[np.zeros(depth, dtype=object) for _ in range(3)])
-        for name in channel_names
-    }
     table = features.assemble_table(
         object_sums,
-        {name: raw.get(name, np.zeros((n, 4), np.int64)) for name in channel_names},
-        stats_by_channel,
+        raw,
+        {name: features.SliceSums(*slices[name]) for name in channel_names},
         shape=ctx.volume.shape,
         voxel_size=voxel_size,
         voxel_unit=voxel_unit,
