@@ -197,6 +197,32 @@ def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> 
     np.testing.assert_array_equal(ids, single.labels.astype(np.uint64))
 
 
+def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str, Any]) -> None:
+    """``step publish-boss`` on a blockwise run (a re-publish, say) reads the Zarr chunks
+    block after block instead of a whole-volume file, and lands the same values in BOSS."""
+    from synapse_pipelines import steps
+
+    assert run["result"].succeeded
+    rt, key = run["rt"], run["results_key"]
+    client = BossClient(run["boss_host"], "http", run["token"])
+    box = Box((0, 0, 0), SHAPE)
+    col, out = lr.DEMO_OUTPUT_COLLECTION, lr.DEMO_OUTPUT_EXPERIMENT
+    client.push(col, out, mask_channel_name(key), box, np.zeros(SHAPE, np.uint8))  # wipe
+    lines: list[str] = []
+    info = steps.publish_boss(
+        rt.res.bucket,
+        key,
+        s3=rt.client("s3"),
+        environ={"BOSS_TOKEN": run["token"]},
+        log=lines.append,
+    )
+    assert info["mask_channel"] == mask_channel_name(key)
+    exp = run["exp"]
+    single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
+    np.testing.assert_array_equal(client.pull(col, out, mask_channel_name(key), box), single.mask)
+    assert run["token"] not in "\n".join(lines)
+
+
 def test_rerun_skips_recorded_blocks_and_redoes_a_lost_one(run: dict[str, Any]) -> None:
     """What a retried or re-submitted block job does against the real (emulated) S3: blocks
     whose records hold are skipped; a block whose record was lost is recomputed alone."""

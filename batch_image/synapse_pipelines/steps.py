@@ -605,7 +605,7 @@ def publish_boss(
         from synapse_pipelines.blockwise.aws import BlockwiseJob
 
         job = BlockwiseJob(
-            bucket, results_key, s3=client, environ=environ, boss_factory=boss_factory, log=log
+            bucket, results_key, s3=client, environ=environ, boss_factory=lambda *_: boss, log=log
         )
         return job.publish_all()
     with _workdir(workdir) as tmp:
