@@ -50,7 +50,6 @@ from synapse_pipelines.blockwise.config import (
 from synapse_pipelines.blockwise.finalize import (
     ResultArrays,
     TableSpec,
-    ids_dtype,
 )
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
 from synapse_pipelines.blockwise.plan import (
@@ -243,9 +242,10 @@ class BlockwiseJob:
         )
 
     def arrays(self, ctx: passes.PassContext) -> ResultArrays:
+        """The run's result arrays (their ids dtype follows the stitched synapse count)."""
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
-        return ResultArrays(ctx.plan, self.results_store(), ids_dtype(summary["n_objects"]))
+        return self.table_spec().arrays(ctx.plan, summary["n_objects"])
 
     # -- stages --------------------------------------------------------------------------
     def run_stage(self, stage: str, block: str | int | None = None) -> dict[str, Any]:

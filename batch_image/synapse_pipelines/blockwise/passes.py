@@ -39,6 +39,7 @@ from synapse_pipelines import features
 from synapse_pipelines.blockwise.plan import BlockPlan
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.stitch import (
+    dense_labels,
     extended_box,
     label_block,
     shell_slabs,
@@ -362,8 +363,6 @@ def reduce_stitch(
     del blocks
     for i, table in enumerate(result.tables):
         ctx.store.put(stitch_key(i), encode_array(table))
-    assert result.coord_sums is not None and result.bbox_min is not None
-    assert result.bbox_max is not None
     ctx.store.put(
         OBJECTS_KEY,
         encode_arrays(
@@ -432,8 +431,5 @@ def block_ids(
     ctx: PassContext, index: int, stats: dict[str, Any], threshold: dict[str, Any]
 ) -> np.ndarray:
     """Global synapse ids of one block's owned voxels (dense array of the block)."""
-    voxels = load_block_voxels(ctx, index, stats, threshold)
     table = decode_array(ctx.store.get(stitch_key(index)))
-    out = np.zeros(tuple(int(v) for v in voxels["shape"]), dtype=table.dtype)
-    out.reshape(-1)[voxels["index"]] = table[voxels["labels"]]
-    return out
+    return dense_labels(load_block_voxels(ctx, index, stats, threshold), table)

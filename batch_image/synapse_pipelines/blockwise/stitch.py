@@ -85,10 +85,7 @@ class BlockLabels:
 
     def dense(self, table: np.ndarray | None = None) -> np.ndarray:
         """The block's labels as an array (through ``table`` if given: local -> global)."""
-        values = self.labels if table is None else table[self.labels]
-        out = np.zeros(tuple(int(v) for v in self.shape), dtype=values.dtype)
-        out.reshape(-1)[self.index] = values
-        return out
+        return dense_labels(self.voxel_arrays(), table)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -106,6 +103,15 @@ class BlockLabels:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
         return cls(**{k: np.asarray(arrays[k]) for k in cls.__dataclass_fields__})
+
+
+def dense_labels(voxels: Mapping[str, np.ndarray], table: np.ndarray | None = None) -> np.ndarray:
+    """A block's labels as an array from its sparse ``shape``/``index``/``labels`` (what
+    :meth:`BlockLabels.voxel_arrays` keeps), through ``table`` if given (local -> global)."""
+    values = voxels["labels"] if table is None else table[voxels["labels"]]
+    out = np.zeros(tuple(int(v) for v in voxels["shape"]), dtype=values.dtype)
+    out.reshape(-1)[voxels["index"]] = values
+    return out
 
 
 def extended_box(block: Box, volume: Box) -> Box:
@@ -228,10 +234,10 @@ class GlobalLabels:
     #: Global object sizes (voxels) of the kept objects, id ``i`` at index ``i - 1``.
     sizes: np.ndarray
     #: Coordinate sums and inclusive bounding boxes of the kept objects (request-box
-    #: coordinates, id ``i`` at row ``i - 1``), when the blocks carried their geometry.
-    coord_sums: np.ndarray | None = None
-    bbox_min: np.ndarray | None = None
-    bbox_max: np.ndarray | None = None
+    #: coordinates, id ``i`` at row ``i - 1``).
+    coord_sums: np.ndarray
+    bbox_min: np.ndarray
+    bbox_max: np.ndarray
 
 
 def stitch(
@@ -242,7 +248,8 @@ def stitch(
     """Union the per-block labels into global objects, filter by size, number them.
 
     ``blocks`` holds, for every block of the plan (in plan order), at least ``sizes``,
-    ``first``, ``shell_index``, ``shell_label``, ``face_index`` and ``face_label`` — the
+    ``first``, ``shell_index``, ``shell_label``, ``face_index``, ``face_label``,
+    ``coord_sums``, ``bbox_min`` and ``bbox_max`` (:meth:`BlockLabels.border_arrays`) — the
     ``labels`` array itself is not needed, so a reduce job never holds voxel data.
     """
     get = (
@@ -314,24 +321,24 @@ def stitch(
         np.concatenate([[0], node_id[offsets[i] : offsets[i + 1]]]).astype(dtype)
         for i in range(len(blocks))
     ]
-    result = GlobalLabels(tables=tables, n_objects=int(kept.size), sizes=comp_size[kept])
-    if all(_has(b, "coord_sums") for b in blocks):
-        sums = np.zeros((n_comp, 3), dtype=np.int64)
-        bmin = np.full((n_comp, 3), np.iinfo(np.int64).max, dtype=np.int64)
-        bmax = np.full((n_comp, 3), -1, dtype=np.int64)
-        node_sums = np.concatenate([np.asarray(get(b, "coord_sums"), np.int64) for b in blocks])
-        node_min = np.concatenate([np.asarray(get(b, "bbox_min"), np.int64) for b in blocks])
-        node_max = np.concatenate([np.asarray(get(b, "bbox_max"), np.int64) for b in blocks])
-        for axis in range(3):
-            np.add.at(sums[:, axis], comp, node_sums[:, axis])
-            np.minimum.at(bmin[:, axis], comp, node_min[:, axis])
-            np.maximum.at(bmax[:, axis], comp, node_max[:, axis])
-        result.coord_sums, result.bbox_min, result.bbox_max = sums[kept], bmin[kept], bmax[kept]
-    return result
-
-
-def _has(block: BlockLabels | Mapping[str, np.ndarray], name: str) -> bool:
-    return hasattr(block, name) if isinstance(block, BlockLabels) else name in block
+    sums = np.zeros((n_comp, 3), dtype=np.int64)
+    bmin = np.full((n_comp, 3), np.iinfo(np.int64).max, dtype=np.int64)
+    bmax = np.full((n_comp, 3), -1, dtype=np.int64)
+    node_sums = np.concatenate([np.asarray(get(b, "coord_sums"), np.int64) for b in blocks])
+    node_min = np.concatenate([np.asarray(get(b, "bbox_min"), np.int64) for b in blocks])
+    node_max = np.concatenate([np.asarray(get(b, "bbox_max"), np.int64) for b in blocks])
+    for axis in range(3):
+        np.add.at(sums[:, axis], comp, node_sums[:, axis])
+        np.minimum.at(bmin[:, axis], comp, node_min[:, axis])
+        np.maximum.at(bmax[:, axis], comp, node_max[:, axis])
+    return GlobalLabels(
+        tables=tables,
+        n_objects=int(kept.size),
+        sizes=comp_size[kept],
+        coord_sums=sums[kept],
+        bbox_min=bmin[kept],
+        bbox_max=bmax[kept],
+    )
 
 
 def reference_labels(mask: np.ndarray, *, min_size: int) -> np.ndarray:
