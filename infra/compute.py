@@ -29,6 +29,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from infra import REPO_ROOT
 from infra.config import JobSize, Settings
 from synapse_pipelines import workflow as wf
 
@@ -39,6 +40,8 @@ IMAGE_CONTEXT_RULES = [
     "!pyproject.toml",
     "!README.md",
     "!batch_image",
+    "!functions",
+    "!state_machines",
     "batch_image/*.egg-info",
     "**/__pycache__",
     "**/*.pyc",
@@ -127,7 +130,7 @@ class Compute(Construct):
         self.image_asset = ecr_assets.DockerImageAsset(
             self,
             "Image",
-            directory=str(wf.REPO_ROOT),
+            directory=str(REPO_ROOT),
             file="batch_image/Dockerfile",
             platform=ecr_assets.Platform.LINUX_AMD64,
             exclude=IMAGE_CONTEXT_RULES,

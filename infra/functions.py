@@ -35,6 +35,7 @@ import jsii
 from aws_cdk import aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
 from constructs import Construct
 
+from infra import REPO_ROOT
 from synapse_pipelines import workflow as wf
 
 #: Lambda runtime: the newest Python the project supports (pyproject: <3.14).
@@ -44,14 +45,10 @@ RUNTIME_PYTHON_VERSION = "3.13"
 #: numpy releases ship manylinux_2_28 wheels only.
 PLATFORMS: tuple[str, ...] = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 
-#: What the handlers import, pinned like pyproject.toml (boto3 comes with the runtime).
-LAMBDA_REQUIREMENTS: tuple[str, ...] = (
-    "pydantic>=2.7,<3",
-    "aws-lambda-powertools[tracer]>=3.0,<4",
-    "intern==1.4.2",
-    "numpy>=2.0,<3",
-    "blosc>=1.11,<2",
-    "requests>=2.31,<3",
+_PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+#: What the handlers import: pyproject's ``lambda`` extra (boto3 comes with the runtime).
+LAMBDA_REQUIREMENTS: tuple[str, ...] = tuple(
+    _PYPROJECT["project"]["optional-dependencies"]["lambda"]
 )
 
 #: Pure-Python requirements published only as source distributions: built into wheels first
@@ -66,7 +63,7 @@ LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 
 
 #: The local wheelhouse ``./install.sh`` fills and the bundling installs from (git-ignored).
-WHEELHOUSE = wf.REPO_ROOT / ".cache" / "lambda-wheels"
+WHEELHOUSE = REPO_ROOT / ".cache" / "lambda-wheels"
 #: What the wheelhouse was filled for (requirements, targets); bundling refuses a mismatch.
 STAMP_NAME = "wheelhouse.json"
 #: A wheel target: (Python "major.minor", manylinux platforms or None for this machine).
@@ -91,8 +88,7 @@ def wheel_targets() -> tuple[Target, ...]:
 
 def build_requirements() -> tuple[str, ...]:
     """The project's build backend (pyproject ``[build-system]``): installed offline too."""
-    pyproject = tomllib.loads((wf.REPO_ROOT / "pyproject.toml").read_text())
-    return tuple(pyproject["build-system"]["requires"])
+    return tuple(_PYPROJECT["build-system"]["requires"])
 
 
 def _target_key(target: Target) -> str:
@@ -228,7 +224,7 @@ def bundle_layer(
     # the project itself: pure Python, installed with its metadata (pipeline entry points);
     # its build backend comes from the wheelhouse too
     build_wheels = Path(wheelhouse) / "build"
-    _pip_offline(["--no-deps", "--target", str(target), str(wf.REPO_ROOT)], build_wheels)
+    _pip_offline(["--no-deps", "--target", str(target), str(REPO_ROOT)], build_wheels)
     # the runtime already has boto3/botocore (pulled in by the X-Ray SDK): ~80 MB saved;
     # byte code, scripts and build leftovers only cost space
     junk = [target / name for name in RUNTIME_PROVIDED] + [target / "bin"]
@@ -268,7 +264,7 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
             code=lambda_.Code.from_asset(
-                str(wf.REPO_ROOT / "batch_image" / "synapse_pipelines"),
+                str(REPO_ROOT / "batch_image" / "synapse_pipelines"),
                 # the bundle is built from the whole project; hash what comes out
                 asset_hash_type=cdk.AssetHashType.OUTPUT,
                 bundling=cdk.BundlingOptions(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infra import REPO_ROOT
 from synapse_pipelines import workflow as wf
 
 NPM_HINT = "run `npm ci` in the repository root (installs the pinned asl-validator and aws-cdk)"
@@ -32,7 +33,7 @@ def _all_states(states: dict[str, Any]) -> dict[str, Any]:
 
 
 def _asl_validator() -> Path:
-    binary = wf.REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
+    binary = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
     if not binary.exists():
         pytest.fail(f"asl-validator is not installed: {NPM_HINT}")
     return binary

@@ -23,11 +23,11 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # infra/ lives at 
 
 from aws_cdk import assertions
 
-from infra import config
+from infra import REPO_ROOT, config
 from infra.app import build_app, cdk_json_context
 from synapse_pipelines import workflow as wf
 
-REPO = wf.REPO_ROOT
+REPO = REPO_ROOT
 
 
 class Synth:
@@ -414,8 +414,9 @@ def test_image_asset_is_staged_with_only_the_needed_context(synth: Synth) -> Non
     assert image["source"].get("platform") == "linux/amd64"
     staged = synth.outdir / image["source"]["directory"]
     names = {p.name for p in staged.iterdir()}
-    assert {"pyproject.toml", "batch_image"} <= names
-    assert not names & {"node_modules", "tests", "infra", ".git", "cdk.out", "functions"}
+    # the package ships the ASL and the handlers (pyproject maps their folders into it)
+    assert {"pyproject.toml", "batch_image", "functions", "state_machines"} <= names
+    assert not names & {"node_modules", "tests", "infra", ".git", "cdk.out", "benchmarks"}
     assert (staged / "batch_image" / "Dockerfile").is_file()
     assert (staged / "batch_image" / "synapse_pipelines" / "steps.py").is_file()
 

@@ -99,6 +99,18 @@ def test_original_cli_aliases_are_accepted():
         ([1.5, 3], "whole number"),
         ([True, 3], "whole number"),
         (7, "expected a range"),
+        # malformed values that once reached int() and raised TypeError
+        ([[0, 1], [2, 3]], "[0, 1] is not a whole number"),
+        ([[0], [1]], "is not a whole number"),
+        ([None, 2], "None is not a whole number"),
+        ([{"a": 1}, 2], "is not a whole number"),
+        ([0, [1] * 50], "a list is not a whole number"),
+        ([float("nan"), 1], "whole number"),
+        ([float("inf"), 1], "whole number"),
+        (b"0,1", "expected a range, got bytes"),
+        (None, "expected a range"),
+        ({"start": 0, "stop": 1}, "expected a range"),
+        ("", "exactly two"),
     ],
 )
 def test_bad_ranges_name_the_field_and_the_fix(value, expected):

@@ -92,30 +92,31 @@ def sanitize_name(text: str) -> str:
     return cleaned
 
 
+def _whole_number(part: Any, hint: str) -> int:
+    """One bound of a range: an int, an integral float or a string of digits; else a clear
+    ``ValueError`` (a nested list, ``None`` or a dict must never reach ``int()``)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    if isinstance(part, float) and part.is_integer():
+        return int(part)
+    if isinstance(part, str) and re.fullmatch(r"[+-]?\d+", part.strip()):
+        return int(part.strip())
+    shown = repr(part) if len(repr(part)) <= 40 else f"a {type(part).__name__}"
+    raise ValueError(f"{shown} is not a whole number; {hint}")
+
+
 def _parse_range(value: Any) -> tuple[int, int]:
     """Turn ``"a,b"``, ``"a:b"`` or ``[a, b]`` into a validated half-open range."""
     hint = 'give it as "start,stop" or [start, stop] with whole numbers, e.g. "0,16"'
     if isinstance(value, str):
-        parts = re.split(r"[,:]", value.strip())
-    elif isinstance(value, Sequence):
+        parts: list[Any] = re.split(r"[,:]", value.strip())
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         parts = list(value)
     else:
         raise ValueError(f"expected a range, got {type(value).__name__}; {hint}")
     if len(parts) != 2:
         raise ValueError(f"expected exactly two numbers (start, stop), got {len(parts)}; {hint}")
-    bounds = []
-    for part in parts:
-        if isinstance(part, bool):
-            raise ValueError(f"{part!r} is not a whole number; {hint}")
-        if isinstance(part, float):
-            if not part.is_integer():
-                raise ValueError(f"{part!r} is not a whole number; {hint}")
-            part = int(part)
-        if isinstance(part, str):
-            part = part.strip()
-            if not re.fullmatch(r"[+-]?\d+", part):
-                raise ValueError(f"{part!r} is not a whole number; {hint}")
-        bounds.append(int(part))
+    bounds = [_whole_number(part, hint) for part in parts]
     start, stop = bounds
     if start < 0 or stop < 0:
         raise ValueError(f"[{start}, {stop}) has a negative bound; voxel coordinates start at 0")

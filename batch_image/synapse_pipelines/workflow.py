@@ -8,7 +8,12 @@ so AWS and a laptop execute the same state machine with the same steps:
   fills them (CDK passes the same names as ``definition_substitutions``).
 * :data:`LAMBDA_FUNCTIONS` — the Lambda tasks: logical name, source folder under
   ``functions/``, handler, environment variable names; :func:`load_handler` imports a handler
-  from its file (the local runtime calls the real handler in-process).
+  (the local runtime calls the real handler in-process).
+
+The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
+repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
+``synapse_pipelines.functions`` (pyproject maps those folders), so an installed wheel runs
+the local workflow with the very files CDK deploys: one copy of each.
 * :data:`BATCH_JOBS` — the Batch tasks: job definition command (the arguments after
   the image's entrypoint, :data:`IMAGE_ENTRYPOINT`), ``Ref::`` parameters, environment and
   secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
@@ -24,13 +29,13 @@ Only S3 keys and small values travel in the state: the validated request is stor
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from synapse_pipelines.artefacts import (  # re-exported: the S3 layout's file names
@@ -45,13 +50,16 @@ from synapse_pipelines.artefacts import (  # re-exported: the S3 layout's file n
 )
 from synapse_pipelines.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 
-#: Folder of the repository (the package lives in ``<repo>/batch_image/synapse_pipelines``).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-#: The state machine definition, JSONPath ASL.
-ASL_PATH = REPO_ROOT / "state_machines" / "synapse_detection.asl.json"
-#: Lambda handler sources, one folder per function with ``app.py``.
-FUNCTIONS_DIR = REPO_ROOT / "functions"
+#: The state machine definition, JSONPath ASL (``state_machines/`` of the repository; in an
+#: editable install this is that very file).
+ASL_PATH = Path(str(resources.files("synapse_pipelines.state_machines"))) / (
+    "synapse_detection.asl.json"
+)
+#: The package holding the Lambda handlers, one subpackage per function with ``app.py``
+#: (``functions/`` of the repository).
+FUNCTIONS_PACKAGE = "synapse_pipelines.functions"
+#: Lambda handler sources, one folder per function (what CDK zips for each function).
+FUNCTIONS_DIR = Path(str(resources.files(FUNCTIONS_PACKAGE)))
 
 # -- names shared by the state machine, the events and the CLI ------------------------------
 
@@ -341,27 +349,8 @@ def load_handler(logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
     """Import ``functions/<name>/app.py`` of a Lambda task and return its handler."""
     spec = LAMBDA_FUNCTIONS[logical_id]
     module_name, _, attr = spec.handler.rpartition(".")
-    path = spec.source_dir / f"{module_name}.py"
-    module = _import_file(f"synapse_pipelines_functions.{spec.name}", path)
+    module = importlib.import_module(f"{FUNCTIONS_PACKAGE}.{spec.name}.{module_name}")
     return getattr(module, attr)
-
-
-def _import_file(module_name: str, path: Path) -> ModuleType:
-    import sys
-
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Lambda source {path} not found: run from a checkout of the repository "
-            "(pip install -e .) so functions/ is next to the package"
-        )
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
-    return module
 
 
 # -- Batch tasks ------------------------------------------------------------------------------

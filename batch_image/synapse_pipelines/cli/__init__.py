@@ -44,6 +44,17 @@ def version() -> None:
 
 err_console = Console(stderr=True)
 
+#: Top-level modules of the optional extras (pyproject.toml): the core install (the Batch
+#: image) lacks them, so the commands that need them import them when they run.
+EXTRA_OF_MODULE = {
+    "moto": "local",
+    "flask": "local",
+    "waitress": "local",
+    "aws_lambda_powertools": "lambda",
+    "aws_xray_sdk": "lambda",
+    "aws_cdk": "infra",
+}
+
 
 def main() -> None:
     """Console-script entry point: user errors become one clean message and exit status 2."""
@@ -52,4 +63,17 @@ def main() -> None:
     except SynapsePipelinesError as exc:
         # the message is plain text (it may contain brackets): never parse it as markup
         err_console.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        err_console.print(
+            "[bold red]error:[/]",
+            escape(
+                f"this command needs the optional dependencies [{extra}] ({exc.name} is not "
+                f"installed); install them with: pip install 'synapse-pipelines[{extra}]'"
+            ),
+            highlight=False,
+        )
         sys.exit(2)
