@@ -95,7 +95,8 @@ def test_lambdas_and_event_rule_follow_workflow(rt: lr.LocalRuntime) -> None:
         assert set(spec.environment) <= set(variables)
         assert conf["Handler"] == spec.handler
         assert conf["Timeout"] == spec.timeout_seconds
-        assert moto_compat._LAMBDA_HANDLERS[conf["FunctionName"]].__module__.endswith(spec.name)
+        handler = moto_compat._LAMBDA_HANDLERS[conf["FunctionName"]]
+        assert handler.__module__ == f"{wf.FUNCTIONS_PACKAGE}.{spec.name}.app"
     events = rt.client("events")
     rule = events.describe_rule(Name=rt.res.rule_name, EventBusName=rt.res.event_bus)
     assert json.loads(rule["EventPattern"]) == wf.REQUESTED_EVENT_PATTERN
