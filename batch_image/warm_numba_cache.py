@@ -24,9 +24,9 @@ import numpy as np
 
 
 def _work() -> None:
-    from synapse_pipelines import synthetic
     from synapse_pipelines.blockwise import blockwise_detect
-    from synapse_pipelines.detection import detect
+    from synapse_pipelines.science import synthetic
+    from synapse_pipelines.science.detection import detect
 
     experiment = synthetic.make_experiment(
         (12, 64, 64), seed=1, channels=(synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC)
@@ -45,7 +45,7 @@ def _work() -> None:
 
 def _kernel_stats() -> tuple[int, int, set[str]]:
     """Cache hits, misses (= compilations) and cache folders of the compiled kernels."""
-    from synapse_pipelines import detection
+    from synapse_pipelines.science import detection
 
     hits = misses = 0
     paths: set[str] = set()

@@ -51,7 +51,7 @@ def _peak_rss_mib() -> float:
 
 
 def _warm_up() -> None:
-    from synapse_pipelines import detection, synthetic
+    from synapse_pipelines.science import detection, synthetic
 
     exp = synthetic.make_experiment(
         (8, 64, 64), seed=0, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
@@ -63,7 +63,8 @@ VOXEL_SIZE = (40.0, 4.0, 4.0)
 
 
 def child_single(folder: Path) -> dict:
-    from synapse_pipelines import detection, features, outputs, synthetic
+    from synapse_pipelines.io import outputs
+    from synapse_pipelines.science import detection, features, synthetic
 
     _warm_up()
     channels = {
@@ -90,14 +91,15 @@ def child_single(folder: Path) -> dict:
 
 
 def child_blockwise(folder: Path, block: tuple[int, int, int], out_name: str) -> dict:
-    from synapse_pipelines import outputs, synthetic
     from synapse_pipelines.blockwise.finalize import TableSpec
     from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
     from synapse_pipelines.blockwise.plan import plan_request
     from synapse_pipelines.blockwise.runner import run_blockwise
     from synapse_pipelines.blockwise.sources import open_file_source
     from synapse_pipelines.blockwise.store import LocalStore
-    from synapse_pipelines.geometry import Box
+    from synapse_pipelines.core.geometry import Box
+    from synapse_pipelines.io import outputs
+    from synapse_pipelines.science import synthetic
 
     _warm_up()
     source = open_file_source(folder / "pre.npy", folder / "post.npy")
@@ -158,7 +160,7 @@ def run_child(args: list[str]) -> dict:
 
 
 def make_volume(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
-    from synapse_pipelines import synthetic
+    from synapse_pipelines.science import synthetic
 
     if (folder / "pre.npy").exists() and np.load(folder / "pre.npy", mmap_mode="r").shape == shape:
         return
@@ -173,7 +175,7 @@ def same_results(single: Path, blockwise: Path) -> tuple[bool, bool]:
     """(identical ids and mask, identical synapse table) of the two results folders."""
     import zarr
 
-    from synapse_pipelines import outputs
+    from synapse_pipelines.io import outputs
 
     ids = outputs.read_volume(single / outputs.SYNAPSE_IDS).data
     mask = outputs.read_volume(single / outputs.PREDICTIONS).data

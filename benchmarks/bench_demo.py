@@ -25,8 +25,8 @@ from typing import Any
 
 def _single_process(demo: Any, request: dict[str, Any]) -> dict[str, float]:
     """The same steps, in this process, in order (the original's one-job shape)."""
-    from synapse_pipelines import steps, workflow as wf
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.workflow import steps, wiring as wf
 
     rt = demo.runtime
     bucket = rt.res.bucket
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))
 
-    from synapse_pipelines.local_runtime import Demo, demo_request
+    from synapse_pipelines.local.runtime import Demo, demo_request
 
     cpus = os.cpu_count()
     load = os.getloadavg()[0]

@@ -1,12 +1,12 @@
 """Benchmark: the NOMADS detector vs the original approach, in the same run, on one core.
 
-Ours: :func:`synapse_pipelines.detection.detect` (compiled kernels) on two-channel uint8
+Ours: :func:`synapse_pipelines.science.detection.detect` (compiled kernels) on two-channel uint8
 volumes of ``Z x 1024 x 1024`` for each ``Z`` in ``--sizes`` (default 32, 64, 128, 256:
 32 to 256 Mvoxel). The data is a seeded synthetic experiment of 32 x 1024 x 1024 (see
 ``synthetic.py``), tiled along z for the larger sizes so every size has the same content
 per voxel (a linear-scaling check, not a content check).
 
-The original: :func:`synapse_pipelines.detection.original_nomads`, a faithful
+The original: :func:`synapse_pipelines.science.detection.original_nomads`, a faithful
 re-implementation of the 2018 code (float64 z-score, its covariance line, 256-bin Otsu,
 26-connected labels, the quadratic per-label small-object filter), on
 ``--original-shape`` (default 32 x 512 x 512 = 8.4 Mvoxel). Ours runs on that volume too
@@ -63,9 +63,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from synapse_pipelines.detection import detect, original_nomads  # noqa: E402
-from synapse_pipelines.evaluation import evaluate_labels  # noqa: E402
-from synapse_pipelines.synthetic import make_experiment  # noqa: E402
+from synapse_pipelines.science.detection import detect, original_nomads  # noqa: E402
+from synapse_pipelines.science.evaluation import evaluate_labels  # noqa: E402
+from synapse_pipelines.science.synthetic import make_experiment  # noqa: E402
 
 PRE, POST = "Synapsin647", "PSD95_488"
 MATCH_NM = 300.0

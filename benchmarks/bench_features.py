@@ -24,9 +24,9 @@ import tracemalloc
 import numpy as np
 from scipy import ndimage
 
-from synapse_pipelines.detection import detect
-from synapse_pipelines.features import synapse_table
-from synapse_pipelines.synthetic import ALL_CHANNELS, make_experiment
+from synapse_pipelines.science.detection import detect
+from synapse_pipelines.science.features import synapse_table
+from synapse_pipelines.science.synthetic import ALL_CHANNELS, make_experiment
 
 
 def original_features(labels: np.ndarray, channels: dict[str, np.ndarray]) -> dict[str, dict]:

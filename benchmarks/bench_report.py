@@ -31,7 +31,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from synapse_pipelines.report import build_report  # noqa: E402
-from synapse_pipelines.report.synthetic import clustered_table  # noqa: E402
+from synapse_pipelines.report.sample_data import clustered_table  # noqa: E402
 
 TARGET_SECONDS = 30.0
 TARGET_MB = 15.0

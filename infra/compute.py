@@ -1,5 +1,5 @@
 """AWS Batch: network, compute environments, job queues, the image and one job definition per
-step (``synapse_pipelines.workflow.BATCH_JOBS``).
+step (``synapse_pipelines.workflow.wiring.BATCH_JOBS``).
 
 - Fargate Spot (default queue): Detect, Report, PublishToBoss. Sizes from CDK context,
   validated as Fargate task sizes (infra/config.py).
@@ -31,7 +31,7 @@ from constructs import Construct
 
 from infra import REPO_ROOT
 from infra.config import JobSize, Settings
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 #: The Docker build context is the repository, reduced to what the image needs (the same
 #: rules as the repository's .dockerignore, Docker semantics: later "!" lines re-include).

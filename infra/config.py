@@ -96,7 +96,7 @@ class Settings:
     presign_expiry_seconds: int
     neuroglancer_url: str
     #: numeric ASL settings by substitution name (e.g. BlockwiseMaxConcurrency); checked by
-    #: synapse_pipelines.workflow.setting_substitutions
+    #: synapse_pipelines.workflow.wiring.setting_substitutions
     asl_settings: dict[str, int | float]
 
 

@@ -1,4 +1,4 @@
-"""The Lambda functions: one per ``synapse_pipelines.workflow.LAMBDA_FUNCTIONS`` entry.
+"""The Lambda functions: one per ``synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS`` entry.
 
 Code: ``functions/<name>/app.py`` (tiny, one asset each) plus one shared layer holding the
 project package and its Lambda dependencies. The layer is bundled **without Docker and without
@@ -36,7 +36,7 @@ from aws_cdk import aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
 from constructs import Construct
 
 from infra import REPO_ROOT
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 #: Lambda runtime: the newest Python the project supports (pyproject: <3.14).
 RUNTIME = lambda_.Runtime.PYTHON_3_13

@@ -21,7 +21,7 @@ from infra.notifications import Notifications
 from infra.storage import Storage
 from infra.triggers import Triggers
 from infra.workflow import Workflow
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 RETENTION = dict(zip(VALID_LOG_RETENTION_DAYS, list(logs.RetentionDays)[:-1], strict=True))
 

@@ -23,7 +23,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 
 class Workflow(Construct):

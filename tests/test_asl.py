@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra import REPO_ROOT
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 NPM_HINT = "run `npm ci` in the repository root (installs the pinned asl-validator and aws-cdk)"
 

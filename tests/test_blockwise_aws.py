@@ -8,10 +8,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import synapse_pipelines.workflow as wf
-from synapse_pipelines import steps
-from synapse_pipelines.blockwise.aws import _shape, kernel_for, manifest_key
-from synapse_pipelines.blockwise.config import ENV_BLOCK_SHAPE, ENV_MIN_VOXELS, wants_blockwise
 from synapse_pipelines.blockwise.plan import (
     PlanningError,
     manifest_items,
@@ -19,9 +15,12 @@ from synapse_pipelines.blockwise.plan import (
     parse_block_range,
     plan_request,
 )
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.request import SynapseRequest, parse_request
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.request import SynapseRequest, parse_request
+from synapse_pipelines.core.sizing import ENV_BLOCK_SHAPE, ENV_MIN_VOXELS, wants_blockwise
+from synapse_pipelines.workflow import steps, wiring as wf
+from synapse_pipelines.workflow.blockwise_job import _shape, kernel_for, manifest_key
 
 
 def request(**overrides: object) -> SynapseRequest:

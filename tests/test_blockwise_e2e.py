@@ -18,19 +18,20 @@ import numpy as np
 import pytest
 import zarr
 
-import synapse_pipelines.local_runtime as lr
-from synapse_pipelines import detection, features, moto_compat, outputs
-from synapse_pipelines.blockwise.aws import blockwise_prefix
-from synapse_pipelines.boss import (
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.io import outputs
+from synapse_pipelines.io.boss import (
     BossClient,
     CoordinateFrame,
     labels_channel_name,
     mask_channel_name,
 )
-from synapse_pipelines.boss_server import LocalBossServer
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.outputs import verify_manifest
-from synapse_pipelines.synthetic import make_experiment
+from synapse_pipelines.io.outputs import verify_manifest
+from synapse_pipelines.local import moto_adapters, runtime as lr
+from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.science import detection, features
+from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.workflow.blockwise_job import blockwise_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +201,7 @@ def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> 
 def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str, Any]) -> None:
     """``step publish-boss`` on a blockwise run (a re-publish, say) reads the Zarr chunks
     block after block instead of a whole-volume file, and lands the same values in BOSS."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     assert run["result"].succeeded
     rt, key = run["rt"], run["results_key"]
@@ -226,7 +227,7 @@ def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str,
 def test_rerun_skips_recorded_blocks_and_redoes_a_lost_one(run: dict[str, Any]) -> None:
     """What a retried or re-submitted block job does against the real (emulated) S3: blocks
     whose records hold are skipped; a block whose record was lost is recomputed alone."""
-    from synapse_pipelines.blockwise.aws import BlockwiseJob
+    from synapse_pipelines.workflow.blockwise_job import BlockwiseJob
 
     assert run["result"].succeeded
     rt = run["rt"]
@@ -252,12 +253,12 @@ def test_blockwise_failure_is_retried_then_notified_with_its_cause(run: dict[str
     threshold stage with the detector's own message, which the failure notice carries."""
     rt = run["rt"]
     rt.notifications()  # drop the successful run's notice
-    moto_compat.inject_batch_host_failure(lr.STACK_NAME + "-Blockwise", count=1)
+    moto_adapters.inject_batch_host_failure(lr.STACK_NAME + "-Blockwise", count=1)
     try:
         sub = rt.submit(lr.demo_request(run["boss_host"], SHAPE, experiment=FLAT))
         result = rt.wait(sub.execution_arn, timeout=600)
     finally:
-        moto_compat.clear_batch_host_failures()
+        moto_adapters.clear_batch_host_failures()
     assert result.status == "FAILED"
     entered = result.states_entered()
     assert "BlockwiseThreshold" in entered and "BlockwiseLabel" not in entered

@@ -14,15 +14,15 @@ import pandas as pd
 import pytest
 import zarr
 
-from synapse_pipelines import detection, features, synthetic
-from synapse_pipelines.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.finalize import ResultArrays, TableSpec, ids_dtype
 from synapse_pipelines.blockwise.plan import plan_request
 from synapse_pipelines.blockwise.runner import run_blockwise
 from synapse_pipelines.blockwise.sources import ArraySource
 from synapse_pipelines.blockwise.store import LocalStore
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import detection, features, synthetic
 
 SHAPE = (21, 100, 110)
 #: the request box does not start on the block grid, so the border blocks are uneven

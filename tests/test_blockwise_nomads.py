@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synapse_pipelines import detection, synthetic
 from synapse_pipelines.blockwise.nomads import NomadsKernel, blockwise_detect
 from synapse_pipelines.blockwise.plan import plan_request
 from synapse_pipelines.blockwise.sources import ArraySource
-from synapse_pipelines.errors import DetectionError
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.errors import DetectionError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import detection, synthetic
 
 
 def assert_same_result(a: detection.DetectionResult, b: detection.DetectionResult) -> None:

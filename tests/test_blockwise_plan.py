@@ -16,7 +16,7 @@ from synapse_pipelines.blockwise.plan import (
     padded_voxels,
     plan_request,
 )
-from synapse_pipelines.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks
+from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks
 
 #: Step Functions quota: 256 KiB per state input/output, execution input and child
 #: execution (= one Distributed Map item) input.

@@ -19,7 +19,7 @@ from synapse_pipelines.blockwise.plan import plan_request
 from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
 from synapse_pipelines.blockwise.sources import ArraySource
 from synapse_pipelines.blockwise.stitch import extended_box, reference_labels
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
 
 
 class ToyKernel:

@@ -12,8 +12,8 @@ from synapse_pipelines.blockwise.stitch import (
     reference_labels,
     stitch,
 )
-from synapse_pipelines.features import object_geometry
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science.features import object_geometry
 
 
 def blockwise_labels(

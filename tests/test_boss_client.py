@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synapse_pipelines.boss import BossClient
-from synapse_pipelines.errors import BossError
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.io.boss import BossClient
 
 
 def test_list_channels_and_channel_info(boss_synthetic, boss_client: BossClient) -> None:

@@ -10,10 +10,10 @@ import threading
 import numpy as np
 import pytest
 
-from synapse_pipelines.boss import BossClient
-from synapse_pipelines.boss_server import ApiError
-from synapse_pipelines.errors import BossError
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.local.boss_server import ApiError
 
 
 @contextlib.contextmanager

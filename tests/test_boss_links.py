@@ -6,7 +6,9 @@ import csv
 import json
 import urllib.parse
 
-from synapse_pipelines.boss import (
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.boss import (
     CoordinateFrame,
     labels_channel_name,
     links_csv_text,
@@ -14,8 +16,6 @@ from synapse_pipelines.boss import (
     result_links,
     write_links_csv,
 )
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.request import parse_request
 
 
 def _state(url: str) -> dict:

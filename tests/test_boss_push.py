@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synapse_pipelines.boss import (
+from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.boss import (
     OUTPUT_MARKER,
     BossClient,
     CoordinateFrame,
@@ -13,9 +16,6 @@ from synapse_pipelines.boss import (
     mask_channel_name,
     publish_predictions,
 )
-from synapse_pipelines.errors import BossError
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.request import parse_request
 
 
 def _frame(shape: tuple[int, int, int]) -> CoordinateFrame:

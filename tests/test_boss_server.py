@@ -18,9 +18,9 @@ from intern.resource.boss.resource import (
     ExperimentResource,
 )
 
-from synapse_pipelines.boss import BossClient, CoordinateFrame
-from synapse_pipelines.boss_server import BossServerProcess, LocalBossServer
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.io.boss import BossClient, CoordinateFrame
+from synapse_pipelines.local.boss_server import BossServerProcess, LocalBossServer
 
 TOKEN = "server-test-token"
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from synapse_pipelines import workflow as wf
 from synapse_pipelines.cli import app
-from synapse_pipelines.cli.aws import StackError
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.cli.aws_commands import StackError
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.workflow import wiring as wf
 
 STACK = "SynapseTest"
 REQUEST = {
@@ -155,7 +155,7 @@ def test_a_token_in_the_request_file_is_refused_unsent(
 
 
 def test_wait_reports_steps_until_the_end() -> None:
-    from synapse_pipelines.cli.aws import wait_for
+    from synapse_pipelines.cli.aws_commands import wait_for
 
     class FakeSfn:
         """Three polls: Validate running, Validate done + Detect running, then success."""

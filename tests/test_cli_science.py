@@ -14,10 +14,10 @@ import tifffile
 import zarr
 from typer.testing import CliRunner
 
-from synapse_pipelines import outputs
 from synapse_pipelines.cli import app
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import read_synapse_table
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io import outputs
+from synapse_pipelines.science.features import read_synapse_table
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synapse_pipelines.detection import (
+from synapse_pipelines.core.errors import DetectionError, RequestValidationError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science.detection import (
     DetectionResult,
     NomadsUnsupervised,
     _otsu_256,
@@ -17,10 +19,8 @@ from synapse_pipelines.detection import (
     label_components,
     original_nomads,
 )
-from synapse_pipelines.errors import DetectionError, RequestValidationError
-from synapse_pipelines.evaluation import evaluate_labels
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.synthetic import make_experiment
+from synapse_pipelines.science.evaluation import evaluate_labels
+from synapse_pipelines.science.synthetic import make_experiment
 
 MATCH_NM = 300.0  # centroid matching distance: ~3 pixels laterally
 

@@ -7,8 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from synapse_pipelines import detection
-from synapse_pipelines.detection import (
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import detection
+from synapse_pipelines.science.detection import (
     N_BINS,
     NO_THRESHOLD,
     ChannelStats,
@@ -27,8 +28,7 @@ from synapse_pipelines.detection import (
     pad_to_extended,
     threshold_from_histogram,
 )
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.synthetic import make_experiment
+from synapse_pipelines.science.synthetic import make_experiment
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synapse_pipelines import local_runtime as lr, moto_compat, workflow as wf
-from synapse_pipelines.boss import BossClient, CoordinateFrame, mask_channel_name
-from synapse_pipelines.boss_server import LocalBossServer
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.outputs import read_volume, verify_manifest
-from synapse_pipelines.request import parse_request
-from synapse_pipelines.synthetic import make_experiment
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.boss import BossClient, CoordinateFrame, mask_channel_name
+from synapse_pipelines.io.outputs import read_volume, verify_manifest
+from synapse_pipelines.local import moto_adapters, runtime as lr
+from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.workflow import wiring as wf
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +102,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             )
     for logger in loggers:
         logger.removeHandler(records)
-    moto_compat.clear_batch_host_failures()
+    moto_adapters.clear_batch_host_failures()
 
 
 def _submitted_jobs(history: list[dict[str, Any]]) -> int:
@@ -154,7 +155,7 @@ def test_success_path(e2e: E2E) -> None:
     assert np.array_equal(pushed, mask.data)
 
     # the detector finds most synthetic synapses (centroid matching, as the demo scores it)
-    from synapse_pipelines.evaluation import evaluate_labels
+    from synapse_pipelines.science.evaluation import evaluate_labels
 
     score = evaluate_labels(
         ids.data,
@@ -235,7 +236,7 @@ def test_batch_failure_is_retried_then_notified_with_its_cause(e2e: E2E) -> None
     rt = e2e.rt
     # a Spot reclaim on the first attempt (Batch retries it), then a real error: both
     # channels of this experiment are empty, which the detector refuses (not retried)
-    moto_compat.inject_batch_host_failure(lr.STACK_NAME + "-Detect", count=1)
+    moto_adapters.inject_batch_host_failure(lr.STACK_NAME + "-Detect", count=1)
     sub = rt.submit(e2e.request(experiment=FLAT_EXPERIMENT))
     result = rt.wait(sub.execution_arn, timeout=120)
     e2e.results["batch_failure"] = result

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from synapse_pipelines import local_runtime as lr, workflow as wf
-from synapse_pipelines.boss import BossClient
-from synapse_pipelines.boss_server import LocalBossServer
-from synapse_pipelines.request import parse_request
-from synapse_pipelines.synthetic import make_experiment
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.local import runtime as lr
+from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.workflow import wiring as wf
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.evaluation import (
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.science.evaluation import (
     centroids_from_labels,
     evaluate_centroids,
     evaluate_labels,
@@ -132,7 +132,7 @@ def test_bad_inputs(kwargs, field) -> None:
 
 
 def test_a_distance_spanning_everything_is_refused_not_oom(monkeypatch) -> None:
-    import synapse_pipelines.evaluation as ev
+    from synapse_pipelines.science import evaluation as ev
 
     monkeypatch.setattr(ev, "MAX_CLUSTER_CELLS", 100)
     rng = np.random.default_rng(0)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import (
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.science.features import (
     BASE_COLUMNS,
     WINDOW_FULL_VOXELS,
     assemble_table,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from synapse_pipelines.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks
+from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks
 
 
 def test_box_basics():

@@ -25,7 +25,7 @@ from aws_cdk import assertions
 
 from infra import REPO_ROOT, config
 from infra.app import build_app, cdk_json_context
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 
 REPO = REPO_ROOT
 
@@ -418,7 +418,7 @@ def test_image_asset_is_staged_with_only_the_needed_context(synth: Synth) -> Non
     assert {"pyproject.toml", "batch_image", "functions", "state_machines"} <= names
     assert not names & {"node_modules", "tests", "infra", ".git", "cdk.out", "benchmarks"}
     assert (staged / "batch_image" / "Dockerfile").is_file()
-    assert (staged / "batch_image" / "synapse_pipelines" / "steps.py").is_file()
+    assert (staged / "batch_image" / "synapse_pipelines" / "cli" / "__init__.py").is_file()
 
 
 def test_dockerignore_matches_the_cdk_context_rules() -> None:

@@ -40,7 +40,7 @@ from infra.functions import (  # noqa: E402
 PROBE = r"""
 import json, sys, types
 sys.path[:0] = [LAYER, RUNTIME]
-from synapse_pipelines import workflow as wf
+from synapse_pipelines.workflow import wiring as wf
 assert wf.__file__.startswith(LAYER), wf.__file__
 for forbidden in ("scipy", "pandas", "moto", "sklearn"):
     try:
@@ -125,7 +125,7 @@ def test_layer_bundles_offline_without_docker_and_every_handler_imports(tmp_path
         )
     except WheelhouseError as exc:
         pytest.fail(str(exc))
-    assert (layer / "synapse_pipelines" / "steps.py").is_file()
+    assert (layer / "synapse_pipelines" / "workflow" / "wiring.py").is_file()
     assert list(layer.glob("synapse_pipelines-*.dist-info/entry_points.txt"))
     assert not any((layer / name).exists() for name in RUNTIME_PROVIDED)
     size = _folder_bytes(layer)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from synapse_pipelines import moto_compat as mc
+from synapse_pipelines.local import moto_adapters as mc
 
 SECRET = "tok-3c1f9a7e-not-a-real-token"
 

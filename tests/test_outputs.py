@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from synapse_pipelines import outputs
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import read_synapse_table, synapse_table
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io import outputs
+from synapse_pipelines.science.features import read_synapse_table, synapse_table
 
 TOKEN = "tok-3f9a1c7e5b2d4f60a8e1-SECRET"
 
@@ -26,7 +26,7 @@ def _detection(seed: int = 1) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndar
 
 
 def _request():
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
 
     return parse_request(
         {

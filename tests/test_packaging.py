@@ -148,7 +148,7 @@ def _env(venv: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_the_wheel_ships_the_asl_and_the_handlers(wheel_venv: Path, tmp_path: Path) -> None:
     probe = (
-        "import json, synapse_pipelines, synapse_pipelines.workflow as wf\n"
+        "import json, synapse_pipelines, synapse_pipelines.workflow.wiring as wf\n"
         "h = wf.load_handler('ValidateRequest')\n"
         "print(json.dumps({'package': synapse_pipelines.__file__, 'asl': str(wf.ASL_PATH),\n"
         "  'states': len(json.loads(wf.ASL_PATH.read_text())['States']),\n"

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synapse_pipelines.detection import NomadsUnsupervised
-from synapse_pipelines.errors import PipelineNotFoundError, RequestValidationError
-from synapse_pipelines.pipelines import (
+from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
+from synapse_pipelines.core.pipelines import (
     ENTRY_POINT_GROUP,
     Pipeline,
     available_pipelines,
     get_pipeline,
     validate_parameters,
 )
-from synapse_pipelines.request import parse_request
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.science.detection import NomadsUnsupervised
 
 
 def test_nomads_is_registered_and_loads() -> None:
@@ -39,10 +39,10 @@ def test_unknown_pipeline_lists_available_names() -> None:
 
 def test_listing_names_imports_no_pipeline_code_nor_numpy() -> None:
     code = (
-        "import sys; from synapse_pipelines.pipelines import available_pipelines; "
+        "import sys; from synapse_pipelines.core.pipelines import available_pipelines; "
         "names = available_pipelines(); "
         "assert 'nomads-unsupervised' in names, names; "
-        "heavy = [m for m in ('numpy', 'scipy', 'synapse_pipelines.detection') "
+        "heavy = [m for m in ('numpy', 'scipy', 'synapse_pipelines.science.detection') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run(
@@ -73,8 +73,8 @@ def test_parameters_are_validated_with_named_errors() -> None:
 PLUGIN = '''
 """A second detector: bright voxels of the presynaptic channel."""
 import numpy as np
-from synapse_pipelines.detection import DetectionResult, filter_components, label_components
-from synapse_pipelines.pipelines import ParameterSpec, validate_parameters
+from synapse_pipelines.science.detection import DetectionResult, filter_components, label_components
+from synapse_pipelines.core.pipelines import ParameterSpec, validate_parameters
 
 
 class BrightPre:

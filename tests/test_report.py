@@ -14,8 +14,7 @@ import pytest
 from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import synapse_table, write_synapse_table
+from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.report import (
     SECTIONS,
     ReportInputError,
@@ -29,7 +28,8 @@ from synapse_pipelines.report.analysis import (
     representative_rows,
     zscore,
 )
-from synapse_pipelines.report.synthetic import clustered_table
+from synapse_pipelines.report.sample_data import clustered_table
+from synapse_pipelines.science.features import synapse_table, write_synapse_table
 
 ALL_KEYS = [s[0] for s in SECTIONS]
 PYMEDA_TITLES = {

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from synapse_pipelines.report import SECTIONS, build_report
-from synapse_pipelines.report.synthetic import clustered_table
+from synapse_pipelines.report.sample_data import clustered_table
 
 pytestmark = pytest.mark.browser
 

@@ -8,12 +8,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from synapse_pipelines.errors import (
+from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
 )
-from synapse_pipelines.request import (
+from synapse_pipelines.core.request import (
     MAX_NAME_LENGTH,
     parse_request,
     resolve_token,

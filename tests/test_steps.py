@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from synapse_pipelines import steps, workflow as wf
-from synapse_pipelines.errors import (
+from synapse_pipelines.core.errors import (
     BossError,
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
 )
+from synapse_pipelines.workflow import steps, wiring as wf
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_validate_fails_clearly_and_writes_nothing(
     field: str | None,
 ) -> None:
     if "pipeline_parameters" in changes:
-        pytest.importorskip("synapse_pipelines.detection")
+        pytest.importorskip("synapse_pipelines.science.detection")
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     with pytest.raises(error) as caught:
         steps.validate({"request": _request(boss_server, boss_synthetic, **changes)}, bucket=bucket)
@@ -147,7 +147,7 @@ def test_token_secret_must_be_the_deployments(
 
 
 def test_detect_mode_follows_the_deployed_job_sizes() -> None:
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
 
     def mode(voxels_z: int, env: dict[str, str]) -> str:
         request = parse_request(
@@ -352,7 +352,7 @@ def test_validate_handler_fails_with_the_error_type_and_clear_message(
 
 
 def test_task_error_uses_error_type_as_class_name() -> None:
-    from synapse_pipelines.outputs import OutputError
+    from synapse_pipelines.io.outputs import OutputError
 
     err = steps.task_error(OutputError("bad folder", field="out", hint="fix it"))
     assert type(err).__name__ == OutputError.error_type
@@ -411,8 +411,8 @@ def test_steps_chain_detect_report_publish(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("synapse_pipelines.detection")
-    from synapse_pipelines import boss as boss_module
+    pytest.importorskip("synapse_pipelines.science.detection")
+    from synapse_pipelines.io import boss as boss_module
 
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     output = boss_server.unique("chain")
@@ -484,7 +484,7 @@ def test_start_from_event_handler_starts_one_named_run(
     assert "x_range" in str(caught.value)
     event["detail"] = {**detail, "x_range": [0, 64]}
     started = handler(event, _context("start"))
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
 
     request = parse_request(event["detail"])
     assert started["name"] == wf.execution_name(request.public_dict(), request.results_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synapse_pipelines.synthetic import ALL_CHANNELS, make_experiment
+from synapse_pipelines.science.synthetic import ALL_CHANNELS, make_experiment
 
 SHAPE = (12, 128, 160)
 

@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from synapse_pipelines import steps, workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.workflow import steps, wiring as wf
 
 logger = Logger(service=wf.POWERTOOLS_SERVICE)
 tracer = Tracer(service=wf.POWERTOOLS_SERVICE, disabled=not wf.tracing_enabled(os.environ))

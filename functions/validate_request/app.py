@@ -1,7 +1,7 @@
 """ValidateRequest: check a request against BOSS before any Batch job starts.
 
 Input: ``{"request": <execution input>, "execution_name": ...}``. Output: the small ``$.job``
-state (``synapse_pipelines.workflow.JobState``). A user error fails the task with the error's
+state (``synapse_pipelines.workflow.wiring.JobState``). A user error fails the task with the error's
 type as Error and its clear message (field + fix) as the message.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from synapse_pipelines import steps, workflow as wf
-from synapse_pipelines.errors import RequestValidationError, SynapsePipelinesError
+from synapse_pipelines.core.errors import RequestValidationError, SynapsePipelinesError
+from synapse_pipelines.workflow import steps, wiring as wf
 
 logger = Logger(service=wf.POWERTOOLS_SERVICE)
 tracer = Tracer(service=wf.POWERTOOLS_SERVICE, disabled=not wf.tracing_enabled(os.environ))

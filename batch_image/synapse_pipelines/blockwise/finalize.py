@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synapse_pipelines import features
-from synapse_pipelines.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.passes import PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan
@@ -43,7 +41,9 @@ from synapse_pipelines.blockwise.store import (
     fingerprint,
     write_outputs,
 )
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import features
 
 #: ``read_channels(box) -> {name: array}``: every feature channel over an absolute box
 ChannelReader = Callable[[Box], Mapping[str, np.ndarray]]

@@ -1,6 +1,6 @@
 """NOMADS as a blockwise :class:`~synapse_pipelines.blockwise.passes.Kernel`.
 
-Every number comes from :mod:`synapse_pipelines.detection`'s public primitives, used the way
+Every number comes from :mod:`synapse_pipelines.science.detection`'s public primitives, used the way
 its ``detect()`` composes them, so the blockwise answer is the single-job answer bit for
 bit: exact integer channel sums (``channel_stats`` / ``ChannelStats.__add__``), integer
 covariance numerators from edge-padded extended blocks (``pad_to_extended`` +
@@ -11,7 +11,7 @@ than ``min_size``, numbered in raster order (what ``label_components`` +
 ``filter_components`` give on the whole volume).
 
 :func:`blockwise_detect` runs the whole thing on in-memory or lazy arrays and returns the
-same :class:`~synapse_pipelines.detection.DetectionResult` as ``detect()``.
+same :class:`~synapse_pipelines.science.detection.DetectionResult` as ``detect()``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from synapse_pipelines import detection
 from synapse_pipelines.blockwise.plan import BlockPlan, plan_request
 from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource
 from synapse_pipelines.blockwise.store import MemoryStore, Store
-from synapse_pipelines.errors import DetectionError
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.errors import DetectionError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import detection
 
 #: Share of a block's voxels the covariance pass records as foreground candidates (their
 #: numerators, 8 B each with the index): 0.3 B/voxel at most, instead of 4 B/voxel for every

@@ -35,7 +35,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synapse_pipelines import features
 from synapse_pipelines.blockwise.plan import BlockPlan
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.stitch import (
@@ -56,7 +55,8 @@ from synapse_pipelines.blockwise.store import (
     fingerprint,
     write_outputs,
 )
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.science import features
 
 MAP_PASSES = ("covariance", "label", "write")
 REDUCES = ("threshold", "stitch")

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.geometry import AXES, CUBOID_SHAPE, Box, iter_aligned_blocks
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import AXES, CUBOID_SHAPE, Box, iter_aligned_blocks
 
 Shape3 = tuple[int, int, int]
 

@@ -24,7 +24,7 @@ from synapse_pipelines.blockwise.passes import Kernel, PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.store import Store, open_store
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
 
 log = logging.getLogger(__name__)
 

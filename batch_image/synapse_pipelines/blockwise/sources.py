@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import Box
 
 
 class VolumeSource(Protocol):

@@ -29,7 +29,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from synapse_pipelines.geometry import Box
+from synapse_pipelines.core.geometry import Box
 
 #: 26-connectivity: faces, edges and corners.
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)

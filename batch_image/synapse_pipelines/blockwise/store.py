@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 #: bytes-like pieces of one object, written back to back (no concatenated copy locally)
 Buffer = bytes | bytearray | memoryview

@@ -12,9 +12,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
-from . import aws, blocks, boss, local, report, science, steps
+from . import (
+    aws_commands,
+    block_commands,
+    boss_commands,
+    local_commands,
+    report_commands,
+    science_commands,
+    step_commands,
+)
 
 app = typer.Typer(
     name="synapse-pipelines",
@@ -30,7 +38,15 @@ def _root() -> None:
     """Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch."""
 
 
-for module in (science, report, boss, aws, local, steps, blocks):
+for module in (
+    science_commands,
+    report_commands,
+    boss_commands,
+    aws_commands,
+    local_commands,
+    step_commands,
+    block_commands,
+):
     module.register(app)
 
 

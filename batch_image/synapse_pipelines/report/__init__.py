@@ -79,7 +79,7 @@ class ReportSummary:
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read ``synapses.csv`` (and its metadata JSON when present) with clear errors."""
-    from synapse_pipelines.features import read_synapse_table
+    from synapse_pipelines.science.features import read_synapse_table
 
     p = Path(path)
     if p.is_dir():

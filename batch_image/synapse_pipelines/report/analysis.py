@@ -45,8 +45,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import (
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.science.features import (
     CENTROID_COLUMNS,
     MEAN_SUFFIX,
     WINDOW_SUFFIX,

@@ -33,8 +33,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import object_geometry
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.science.features import object_geometry
 
 #: Largest dense assignment problem solved for one cluster (cells = predictions x truths,
 #: 8 bytes each): 200 MB. Reached only when the distance spans many synapses.

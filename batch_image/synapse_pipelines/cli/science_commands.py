@@ -27,8 +27,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from synapse_pipelines.errors import DetectionError, SynapsePipelinesError
-from synapse_pipelines.volumes import VolumeInputError, parse_triple
+from synapse_pipelines.core.errors import DetectionError, SynapsePipelinesError
+from synapse_pipelines.io.volumes import VolumeInputError, parse_triple
 
 
 def _err() -> Console:
@@ -106,8 +106,8 @@ def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
 
 def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, dict]:
     """The registered pipeline and its checked parameters (defaults filled in)."""
-    from synapse_pipelines import pipelines
-    from synapse_pipelines.errors import RequestValidationError
+    from synapse_pipelines.core import pipelines
+    from synapse_pipelines.core.errors import RequestValidationError
 
     pipeline = pipelines.get_pipeline(name)
     try:
@@ -136,7 +136,7 @@ def _summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
 
 
 def _pipeline_names() -> str:
-    from synapse_pipelines.pipelines import available_pipelines  # reads metadata only
+    from synapse_pipelines.core.pipelines import available_pipelines  # reads metadata only
 
     return ", ".join(available_pipelines()) or "none installed"
 
@@ -218,10 +218,10 @@ def detect(
 
       synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488 -p min_size=50
     """
-    from synapse_pipelines.features import synapse_table
-    from synapse_pipelines.outputs import check_results_folder, write_results
-    from synapse_pipelines.request import select_channels
-    from synapse_pipelines.volumes import load_channels, normalise_unit
+    from synapse_pipelines.core.request import select_channels
+    from synapse_pipelines.io.outputs import check_results_folder, write_results
+    from synapse_pipelines.io.volumes import load_channels, normalise_unit
+    from synapse_pipelines.science.features import synapse_table
 
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
     vs = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
@@ -350,7 +350,7 @@ _CENTROID_SETS = (("centroid_z", "centroid_y", "centroid_x"), ("z", "y", "x"))
 
 
 def _points_from_csv(path: Path, option: str) -> _Points:
-    from synapse_pipelines.features import read_synapse_table
+    from synapse_pipelines.science.features import read_synapse_table
 
     table = read_synapse_table(path)
     for cols in _CENTROID_SETS:
@@ -373,8 +373,8 @@ def _points_from_volume(
 ) -> _Points:
     from scipy import ndimage
 
-    from synapse_pipelines.evaluation import centroids_from_labels
-    from synapse_pipelines.volumes import read_volume_file
+    from synapse_pipelines.io.volumes import read_volume_file
+    from synapse_pipelines.science.evaluation import centroids_from_labels
 
     vf = read_volume_file(path, option=option)
     data = np.asarray(vf.data)
@@ -415,7 +415,7 @@ def _load_points(
     want_labels: bool = False,
     origin: tuple[int, int, int] | None = None,
 ) -> _Points:
-    from synapse_pipelines.outputs import SYNAPSE_IDS, SYNAPSES_CSV
+    from synapse_pipelines.io.outputs import SYNAPSE_IDS, SYNAPSES_CSV
 
     if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
@@ -488,7 +488,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Object-level precision, recall and F1 by one-to-one centroid matching."""
-    from synapse_pipelines.evaluation import evaluate_centroids, evaluate_per_slice
+    from synapse_pipelines.science.evaluation import evaluate_centroids, evaluate_per_slice
 
     vs_opt = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
     t_org = parse_triple(truth_origin, option="--truth-origin", kind=int) if truth_origin else None
@@ -566,8 +566,8 @@ def synth(
     """
     import pandas as pd
 
-    from synapse_pipelines.outputs import OutputError, write_volume
-    from synapse_pipelines.synthetic import make_experiment
+    from synapse_pipelines.io.outputs import OutputError, write_volume
+    from synapse_pipelines.science.synthetic import make_experiment
 
     dims = parse_triple(shape, option="--shape", kind=int)
     if min(dims) < 1:

@@ -41,12 +41,12 @@ from pydantic import (
     model_validator,
 )
 
-from synapse_pipelines.errors import (
+from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
 )
-from synapse_pipelines.geometry import AXES, Box
+from synapse_pipelines.core.geometry import AXES, Box
 
 #: Default ceiling on the voxels one detection job may take (1 Gvoxel: about 30 GB of memory
 #: for 13 uint8 channels plus the detector's working set). Override per deployment with the
@@ -224,7 +224,7 @@ class SynapseRequest(BaseModel):
     @field_validator("pipeline")
     @classmethod
     def _check_pipeline(cls, value: str) -> str:
-        from synapse_pipelines.pipelines import available_pipelines
+        from synapse_pipelines.core.pipelines import available_pipelines
 
         known = available_pipelines()
         if value not in known:
@@ -330,7 +330,7 @@ def single_job_voxel_limit(environ: Mapping[str, str]) -> int | None:
 
 def has_blockwise(pipeline: str) -> bool:
     """Whether the pipeline can run blockwise (a Distributed Map over blocks)."""
-    from synapse_pipelines.blockwise.config import BLOCKWISE_PIPELINE
+    from synapse_pipelines.core.sizing import BLOCKWISE_PIPELINE
 
     return pipeline == BLOCKWISE_PIPELINE
 

@@ -1,15 +1,16 @@
 """Run the real workflow on one machine: the ASL file, the Lambda handlers, the Batch step CLI.
 
-:class:`LocalRuntime` builds, in moto (made to execute by :mod:`synapse_pipelines.moto_compat`),
-the resources the CDK stack builds - results bucket, SNS topic, the BOSS token secret, the
-custom event bus with the "Synapse Detection Requested" rule, one Lambda function per
-:data:`~synapse_pipelines.workflow.LAMBDA_FUNCTIONS` entry (calling the real handler in
+:class:`LocalRuntime` builds, in moto (made to execute by
+:mod:`synapse_pipelines.local.moto_adapters`), the resources the CDK stack builds - results
+bucket, SNS topic, the BOSS token secret, the custom event bus with the "Synapse Detection
+Requested" rule, one Lambda function per
+:data:`~synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS` entry (calling the real handler in
 ``functions/<name>/app.py`` in-process), the job queues and one job definition per
-:data:`~synapse_pipelines.workflow.BATCH_JOBS` entry (run as local subprocesses of the same
+:data:`~synapse_pipelines.workflow.wiring.BATCH_JOBS` entry (run as local subprocesses of the same
 ``synapse-pipelines step ...`` command the container runs), and the state machine from
-:data:`~synapse_pipelines.workflow.ASL_PATH` with every substitution filled. Names, commands,
+:data:`~synapse_pipelines.workflow.wiring.ASL_PATH` with every substitution filled. Names, commands,
 handler paths, environment variable names and substitution keys all come from
-:mod:`synapse_pipelines.workflow`; nothing here re-describes the workflow.
+:mod:`synapse_pipelines.workflow.wiring`; nothing here re-describes the workflow.
 
 It starts executions (named from the request, so a duplicate request does not run twice),
 streams progress per state from the execution history, and fetches results from the emulated
@@ -35,9 +36,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines import moto_compat, workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.request import SynapseRequest, parse_request
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.request import SynapseRequest, parse_request
+from synapse_pipelines.local import moto_adapters
+from synapse_pipelines.workflow import wiring as wf
 
 #: the names of the local resources (one local "stack" per process)
 STACK_NAME = "synapse-pipelines-local"
@@ -143,7 +145,7 @@ class LocalRuntime:
         quiet_lambdas: bool = False,
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.aws = moto_compat.LocalAws()
+        self.aws = moto_adapters.LocalAws()
         self._job_log_sink = job_log_sink
         self._quiet_lambdas = quiet_lambdas
         self._workdir = None if workdir is None else str(workdir)
@@ -165,9 +167,9 @@ class LocalRuntime:
         self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         self.aws.start()
-        moto_compat.BATCH.log_sink = self._job_log_sink
-        moto_compat.BATCH.cwd = self._workdir
-        moto_compat.BATCH.entrypoint = wf.IMAGE_ENTRYPOINT
+        moto_adapters.BATCH.log_sink = self._job_log_sink
+        moto_adapters.BATCH.cwd = self._workdir
+        moto_adapters.BATCH.entrypoint = wf.IMAGE_ENTRYPOINT
         try:
             self.resources = self._deploy()
         except BaseException:
@@ -176,11 +178,11 @@ class LocalRuntime:
         return self
 
     def stop(self) -> None:
-        moto_compat.BATCH.log_sink = None
-        moto_compat.BATCH.cwd = None
-        moto_compat.BATCH.entrypoint = ()
+        moto_adapters.BATCH.log_sink = None
+        moto_adapters.BATCH.cwd = None
+        moto_adapters.BATCH.entrypoint = ()
         for logical_id in wf.LAMBDA_FUNCTIONS:
-            moto_compat.unregister_lambda_handler(self._function_name(logical_id))
+            moto_adapters.unregister_lambda_handler(self._function_name(logical_id))
         self.aws.stop()
         for k, v in self._saved_env.items():
             if v is None:
@@ -215,7 +217,7 @@ class LocalRuntime:
         return f"{STACK_NAME}-{logical_id}"
 
     def _deploy(self) -> LocalResources:
-        account, region = moto_compat.DEFAULT_ACCOUNT, self.aws.region
+        account, region = moto_adapters.DEFAULT_ACCOUNT, self.aws.region
         iam = self.client("iam")
         role = iam.create_role(
             RoleName=f"{STACK_NAME}-role",
@@ -310,7 +312,7 @@ class LocalRuntime:
         functions: dict[str, str] = {}
         for logical_id, spec in wf.LAMBDA_FUNCTIONS.items():
             name = self._function_name(logical_id)
-            moto_compat.register_lambda_handler(name, wf.load_handler(logical_id))
+            moto_adapters.register_lambda_handler(name, wf.load_handler(logical_id))
             functions[logical_id] = lam.create_function(
                 FunctionName=name,
                 Runtime="python3.11",
@@ -399,7 +401,7 @@ class LocalRuntime:
 
     def submit(self, request: Mapping[str, Any] | SynapseRequest | str | Path) -> Submission:
         """Start the state machine for a request; a duplicate request starts nothing."""
-        from synapse_pipelines import steps
+        from synapse_pipelines.workflow import steps
 
         req = request if isinstance(request, SynapseRequest) else parse_request(request)
         data = self.execution_input(req)
@@ -635,8 +637,8 @@ def seed_synthetic_experiment(
 ) -> None:
     """Create ``collection/experiment`` in BOSS and upload every synthetic channel (uint8
     image channels named like collman15v2) plus the uint64 ``annotation`` ground truth."""
-    from synapse_pipelines.boss import CoordinateFrame
-    from synapse_pipelines.geometry import Box
+    from synapse_pipelines.core.geometry import Box
+    from synapse_pipelines.io.boss import CoordinateFrame
 
     shape = tuple(int(s) for s in experiment_data.shape)
     box = Box((0, 0, 0), shape)
@@ -743,9 +745,9 @@ class Demo:
 
     def setup(self, on_phase: Callable[[str], None] | None = None) -> None:
         """Generate the experiment, start the local BOSS and load it, start local AWS."""
-        from synapse_pipelines.boss import BossClient
-        from synapse_pipelines.boss_server import LocalBossServer
-        from synapse_pipelines.synthetic import make_experiment
+        from synapse_pipelines.io.boss import BossClient
+        from synapse_pipelines.local.boss_server import LocalBossServer
+        from synapse_pipelines.science.synthetic import make_experiment
 
         def phase(name: str) -> None:
             if on_phase is not None:
@@ -774,7 +776,7 @@ class Demo:
 
     def run(self, on_event: Callable[[StepEvent], None] | None = None) -> DemoResult:
         """Run the state machine end to end; copy and score the results."""
-        from synapse_pipelines.evaluation import evaluate_centroids
+        from synapse_pipelines.science.evaluation import evaluate_centroids
 
         assert self.runtime is not None and self.boss is not None, "call setup() first"
         rt = self.runtime

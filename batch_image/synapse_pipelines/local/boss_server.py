@@ -1225,7 +1225,7 @@ def serve(
 
 
 class BossServerProcess:
-    """Run the server as a child process (``python -m synapse_pipelines.boss_server``).
+    """Run the server as a child process (``python -m synapse_pipelines.local.boss_server``).
 
     Same interface as :class:`LocalBossServer` (``host``, ``url``, ``port``, context
     manager); use it when the caller's own threads should not share a GIL with the server
@@ -1261,7 +1261,7 @@ class BossServerProcess:
         import sys
 
         env = {**os.environ, _TOKEN_ENV: self._token}
-        cmd = [sys.executable, "-m", "synapse_pipelines.boss_server", "--data-dir",
+        cmd = [sys.executable, "-m", "synapse_pipelines.local.boss_server", "--data-dir",
                str(self.data_dir), "--port", str(self._port), "--bind", self._bind,
                "--threads", str(self._threads)]  # fmt: skip
         self._proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)

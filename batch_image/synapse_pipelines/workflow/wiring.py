@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines.artefacts import (  # re-exported: the S3 layout's file names
+from synapse_pipelines.core.artefacts import (  # re-exported: the S3 layout's file names
     ARTEFACTS as ARTEFACTS,
     CLUSTERING as CLUSTERING,
     LINKS as LINKS,
@@ -48,7 +48,7 @@ from synapse_pipelines.artefacts import (  # re-exported: the S3 layout's file n
     SYNAPSE_IDS as SYNAPSE_IDS,
     SYNAPSES_CSV as SYNAPSES_CSV,
 )
-from synapse_pipelines.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
+from synapse_pipelines.core.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 
 #: The state machine definition, JSONPath ASL (``state_machines/`` of the repository; in an
 #: editable install this is that very file).
@@ -439,7 +439,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "Blockwise",
             "blocks",
             "One stage of a blockwise run: plan, a block's covariance, labels, result chunks "
-            "or BOSS push, a reduction, or the merge (synapse_pipelines.blockwise.aws)",
+            "or BOSS push, a reduction, or the merge (synapse_pipelines.workflow.blockwise_job)",
             (
                 "step",
                 "blocks",

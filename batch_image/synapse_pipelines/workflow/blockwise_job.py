@@ -38,15 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from synapse_pipelines import workflow as wf
 from synapse_pipelines.blockwise import passes
-from synapse_pipelines.blockwise.config import (
-    BLOCKWISE_PIPELINE,
-    ENV_ALIGNMENT,
-    ENV_BLOCK_SHAPE,
-    ENV_BLOCKS_PER_ITEM,
-    ENV_JOB_MEMORY_MIB,
-)
 from synapse_pipelines.blockwise.finalize import (
     ResultArrays,
     TableSpec,
@@ -62,8 +54,16 @@ from synapse_pipelines.blockwise.plan import (
 )
 from synapse_pipelines.blockwise.sources import CallableSource
 from synapse_pipelines.blockwise.store import S3Store
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.geometry import CUBOID_SHAPE, Box
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box
+from synapse_pipelines.core.sizing import (
+    BLOCKWISE_PIPELINE,
+    ENV_ALIGNMENT,
+    ENV_BLOCK_SHAPE,
+    ENV_BLOCKS_PER_ITEM,
+    ENV_JOB_MEMORY_MIB,
+)
+from synapse_pipelines.workflow import wiring as wf
 
 STAGES = (
     "plan",
@@ -136,7 +136,7 @@ class BlockwiseJob:
         boss_factory: Callable[[Any, str], Any] | None = None,
         log: Log = print,
     ):
-        from synapse_pipelines import steps
+        from synapse_pipelines.workflow import steps
 
         self.env = os.environ if environ is None else environ
         self.s3 = steps._s3(s3)
@@ -184,13 +184,13 @@ class BlockwiseJob:
     # -- BOSS ----------------------------------------------------------------------------
     def _client(self) -> Any:
         if self._boss is None:
-            from synapse_pipelines.request import resolve_token
+            from synapse_pipelines.core.request import resolve_token
 
             token = resolve_token(self.request, environ=self.env)
             if self._boss_factory is not None:
                 self._boss = self._boss_factory(self.request, token)
             else:
-                from synapse_pipelines.boss import BossClient
+                from synapse_pipelines.io.boss import BossClient
 
                 self._boss = BossClient.for_request(self.request, token)
         return self._boss
@@ -298,7 +298,8 @@ class BlockwiseJob:
     def merge(self, ctx: passes.PassContext) -> dict[str, Any]:
         """The synapse table from the blocks' partials, the arrays' metadata and the
         manifest: the results folder Report and Publish consume (the volumes as Zarr)."""
-        from synapse_pipelines import outputs, steps
+        from synapse_pipelines.io import outputs
+        from synapse_pipelines.workflow import steps
 
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
@@ -362,7 +363,8 @@ class BlockwiseJob:
     # -- PublishToBoss, block by block -----------------------------------------------------
     def prepare_publication(self) -> dict[str, Any]:
         """Check and create the output channels once, before the blocks are pushed."""
-        from synapse_pipelines import boss as boss_module, steps
+        from synapse_pipelines.io import boss as boss_module
+        from synapse_pipelines.workflow import steps
 
         client = self._client()
         frame = client.coordinate_frame(self.request.collection, self.request.experiment)
@@ -374,7 +376,7 @@ class BlockwiseJob:
     def publish_block(self, arrays: ResultArrays, index: int) -> bool:
         """Push one block's mask and ids (read from the result arrays) to BOSS; pushes are
         idempotent (same values to the same voxels), so a retried job simply repeats them."""
-        from synapse_pipelines import boss as boss_module, outputs
+        from synapse_pipelines.io import boss as boss_module, outputs
 
         ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
         client = self._client()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
@@ -109,7 +109,7 @@ def _kind(path: Path) -> str:
 def _read_tiff(path: Path, option: str) -> VolumeFile:
     import tifffile
 
-    from synapse_pipelines.outputs import read_volume
+    from synapse_pipelines.io.outputs import read_volume
 
     try:
         with tifffile.TiffFile(path) as tif:

@@ -1,7 +1,7 @@
 """``synapse-pipelines submit | status | results``: use a deployed stack.
 
 The stack is found by name; its CloudFormation outputs (names in
-``synapse_pipelines.workflow.OUTPUT_*``) give the state machine, bucket and event bus.
+``synapse_pipelines.workflow.wiring.OUTPUT_*``) give the state machine, bucket and event bus.
 
 - ``submit request.json --stack NAME [--wait] [--via-events]``: validates the request locally
   (same model and messages as everywhere), then StartExecution with the execution name derived
@@ -24,8 +24,8 @@ from typing import Any
 
 import typer
 
-from synapse_pipelines import workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.workflow import wiring as wf
 
 STACK = typer.Option(..., "--stack", help="Name of the deployed CloudFormation stack.")
 REGION = typer.Option(None, "--region", help="AWS region (default: your AWS configuration).")
@@ -70,7 +70,7 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 
 
 def _load_request(path: Path) -> Any:
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
 
     data = _read_json(path)
     if data.get("token") not in (None, ""):
@@ -108,7 +108,7 @@ def submit_request(
     via_events: bool = False,
 ) -> dict[str, Any]:
     """Start (or find) the named execution for ``request``; or put the request event."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     public = request.public_dict()
     name = wf.execution_name(public, request.results_key)
@@ -209,7 +209,7 @@ def results_links(
     s3: Any, bucket: str, results_key: str, *, expires: int = wf.DEFAULT_PRESIGN_SECONDS
 ) -> dict[str, Any]:
     """The manifest and fresh presigned links of a finished request."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     key = wf.artefact_key(results_key, wf.MANIFEST)
     try:

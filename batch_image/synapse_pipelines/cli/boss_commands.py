@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 boss_app = typer.Typer(
     name="boss",
@@ -70,7 +70,7 @@ def serve(
     """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
     import logging
 
-    from synapse_pipelines.boss_server import serve as run_server
+    from synapse_pipelines.local.boss_server import serve as run_server
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -130,12 +130,12 @@ def load(
     """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator."""
     import numpy as np
 
-    from synapse_pipelines.boss import BossClient, load_experiment
-    from synapse_pipelines.volumes import load_channels, parse_named_path, parse_triple
+    from synapse_pipelines.io.boss import BossClient, load_experiment
+    from synapse_pipelines.io.volumes import load_channels, parse_named_path, parse_triple
 
     annotations: dict[str, np.ndarray] = {}
     if synthetic:
-        from synapse_pipelines.synthetic import make_experiment
+        from synapse_pipelines.science.synthetic import make_experiment
 
         shape = parse_triple(synthetic, option="--synthetic", kind=int)
         exp = make_experiment(tuple(shape), seed=seed)
@@ -152,7 +152,7 @@ def load(
         chans = load_channels(inputs or [], channel or [])
         volumes = {k: np.asarray(v) for k, v in chans.channels.items()}
         size, unit = chans.voxel_size or (1.0, 1.0, 1.0), chans.voxel_unit or "nanometers"
-        from synapse_pipelines.volumes import read_volume_file
+        from synapse_pipelines.io.volumes import read_volume_file
 
         for text in annotation or []:
             name, path = parse_named_path(text, option="--annotation")
@@ -188,7 +188,7 @@ def ls(
     token: TokenOption = None,
 ) -> None:
     """List collections, a collection's experiments, or an experiment's channels."""
-    from synapse_pipelines.boss import BossClient
+    from synapse_pipelines.io.boss import BossClient
 
     bare_host, proto = _split_host(host, protocol)
     client = BossClient(bare_host, proto, _need_token(token))

@@ -1,14 +1,15 @@
 """The workflow's steps: thin glue between the state machine and the science/BOSS modules.
 
 Each step is a function of small typed inputs (the request dict, the bucket, the results key)
-and does its I/O at the edges: S3 through boto3, BOSS through :mod:`synapse_pipelines.boss`.
+and does its I/O at the edges: S3 through boto3, BOSS through :mod:`synapse_pipelines.io.boss`.
 The same functions run in the Lambda handlers (``functions/*/app.py``), in the Batch container
-(``synapse-pipelines step ...``, :mod:`synapse_pipelines.cli.steps`) and in the local runtime.
+(``synapse-pipelines step ...``, :mod:`synapse_pipelines.cli.step_commands`) and in the local
+runtime.
 
 Steps after ValidateRequest never receive the request through the state: they read the
 validated request that ValidateRequest stored at
-:func:`~synapse_pipelines.workflow.validated_request_key`. The BOSS token is resolved with
-:func:`~synapse_pipelines.request.resolve_token` (``BOSS_TOKEN`` from the job definition's
+:func:`~synapse_pipelines.workflow.wiring.validated_request_key`. The BOSS token is resolved with
+:func:`~synapse_pipelines.core.request.resolve_token` (``BOSS_TOKEN`` from the job definition's
 secret in Batch, the secret named by ``BOSS_TOKEN_SECRET`` in Lambda) and never stored,
 logged or put into an error message.
 
@@ -30,9 +31,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synapse_pipelines import workflow as wf
-from synapse_pipelines.errors import RequestValidationError, SynapsePipelinesError
-from synapse_pipelines.request import SynapseRequest, parse_request, resolve_token, select_channels
+from synapse_pipelines.core.errors import RequestValidationError, SynapsePipelinesError
+from synapse_pipelines.core.request import (
+    SynapseRequest,
+    parse_request,
+    resolve_token,
+    select_channels,
+)
+from synapse_pipelines.workflow import wiring as wf
 
 #: Largest cause/message kept in a notification (SNS allows 256 KiB; people read less).
 MAX_CAUSE_CHARS = 4000
@@ -194,8 +200,8 @@ class Validated(BaseModel):
         return parse_request(self.request, max_voxels=None)
 
     def coordinate_frame(self) -> Any:
-        from synapse_pipelines.boss import CoordinateFrame
-        from synapse_pipelines.geometry import Box
+        from synapse_pipelines.core.geometry import Box
+        from synapse_pipelines.io.boss import CoordinateFrame
 
         start, stop = self.frame_extent
         return CoordinateFrame(
@@ -283,7 +289,7 @@ def validate(
     token = resolve_token(request, environ=env, secrets_client=secrets_client)
     boss = (boss_factory or _boss_client)(request, token)
 
-    from synapse_pipelines import boss as boss_module
+    from synapse_pipelines.io import boss as boss_module
 
     parameters = checked_parameters(request)
     channels = boss_module.image_channels(boss, request.collection, request.experiment)
@@ -334,7 +340,7 @@ def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
     Loading a pipeline imports its science stack; where that is not installed (a Lambda
     package built without it) the check is left to Detect, which runs it again anyway.
     """
-    from synapse_pipelines.pipelines import get_pipeline, validate_parameters
+    from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
 
     try:
         pipeline = get_pipeline(request.pipeline)
@@ -350,8 +356,8 @@ def choose_detect_mode(
     ``blockwise`` (Distributed Map over blocks) when no single job can take the box (by memory;
     where no job sizes are known, above ``SYNAPSE_PIPELINES_MAX_VOXELS``), or when the
     deployment asks for it at this size (``SYNAPSE_BLOCKWISE_MIN_VOXELS``)."""
-    from synapse_pipelines.blockwise.config import wants_blockwise
-    from synapse_pipelines.request import has_blockwise, single_job_voxel_limit
+    from synapse_pipelines.core.request import has_blockwise, single_job_voxel_limit
+    from synapse_pipelines.core.sizing import wants_blockwise
 
     blockwise_ok = has_blockwise(request.pipeline)
     if blockwise_ok and wants_blockwise(request.voxel_count, environ):
@@ -406,7 +412,7 @@ def ensure_email_subscription(sns: Any | None, topic_arn: str, email: str) -> No
 
 
 def _boss_client(request: SynapseRequest, token: str) -> Any:
-    from synapse_pipelines.boss import BossClient
+    from synapse_pipelines.io.boss import BossClient
 
     return BossClient(request.boss_host, request.boss_protocol, token)
 
@@ -442,8 +448,9 @@ def detect(
     """Pull the channels from BOSS, run the pipeline, write and upload the results folder."""
     import numpy as np
 
-    from synapse_pipelines import features, outputs
-    from synapse_pipelines.pipelines import get_pipeline
+    from synapse_pipelines.core.pipelines import get_pipeline
+    from synapse_pipelines.io import outputs
+    from synapse_pipelines.science import features
 
     client, validated, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
     timings: dict[str, float] = {}
@@ -545,7 +552,7 @@ def report(
     log: Log = _print,
 ) -> dict[str, Any]:
     """Build report.html and clustering.json from synapses.csv; upload them and the manifest."""
-    from synapse_pipelines import outputs
+    from synapse_pipelines.io import outputs
     from synapse_pipelines.report import build_report
 
     client = _s3(s3)
@@ -596,13 +603,13 @@ def publish_boss(
     log: Log = _print,
 ) -> dict[str, Any]:
     """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
-    from synapse_pipelines import boss as boss_module, outputs
+    from synapse_pipelines.io import boss as boss_module, outputs
 
     client, validated, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
     if validated.detect_mode == "blockwise":
         # the volumes are chunked Zarr: push them block by block (the state machine runs the
         # same blocks as a Distributed Map; this is the one-job path, e.g. a re-publish)
-        from synapse_pipelines.blockwise.aws import BlockwiseJob
+        from synapse_pipelines.workflow.blockwise_job import BlockwiseJob
 
         job = BlockwiseJob(
             bucket, results_key, s3=client, environ=environ, boss_factory=lambda *_: boss, log=log
@@ -639,7 +646,7 @@ def publish_s3(
     s3: Any | None = None,
 ) -> dict[str, Any]:
     """manifest.json (with S3 locations and checksums), links.csv, presigned URLs, messages."""
-    from synapse_pipelines import boss as boss_module
+    from synapse_pipelines.io import boss as boss_module
 
     env = os.environ if environ is None else environ
     client = _s3(s3)
@@ -761,7 +768,7 @@ def describe_failure(
 
     A user error keeps its own type and message: from a Lambda it arrives as the runtime's
     error JSON (``errorType``/``errorMessage``); from a Batch step the container recorded it
-    at :func:`~synapse_pipelines.workflow.step_error_key` before exiting with status 2. Other
+    at :func:`~synapse_pipelines.workflow.wiring.step_error_key` before exiting with status 2. Other
     Batch failures are summarised from the job description (status reason, exit code, log
     stream).
     """

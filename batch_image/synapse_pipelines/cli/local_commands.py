@@ -1,7 +1,7 @@
 """Local commands: ``synapse-pipelines demo`` and ``synapse-pipelines run request.json --local``.
 
 Both run the real workflow (the ASL, the Lambda handlers, the Batch step CLI) on this machine
-through :mod:`synapse_pipelines.local_runtime`; this module only parses options, calls it and
+through :mod:`synapse_pipelines.local.runtime`; this module only parses options, calls it and
 formats progress and summaries.
 """
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 console = Console(highlight=False)
 
@@ -153,7 +153,7 @@ def demo(
     machine in moto (Lambda handlers in-process, Batch steps as local processes), pushes the
     predictions to the local BOSS and copies the results to OUT/<results_key>/.
     """
-    from synapse_pipelines.local_runtime import Demo
+    from synapse_pipelines.local.runtime import Demo
 
     shape = _parse_shape(size)
     t0 = time.perf_counter()
@@ -287,8 +287,8 @@ def run(
     The token comes from BOSS_TOKEN or a hidden prompt; it is stored only in the emulated
     Secrets Manager, never in the execution input, a log or a result file.
     """
-    from synapse_pipelines.local_runtime import LocalRuntime
-    from synapse_pipelines.request import parse_request
+    from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.local.runtime import LocalRuntime
 
     if not local:
         raise SynapsePipelinesError(
@@ -331,16 +331,16 @@ def run(
 
 
 def _wait_for_event_execution(rt: Any, timeout: float = 30) -> str:
-    from synapse_pipelines import moto_compat
+    from synapse_pipelines.local import moto_adapters
 
     start_fn = rt.res.functions["StartFromEvent"]
-    seen = len(moto_compat.ASYNC_FAILURES)
+    seen = len(moto_adapters.ASYNC_FAILURES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executions = rt.executions()
         if executions:
             return str(executions[0]["executionArn"])
-        failures = [f for f in moto_compat.ASYNC_FAILURES[seen:] if f["function"] == start_fn]
+        failures = [f for f in moto_adapters.ASYNC_FAILURES[seen:] if f["function"] == start_fn]
         if failures:  # StartFromEvent refused the event: say why, as its logs would
             payload = failures[-1]["payload"]
             raise SynapsePipelinesError(

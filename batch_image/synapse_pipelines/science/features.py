@@ -16,7 +16,7 @@ Columns (stable; the report and publishing steps read them by name)
 ``volume_physical``         ``volume_voxels`` times the voxel volume (``voxel_unit`` cubed)
 ``bbox_z0|y0|x0``           first voxel of the bounding box (global, inclusive)
 ``bbox_z1|y1|x1``           end of the bounding box (global, exclusive: half-open like
-                            :class:`synapse_pipelines.geometry.Box`)
+                            :class:`synapse_pipelines.core.geometry.Box`)
 ``window_voxels``           voxels covered by the feature window after clipping (<= 400)
 ``window_clipped``          True when the window was clipped by the volume border
 ``<channel>_window_zsum``   the original NOMADS feature (below), one per channel
@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 #: Window of the original feature, as half-open offsets from the anchor voxel (z, y, x).
 WINDOW_OFFSETS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] = (
@@ -690,7 +690,7 @@ def write_synapse_table(table: pd.DataFrame, path: str | Path) -> Path:
 
     The CSV stays plain so that spreadsheet tools, R and ``pandas.read_csv`` read it as is;
     the metadata (voxel size and unit, origin, window rule) goes in a small companion JSON
-    and is also copied into the results manifest by :mod:`synapse_pipelines.outputs`.
+    and is also copied into the results manifest by :mod:`synapse_pipelines.io.outputs`.
     Floats are written with 17 significant digits, so a round trip is exact.
     """
     path = Path(path)

@@ -1,6 +1,6 @@
 """``synapse-pipelines step ...``: the Batch container's step commands.
 
-The job definitions (``synapse_pipelines.workflow.BATCH_JOBS``) run, e.g.::
+The job definitions (``synapse_pipelines.workflow.wiring.BATCH_JOBS``) run, e.g.::
 
     synapse-pipelines step detect --results-key <Ref::results_key>
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import typer
 
-from synapse_pipelines import workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.workflow import wiring as wf
 
 step_app = typer.Typer(
     name="step",
@@ -54,7 +54,7 @@ def _bucket(bucket: str | None) -> str:
 
 
 def _run(step: str, bucket: str | None, results_key: str, call: Callable[[str], Any]) -> None:
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     name = _bucket(bucket)
     steps.clear_step_error(None, name, results_key, step)
@@ -74,7 +74,7 @@ def detect(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Pull from BOSS, detect synapses, write the synapse table; upload the results to S3."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     _run("detect", bucket, results_key, lambda b: steps.detect(b, results_key, workdir=workdir))
 
@@ -86,7 +86,7 @@ def report(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Build report.html and clustering.json from synapses.csv in S3."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     _run("report", bucket, results_key, lambda b: steps.report(b, results_key, workdir=workdir))
 
@@ -98,7 +98,7 @@ def publish_boss(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
-    from synapse_pipelines import steps
+    from synapse_pipelines.workflow import steps
 
     _run(
         "publish-boss",

@@ -24,8 +24,8 @@ import sys
 
 import typer
 
-from synapse_pipelines import workflow as wf
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.workflow import wiring as wf
 
 
 def blocks(
@@ -47,8 +47,8 @@ def blocks(
     ),
 ) -> None:
     """Run one stage of the blockwise Detect (one Batch job of the Distributed Map flow)."""
-    from synapse_pipelines import steps
-    from synapse_pipelines.blockwise.aws import PUBLISH_STAGES, BlockwiseJob
+    from synapse_pipelines.workflow import steps
+    from synapse_pipelines.workflow.blockwise_job import PUBLISH_STAGES, BlockwiseJob
 
     name = bucket or os.environ.get(wf.ENV_RESULTS_BUCKET)
     if not name:
@@ -71,6 +71,6 @@ def blocks(
 
 def register(app: typer.Typer) -> None:
     """Add ``blocks`` to the ``step`` command group (the container's step commands)."""
-    from synapse_pipelines.cli.steps import step_app
+    from synapse_pipelines.cli.step_commands import step_app
 
     step_app.command("blocks")(blocks)

@@ -20,12 +20,12 @@ The target is a class (instantiated with no arguments) or an instance that satis
 Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
 imports neither the targets nor numpy, so request validation can use it in a Lambda.
 :func:`get_pipeline` imports the one target asked for and raises
-:class:`~synapse_pipelines.errors.PipelineNotFoundError` listing the available names.
+:class:`~synapse_pipelines.core.errors.PipelineNotFoundError` listing the available names.
 :func:`validate_parameters` fills defaults and raises
-:class:`~synapse_pipelines.errors.RequestValidationError` naming every bad parameter.
+:class:`~synapse_pipelines.core.errors.RequestValidationError` naming every bad parameter.
 
 The shipped pipeline, ``nomads-unsupervised``, is
-:class:`synapse_pipelines.detection.NomadsUnsupervised` (declared in this project's
+:class:`synapse_pipelines.science.detection.NomadsUnsupervised` (declared in this project's
 ``pyproject.toml``).
 """
 
@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from synapse_pipelines.errors import PipelineNotFoundError, RequestValidationError
+from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
 
 if TYPE_CHECKING:  # numpy stays out of the import path of available_pipelines()
     import numpy as np
 
-    from synapse_pipelines.detection import DetectionResult
+    from synapse_pipelines.science.detection import DetectionResult
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -150,7 +150,7 @@ def get_pipeline(name: str) -> Pipeline:
             f"pipeline {name!r} ({eps[name].value}) does not provide name, description, "
             "parameters and run()",
             field="pipeline",
-            hint="implement the synapse_pipelines.pipelines.Pipeline protocol",
+            hint="implement the synapse_pipelines.core.pipelines.Pipeline protocol",
         )
     return pipeline
 

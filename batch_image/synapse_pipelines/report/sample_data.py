@@ -1,6 +1,6 @@
 """Seeded synthetic synapse tables with known cluster structure (tests, benchmark, docs).
 
-The detector's synthetic volumes (:mod:`synapse_pipelines.synthetic`) exercise detection;
+The detector's synthetic volumes (:mod:`synapse_pipelines.science.synthetic`) exercise detection;
 the report needs tables of any size with clusters whose truth is known, fast, so this
 builds the table directly with the same columns as :func:`features.synapse_table`.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from synapse_pipelines.features import (
+from synapse_pipelines.science.features import (
     BBOX_COLUMNS,
     CENTROID_COLUMNS,
     PHYSICAL_COLUMNS,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from synapse_pipelines.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 
 def _split_features(text: str | None) -> list[str] | None:
@@ -22,7 +22,7 @@ def _split_features(text: str | None) -> list[str] | None:
 def default_clustering_path(out: Path) -> Path:
     """``clustering.json`` beside ``report.html`` (the results folder's names), else
     ``<stem>.clustering.json`` so two reports in one folder do not share a JSON file."""
-    from synapse_pipelines.outputs import CLUSTERING, REPORT
+    from synapse_pipelines.io.outputs import CLUSTERING, REPORT
 
     return out.parent / (CLUSTERING if out.name == REPORT else f"{out.stem}.clustering.json")
 
@@ -79,7 +79,7 @@ def report(
     request_info = None
     results_key = None
     if request is not None:
-        from synapse_pipelines.request import parse_request
+        from synapse_pipelines.core.request import parse_request
 
         req = parse_request(request, max_voxels=None)
         request_info = req.public_dict()

@@ -4,7 +4,7 @@ Layout of ``<results_key>/`` (the same names locally, in S3 and in links)::
 
     predictions.ome.tif   0/255 uint8 mask, zlib-compressed OME-TIFF, physical voxel sizes
     synapse_ids.ome.tif   uint32 synapse ids (0 = background), same format
-    synapses.csv          the synapse table (synapse_pipelines.features), + synapses.csv.json
+    synapses.csv          the synapse table (science.features), + synapses.csv.json
     manifest.json         request (no secrets), results key, versions, parameters, timings,
                           counts, sha256 + size of every other file
     report.html, clustering.json, links.csv   added later by the report / publish steps
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from synapse_pipelines.artefacts import (  # re-exported: outputs.REPORT etc.
+from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT etc.
     ARTEFACTS as ARTEFACTS,
     CLUSTERING as CLUSTERING,
     LINKS as LINKS,
@@ -53,8 +53,8 @@ from synapse_pipelines.artefacts import (  # re-exported: outputs.REPORT etc.
     SYNAPSES_CSV as SYNAPSES_CSV,
     SYNAPSES_META as SYNAPSES_META,
 )
-from synapse_pipelines.errors import SynapsePipelinesError
-from synapse_pipelines.features import write_synapse_table
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.science.features import write_synapse_table
 
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
 
@@ -469,7 +469,7 @@ def write_results(
 ) -> dict[str, Any]:
     """Write predictions, ids, synapses.csv and manifest.json into ``folder``; return manifest.
 
-    ``request``: a :class:`~synapse_pipelines.request.SynapseRequest` (stored through
+    ``request``: a :class:`~synapse_pipelines.core.request.SynapseRequest` (stored through
     ``public_dict()``, so never with its token) or an already public dict. ``channels``
     records which channels were used (e.g. ``{"presynaptic": ..., "postsynaptic": ...}``).
     Refuses to replace existing results unless ``overwrite``.

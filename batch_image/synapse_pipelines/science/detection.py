@@ -128,9 +128,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from synapse_pipelines.errors import DetectionError
-from synapse_pipelines.geometry import Box
-from synapse_pipelines.pipelines import ParameterSpec, validate_parameters
+from synapse_pipelines.core.errors import DetectionError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.pipelines import ParameterSpec, validate_parameters
 
 __all__ = [
     "DEFAULT_MIN_SIZE",

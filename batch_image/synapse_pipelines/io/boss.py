@@ -42,7 +42,7 @@ Client API (stable; used by ``steps.py``, the local runtime and the CLI)::
     bytes_per_voxel(client, col, exp, channels) -> int
     write_links_csv(path, links) -> Path
 
-Errors are :class:`~synapse_pipelines.errors.BossError`: 401/403 say the token lacks
+Errors are :class:`~synapse_pipelines.core.errors.BossError`: 401/403 say the token lacks
 permission on the resource, 404 names the missing collection, experiment or channel, 5xx /
 timeouts / dropped connections are retried ``max_retries`` times with exponential backoff and
 full jitter before failing. The token is never part of ``repr()``, a log line or a message.
@@ -90,11 +90,11 @@ from intern.resource.boss.resource import (
 )
 from intern.service.boss.v1.volume import CacheMode
 
-from synapse_pipelines.errors import BossError
-from synapse_pipelines.geometry import AXES, CUBOID_SHAPE, Box, iter_aligned_blocks
+from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import AXES, CUBOID_SHAPE, Box, iter_aligned_blocks
 
 if TYPE_CHECKING:
-    from synapse_pipelines.request import SynapseRequest
+    from synapse_pipelines.core.request import SynapseRequest
 
 log = logging.getLogger(__name__)
 

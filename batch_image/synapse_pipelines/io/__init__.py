@@ -1,0 +1,1 @@
+"""Reading and writing volumes and results: BOSS through intern, local files, the results folder."""

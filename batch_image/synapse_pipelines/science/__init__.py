@@ -1,0 +1,4 @@
+"""Pure science: arrays in, arrays out.
+
+Detection, the synapse table, evaluation, synthetic data.
+"""
