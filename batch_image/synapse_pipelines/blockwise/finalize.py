@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import MemoryStore as ZarrMemoryStore  # not blockwise.store.MemoryStore
 
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.passes import PassContext
@@ -71,7 +74,6 @@ class ResultArrays:
     ids_dtype: np.dtype
 
     def _spec(self, name: str) -> dict[str, Any]:
-        import zarr
 
         dtype = self.ids_dtype if name == SYNAPSE_IDS_ZARR else np.dtype(np.uint8)
         return {
@@ -83,12 +85,10 @@ class ResultArrays:
         }
 
     def _memory_array(self, name: str, objects: dict[str, Any], **kwargs: Any) -> Any:
-        import zarr
-        from zarr.storage import MemoryStore
 
         # all-zero blocks are written too: a re-run must replace an older non-empty chunk
         return zarr.create_array(
-            store=MemoryStore(objects),
+            store=ZarrMemoryStore(objects),
             config={"write_empty_chunks": True},
             **self._spec(name),
             **kwargs,
@@ -136,16 +136,13 @@ class ResultArrays:
 
     def read_block(self, name: str, index: int) -> np.ndarray:
         """One block of an array, from its ``zarr.json`` and its chunk only."""
-        import zarr
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.storage import MemoryStore
 
         wrap = default_buffer_prototype().buffer.from_bytes
         objects = {"zarr.json": wrap(self.store.get(f"{name}/zarr.json"))}
         key = self.chunk_key(name, index)
         if self.store.exists(key):
             objects[key[len(name) + 1 :]] = wrap(self.store.get(key))
-        array = zarr.open_array(store=MemoryStore(objects, read_only=True), mode="r")
+        array = zarr.open_array(store=ZarrMemoryStore(objects, read_only=True), mode="r")
         return np.asarray(array[self.plan.block(index).slices()])
 
 

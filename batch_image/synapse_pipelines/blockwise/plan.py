@@ -13,6 +13,7 @@ small object per block: index and ranges, ~80 bytes), never from the state: see
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -236,8 +237,6 @@ class BlockPlan:
 
     def fingerprint(self) -> str:
         """Identity of the cutting: outputs of another plan are never reused."""
-        import hashlib
-
         keep = ("version", "mode", "box", "block_shape", "alignment", "halo")
         geometry = {k: v for k, v in self.to_dict().items() if k in keep}
         return hashlib.sha256(json.dumps(geometry, sort_keys=True).encode()).hexdigest()[:16]

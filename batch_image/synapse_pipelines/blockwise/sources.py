@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import tifffile
+import zarr
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import Box
@@ -80,13 +82,8 @@ def _open_lazy(path: Path) -> Any:
     if suffix.endswith(".npy"):
         return NpyFile(path)
     if suffix.endswith((".tif", ".tiff")):
-        import tifffile
-        import zarr
-
         return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     if path.is_dir() or suffix.endswith(".zarr"):
-        import zarr
-
         return zarr.open(str(path), mode="r")
     raise SynapsePipelinesError(
         f"cannot read {path.name!r} lazily",

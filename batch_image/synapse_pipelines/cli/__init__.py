@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from synapse_pipelines import __version__
 from synapse_pipelines.core.errors import SynapsePipelinesError
 
 from . import (
@@ -53,8 +54,6 @@ for module in (
 @app.command()
 def version() -> None:
     """Print the installed version."""
-    from synapse_pipelines import __version__
-
     typer.echo(__version__)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -42,10 +42,9 @@ from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidati
 if TYPE_CHECKING:  # numpy stays out of the import path of available_pipelines()
     import numpy as np
 
-    from synapse_pipelines.science.detection import DetectionResult
-
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "DetectionResult",
     "ParameterSpec",
     "Pipeline",
     "available_pipelines",
@@ -54,6 +53,25 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "synapse_pipelines.pipelines"
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """What a detector returns.
+
+    ``labels``: uint32 (uint64 if ever needed) ZYX, 0 = background, synapses ``1..n`` in
+    raster order of their first voxel. ``mask``: uint8 0/255 (the original's output).
+    ``threshold``: the threshold in z-scored covariance units (always finite).
+    ``parameters``: the parameters used plus the integer ``threshold_numerator`` and channel
+    statistics. ``timings``: seconds per step.
+    """
+
+    labels: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    n_synapses: int
+    parameters: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

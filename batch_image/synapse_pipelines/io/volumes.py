@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+import zarr
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.outputs import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
@@ -107,10 +110,6 @@ def _kind(path: Path) -> str:
 
 
 def _read_tiff(path: Path, option: str) -> VolumeFile:
-    import tifffile
-
-    from synapse_pipelines.io.outputs import read_volume
-
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -179,8 +178,6 @@ def _zarr_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_zarr(path: Path, option: str) -> VolumeFile:
-    import zarr
-
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises many types for a bad store

@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from synapse_pipelines.science.features import read_synapse_table
+
 from .analysis import (
     DEFAULT_FEATURE_SUFFIXES,
     KDE_SAMPLES,
@@ -79,8 +81,6 @@ class ReportSummary:
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read ``synapses.csv`` (and its metadata JSON when present) with clear errors."""
-    from synapse_pipelines.science.features import read_synapse_table
-
     p = Path(path)
     if p.is_dir():
         raise ReportInputError(

@@ -130,7 +130,7 @@ from scipy import ndimage
 
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.core.pipelines import ParameterSpec, validate_parameters
+from synapse_pipelines.core.pipelines import DetectionResult, ParameterSpec, validate_parameters
 
 __all__ = [
     "DEFAULT_MIN_SIZE",
@@ -965,25 +965,6 @@ def filter_components(
 
 
 # --------------------------------------------------------------------------- detect
-
-
-@dataclass(frozen=True)
-class DetectionResult:
-    """What a detector returns.
-
-    ``labels``: uint32 (uint64 if ever needed) ZYX, 0 = background, synapses ``1..n`` in
-    raster order of their first voxel. ``mask``: uint8 0/255 (the original's output).
-    ``threshold``: the threshold in z-scored covariance units (always finite).
-    ``parameters``: the parameters used plus the integer ``threshold_numerator`` and channel
-    statistics. ``timings``: seconds per step.
-    """
-
-    labels: np.ndarray
-    mask: np.ndarray
-    threshold: float
-    n_synapses: int
-    parameters: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _check_dtype(volume: Any, name: str) -> None:
