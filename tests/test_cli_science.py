@@ -197,7 +197,7 @@ def test_explicit_channels_and_parameters(small, tmp_path) -> None:
             "--presynaptic-channel",
             "VGluT1_647",
             "--param",
-            "min_size=50",
+            "min_volume_um3=0.035",  # 50 voxels of 70 x 100 x 100 nm
             "--out",
             str(out_dir),
             "--origin",
@@ -206,6 +206,7 @@ def test_explicit_channels_and_parameters(small, tmp_path) -> None:
     )
     m = outputs.read_manifest(out_dir)
     assert m["channels"]["presynaptic"] == "VGluT1_647"
+    assert m["pipeline"]["parameters"]["min_volume_um3"] == 0.035
     assert m["pipeline"]["parameters"]["min_size"] == 50
     assert m["volume"]["origin"] == [100, 2000, 3000]
     t = read_synapse_table(out_dir / outputs.SYNAPSES_CSV)
@@ -307,10 +308,10 @@ def test_refuses_to_overwrite_results(small, tmp_path) -> None:
     args = ["detect", str(small / "channels.ome.tif"), "--out", str(tmp_path)]
     _ok(args)
     before = (tmp_path / outputs.PREDICTIONS).read_bytes()
-    exc = _fails([*args, "--param", "min_size=200"])
+    exc = _fails([*args, "--param", "min_volume_um3=0.14"])
     assert exc.field == "--out" and "--overwrite" in str(exc)
     assert (tmp_path / outputs.PREDICTIONS).read_bytes() == before
-    _ok([*args, "--param", "min_size=200", "--overwrite"])
+    _ok([*args, "--param", "min_volume_um3=0.14", "--overwrite"])
 
 
 def test_console_script_exits_2_with_one_clear_line(tmp_path) -> None:

@@ -9,6 +9,8 @@ from scipy import ndimage
 from synapse_pipelines.core.errors import DetectionError, RequestValidationError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science.detection import (
+    COLLMAN15V2_VOXEL_NM,
+    DEFAULT_MIN_VOLUME_UM3,
     DetectionResult,
     NomadsUnsupervised,
     _otsu_256,
@@ -17,6 +19,7 @@ from synapse_pipelines.science.detection import (
     extended_block,
     filter_components,
     label_components,
+    min_size_voxels,
     original_nomads,
 )
 from synapse_pipelines.science.evaluation import evaluate_labels
@@ -75,29 +78,33 @@ def test_original_formula_is_twice_the_smoothed_postsynaptic_channel() -> None:
     np.testing.assert_allclose(line, 2 * ndimage.convolve(y, k), atol=1e-12)
 
 
-@pytest.mark.parametrize("n_synapses", [1, 3])
-def test_threshold_robust_to_tiny_synapse_fraction(n_synapses: int) -> None:
-    exp = make_experiment(
-        (32, 512, 512),
-        seed=20 + n_synapses,
-        n_synapses=n_synapses,
-        channels=["Synapsin647", "PSD95_488"],
-    )
-    pre, post = exp.channels["Synapsin647"], exp.channels["PSD95_488"]
-    fraction = np.count_nonzero(exp.annotation) / exp.annotation.size
-    assert fraction < 4e-5
+def test_a_few_saturated_specks_do_not_collapse_the_threshold() -> None:
+    """Plain Otsu over the whole map (the original) puts the split between a saturated,
+    autofluorescent speck and everything else; the clipped Otsu still finds the synapses."""
+    exp = make_experiment((8, 128, 128), seed=11, profile="sparse")
+    pre = exp.channels["Synapsin647"].copy()
+    post = exp.channels["PSD95_488"].copy()
+    for z0, y0, x0 in ((2, 20, 20), (5, 100, 40)):  # two bright specks in both channels
+        pre[z0 : z0 + 2, y0 : y0 + 2, x0 : x0 + 2] = 255
+        post[z0 : z0 + 2, y0 : y0 + 2, x0 : x0 + 2] = 255
     res = detect(pre, post)
     score = _score(res.labels, exp.synapse_centroids, exp)
-    assert score.recall == 1.0, score
-    assert score.precision == 1.0, score
-    # the same covariance with plain Otsu (256 bins between min and max) drowns in noise
+    assert score.recall >= 0.8, score
     whole = Box.from_shape(pre.shape)
     num = covariance_numerator(extended_block(pre, whole), extended_block(post, whole))
     plain = num > _otsu_256(num.astype(np.float64))
     labels, sizes = label_components(plain)
     labels, _ = filter_components(labels, sizes, 30)
-    plain_score = _score(labels, exp.synapse_centroids, exp)
-    assert plain_score.precision < 0.2, plain_score
+    assert _score(labels, exp.synapse_centroids, exp).recall < 0.2
+
+
+def test_a_single_plane_is_detected_in_2d() -> None:
+    exp = make_experiment((1, 160, 160), seed=12, profile="sparse")
+    res = detect(exp.channels["Synapsin647"], exp.channels["PSD95_488"], min_size=0)
+    assert res.parameters["window_shape"] == [1, 3, 3]
+    assert res.n_synapses > 0
+    score = _score(res.labels, exp.synapse_centroids, exp)
+    assert score.recall >= 0.6, score
 
 
 def test_result_contract(experiment, result) -> None:
@@ -157,6 +164,14 @@ def test_size_filter_is_strictly_larger_than_min_size() -> None:
     assert np.count_nonzero(out) == 31 and out[3, 10, 0] == 1
 
 
+def test_size_limit_is_physical_the_originals_30_collman15v2_voxels() -> None:
+    assert min_size_voxels(DEFAULT_MIN_VOLUME_UM3, COLLMAN15V2_VOXEL_NM) == 30
+    assert min_size_voxels(DEFAULT_MIN_VOLUME_UM3, (70.0, 100.0, 100.0)) == 0  # < 1 AT voxel
+    assert min_size_voxels(0.021, (70.0, 100.0, 100.0)) == 30
+    assert min_size_voxels(0.021, (140.0, 100.0, 50.0)) == 30  # anisotropic, same volume
+    assert min_size_voxels(0.0, (70.0, 100.0, 100.0)) == 0
+
+
 def test_components_are_26_connected() -> None:
     mask = np.zeros((4, 4, 4), dtype=bool)
     mask[0, 0, 0] = mask[1, 1, 1] = mask[2, 2, 2] = True  # corner-to-corner only
@@ -182,7 +197,7 @@ def test_parameters_are_configurable(experiment) -> None:
         (np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8), {}, "presynaptic"),
         (np.zeros((4, 8, 8), np.uint8), np.zeros((4, 8, 8), np.int16), {}, "postsynaptic"),
         (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), {}, "presynaptic"),
-        (np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), np.uint8), {}, "volume"),
+        (np.zeros((4, 2, 8), np.uint8), np.zeros((4, 2, 8), np.uint8), {}, "volume"),
         (np.ones((4, 8, 8), np.uint8), np.ones((4, 8, 8), np.uint8), {"window": 4}, "window"),
         (np.ones((4, 8, 8), np.uint8), np.ones((4, 8, 8), np.uint8), {"min_size": -1}, "min_size"),
     ],
@@ -205,15 +220,6 @@ def test_flat_or_all_zero_channels_give_a_clear_error_not_nans() -> None:
         detect(np.full_like(noise, 7), noise)
 
 
-def test_pure_noise_gives_an_empty_or_tiny_result() -> None:
-    rng = np.random.default_rng(2)
-    a = rng.integers(0, 60, size=(16, 128, 128), dtype=np.uint8)
-    b = rng.integers(0, 60, size=(16, 128, 128), dtype=np.uint8)
-    res = detect(a, b)
-    assert res.n_synapses == 0
-    assert not np.isnan(res.parameters["presynaptic_std"])
-
-
 def test_anti_correlated_channels_give_an_empty_result_with_a_finite_threshold() -> None:
     rng = np.random.default_rng(4)
     a = rng.integers(0, 255, size=(8, 64, 64), dtype=np.uint8)
@@ -221,12 +227,29 @@ def test_anti_correlated_channels_give_an_empty_result_with_a_finite_threshold()
     assert res.n_synapses == 0
     assert not res.mask.any()
     assert np.isfinite(res.threshold)
+    assert res.explanation and "do not rise together" in res.explanation
+
+
+def test_components_at_or_below_the_size_limit_are_explained() -> None:
+    exp = make_experiment((6, 96, 96), seed=13, profile="sparse")
+    res = detect(exp.channels["Synapsin647"], exp.channels["PSD95_488"], min_size=10**6)
+    assert res.n_synapses == 0
+    assert res.explanation and "size limit of 1000000 voxels" in res.explanation
 
 
 def test_plugin_run_validates_parameters_and_channels(experiment) -> None:
     pipe = NomadsUnsupervised()
-    res = pipe.run(experiment.channels, "Synapsin647", "PSD95_488", min_size=40)
-    assert res.parameters["min_size"] == 40
+    res = pipe.run(
+        experiment.channels, "Synapsin647", "PSD95_488", voxel_size=(70, 100, 100),
+        min_volume_um3=0.028,
+    )  # fmt: skip
+    assert res.parameters["min_volume_um3"] == 0.028
+    assert res.parameters["min_size"] == 40  # 0.028 um^3 / 0.0007 um^3 per voxel
+    with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.min_size"):
+        pipe.run(experiment.channels, "Synapsin647", "PSD95_488", min_size=40)
+    with pytest.raises(DetectionError) as err:
+        pipe.run(experiment.channels, "Synapsin647", "PSD95_488", voxel_size=(0, 1, 1))
+    assert err.value.field == "voxel_size"
     with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.windw"):
         pipe.run(experiment.channels, "Synapsin647", "PSD95_488", windw=3)
     with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.window.*odd"):

@@ -11,7 +11,6 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import detection
 from synapse_pipelines.science.detection import (
     N_BINS,
-    NO_THRESHOLD,
     ChannelStats,
     CovarianceHistogram,
     bin_index,
@@ -24,7 +23,6 @@ from synapse_pipelines.science.detection import (
     filter_components,
     halo,
     label_components,
-    null_floor,
     pad_to_extended,
     threshold_from_histogram,
 )
@@ -120,14 +118,49 @@ def test_histogram_round_trips_and_bins_are_exact() -> None:
     assert CovarianceHistogram.from_dict(h.to_dict()).positive.tolist() == h.positive.tolist()
 
 
-def test_no_excess_gives_a_finite_threshold_above_every_value() -> None:
-    assert threshold_from_histogram(CovarianceHistogram.empty()) == 1
-    values = np.array([[[-9, -50, -900, 9, 50]]])
-    hist = covariance_histogram(values)
-    assert null_floor(hist) == NO_THRESHOLD  # the negative tail dominates everywhere
-    t = threshold_from_histogram(hist)
-    assert t != NO_THRESHOLD and t > values.max()
-    assert not np.any(values >= t)
+def test_threshold_is_otsu_of_the_positive_part_clipped_at_its_quantile() -> None:
+    assert threshold_from_histogram(CovarianceHistogram.empty()) == 1  # nothing co-varies
+    negative_only = covariance_histogram(np.array([[[-9, -50, -900]]]))
+    assert threshold_from_histogram(negative_only) == 1  # numerator >= 1: no voxel
+    rng = np.random.default_rng(0)
+    background = rng.integers(1, 200, 20_000)  # weak positive covariance
+    synapses = rng.integers(5_000, 9_000, 500)  # strongly co-varying voxels
+    negatives = -rng.integers(1, 50_000, 40_000)  # many one-channel puncta: ignored
+    values = np.concatenate([background, synapses, negatives]).reshape(1, 1, -1)
+    t = threshold_from_histogram(covariance_histogram(values))
+    assert 200 <= t <= 5_000
+    # a few saturated specks above the 99.5th percentile do not pull the split
+    specks = np.full(100, 10**9)
+    with_specks = np.concatenate([values.ravel(), specks]).reshape(1, 1, -1)
+    assert 200 <= threshold_from_histogram(covariance_histogram(with_specks)) <= 5_000
+    # one filled bin: every co-varying voxel is foreground
+    single = covariance_histogram(np.full((1, 1, 10), 40))
+    assert threshold_from_histogram(single) <= 40
+
+
+def test_thin_volumes_use_a_per_plane_window() -> None:
+    assert detection.effective_window(3, (1, 50, 50)) == (1, 3, 3)
+    assert detection.effective_window(3, (2, 50, 50)) == (1, 3, 3)
+    assert detection.effective_window(3, (3, 50, 50)) == (3, 3, 3)
+    rng = np.random.default_rng(1)
+    pre = rng.integers(0, 255, (2, 20, 30), dtype=np.uint8)
+    post = rng.integers(0, 255, (2, 20, 30), dtype=np.uint8)
+    whole = Box.from_shape(pre.shape)
+    num = covariance_numerator(
+        extended_block(pre, whole, (1, 3, 3)), extended_block(post, whole, (1, 3, 3)),
+        window=(1, 3, 3),
+    )  # fmt: skip
+    for z in range(2):  # each plane alone: the 3x3 covariance of that plane
+        plane = covariance_numerator(
+            extended_block(pre[z : z + 1], Box.from_shape((1, 20, 30)), (1, 3, 3)),
+            extended_block(post[z : z + 1], Box.from_shape((1, 20, 30)), (1, 3, 3)),
+            window=(1, 3, 3),
+        )
+        np.testing.assert_array_equal(num[z : z + 1], plane)
+    ref = detection._numerator_numpy(
+        extended_block(pre, whole, (1, 3, 3)), extended_block(post, whole, (1, 3, 3)), (1, 3, 3)
+    )
+    np.testing.assert_array_equal(num, ref)
 
 
 # --- the compiled kernels agree with the numpy/scipy reference implementations ---------
@@ -179,7 +212,7 @@ def test_compiled_labels_equal_scipy(density: float) -> None:
 def test_compiled_detect_equals_numpy_detect(channels) -> None:
     pre, post = channels
     res = detect(pre, post)
-    t_num, labels, mask, n = detection._detect_numpy(pre, post, 3, 30, {})
+    t_num, labels, mask, n, _ = detection._detect_numpy(pre, post, (3, 3, 3), 30, {})
     assert t_num == res.parameters["threshold_numerator"]
     assert n == res.n_synapses > 0
     np.testing.assert_array_equal(labels, res.labels)

@@ -27,7 +27,10 @@ def test_nomads_is_registered_and_loads() -> None:
     pipe = get_pipeline("nomads-unsupervised")
     assert isinstance(pipe, NomadsUnsupervised)
     assert isinstance(pipe, Pipeline)
-    assert validate_parameters(pipe) == {"window": 3, "min_size": 30}
+    defaults = validate_parameters(pipe)
+    assert defaults["window"] == 3
+    # the original's "more than 30 voxels", as a volume: 30 collman15v2 voxels
+    assert defaults["min_volume_um3"] == pytest.approx(30 * 70 * 2.24 * 2.24 * 1e-9)
 
 
 def test_unknown_pipeline_lists_available_names() -> None:
@@ -55,19 +58,23 @@ def test_parameters_are_validated_with_named_errors() -> None:
     pipe = get_pipeline("nomads-unsupervised")
     assert validate_parameters(pipe, {"window": 5.0})["window"] == 5
     with pytest.raises(RequestValidationError) as err:
-        validate_parameters(pipe, {"window": 2, "min_size": "big", "threshold": 1, "flag": True})
+        validate_parameters(
+            pipe, {"window": 2, "min_volume_um3": "big", "threshold": 1, "flag": True}
+        )
     fields = {f for f, _ in err.value.problems}
     assert fields == {
         "pipeline_parameters.window",
-        "pipeline_parameters.min_size",
+        "pipeline_parameters.min_volume_um3",
         "pipeline_parameters.threshold",
     } | {"pipeline_parameters.flag"}
     text = str(err.value)
-    assert "accepted: min_size, window" in text
+    assert "accepted: min_volume_um3, window" in text
     with pytest.raises(RequestValidationError, match="odd"):
         validate_parameters(pipe, {"window": 4})
     with pytest.raises(RequestValidationError, match="integer"):
-        validate_parameters(pipe, {"min_size": 2.5})
+        validate_parameters(pipe, {"window": 2.5})
+    with pytest.raises(RequestValidationError, match=">= 0"):
+        validate_parameters(pipe, {"min_volume_um3": -1})
 
 
 PLUGIN = '''

@@ -6,11 +6,14 @@ pipeline's report step calls) and prints what it wrote.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
+from synapse_pipelines.core.artefacts import CLUSTERING, MANIFEST, REPORT
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.request import parse_request
 
 
 def _split_features(text: str | None) -> list[str] | None:
@@ -22,8 +25,6 @@ def _split_features(text: str | None) -> list[str] | None:
 def default_clustering_path(out: Path) -> Path:
     """``clustering.json`` beside ``report.html`` (the results folder's names), else
     ``<stem>.clustering.json`` so two reports in one folder do not share a JSON file."""
-    from synapse_pipelines.io.outputs import CLUSTERING, REPORT
-
     return out.parent / (CLUSTERING if out.name == REPORT else f"{out.stem}.clustering.json")
 
 
@@ -65,6 +66,7 @@ def report(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Build the PyMEDA-style interactive report (one offline HTML file) and clustering JSON."""
+    # start-up time: the report stack (plotly, scikit-learn) loads only when one is built
     from synapse_pipelines.report import build_report
 
     json_path = clustering_json if clustering_json is not None else default_clustering_path(out)
@@ -79,8 +81,6 @@ def report(
     request_info = None
     results_key = None
     if request is not None:
-        from synapse_pipelines.core.request import parse_request
-
         req = parse_request(request, max_voxels=None)
         request_info = req.public_dict()
         results_key = req.results_key
@@ -96,6 +96,7 @@ def report(
         voxel_unit=voxel_unit,
         request_info=request_info,
         results_key=results_key,
+        explanation=_recorded_explanation(table),
     )
     typer.echo(
         f"report: {summary.out_html} ({summary.html_bytes / 1e6:.1f} MB), "
@@ -105,6 +106,17 @@ def report(
     )
     for key, why in summary.missing.items():
         typer.echo(f"  not drawn: {key}: {why}")
+
+
+def _recorded_explanation(table: Path) -> str | None:
+    """The detector's reason for an empty result, from the manifest beside the table."""
+    manifest = table.parent / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return json.loads(manifest.read_text()).get("explanation")
+    except (OSError, ValueError):
+        return None  # a damaged manifest only costs the header its explanation
 
 
 def register(app: typer.Typer) -> None:

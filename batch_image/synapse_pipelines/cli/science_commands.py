@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -26,9 +27,38 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from scipy import ndimage
 
-from synapse_pipelines.core.errors import DetectionError, SynapsePipelinesError
-from synapse_pipelines.io.volumes import VolumeInputError, parse_triple
+from synapse_pipelines.core import pipelines
+from synapse_pipelines.core.errors import (
+    DetectionError,
+    RequestValidationError,
+    SynapsePipelinesError,
+)
+from synapse_pipelines.core.pipelines import available_pipelines
+from synapse_pipelines.core.request import select_channels
+from synapse_pipelines.io.outputs import (
+    SYNAPSE_IDS,
+    SYNAPSES_CSV,
+    OutputError,
+    check_results_folder,
+    write_results,
+    write_volume,
+)
+from synapse_pipelines.io.volumes import (
+    VolumeInputError,
+    load_channels,
+    normalise_unit,
+    parse_triple,
+    read_volume_file,
+)
+from synapse_pipelines.science.evaluation import (
+    centroids_from_labels,
+    evaluate_centroids,
+    evaluate_per_slice,
+)
+from synapse_pipelines.science.features import read_synapse_table, synapse_table
+from synapse_pipelines.science.synthetic import make_experiment
 
 
 def _err() -> Console:
@@ -106,8 +136,6 @@ def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
 
 def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, dict]:
     """The registered pipeline and its checked parameters (defaults filled in)."""
-    from synapse_pipelines.core import pipelines
-    from synapse_pipelines.core.errors import RequestValidationError
 
     pipeline = pipelines.get_pipeline(name)
     try:
@@ -136,7 +164,6 @@ def _summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
 
 
 def _pipeline_names() -> str:
-    from synapse_pipelines.core.pipelines import available_pipelines  # reads metadata only
 
     return ", ".join(available_pipelines()) or "none installed"
 
@@ -218,10 +245,6 @@ def detect(
 
       synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488 -p min_size=50
     """
-    from synapse_pipelines.core.request import select_channels
-    from synapse_pipelines.io.outputs import check_results_folder, write_results
-    from synapse_pipelines.io.volumes import load_channels, normalise_unit
-    from synapse_pipelines.science.features import synapse_table
 
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
     vs = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
@@ -265,7 +288,11 @@ def detect(
         ):
             try:
                 result = runner.run(
-                    chans.channels, selection.presynaptic, selection.postsynaptic, **params
+                    chans.channels,
+                    selection.presynaptic,
+                    selection.postsynaptic,
+                    voxel_size=voxel_nanometers(voxel, unit),
+                    **params,
                 )
             except DetectionError as exc:  # say which files the detector refused
                 used = {
@@ -311,6 +338,7 @@ def detect(
                 },
                 timings=steps.timings,
                 counts={"synapses_detected": int(result.n_synapses)},
+                explanation=result.explanation,
                 extra={"threshold": _jsonable(getattr(result, "threshold", None))},
                 overwrite=overwrite,
             )
@@ -320,12 +348,29 @@ def detect(
         ("voxel size", f"{','.join(f'{v:g}' for v in voxel)} {unit}"),
         ("channels", f"{selection.presynaptic} (pre), {selection.postsynaptic} (post)"),
         ("pipeline", f"{pipeline} {json.dumps(params)}"),
-        ("synapses", str(manifest["counts"]["synapses"])),
+        ("synapses", _synapse_count(manifest)),
         ("foreground voxels", str(manifest["counts"]["foreground_voxels"])),
         ("time", ", ".join(f"{k} {v:.2f}s" for k, v in steps.timings.items())),
         ("results", str(out_dir)),
     ]
     _out().print(_summary_table("synapse-pipelines detect", rows))
+
+
+def _synapse_count(manifest: dict[str, Any]) -> str:
+    """The count, and when it is zero, why (never a silent 0)."""
+    count = int(manifest["counts"]["synapses"])
+    return str(count) if count else f"0 - {manifest['explanation']}"
+
+
+def voxel_nanometers(
+    voxel: tuple[float, float, float], unit: str | None
+) -> tuple[float, float, float] | None:
+    """The voxel size in nm for a detector's physical sizes; None when the unit is unknown
+    (pixels): the detector then assumes array tomography's usual sampling and says so."""
+    scale = {"nanometers": 1.0, "micrometers": 1e3, "millimeters": 1e6}.get(
+        normalise_unit(unit) or ""
+    )
+    return None if scale is None else tuple(v * scale for v in voxel)  # type: ignore[return-value]
 
 
 def _jsonable(value: Any) -> Any:
@@ -350,7 +395,6 @@ _CENTROID_SETS = (("centroid_z", "centroid_y", "centroid_x"), ("z", "y", "x"))
 
 
 def _points_from_csv(path: Path, option: str) -> _Points:
-    from synapse_pipelines.science.features import read_synapse_table
 
     table = read_synapse_table(path)
     for cols in _CENTROID_SETS:
@@ -371,10 +415,6 @@ def _points_from_csv(path: Path, option: str) -> _Points:
 def _points_from_volume(
     path: Path, option: str, origin: tuple[int, int, int] | None = None
 ) -> _Points:
-    from scipy import ndimage
-
-    from synapse_pipelines.io.volumes import read_volume_file
-    from synapse_pipelines.science.evaluation import centroids_from_labels
 
     vf = read_volume_file(path, option=option)
     data = np.asarray(vf.data)
@@ -415,7 +455,6 @@ def _load_points(
     want_labels: bool = False,
     origin: tuple[int, int, int] | None = None,
 ) -> _Points:
-    from synapse_pipelines.io.outputs import SYNAPSE_IDS, SYNAPSES_CSV
 
     if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
@@ -488,7 +527,6 @@ def evaluate(
     ] = None,
 ) -> None:
     """Object-level precision, recall and F1 by one-to-one centroid matching."""
-    from synapse_pipelines.science.evaluation import evaluate_centroids, evaluate_per_slice
 
     vs_opt = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
     t_org = parse_triple(truth_origin, option="--truth-origin", kind=int) if truth_origin else None
@@ -564,10 +602,6 @@ def synth(
     synapse centroids) and annotation.ome.tif (labelled synapses, like collman15v2's
     annotation channel).
     """
-    import pandas as pd
-
-    from synapse_pipelines.io.outputs import OutputError, write_volume
-    from synapse_pipelines.science.synthetic import make_experiment
 
     dims = parse_triple(shape, option="--shape", kind=int)
     if min(dims) < 1:

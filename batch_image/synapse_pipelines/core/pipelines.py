@@ -13,9 +13,12 @@ The target is a class (instantiated with no arguments) or an instance that satis
 - ``description: str`` -- one line for ``--help`` and the report;
 - ``parameters: Mapping[str, ParameterSpec]`` -- every accepted parameter, with its type,
   default (for ``nomads-unsupervised``: the original's values) and bounds;
-- ``run(channels, presynaptic, postsynaptic, **params) -> DetectionResult`` -- ``channels``
-  maps channel names to ZYX arrays (never written to); ``params`` have already been checked
-  by :func:`validate_parameters` (``run`` validates again, so direct calls are safe too).
+- ``run(channels, presynaptic, postsynaptic, *, voxel_size=None, **params) ->
+  DetectionResult`` -- ``channels`` maps channel names to ZYX arrays (never written to);
+  ``voxel_size`` is (z, y, x) in nanometres (from the coordinate frame or the file; a
+  detector assumes array tomography's usual 70 x 100 x 100 nm when it is None and says so
+  in its parameters); ``params`` have already been checked by :func:`validate_parameters`
+  (``run`` validates again, so direct calls are safe too).
 
 Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
 imports neither the targets nor numpy, so request validation can use it in a Lambda.
@@ -63,7 +66,8 @@ class DetectionResult:
     raster order of their first voxel. ``mask``: uint8 0/255 (the original's output).
     ``threshold``: the threshold in z-scored covariance units (always finite).
     ``parameters``: the parameters used plus the integer ``threshold_numerator`` and channel
-    statistics. ``timings``: seconds per step.
+    statistics. ``timings``: seconds per step. ``explanation``: the likely cause when
+    ``n_synapses`` is 0.
     """
 
     labels: np.ndarray
@@ -72,6 +76,9 @@ class DetectionResult:
     n_synapses: int
     parameters: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    #: Why nothing was found, in plain words (None when synapses were found): a result of
+    #: zero synapses on a non-empty volume is never silent.
+    explanation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class Pipeline(Protocol):
         channels: Mapping[str, np.ndarray],
         presynaptic: str,
         postsynaptic: str,
+        *,
+        voxel_size: tuple[float, float, float] | None = None,
         **params: int | float,
     ) -> DetectionResult: ...
 

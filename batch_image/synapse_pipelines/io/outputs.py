@@ -464,6 +464,7 @@ def write_results(
     channels: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
     counts: Mapping[str, int] | None = None,
+    explanation: str | None = None,
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -502,9 +503,25 @@ def write_results(
         channels=channels,
         timings=timings,
         counts=counts,
+        explanation=explanation,
         extra=extra,
         overwrite=True,  # checked above, before the volumes were written
     )
+
+
+#: Said when a detector found nothing and gave no reason of its own.
+NO_REASON_GIVEN = (
+    "no synapse was detected in this box and the detector gave no reason; check that the box "
+    "covers tissue and that the presynaptic and postsynaptic channels are the right ones"
+)
+
+
+def empty_result_explanation(n_synapses: int, explanation: str | None) -> str | None:
+    """The manifest's ``explanation``: None when synapses were found, else the detector's
+    reason (or :data:`NO_REASON_GIVEN`), so a zero is never silent."""
+    if n_synapses:
+        return None
+    return explanation or NO_REASON_GIVEN
 
 
 def write_table_results(
@@ -524,10 +541,14 @@ def write_table_results(
     channels: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
     counts: Mapping[str, int] | None = None,
+    explanation: str | None = None,
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """synapses.csv and manifest.json (with the checksums of every file in ``folder``).
+
+    ``explanation``: the detector's plain-words reason when it found nothing; an empty
+    table is never written without one (:func:`empty_result_explanation`).
 
     :func:`write_results` calls it after writing the two OME-TIFF volumes; a blockwise run
     calls it directly, its volumes having been written block by block elsewhere
@@ -562,6 +583,7 @@ def write_table_results(
             "foreground_voxels": int(foreground_voxels),
             **{k: int(v) for k, v in (counts or {}).items()},
         },
+        "explanation": empty_result_explanation(len(table), explanation),
         "synapse_table": dict(table.attrs),
         **({"arrays": dict(arrays)} if arrays is not None else {}),
         **dict(extra or {}),

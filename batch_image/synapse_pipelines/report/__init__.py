@@ -115,6 +115,7 @@ def build_report(
     box_shape: Sequence[int] | None = None,
     request_info: Mapping[str, Any] | None = None,
     results_key: str | None = None,
+    explanation: str | None = None,
     max_fit_samples: int = 20_000,
     kde_samples: int = KDE_SAMPLES,
 ) -> ReportSummary:
@@ -127,6 +128,7 @@ def build_report(
     density; ``box_shape`` (z, y, x voxels) is the analysed box, by default the request's
     ranges or the table metadata. ``request_info`` (e.g. ``SynapseRequest.public_dict()``)
     and ``results_key`` go in the header; keys that look like secrets are never shown.
+    ``explanation``: the detector's reason for an empty result, shown at the top.
     ``max_fit_samples`` / ``kde_samples`` cap the rows each GMM node / each ridge-line KDE
     is fitted on (speed; see ``docs/report.md``). Same inputs and seed give byte-identical
     files.
@@ -156,7 +158,7 @@ def build_report(
     sections = make_sections(data)
     t2 = time.perf_counter()
     timings["figures"] = t2 - t1
-    html = render_html(data, sections)
+    html = render_html(data, sections, explanation=explanation)
     out_html = Path(out_html)
     html_bytes = _write_atomic(out_html, html)
     json_path = None

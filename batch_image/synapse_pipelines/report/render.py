@@ -148,13 +148,16 @@ def _request_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def render_html(data: ReportData, sections: Sequence[Section]) -> str:
-    """The whole page as one string."""
+def render_html(
+    data: ReportData, sections: Sequence[Section], *, explanation: str | None = None
+) -> str:
+    """The whole page as one string (``explanation``: why nothing was found, if so)."""
     template = _environment().get_template(TEMPLATE_NAME)
     plotly_template = pio.templates[PLOTLY_TEMPLATE].to_plotly_json()
     return template.render(
         title=data.title,
         n=data.n,
+        explanation=explanation,
         results_key=data.results_key,
         request_rows=_request_rows(data.request_info),
         parameters=[

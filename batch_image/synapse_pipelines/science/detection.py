@@ -134,6 +134,7 @@ from synapse_pipelines.core.pipelines import DetectionResult, ParameterSpec, val
 
 __all__ = [
     "DEFAULT_MIN_SIZE",
+    "DEFAULT_MIN_VOLUME_UM3",
     "DEFAULT_WINDOW",
     "NO_THRESHOLD",
     "N_BINS",
@@ -145,18 +146,23 @@ __all__ = [
     "bin_lower_edges",
     "channel_stats",
     "check_channels",
+    "check_voxel_size",
     "covariance_histogram",
     "covariance_numerator",
     "detect",
+    "effective_window",
+    "explain_empty",
     "extended_block",
     "filter_components",
     "halo",
+    "halo_shape",
     "label_components",
-    "null_floor",
+    "min_size_voxels",
     "numerator_scale",
     "original_nomads",
     "pad_to_extended",
     "threshold_from_histogram",
+    "window_shape",
 ]
 
 DEFAULT_WINDOW = 3  # the original's 3x3x3 mean kernel
@@ -169,9 +175,9 @@ SUB_BITS = 5
 _SUB = 1 << SUB_BITS
 #: Bins cover every int64 magnitude: exact values below 2**SUB_BITS, then _SUB per octave.
 N_BINS = (63 - SUB_BITS + 1) * _SUB
-#: Largest share of the voxels above the threshold that chance (the mirrored negative
-#: tail) may explain; see threshold_from_histogram.
-NULL_FRACTION = 0.05
+#: Positive numerators above this quantile count as its bin in the threshold's Otsu (a few
+#: saturated specks must not pull the split up); see threshold_from_histogram.
+CLIP_QUANTILE = 0.995
 #: Threshold meaning "nothing is foreground".
 NO_THRESHOLD = np.iinfo(np.int64).max
 
@@ -308,6 +314,7 @@ def _k_numerator(  # type: ignore[no-untyped-def]
     y1,
     x0,
     x1,
+    wz,
     w,
     out,
     hist_pos,
@@ -330,26 +337,27 @@ def _k_numerator(  # type: ignore[no-untyped-def]
     do_hist,
 ):
     """Numerator n*S_xy - S_x*S_y for the box [z0:z1, y0:y1, x0:x1] of x/y (clamped reads)
-    into ``out`` (shape of the box); optionally accumulate the histograms.
+    into ``out`` (shape of the box); optionally accumulate the histograms. The window is
+    ``wz`` planes of ``w x w`` pixels (``wz = 1``: per-plane, 2-D detection).
 
     Works in strips of ``ring_x.shape[1]`` rows so that the per-plane window sums of the
-    ``w`` planes in flight stay in the L2 cache; integer sums make the result independent
+    ``wz`` planes in flight stay in the L2 cache; integer sums make the result independent
     of the strip height.
     """
-    h = w // 2
-    n = w * w * w
+    hz = wz // 2
+    n = wz * w * w
     n_z = x.shape[0]
     nx = x1 - x0
     strip = ring_x.shape[1]
-    slot_plane = np.empty(w, dtype=np.int64)
-    slots = np.empty(w, dtype=np.int64)
+    slot_plane = np.empty(wz, dtype=np.int64)
+    slots = np.empty(wz, dtype=np.int64)
     for sy0 in range(y0, y1, strip):
         sy1 = min(sy0 + strip, y1)
         slot_plane[:] = -1
         for z in range(z0, z1):
-            for d in range(w):
-                p = min(max(z - h + d, 0), n_z - 1)
-                s = p % w
+            for d in range(wz):
+                p = min(max(z - hz + d, 0), n_z - 1)
+                s = p % wz
                 slots[d] = s
                 if slot_plane[s] != p:
                     _k_plane_sums_j(
@@ -382,7 +390,7 @@ def _k_numerator(  # type: ignore[no-untyped-def]
                     tx[j] = src_x[j]
                     ty[j] = src_y[j]
                     txy[j] = src_xy[j]
-                for d in range(1, w):
+                for d in range(1, wz):
                     s = slots[d]
                     src_x = ring_x[s, i]
                     src_y = ring_y[s, i]
@@ -583,77 +591,109 @@ def check_channels(
             )
 
 
-def numerator_scale(pre: ChannelStats, post: ChannelStats, window: int = DEFAULT_WINDOW) -> float:
+def numerator_scale(
+    pre: ChannelStats, post: ChannelStats, window: int | WindowShape = DEFAULT_WINDOW
+) -> float:
     """Divide a covariance numerator by this to get the z-scored local covariance."""
-    n = window**3
+    n = math.prod(window_shape(window))
     return float(n * n) * pre.std * post.std
 
 
 # --------------------------------------------------------------------------- windows
 
+#: A window's extent along (z, y, x), odd sizes.
+WindowShape = tuple[int, int, int]
+
+
+def window_shape(window: int | WindowShape) -> WindowShape:
+    """``(w, w, w)`` for an int (the original's cubic window), a shape as given."""
+    if isinstance(window, tuple):
+        return window
+    return (window, window, window)
+
+
+def effective_window(window: int, volume_shape: tuple[int, ...]) -> WindowShape:
+    """The window detect() uses on a volume: cubic, or ``(1, w, w)`` -- per-plane, 2-D
+    detection -- when the volume has fewer sections than the window (a single plane, or a
+    stack thinner than the window, is detected section by section instead of refused)."""
+    return (window if volume_shape[0] >= window else 1, window, window)
+
 
 def halo(window: int) -> int:
-    """Voxels a block needs on each side for its window sums."""
+    """Voxels a block needs on each side for a cubic window's sums."""
     return window // 2
 
 
+def halo_shape(window: int | WindowShape) -> tuple[int, int, int]:
+    """Voxels a block needs on each side, per axis (z, y, x)."""
+    wz, wy, wx = window_shape(window)
+    return (wz // 2, wy // 2, wx // 2)
+
+
 def pad_to_extended(
-    read: np.ndarray, box: Box, volume_shape: tuple[int, int, int], window: int
+    read: np.ndarray,
+    box: Box,
+    volume_shape: tuple[int, int, int],
+    window: int | WindowShape,
 ) -> np.ndarray:
     """Pad ``read`` (the data of ``box.grow(halo, within=volume)``) to the full halo.
 
     The volume border rule: replicate the edge voxel (``numpy.pad(mode="edge")``).
     """
-    h = halo(window)
+    h = halo_shape(window)
     whole = Box.from_shape(volume_shape)
-    grown = box.grow((h, h, h), within=whole)
+    grown = box.grow(h, within=whole)
     if tuple(read.shape) != grown.shape:
         raise DetectionError(
             f"block read has shape {read.shape}, expected {grown.shape} for {box}",
             field="block",
-            hint="read box.grow((h, h, h), within=the whole volume)",
+            hint="read box.grow(halo_shape(window), within=the whole volume)",
         )
     pads = [
-        (h - (b0 - g0), h - (g1 - b1))
-        for b0, b1, g0, g1 in zip(box.start, box.stop, grown.start, grown.stop, strict=True)
+        (ha - (b0 - g0), ha - (g1 - b1))
+        for b0, b1, g0, g1, ha in zip(box.start, box.stop, grown.start, grown.stop, h, strict=True)
     ]
     if any(p for pair in pads for p in pair):
         return np.pad(read, pads, mode="edge")
     return read
 
 
-def extended_block(volume: np.ndarray, box: Box, window: int = DEFAULT_WINDOW) -> np.ndarray:
-    """``volume[box]`` with a ``window // 2`` halo, edge-replicated at the volume border."""
-    h = halo(window)
-    grown = box.grow((h, h, h), within=Box.from_shape(volume.shape))
+def extended_block(
+    volume: np.ndarray, box: Box, window: int | WindowShape = DEFAULT_WINDOW
+) -> np.ndarray:
+    """``volume[box]`` with the window's halo, edge-replicated at the volume border."""
+    grown = box.grow(halo_shape(window), within=Box.from_shape(volume.shape))
     return pad_to_extended(volume[grown.slices()], box, volume.shape, window)
 
 
-def _numerator_dtype(max_value: int, window: int) -> np.dtype:
-    n = window**3
+def _numerator_dtype(max_value: int, window: int | WindowShape) -> np.dtype:
+    n = math.prod(window_shape(window))
     return np.dtype(np.int32) if n * n * max_value * max_value < 2**31 else np.dtype(np.int64)
 
 
-def _accumulator_dtype(max_value: int, window: int) -> np.dtype:
+def _accumulator_dtype(max_value: int, window: int | WindowShape) -> np.dtype:
     """Window sums of x*y (the largest) fit int32 when n * max**2 < 2**31."""
-    return np.dtype(np.int32) if window**3 * max_value * max_value < 2**31 else np.dtype(np.int64)
+    n = math.prod(window_shape(window))
+    return np.dtype(np.int32) if n * max_value * max_value < 2**31 else np.dtype(np.int64)
 
 
-def _box_sum_valid(a: np.ndarray, window: int) -> np.ndarray:
-    """Sum over ``window``-wide windows along every axis ("valid" mode), exact integers."""
-    for axis in range(3):
-        n_out = a.shape[axis] - window + 1
+def _box_sum_valid(a: np.ndarray, window: int | WindowShape) -> np.ndarray:
+    """Sum over the window along every axis ("valid" mode), exact integers."""
+    for axis, width in enumerate(window_shape(window)):
+        n_out = a.shape[axis] - width + 1
         idx = [slice(None)] * 3
         idx[axis] = slice(0, n_out)
         acc = a[tuple(idx)].copy()
-        for k in range(1, window):
+        for k in range(1, width):
             idx[axis] = slice(k, k + n_out)
             acc += a[tuple(idx)]
         a = acc
     return a
 
 
-def _numerator_numpy(pre_ext: np.ndarray, post_ext: np.ndarray, window: int) -> np.ndarray:
+def _numerator_numpy(
+    pre_ext: np.ndarray, post_ext: np.ndarray, window: int | WindowShape
+) -> np.ndarray:
     """Reference implementation of covariance_numerator (numpy, ~10x slower)."""
     max_value = max(np.iinfo(pre_ext.dtype).max, np.iinfo(post_ext.dtype).max)
     acc = _accumulator_dtype(max_value, window)
@@ -663,7 +703,7 @@ def _numerator_numpy(pre_ext: np.ndarray, post_ext: np.ndarray, window: int) -> 
     sx = _box_sum_valid(x, window)
     sy = _box_sum_valid(y, window)
     del x, y
-    n = window**3
+    n = math.prod(window_shape(window))
     out = _numerator_dtype(max_value, window)
     return (n * sxy.astype(np.int64) - sx.astype(np.int64) * sy.astype(np.int64)).astype(out)
 
@@ -678,14 +718,15 @@ class _Workspace:
     #: Target size of the strip ring (w planes x strip rows x 3 sums): fits in L2.
     RING_BYTES = 512 * 1024
 
-    def __init__(self, nx: int, window: int, acc: np.dtype):
-        h = window // 2
+    def __init__(self, nx: int, window: WindowShape, acc: np.dtype):
+        wz, w, _ = window
+        h = w // 2
         itemsize = acc.itemsize
-        strip = int(np.clip(self.RING_BYTES // (window * max(nx, 1) * 3 * itemsize), 1, 256))
+        strip = int(np.clip(self.RING_BYTES // (wz * max(nx, 1) * 3 * itemsize), 1, 256))
         self.strip = strip
         self.rows = [np.empty(nx + 2 * h, acc) for _ in range(3)]
         self.h = [np.empty((strip + 2 * h, nx), acc) for _ in range(3)]
-        self.ring = [np.empty((window, strip, nx), acc) for _ in range(3)]
+        self.ring = [np.empty((wz, strip, nx), acc) for _ in range(3)]
         self.t = [np.empty(nx, acc) for _ in range(3)]
         self.small = np.zeros(2 * _SMALL, np.uint32)
         self.hist_pos = np.zeros(N_BINS, np.int64)
@@ -696,18 +737,23 @@ def _run_numerator(
     x: np.ndarray,
     y: np.ndarray,
     box: Box,
-    window: int,
+    window: int | WindowShape,
     out: np.ndarray,
     *,
     histogram: bool,
 ) -> CovarianceHistogram | None:
     """Numerators of ``box`` (reads clamped to the arrays = edge replication) into out."""
+    shape = window_shape(window)
+    if shape[1] != shape[2]:
+        raise DetectionError(
+            f"window {shape} is not square in-plane", field="window", hint="use (wz, w, w)"
+        )
     max_value = max(np.iinfo(x.dtype).max, np.iinfo(y.dtype).max)
-    ws = _Workspace(box.shape[2], window, _accumulator_dtype(max_value, window))
+    ws = _Workspace(box.shape[2], shape, _accumulator_dtype(max_value, shape))
     (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
     _k_numerator_j(
-        x, y, z0, z1, y0, y1, x0, x1, window, out, ws.hist_pos, ws.hist_neg, _bin_lut(),
-        SUB_BITS, *ws.rows, *ws.h, *ws.ring, *ws.t, ws.small, histogram,
+        x, y, z0, z1, y0, y1, x0, x1, shape[0], shape[1], out, ws.hist_pos, ws.hist_neg,
+        _bin_lut(), SUB_BITS, *ws.rows, *ws.h, *ws.ring, *ws.t, ws.small, histogram,
     )  # fmt: skip
     if histogram:
         return CovarianceHistogram(ws.hist_pos, ws.hist_neg)
@@ -715,14 +761,22 @@ def _run_numerator(
 
 
 def covariance_numerator(
-    pre_ext: np.ndarray, post_ext: np.ndarray, *, window: int = DEFAULT_WINDOW
+    pre_ext: np.ndarray, post_ext: np.ndarray, *, window: int | WindowShape = DEFAULT_WINDOW
 ) -> np.ndarray:
     """``n * S_xy - S_x * S_y`` for every voxel of an extended block (exact integers).
 
-    ``pre_ext``/``post_ext`` carry a ``window // 2`` halo on each side (see
-    :func:`extended_block`); the result has shape ``ext.shape - (window - 1)``.
+    ``pre_ext``/``post_ext`` carry the window's halo on each side (see
+    :func:`extended_block`); the result has shape ``ext.shape - (window - 1)``. ``window``
+    is an odd int (cubic) or a ``(wz, w, w)`` shape (``(1, w, w)``: per-plane).
     """
-    _check_window(window)
+    shape = window_shape(window)
+    _check_window(shape[1])
+    if shape[0] not in (1, shape[1]) or shape[2] != shape[1]:
+        raise DetectionError(
+            f"window {shape} must be (w, w, w) or (1, w, w)",
+            field="window",
+            hint="use an odd int, or effective_window() for thin volumes",
+        )
     _check_dtype(pre_ext, "presynaptic")
     _check_dtype(post_ext, "postsynaptic")
     if pre_ext.shape != post_ext.shape or pre_ext.ndim != 3:
@@ -731,23 +785,23 @@ def covariance_numerator(
             field="block",
             hint="extend both channels with the same box and window",
         )
-    h = halo(window)
-    if min(pre_ext.shape) <= 2 * h:
+    h = halo_shape(shape)
+    if any(s <= 2 * ha for s, ha in zip(pre_ext.shape, h, strict=True)):
         raise DetectionError(
             f"extended block {pre_ext.shape} has no voxel inside its {h}-voxel halo",
             field="block",
             hint="extend the block with extended_block() or pad_to_extended()",
         )
     if _k_numerator_j is None:  # pragma: no cover
-        return _numerator_numpy(pre_ext, post_ext, window)
+        return _numerator_numpy(pre_ext, post_ext, shape)
     max_value = max(np.iinfo(pre_ext.dtype).max, np.iinfo(post_ext.dtype).max)
-    inner = Box((h, h, h), tuple(s - h for s in pre_ext.shape))  # type: ignore[arg-type]
-    out = np.empty(inner.shape, dtype=_numerator_dtype(max_value, window))
+    inner = Box(h, tuple(s - ha for s, ha in zip(pre_ext.shape, h, strict=True)))  # type: ignore[arg-type]
+    out = np.empty(inner.shape, dtype=_numerator_dtype(max_value, shape))
     _run_numerator(
         np.ascontiguousarray(pre_ext),
         np.ascontiguousarray(post_ext),
         inner,
-        window,
+        shape,
         out,
         histogram=False,
     )
@@ -840,69 +894,51 @@ def covariance_histogram(numerator: np.ndarray) -> CovarianceHistogram:
     return hist
 
 
-def null_floor(hist: CovarianceHistogram, *, null_fraction: float = NULL_FRACTION) -> int:
-    """Smallest bin edge ``T0`` with ``neg(>= T0) <= null_fraction * pos(>= T0)``.
+def threshold_from_histogram(hist: CovarianceHistogram) -> int:
+    """Otsu threshold of the positive numerators, clipped at their 99.5th percentile.
 
-    Below it, more than ``null_fraction`` of the positive ("co-varying") voxels would be
-    explained by chance, as estimated by the mirrored negative tail. :data:`NO_THRESHOLD`
-    when no edge passes (e.g. an empty histogram).
+    Returns the integer numerator ``T``; foreground is ``numerator >= T``.
+
+    - **Positive part only.** Where the two channels rise together the covariance is
+      positive; the negative values (a punctum in one channel beside background in the
+      other) carry no synapse, and on real tissue they are so many that Otsu over the whole
+      map splits them off instead of the synapses.
+    - **Clipped at the 99.5th percentile** (:data:`CLIP_QUANTILE`): a few saturated or
+      autofluorescent specks pull plain Otsu so high that a crop collapses to one or two
+      objects; values above the quantile's bin count as that bin.
+    - **Otsu** (maximum between-class variance) on the fixed bins, with linear bin centres,
+      as the original's ``threshold_otsu`` used the values themselves. The bins are the
+      fixed log-linear ones (~3 % wide), so the histogram is an exact integer sum over
+      blocks and ``T`` (a bin edge) does not depend on how the volume was cut.
+
+    With no positive value ``T`` is 1 (nothing is foreground); with one filled bin, its
+    lower edge (every co-varying voxel is foreground).
     """
-    pos_tail = np.cumsum(hist.positive[::-1])[::-1]
-    neg_tail = np.cumsum(hist.negative[::-1])[::-1]
-    passing = np.nonzero((pos_tail > 0) & (neg_tail <= null_fraction * pos_tail))[0]
-    return int(bin_lower_edges()[passing[0]]) if passing.size else int(NO_THRESHOLD)
-
-
-def threshold_from_histogram(
-    hist: CovarianceHistogram, *, null_fraction: float = NULL_FRACTION
-) -> int:
-    """Robust Otsu threshold (integer numerator ``T``; foreground: ``numerator >= T``).
-
-    1. The null floor ``T0`` (:func:`null_floor`): noise and one-channel puncta give a
-       covariance distribution symmetric around zero, so the mirrored negative tail
-       estimates how many positive values chance explains.
-    2. Otsu's method (maximum between-class variance) on the **excess** counts
-       ``max(pos - neg, 0)`` of the bins at or above ``T0``, with log2 bin centres (the
-       numerator is a product of intensities: its scale is multiplicative).
-
-    ``T = max(T0, Otsu split)``. When no edge passes the null test (nothing co-varies
-    beyond chance), ``T`` is the first bin edge above every positive value (1 if there is
-    none), so nothing is foreground and the threshold is still a finite number. On pure
-    noise ``T0`` lies at the very top of the distribution and nothing survives the size
-    filter.
-    """
-    floor = null_floor(hist, null_fraction=null_fraction)
+    pos = hist.positive
+    filled = np.nonzero(pos)[0]
     edges = bin_lower_edges()
-    if floor == NO_THRESHOLD:
-        # Nothing co-varies beyond chance: a finite threshold above every value, so the
-        # reported threshold stays a plain number (JSON has no NaN or infinity).
-        filled = np.nonzero(hist.positive)[0]
-        if filled.size == 0:
-            return 1
-        top = int(filled[-1]) + 1
-        return int(edges[top]) if top < N_BINS else int(NO_THRESHOLD)
-    k0 = int(bin_index(np.array([floor]))[0])
-    excess = np.clip(hist.positive - hist.negative, 0, None).astype(np.float64)
-    excess[:k0] = 0.0
-    nonzero = np.nonzero(excess)[0]
-    if nonzero.size < 2:
-        return floor
-    lower = edges.astype(np.float64)
-    upper = np.append(lower[1:], 2.0 * lower[-1])
-    centres = np.log2(np.maximum(0.5 * (lower + upper - 1.0), 1.0))
-    lo, hi = nonzero[0], nonzero[-1] + 1
-    w = excess[lo:hi]
-    c = centres[lo:hi]
+    if filled.size == 0:
+        return 1
+    cum = np.cumsum(pos)
+    top = int(np.searchsorted(cum, CLIP_QUANTILE * cum[-1]))  # the quantile's bin
+    counts = pos[: top + 1].astype(np.float64)
+    counts[top] += float(pos[top + 1 :].sum())
+    lo = int(filled[0])
+    if lo >= top:
+        return int(edges[lo])
+    lower = edges[lo : top + 1].astype(np.float64)
+    upper = edges[lo + 1 : top + 2].astype(np.float64)
+    centres = 0.5 * (lower + upper - 1.0)  # the mean integer of each bin
+    w = counts[lo:]
     w0 = np.cumsum(w)[:-1]
-    m0 = np.cumsum(w * c)[:-1]
-    total, mtotal = w.sum(), (w * c).sum()
-    w1 = total - w0
+    m0 = np.cumsum(w * centres)[:-1]
+    w1 = w.sum() - w0
     valid = (w0 > 0) & (w1 > 0)
     mean0 = m0 / np.where(valid, w0, 1.0)
-    mean1 = (mtotal - m0) / np.where(valid, w1, 1.0)
+    mean1 = ((w * centres).sum() - m0) / np.where(valid, w1, 1.0)
     between = np.where(valid, w0 * w1 * (mean0 - mean1) ** 2, -1.0)
     split = int(np.argmax(between))  # first maximum: deterministic
-    return max(int(edges[lo + split + 1]), floor)
+    return int(edges[lo + split + 1])
 
 
 # --------------------------------------------------------------------------- components
@@ -1033,17 +1069,21 @@ def _check_inputs(pre: Any, post: Any, window: int) -> None:
             field="postsynaptic",
             hint="cut both channels from the same z/y/x box",
         )
-    if min(pre.shape) < window:
+    if min(pre.shape[1:]) < window:
         raise DetectionError(
-            f"volume {pre.shape} is thinner than the {window}x{window}x{window} window",
+            f"volume {pre.shape} is narrower than the {window}x{window} in-plane window",
             field="volume",
-            hint=f"request at least {window} voxels along every axis",
+            hint=f"request at least {window} voxels along y and x",
         )
 
 
 def _detect_compiled(
-    pre: np.ndarray, post: np.ndarray, window: int, min_size: int, timings: dict[str, float]
-) -> tuple[int, np.ndarray, np.ndarray, int]:
+    pre: np.ndarray,
+    post: np.ndarray,
+    window: WindowShape,
+    min_size: int,
+    timings: dict[str, float],
+) -> tuple[int, np.ndarray, np.ndarray, int, np.ndarray]:
     """detect() steps 2-4 with the compiled kernels, one pass each, ~5 bytes per voxel."""
     shape = pre.shape
     t0 = time.perf_counter()
@@ -1086,12 +1126,16 @@ def _detect_compiled(
     mask = np.zeros(shape, dtype=np.uint8)
     _k_relabel_j(fg, flat, lut, mask.reshape(-1))
     timings["components"] = time.perf_counter() - t0
-    return t_num, labels, mask, n
+    return t_num, labels, mask, n, sizes
 
 
 def _detect_numpy(
-    pre: np.ndarray, post: np.ndarray, window: int, min_size: int, timings: dict[str, float]
-) -> tuple[int, np.ndarray, np.ndarray, int]:
+    pre: np.ndarray,
+    post: np.ndarray,
+    window: WindowShape,
+    min_size: int,
+    timings: dict[str, float],
+) -> tuple[int, np.ndarray, np.ndarray, int, np.ndarray]:
     """detect() steps 2-4 with the numpy/scipy reference implementations."""
     t0 = time.perf_counter()
     whole = Box.from_shape(pre.shape)
@@ -1109,7 +1153,7 @@ def _detect_numpy(
     labels, sizes = _label_scipy(mask)
     labels, n = filter_components(labels, sizes, min_size)
     timings["components"] = time.perf_counter() - t0
-    return t_num, labels, (labels > 0).astype(np.uint8) * 255, n
+    return t_num, labels, (labels > 0).astype(np.uint8) * 255, n, sizes
 
 
 def detect(
@@ -1119,12 +1163,19 @@ def detect(
     window: int = DEFAULT_WINDOW,
     min_size: int = DEFAULT_MIN_SIZE,
 ) -> DetectionResult:
-    """Run NOMADS on two ZYX channels (see the module docstring for the exact method)."""
+    """Run NOMADS on two ZYX channels (see the module docstring for the exact method).
+
+    A volume with fewer sections than ``window`` (a single plane, a thin stack) is detected
+    plane by plane with a ``1 x window x window`` window (:func:`effective_window`).
+    ``min_size`` is in voxels here; the pipeline (:class:`NomadsUnsupervised`) takes a
+    physical volume and converts it with the voxel size.
+    """
     _check_window(window)
     _check_min_size(min_size)
     presynaptic = _native_byte_order(presynaptic)
     postsynaptic = _native_byte_order(postsynaptic)
     _check_inputs(presynaptic, postsynaptic, window)
+    shape = effective_window(window, presynaptic.shape)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pre_stats = channel_stats(presynaptic)
@@ -1132,15 +1183,9 @@ def detect(
     check_channels(pre_stats, post_stats)
     timings["stats"] = time.perf_counter() - t0
 
-    if _numba is None:  # pragma: no cover - numba is a declared dependency
-        t_num, labels, out_mask, n = _detect_numpy(
-            presynaptic, postsynaptic, window, min_size, timings
-        )
-    else:
-        t_num, labels, out_mask, n = _detect_compiled(
-            presynaptic, postsynaptic, window, min_size, timings
-        )
-    scale = numerator_scale(pre_stats, post_stats, window)
+    run = _detect_numpy if _numba is None else _detect_compiled
+    t_num, labels, out_mask, n, sizes = run(presynaptic, postsynaptic, shape, min_size, timings)
+    scale = numerator_scale(pre_stats, post_stats, shape)
     threshold = float(t_num) / scale  # finite: t_num is always a bin edge
     return DetectionResult(
         labels=labels,
@@ -1149,6 +1194,7 @@ def detect(
         n_synapses=n,
         parameters={
             "window": window,
+            "window_shape": list(shape),
             "min_size": min_size,
             "threshold_numerator": int(t_num),
             "presynaptic_mean": pre_stats.mean,
@@ -1157,6 +1203,27 @@ def detect(
             "postsynaptic_std": post_stats.std,
         },
         timings=timings,
+        explanation=explain_empty(n, sizes, min_size, threshold),
+    )
+
+
+def explain_empty(n: int, sizes: np.ndarray, min_size: int, threshold: float) -> str | None:
+    """Why NOMADS found nothing (``None`` when it found something): no co-varying voxel,
+    or only components at or below the size limit. ``sizes`` are the component sizes
+    before the filter (``sizes[0]``: background)."""
+    if n:
+        return None
+    found = sizes[1:]
+    if found.size == 0:
+        return (
+            "no voxel's local covariance reached the threshold "
+            f"({threshold:.3g} in z-scored covariance units): the two channels do not rise "
+            "together anywhere in this box; check the channel choice and that the box covers "
+            "tissue"
+        )
+    return (
+        f"{found.size} co-varying component(s) were found, all of {int(found.max())} voxels "
+        f"or fewer, at or below the size limit of {min_size} voxels; lower min_volume_um3"
     )
 
 
@@ -1204,20 +1271,47 @@ def original_nomads(presynaptic: np.ndarray, postsynaptic: np.ndarray) -> np.nda
 # --------------------------------------------------------------------------- plug-in
 
 
+#: collman15v2's voxel (z, y, x) in nm, the data the original's "more than 30 voxels" was
+#: written for (BOSS frame collman_collman15v2: the immunofluorescence is resampled onto the
+#: EM's 2.24 nm grid; NeuroData's feature code cuts 245 x 245 px around a synapse there).
+COLLMAN15V2_VOXEL_NM: tuple[float, float, float] = (70.0, 2.24, 2.24)
+#: The original's size limit as a volume: 30 collman15v2 voxels, ~1.05e-5 um^3 -- less than
+#: one voxel at array tomography's usual 70 x 100 x 100 nm, so it removes nothing there.
+DEFAULT_MIN_VOLUME_UM3 = DEFAULT_MIN_SIZE * math.prod(COLLMAN15V2_VOXEL_NM) * 1e-9
+#: The voxel size assumed when the caller gives none (array tomography's usual sampling).
+ASSUMED_VOXEL_NM: tuple[float, float, float] = (70.0, 100.0, 100.0)
+
+
+def min_size_voxels(min_volume_um3: float, voxel_size_nm: tuple[float, float, float]) -> int:
+    """The voxel count a component must exceed to be larger than ``min_volume_um3``.
+
+    A plane counts as one section of its thickness, so the rule is the same in 2-D.
+    The rounding slack keeps "more than 30 voxels" exact at the voxel size it came from.
+    """
+    voxel_um3 = math.prod(voxel_size_nm) * 1e-9
+    return math.floor(min_volume_um3 / voxel_um3 + 1e-9)
+
+
 class NomadsUnsupervised:
     """The ``nomads-unsupervised`` pipeline (entry point target)."""
 
     name = "nomads-unsupervised"
     description = (
-        "NOMADS: local 3-D covariance of z-scored synapsin and PSD95, robust Otsu "
-        "threshold, 26-connected components larger than min_size voxels"
+        "NOMADS (the original's intent): local covariance of z-scored synapsin and PSD95 "
+        "(3x3x3, 3x3 per plane in thin stacks), Otsu on the positive covariance clipped at "
+        "its 99.5th percentile, 26-connected components larger than min_volume_um3"
     )
     parameters: Mapping[str, ParameterSpec] = {
         "window": ParameterSpec(
             int, DEFAULT_WINDOW, "edge of the cubic covariance window, voxels", 3, MAX_WINDOW, True
         ),
-        "min_size": ParameterSpec(
-            int, DEFAULT_MIN_SIZE, "keep components with more voxels than this", 0, 10**9
+        "min_volume_um3": ParameterSpec(
+            float,
+            DEFAULT_MIN_VOLUME_UM3,
+            "keep components larger than this volume, cubic micrometres (the original's 30 "
+            "collman15v2 voxels)",
+            0.0,
+            1e6,
         ),
     }
 
@@ -1226,6 +1320,8 @@ class NomadsUnsupervised:
         channels: Mapping[str, np.ndarray],
         presynaptic: str,
         postsynaptic: str,
+        *,
+        voxel_size: tuple[float, float, float] | None = None,
         **params: int | float,
     ) -> DetectionResult:
         resolved = validate_parameters(self, params)
@@ -1237,9 +1333,34 @@ class NomadsUnsupervised:
                     field=role,
                     hint="pass the name of one of the pulled channels",
                 )
-        return detect(
+        voxel = check_voxel_size(voxel_size)
+        min_volume = float(resolved["min_volume_um3"])
+        result = detect(
             channels[presynaptic],
             channels[postsynaptic],
             window=int(resolved["window"]),
-            min_size=int(resolved["min_size"]),
+            min_size=min_size_voxels(min_volume, voxel),
         )
+        result.parameters.update(
+            {"min_volume_um3": min_volume, "voxel_size": list(voxel)}
+            | ({"voxel_size_assumed": True} if voxel_size is None else {})
+        )
+        return result
+
+
+def check_voxel_size(voxel_size: Any) -> tuple[float, float, float]:
+    """The voxel size (z, y, x) in nm as three positive finite floats; the assumed AT
+    sampling when ``None``; a :class:`DetectionError` naming ``voxel_size`` otherwise."""
+    if voxel_size is None:
+        return ASSUMED_VOXEL_NM
+    try:
+        values = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise DetectionError(
+            f"voxel size must be three positive numbers (z, y, x) in nm, got {voxel_size!r}",
+            field="voxel_size",
+            hint="give the coordinate frame's voxel size, e.g. (70, 100, 100)",
+        )
+    return values  # type: ignore[return-value]
