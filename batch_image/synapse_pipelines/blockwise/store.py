@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
 
 #: bytes-like pieces of one object, written back to back (no concatenated copy locally)
 Buffer = bytes | bytearray | memoryview
@@ -125,12 +125,10 @@ class S3Store:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except Exception as exc:
+            if aws_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
         return True

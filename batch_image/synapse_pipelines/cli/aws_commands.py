@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
 from synapse_pipelines.workflow import wiring as wf
 
 STACK = typer.Option(..., "--stack", help="Name of the deployed CloudFormation stack.")
@@ -49,7 +49,7 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     try:
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise StackError(
             f"cannot read stack {stack!r} ({code})",
             field="--stack",
@@ -215,7 +215,7 @@ def results_links(
     try:
         manifest = steps.get_json(s3, bucket, key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(
             f"no results at s3://{bucket}/{key} ({code})",
             field="results_key",

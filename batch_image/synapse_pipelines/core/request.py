@@ -45,6 +45,7 @@ from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
+    aws_error_code,
 )
 from synapse_pipelines.core.geometry import AXES, Box
 
@@ -516,7 +517,7 @@ def resolve_token(
     try:
         value = secrets_client.get_secret_value(SecretId=secret_id)["SecretString"]
     except Exception as exc:  # botocore errors carry no secret value, only the id
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(
             f"cannot read secret {secret_id!r} ({code})",
             field="token_secret",

@@ -31,7 +31,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from synapse_pipelines.core.errors import RequestValidationError, SynapsePipelinesError
+from synapse_pipelines.core.errors import (
+    RequestValidationError,
+    SynapsePipelinesError,
+    aws_error_code,
+)
 from synapse_pipelines.core.request import (
     SynapseRequest,
     parse_request,
@@ -129,7 +133,7 @@ def object_exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = aws_error_code(exc)
         if code in ("404", "NoSuchKey", "NotFound"):
             return False
         raise
@@ -217,7 +221,7 @@ def load_validated(s3: Any, bucket: str, results_key: str) -> Validated:
     try:
         data = get_json(s3, bucket, key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(
             f"no validated request at s3://{bucket}/{key} ({code})",
             field="results_key",
@@ -938,7 +942,7 @@ def start_execution(
         )
         return {"execution_arn": response["executionArn"], "name": name, "duplicate": False}
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = aws_error_code(exc)
         if code != "ExecutionAlreadyExists":
             raise
         arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
