@@ -148,6 +148,7 @@ def test_token_secret_must_be_the_deployments(
 
 def test_detect_mode_follows_the_deployed_job_sizes() -> None:
     from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.core.sizing import DETECT_MODES, choose_detect_mode
 
     def mode(voxels_z: int, env: dict[str, str]) -> str:
         request = parse_request(
@@ -160,13 +161,13 @@ def test_detect_mode_follows_the_deployed_job_sizes() -> None:
             },
             max_voxels=None,
         )
-        return steps.choose_detect_mode(request, 13, env)
+        return choose_detect_mode(request, 13, env)
 
     env = {wf.ENV_DETECT_MEMORY_MIB: "30720", wf.ENV_LARGE_DETECT_MEMORY_MIB: "245760"}
     assert mode(16, env) == "standard"  # 16 Mvoxel * 37 B = 0.6 GiB
     assert mode(1024, env) == "large"  # 1 Gvoxel * 37 B = 37 GiB
     # 8 Gvoxel: 296 GiB, more than any single job: blockwise where the deployment has it
-    if "blockwise" in wf.DETECT_MODES:
+    if "blockwise" in DETECT_MODES:
         assert mode(8192, env) == "blockwise"
     else:
         with pytest.raises(RequestValidationError, match="largeJobMemoryMiB"):

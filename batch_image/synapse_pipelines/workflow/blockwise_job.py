@@ -44,6 +44,7 @@ from synapse_pipelines.blockwise.finalize import (
     TableSpec,
 )
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
+from synapse_pipelines.blockwise.passes import Kernel
 from synapse_pipelines.blockwise.plan import (
     DEFAULT_JOB_MEMORY_BYTES,
     BlockPlan,
@@ -57,11 +58,12 @@ from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box
 from synapse_pipelines.core.sizing import (
-    BLOCKWISE_PIPELINE,
+    BLOCKWISE_PIPELINES,
     ENV_ALIGNMENT,
     ENV_BLOCK_SHAPE,
     ENV_BLOCKS_PER_ITEM,
     ENV_JOB_MEMORY_MIB,
+    has_blockwise,
 )
 from synapse_pipelines.workflow import wiring as wf
 
@@ -110,17 +112,31 @@ def _shape(environ: Mapping[str, str], name: str) -> tuple[int, int, int] | None
     return values  # type: ignore[return-value]
 
 
-def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> NomadsKernel:
-    if pipeline != BLOCKWISE_PIPELINE:
-        raise SynapsePipelinesError(
-            f"pipeline {pipeline!r} has no blockwise implementation",
-            field="pipeline",
-            hint=f"use {BLOCKWISE_PIPELINE} for requests this large, or a smaller box",
-        )
+def nomads_kernel(parameters: Mapping[str, int | float]) -> NomadsKernel:
+    """The NOMADS kernel with the request's (checked) pipeline parameters."""
     return NomadsKernel(
         window=int(parameters.get("window", NomadsKernel().window)),
         min_size=int(parameters.get("min_size", NomadsKernel().min_size)),
     )
+
+
+#: The blockwise kernel of each pipeline in ``core.sizing.BLOCKWISE_PIPELINES``, made from
+#: the request's pipeline parameters.
+BLOCKWISE_KERNELS: dict[str, Callable[[Mapping[str, int | float]], Kernel]] = {
+    "nomads-unsupervised": nomads_kernel,
+}
+
+
+def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> Kernel:
+    """The blockwise kernel of ``pipeline``; a clear error for one that has none."""
+    if not has_blockwise(pipeline) or pipeline not in BLOCKWISE_KERNELS:
+        raise SynapsePipelinesError(
+            f"pipeline {pipeline!r} has no blockwise implementation",
+            field="pipeline",
+            hint=f"use {' or '.join(sorted(BLOCKWISE_PIPELINES))} for requests this large, "
+            "or a smaller box",
+        )
+    return BLOCKWISE_KERNELS[pipeline](parameters)
 
 
 class BlockwiseJob:

@@ -42,6 +42,7 @@ from synapse_pipelines.core.request import (
     resolve_token,
     select_channels,
 )
+from synapse_pipelines.core.sizing import choose_detect_mode
 from synapse_pipelines.workflow import wiring as wf
 
 #: Largest cause/message kept in a notification (SNS allows 256 KiB; people read less).
@@ -351,46 +352,6 @@ def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
     except ImportError:
         return dict(request.pipeline_parameters)
     return validate_parameters(pipeline, request.pipeline_parameters)
-
-
-def choose_detect_mode(
-    request: SynapseRequest, bytes_per_voxel: int, environ: Mapping[str, str]
-) -> str:
-    """``standard`` or ``large`` from the estimated Detect memory and the deployed job sizes;
-    ``blockwise`` (Distributed Map over blocks) when no single job can take the box (by memory;
-    where no job sizes are known, above ``SYNAPSE_PIPELINES_MAX_VOXELS``), or when the
-    deployment asks for it at this size (``SYNAPSE_BLOCKWISE_MIN_VOXELS``)."""
-    from synapse_pipelines.core.request import has_blockwise, single_job_voxel_limit
-    from synapse_pipelines.core.sizing import wants_blockwise
-
-    blockwise_ok = has_blockwise(request.pipeline)
-    if blockwise_ok and wants_blockwise(request.voxel_count, environ):
-        return "blockwise"
-    need = wf.detect_memory_mib(request.voxel_count, bytes_per_voxel)
-    standard = int(environ.get(wf.ENV_DETECT_MEMORY_MIB, "0") or 0)
-    large = int(environ.get(wf.ENV_LARGE_DETECT_MEMORY_MIB, "0") or 0)
-    if not standard:
-        # job sizes unknown (local runs): one job up to the voxel limit, then blockwise
-        single_limit = single_job_voxel_limit(environ)
-        over = single_limit is not None and request.voxel_count > single_limit
-        return "blockwise" if blockwise_ok and over else "standard"
-    if need <= standard:
-        return "standard"
-    if large and need <= large:
-        return "large"
-    if blockwise_ok:
-        return "blockwise"
-    raise RequestValidationError(
-        [
-            (
-                "z_range/y_range/x_range",
-                f"the box {request.box} ({request.voxel_count:,} voxels) needs about "
-                f"{need / 1024:.1f} GiB in one Detect job, more than the largest job of this "
-                f"deployment ({max(standard, large) / 1024:.1f} GiB); request a smaller box or "
-                "raise largeJobMemoryMiB in the CDK context",
-            )
-        ]
-    )
 
 
 def ensure_email_subscription(sns: Any | None, topic_arn: str, email: str) -> None:

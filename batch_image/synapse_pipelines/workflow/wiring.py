@@ -49,6 +49,10 @@ from synapse_pipelines.core.artefacts import (  # re-exported: the S3 layout's f
     SYNAPSES_CSV as SYNAPSES_CSV,
 )
 from synapse_pipelines.core.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
+from synapse_pipelines.core.sizing import (  # re-exported: ValidateRequest's environment
+    ENV_DETECT_MEMORY_MIB as ENV_DETECT_MEMORY_MIB,
+    ENV_LARGE_DETECT_MEMORY_MIB as ENV_LARGE_DETECT_MEMORY_MIB,
+)
 
 #: The state machine definition, JSONPath ASL (``state_machines/`` of the repository; in an
 #: editable install this is that very file).
@@ -84,8 +88,6 @@ ENV_BOSS_TOKEN_SECRET = BOSS_TOKEN_SECRET_ENV  # Lambdas: the secret's ARN, read
 ENV_RESULTS_BUCKET = "RESULTS_BUCKET"
 ENV_TOPIC_ARN = "NOTIFICATION_TOPIC_ARN"  # ValidateRequest subscribes per-request emails
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"  # StartFromEvent
-ENV_DETECT_MEMORY_MIB = "DETECT_MEMORY_MIB"  # memory of the standard Detect job
-ENV_LARGE_DETECT_MEMORY_MIB = "LARGE_DETECT_MEMORY_MIB"  # memory of the large Detect job
 ENV_PRESIGN_SECONDS = "PRESIGN_EXPIRY_SECONDS"
 ENV_NEUROGLANCER_URL = "NEUROGLANCER_URL"
 
@@ -101,21 +103,6 @@ def tracing_enabled(environ: Mapping[str, str]) -> bool:
 
 DEFAULT_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 maximum; role sessions may cut it short
 DEFAULT_NEUROGLANCER_URL = "https://neuroglancer.bossdb.io/"
-
-#: Working-set estimate of one Detect job per voxel of the box beyond the pulled channels
-#: (the two float32 z-scores, the float32 covariance map, the labels, the table's windows),
-#: with headroom. ValidateRequest uses :func:`detect_memory_mib` to pick the standard or the
-#: large-memory queue, or to refuse a box no job can hold.
-DETECT_WORKING_BYTES_PER_VOXEL = 24
-#: Memory the container keeps for the interpreter and libraries.
-DETECT_BASE_MIB = 1024
-
-
-def detect_memory_mib(voxel_count: int, channel_bytes_per_voxel: int) -> int:
-    """Estimated peak memory of one Detect job: every pulled channel plus the working set."""
-    total = voxel_count * (channel_bytes_per_voxel + DETECT_WORKING_BYTES_PER_VOXEL)
-    return DETECT_BASE_MIB + -(-total // (1024 * 1024))
-
 
 # -- S3 layout --------------------------------------------------------------------------------
 
@@ -512,7 +499,7 @@ class JobState:
     results_key: str
     request_key: str
     job_name: str
-    detect_mode: str  # "standard" | "large" (the blockwise helper adds "blockwise")
+    detect_mode: str  # one of core.sizing.DETECT_MODES
     voxel_count: int
     presynaptic_channel: str
     postsynaptic_channel: str
@@ -533,6 +520,3 @@ class JobState:
         }
         data.update(self.extra)
         return data
-
-
-DETECT_MODES = ("standard", "large", "blockwise")
