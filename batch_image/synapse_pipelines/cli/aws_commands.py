@@ -25,6 +25,7 @@ from typing import Any
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
+from synapse_pipelines.io.s3_objects import get_json
 from synapse_pipelines.workflow import wiring as wf
 
 STACK = typer.Option(..., "--stack", help="Name of the deployed CloudFormation stack.")
@@ -213,7 +214,7 @@ def results_links(
 
     key = wf.artefact_key(results_key, wf.MANIFEST)
     try:
-        manifest = steps.get_json(s3, bucket, key)
+        manifest = get_json(s3, bucket, key)
     except Exception as exc:
         code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(

@@ -65,6 +65,7 @@ from synapse_pipelines.core.sizing import (
     ENV_JOB_MEMORY_MIB,
     has_blockwise,
 )
+from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
 from synapse_pipelines.workflow import wiring as wf
 
 STAGES = (
@@ -155,7 +156,7 @@ class BlockwiseJob:
         from synapse_pipelines.workflow import steps
 
         self.env = os.environ if environ is None else environ
-        self.s3 = steps._s3(s3)
+        self.s3 = s3_client(s3)
         self.bucket = bucket
         self.results_key = results_key
         self.validated = steps.load_validated(self.s3, bucket, results_key)
@@ -315,7 +316,6 @@ class BlockwiseJob:
         """The synapse table from the blocks' partials, the arrays' metadata and the
         manifest: the results folder Report and Publish consume (the volumes as Zarr)."""
         from synapse_pipelines.io import outputs
-        from synapse_pipelines.workflow import steps
 
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
@@ -372,7 +372,7 @@ class BlockwiseJob:
                 timings=timings,
                 overwrite=True,
             )
-            uploaded = steps.upload_folder(self.s3, folder, self.bucket, self.results_key)
+            uploaded = upload_folder(self.s3, folder, self.bucket, self.results_key)
         self.log(f"merged {plan.n_blocks} blocks: {len(table)} synapses, {len(uploaded)} files")
         return {"synapses": len(table), "files": sorted(uploaded)}
 
@@ -385,7 +385,7 @@ class BlockwiseJob:
         client = self._client()
         frame = client.coordinate_frame(self.request.collection, self.request.experiment)
         info = boss_module.prepare_publication(client, self.request, frame).to_dict()
-        steps.put_json(self.s3, self.bucket, steps.publish_boss_key(self.results_key), info)
+        put_json(self.s3, self.bucket, steps.publish_boss_key(self.results_key), info)
         self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")
         return info
 

@@ -43,6 +43,14 @@ from synapse_pipelines.core.request import (
     select_channels,
 )
 from synapse_pipelines.core.sizing import choose_detect_mode
+from synapse_pipelines.io.s3_objects import (
+    download_files,
+    get_json,
+    object_exists,
+    put_json,
+    s3_client,
+    upload_folder,
+)
 from synapse_pipelines.workflow import wiring as wf
 
 #: Largest cause/message kept in a notification (SNS allows 256 KiB; people read less).
@@ -97,87 +105,6 @@ def task_error(exc: SynapsePipelinesError) -> Exception:
     Exception.__init__(err, str(exc))
     err.message, err.field, err.hint = str(exc), None, None
     return err
-
-
-# -- S3 helpers ---------------------------------------------------------------------------------
-
-
-def _s3(client: Any | None) -> Any:
-    if client is not None:
-        return client
-    import boto3
-    from botocore.config import Config
-
-    # SigV4 everywhere: presigned URLs then last up to 7 days (SigV2 ones are not accepted
-    # by newer regions), and uploads carry SHA-256 checksums
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:
-    body = json.dumps(data, indent=2, sort_keys=False, default=str).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-
-
-def get_json(s3: Any, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:
-        code = aws_error_code(exc)
-        if code in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
-
-
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".csv": "text/csv; charset=utf-8",
-    ".json": "application/json",
-    ".tif": "image/tiff",
-}
-
-
-def upload_folder(
-    s3: Any, folder: Path, bucket: str, results_key: str, names: list[str] | None = None
-) -> dict[str, str]:
-    """Upload files of ``folder`` under ``<results_key>/``; return name -> sha256.
-
-    The sha256 travels as object metadata, so the manifest can be checked against S3 without
-    downloading (and S3 verifies its own SHA-256 checksum of the upload).
-    """
-    uploaded = {}
-    paths = [folder / n for n in names] if names else sorted(p for p in folder.rglob("*"))
-    for path in paths:
-        if not path.is_file():
-            continue
-        name = path.relative_to(folder).as_posix()
-        digest = _sha256(path)
-        extra = {
-            "Metadata": {"sha256": digest},
-            "ContentType": _CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-            "ChecksumAlgorithm": "SHA256",
-        }
-        s3.upload_file(str(path), bucket, wf.artefact_key(results_key, name), ExtraArgs=extra)
-        uploaded[name] = digest
-    return uploaded
-
-
-def download(s3: Any, bucket: str, results_key: str, names: list[str], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        s3.download_file(bucket, wf.artefact_key(results_key, name), str(folder / name))
 
 
 # -- the validated request ----------------------------------------------------------------------
@@ -321,7 +248,7 @@ def validate(
         execution_name=parsed.execution_name,
         validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    client = _s3(s3)
+    client = s3_client(s3)
     put_json(client, bucket, wf.validated_request_key(key), record.model_dump(mode="json"))
     topic = env.get(wf.ENV_TOPIC_ARN)
     if request.notification_email and topic:
@@ -390,7 +317,7 @@ def _open_run(
     boss_factory: Callable[[SynapseRequest, str], Any] | None,
 ) -> tuple[Any, Validated, SynapseRequest, Any]:
     """S3 client, the validated run, its request and a BOSS client with the run's token."""
-    client = _s3(s3)
+    client = s3_client(s3)
     validated = load_validated(client, bucket, results_key)
     request = validated.synapse_request()
     token = resolve_token(request, environ=os.environ if environ is None else environ)
@@ -520,7 +447,7 @@ def report(
     from synapse_pipelines.io import outputs
     from synapse_pipelines.report import build_report
 
-    client = _s3(s3)
+    client = s3_client(s3)
     validated = load_validated(client, bucket, results_key)
     request = validated.synapse_request()
     with _workdir(workdir) as tmp:
@@ -528,7 +455,7 @@ def report(
         names = [outputs.SYNAPSES_CSV, outputs.MANIFEST]
         if object_exists(client, bucket, wf.artefact_key(results_key, outputs.SYNAPSES_META)):
             names.append(outputs.SYNAPSES_META)
-        download(client, bucket, results_key, names, folder)
+        download_files(client, bucket, results_key, names, folder)
         log(f"building the report for {results_key}")
         summary = build_report(
             folder / outputs.SYNAPSES_CSV,
@@ -582,7 +509,9 @@ def publish_boss(
         return job.publish_all()
     with _workdir(workdir) as tmp:
         folder = tmp / results_key
-        download(client, bucket, results_key, [outputs.PREDICTIONS, outputs.SYNAPSE_IDS], folder)
+        download_files(
+            client, bucket, results_key, [outputs.PREDICTIONS, outputs.SYNAPSE_IDS], folder
+        )
         mask = outputs.read_volume(folder / outputs.PREDICTIONS).data
         labels = outputs.read_volume(folder / outputs.SYNAPSE_IDS).data
     log(f"publishing predictions to {request.output_collection}/{request.output_experiment}")
@@ -614,7 +543,7 @@ def publish_s3(
     from synapse_pipelines.io import boss as boss_module
 
     env = os.environ if environ is None else environ
-    client = _s3(s3)
+    client = s3_client(s3)
     validated = load_validated(client, bucket, results_key)
     request = validated.synapse_request()
     expires = int(env.get(wf.ENV_PRESIGN_SECONDS, wf.DEFAULT_PRESIGN_SECONDS))
@@ -818,7 +747,7 @@ def _recorded_step_error(
     if not (bucket and key and step):
         return None
     try:
-        data = get_json(_s3(s3), str(bucket), wf.step_error_key(str(key), step))
+        data = get_json(s3_client(s3), str(bucket), wf.step_error_key(str(key), step))
     except Exception:
         return None
     return str(data.get("error_type", "SynapsePipelinesError")), str(data.get("message", ""))
@@ -849,7 +778,7 @@ def record_step_error(
     """Store a Batch step's user error where DescribeFailure finds it (best effort)."""
     try:
         put_json(
-            _s3(s3),
+            s3_client(s3),
             bucket,
             wf.step_error_key(results_key, step),
             {"error_type": exc.error_type, "message": str(exc)},
@@ -860,7 +789,7 @@ def record_step_error(
 
 def clear_step_error(s3: Any | None, bucket: str, results_key: str, step: str) -> None:
     try:
-        _s3(s3).delete_object(Bucket=bucket, Key=wf.step_error_key(results_key, step))
+        s3_client(s3).delete_object(Bucket=bucket, Key=wf.step_error_key(results_key, step))
     except Exception as exc:  # nothing to clear is fine; anything else shows in the log
         _print(f"could not clear an earlier error record: {type(exc).__name__}")
 
