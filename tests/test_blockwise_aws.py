@@ -145,3 +145,11 @@ def test_step_blocks_cli_user_errors_exit_2() -> None:
     assert isinstance(res.exception, SynapsePipelinesError) and "--bucket" in str(res.exception)
     res = runner.invoke(app, ["step", "blocks", "--help"])
     assert res.exit_code == 0 and "--stage" in res.output
+
+
+def test_the_block_job_runs_every_stage_of_the_table() -> None:
+    from synapse_pipelines.blockwise.stages import MAP_STAGES, STAGE_NAMES
+    from synapse_pipelines.workflow.blockwise_job import BLOCK_STAGES, ONE_JOB_STAGES
+
+    assert set(BLOCK_STAGES) == set(MAP_STAGES)
+    assert set(ONE_JOB_STAGES) == set(STAGE_NAMES) - set(MAP_STAGES)
