@@ -187,7 +187,7 @@ def test_lambda_tasks_match_the_workflow_functions() -> None:
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
         assert retried == set(wf.LAMBDA_TRANSIENT_ERRORS), name
         for spec in wf.LAMBDA_FUNCTIONS.values():
-            assert (spec.source_dir / "app.py").is_file()
+            assert spec.handler_file.is_file()
 
 
 def test_no_secret_can_enter_the_state() -> None:

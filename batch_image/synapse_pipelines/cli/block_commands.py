@@ -19,8 +19,10 @@ import sys
 import typer
 
 from synapse_pipelines.blockwise.stages import DETECT, MAP_STAGES, STAGE_NAMES, find_stage
+from synapse_pipelines.cli.step_commands import step_app
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.run_record import record_step_error
 
 
 def blocks(
@@ -37,7 +39,7 @@ def blocks(
     ),
 ) -> None:
     """Run one stage of the blockwise Detect (one Batch job of the Distributed Map flow)."""
-    from synapse_pipelines.workflow import steps
+    # start-up time: the blockwise job loads numpy, scipy and zarr, which no other command needs
     from synapse_pipelines.workflow.blockwise_job import BlockwiseJob
 
     name = bucket or os.environ.get(wf.ENV_RESULTS_BUCKET)
@@ -54,7 +56,7 @@ def blocks(
         job = BlockwiseJob(name, results_key, log=lambda m: print(m, flush=True))
         result = job.run_stage(stage, None if block in ("-", "") else block)
     except SynapsePipelinesError as exc:
-        steps.record_step_error(None, name, results_key, step, exc)
+        record_step_error(None, name, results_key, step, exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise typer.Exit(wf.USER_ERROR_EXIT_CODE) from None
     print(f"blocks {stage} done: {result}", flush=True)
@@ -62,6 +64,4 @@ def blocks(
 
 def register(app: typer.Typer) -> None:
     """Add ``blocks`` to the ``step`` command group (the container's step commands)."""
-    from synapse_pipelines.cli.step_commands import step_app
-
     step_app.command("blocks")(blocks)

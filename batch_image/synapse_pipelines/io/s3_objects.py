@@ -28,17 +28,18 @@ CONTENT_TYPES: dict[str, str] = {
 }
 
 
-def s3_client(client: Any | None = None) -> Any:
-    """``client`` when given (tests, the local runtime, a session's client), else a new boto3
-    S3 client signing with SigV4: presigned URLs then last up to 7 days (SigV2 ones are not
-    accepted by newer regions), and uploads carry SHA-256 checksums."""
+def s3_client(client: Any | None = None, *, session: Any | None = None) -> Any:
+    """``client`` when given (tests, the local runtime), else a new S3 client of ``session``
+    (a boto3 session; default: boto3's) signing with SigV4: presigned URLs then last up to
+    7 days (SigV2 ones are not accepted by newer regions), and uploads carry SHA-256
+    checksums."""
     if client is not None:
         return client
     # start-up time: boto3 takes ~0.5 s to import, and most callers pass their own client
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    return (session or boto3).client("s3", config=Config(signature_version="s3v4"))
 
 
 def sha256_file(path: Path) -> str:

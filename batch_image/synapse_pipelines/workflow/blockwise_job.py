@@ -51,6 +51,7 @@ from synapse_pipelines.blockwise.stages import STAGE_NAMES, find_stage
 from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box
+from synapse_pipelines.core.request import resolve_token
 from synapse_pipelines.core.sizing import (
     BLOCKWISE_PIPELINES,
     ENV_ALIGNMENT,
@@ -59,8 +60,11 @@ from synapse_pipelines.core.sizing import (
     ENV_JOB_MEMORY_MIB,
     has_blockwise,
 )
+from synapse_pipelines.io import boss as boss_module, outputs
+from synapse_pipelines.io.boss import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.run_record import load_validated, publish_boss_key
 
 Log = Callable[[str], None]
 #: What a map stage runs for one block: True when computed, False when already recorded.
@@ -133,13 +137,11 @@ class BlockwiseJob:
         boss_factory: Callable[[Any, str], Any] | None = None,
         log: Log = print,
     ):
-        from synapse_pipelines.workflow import steps
-
         self.env = os.environ if environ is None else environ
         self.s3 = s3_client(s3)
         self.bucket = bucket
         self.results_key = results_key
-        self.validated = steps.load_validated(self.s3, bucket, results_key)
+        self.validated = load_validated(self.s3, bucket, results_key)
         self.request = self.validated.synapse_request()
         self.kernel = kernel_for(self.request.pipeline, self.validated.pipeline_parameters)
         self.store = S3Store(bucket, blockwise_prefix(results_key), client=self.s3)
@@ -182,14 +184,10 @@ class BlockwiseJob:
     # -- BOSS ----------------------------------------------------------------------------
     def _client(self) -> Any:
         if self._boss is None:
-            from synapse_pipelines.core.request import resolve_token
-
             token = resolve_token(self.request, environ=self.env)
             if self._boss_factory is not None:
                 self._boss = self._boss_factory(self.request, token)
             else:
-                from synapse_pipelines.io.boss import BossClient
-
                 self._boss = BossClient.for_request(self.request, token)
         return self._boss
 
@@ -306,8 +304,6 @@ class BlockwiseJob:
     def merge(self) -> dict[str, Any]:
         """The synapse table from the blocks' partials, the arrays' metadata and the
         manifest: the results folder Report and Publish consume (the volumes as Zarr)."""
-        from synapse_pipelines.io import outputs
-
         ctx = self.context()
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
@@ -371,21 +367,16 @@ class BlockwiseJob:
     # -- PublishToBoss, block by block -----------------------------------------------------
     def prepare_publication(self) -> dict[str, Any]:
         """Check and create the output channels once, before the blocks are pushed."""
-        from synapse_pipelines.io import boss as boss_module
-        from synapse_pipelines.workflow import steps
-
         client = self._client()
         frame = client.coordinate_frame(self.request.collection, self.request.experiment)
         info = boss_module.prepare_publication(client, self.request, frame).to_dict()
-        put_json(self.s3, self.bucket, steps.publish_boss_key(self.results_key), info)
+        put_json(self.s3, self.bucket, publish_boss_key(self.results_key), info)
         self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")
         return info
 
     def publish_block(self, arrays: ResultArrays, index: int) -> bool:
         """Push one block's mask and ids (read from the result arrays) to BOSS; pushes are
         idempotent (same values to the same voxels), so a retried job simply repeats them."""
-        from synapse_pipelines.io import boss as boss_module, outputs
-
         ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
         client = self._client()
         published = boss_module.published_channels(client, self.request)

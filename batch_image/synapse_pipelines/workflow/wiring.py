@@ -59,8 +59,8 @@ from synapse_pipelines.core.sizing import (  # re-exported: ValidateRequest's en
 ASL_PATH = Path(str(resources.files("synapse_pipelines.state_machines"))) / (
     "synapse_detection.asl.json"
 )
-#: The package holding the Lambda handlers, one subpackage per function with ``app.py``
-#: (``functions/`` of the repository).
+#: The package holding the Lambda handlers, one subpackage per function with its handler
+#: module, plus the handlers' shared ``handler_support`` (``functions/`` of the repository).
 FUNCTIONS_PACKAGE = "synapse_pipelines.functions"
 #: Lambda handler sources, one folder per function (what CDK zips for each function).
 FUNCTIONS_DIR = Path(str(resources.files(FUNCTIONS_PACKAGE)))
@@ -274,19 +274,29 @@ def job_name_stem(results_key: str) -> str:
 
 @dataclass(frozen=True)
 class LambdaSpec:
-    """A Lambda task: ``functions/<name>/app.py`` with ``handler`` and its environment."""
+    """A Lambda task: ``functions/<name>/<name>.py`` with ``handler`` and its environment."""
 
     logical_id: str  # CDK construct id and the ASL substitution stem
-    name: str  # folder under functions/
+    name: str  # folder under functions/, and the handler's module in it
     description: str
     environment: tuple[str, ...]  # names of the environment variables the handler reads
     timeout_seconds: int = 60
     memory_mib: int = 512
-    handler: str = "app.handler"
+
+    @property
+    def handler(self) -> str:
+        """The Lambda ``handler`` setting: ``<module>.handler`` (a unique module name, so the
+        four handlers never shadow one another, in the package or in one process)."""
+        return f"{self.name}.handler"
 
     @property
     def source_dir(self) -> Path:
+        """The function's code asset (what CDK zips for it)."""
         return FUNCTIONS_DIR / self.name
+
+    @property
+    def handler_file(self) -> Path:
+        return self.source_dir / f"{self.handler.rpartition('.')[0]}.py"
 
     @property
     def substitution(self) -> str | None:
@@ -333,7 +343,8 @@ LAMBDA_FUNCTIONS: dict[str, LambdaSpec] = {
 
 
 def load_handler(logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
-    """Import ``functions/<name>/app.py`` of a Lambda task and return its handler."""
+    """Import the handler module of a Lambda task (``synapse_pipelines.functions.<name>.
+    <name>``) and return its handler."""
     spec = LAMBDA_FUNCTIONS[logical_id]
     module_name, _, attr = spec.handler.rpartition(".")
     module = importlib.import_module(f"{FUNCTIONS_PACKAGE}.{spec.name}.{module_name}")
