@@ -521,3 +521,23 @@ def test_the_handlers_import_no_science_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_parameters_are_left_to_detect_where_the_science_stack_is_missing() -> None:
+    """In the Lambda layer (no scipy, no numba) loading the pipeline fails on its imports:
+    ValidateRequest then passes the parameters on unchecked instead of failing the request."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules.update(scipy=None, numba=None)  # what the layer lacks\n"
+        "from synapse_pipelines.core.request import parse_request\n"
+        "from synapse_pipelines.workflow.validate_step import checked_parameters\n"
+        "request = parse_request({'collection': 'c', 'experiment': 'e', 'z_range': [0, 4],\n"
+        "    'y_range': [0, 4], 'x_range': [0, 4], 'pipeline_parameters': {'window': 5}})\n"
+        "print(checked_parameters(request))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "{'window': 5}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from synapse_pipelines.core.errors import RequestValidationError
+from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
 from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
 from synapse_pipelines.core.request import (
     SynapseRequest,
@@ -143,12 +143,15 @@ def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
     """The request's pipeline parameters checked by the pipeline, defaults filled in.
 
     A pipeline is a plug-in, loaded by its entry point, and loading it imports its science
-    stack; where that is not installed (a Lambda package built without it) the check is left
-    to Detect, which runs it again anyway.
+    stack; where that is not installed (the Lambda layer) the load fails on the import and
+    the check is left to Detect, which runs it again anyway. Any other load failure is the
+    broken install it reports.
     """
     try:
         pipeline = get_pipeline(request.pipeline)
-    except ImportError:
+    except PipelineNotFoundError as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
         return dict(request.pipeline_parameters)
     return validate_parameters(pipeline, request.pipeline_parameters)
 
