@@ -37,7 +37,7 @@ def s3_client(client: Any | None = None, *, session: Any | None = None) -> Any:
         return client
     # start-up time: boto3 takes ~0.5 s to import, and most callers pass their own client
     import boto3
-    from botocore.config import Config
+    from botocore.config import Config  # part of boto3: the same reason
 
     return (session or boto3).client("s3", config=Config(signature_version="s3v4"))
 

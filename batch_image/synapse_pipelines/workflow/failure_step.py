@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synapse_pipelines.workflow import wiring as wf
-from synapse_pipelines.workflow.notifications import MAX_CAUSE_CHARS, failure_notification
+from synapse_pipelines.workflow.notification_text import MAX_CAUSE_CHARS, failure_notification
 from synapse_pipelines.workflow.run_record import read_step_error
 
 #: Request fields DescribeFailure may read from the state (the execution input is the request).

@@ -20,7 +20,7 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io import boss as boss_module
 from synapse_pipelines.io.s3_objects import get_json, object_exists, put_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
-from synapse_pipelines.workflow.notifications import success_notification
+from synapse_pipelines.workflow.notification_text import success_notification
 from synapse_pipelines.workflow.run_record import ValidatedRequest, load_validated
 
 
