@@ -88,9 +88,7 @@ def run_blockwise(
         plan=plan, store=store, kernel=kernel, source=volume_source, source_id=source_id
     )
     ctx.require_source()
-    check_volume = getattr(kernel, "check_volume", None)
-    if check_volume is not None:
-        check_volume(plan.box)
+    kernel.check_volume(plan.box)
     run = _LocalRun(ctx, max_attempts, progress, sink, table)
     for stage in stages_of(DETECT):
         run.STAGES[stage.name](run)

@@ -33,7 +33,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -515,10 +515,9 @@ class JobState:
     presynaptic_channel: str
     postsynaptic_channel: str
     notify: str = NO_EMAIL
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
-        data = {
+        return {
             "bucket": self.bucket,
             "results_key": self.results_key,
             "request_key": self.request_key,
@@ -529,5 +528,3 @@ class JobState:
             "postsynaptic_channel": self.postsynaptic_channel,
             "notify": self.notify,
         }
-        data.update(self.extra)
-        return data
