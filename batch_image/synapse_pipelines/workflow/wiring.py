@@ -1,19 +1,15 @@
 """The one definition of the workflow wiring.
 
-Both the CDK app (``infra/``) and the local runtime (``local_runtime.py``) import this module,
-so AWS and a laptop execute the same state machine with the same steps:
+Both the CDK app (``infra/``) and the local runtime (:mod:`synapse_pipelines.local.runtime`)
+import this module, so AWS and a laptop execute the same state machine with the same steps:
 
 * :data:`ASL_PATH` — the state machine definition (JSONPath ASL with ``${Name}`` placeholders);
   :data:`SUBSTITUTIONS` names every placeholder and what fills it; :func:`render_definition`
   fills them (CDK passes the same names as ``definition_substitutions``).
 * :data:`LAMBDA_FUNCTIONS` — the Lambda tasks: logical name, source folder under
-  ``functions/``, handler, environment variable names; :func:`load_handler` imports a handler
-  (the local runtime calls the real handler in-process).
-
-The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
-repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
-``synapse_pipelines.functions`` (pyproject maps those folders), so an installed wheel runs
-the local workflow with the very files CDK deploys: one copy of each.
+  ``functions/``, handler (``<name>.handler``), environment variable names;
+  :func:`load_handler` imports a handler (the local runtime calls the real handler
+  in-process).
 * :data:`BATCH_JOBS` — the Batch tasks: job definition command (the arguments after
   the image's entrypoint, :data:`IMAGE_ENTRYPOINT`), ``Ref::`` parameters, environment and
   secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
@@ -21,6 +17,11 @@ the local workflow with the very files CDK deploys: one copy of each.
   workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
 * :func:`execution_name` — the execution name derived from the request, so the same request
   submitted twice (CLI, EventBridge, local) never starts a second run.
+
+The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
+repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
+``synapse_pipelines.functions`` (pyproject maps those folders), so an installed wheel runs
+the local workflow with the very files CDK deploys: one copy of each.
 
 Only S3 keys and small values travel in the state: the validated request is stored at
 :func:`validated_request_key` and every later step reads it from there.
