@@ -26,7 +26,12 @@ from typing import Any
 def _single_process(demo: Any, request: dict[str, Any]) -> dict[str, float]:
     """The same steps, in this process, in order (the original's one-job shape)."""
     from synapse_pipelines.core.request import parse_request
-    from synapse_pipelines.workflow import steps, wiring as wf
+    from synapse_pipelines.workflow import wiring as wf
+    from synapse_pipelines.workflow.detect_step import detect
+    from synapse_pipelines.workflow.publish_boss_step import publish_boss
+    from synapse_pipelines.workflow.publish_s3_step import publish_s3
+    from synapse_pipelines.workflow.report_step import report
+    from synapse_pipelines.workflow.validate_step import validate
 
     rt = demo.runtime
     bucket = rt.res.bucket
@@ -48,16 +53,14 @@ def _single_process(demo: Any, request: dict[str, Any]) -> dict[str, float]:
     name = "single-process"
     timed(
         "validate",
-        lambda: steps.validate(
+        lambda: validate(
             {"request": rt.execution_input(req), "execution_name": name}, bucket=bucket, environ=env
         ),
     )
-    timed("detect", lambda: steps.detect(bucket, req.results_key, environ=env, log=quiet))
-    timed("report", lambda: steps.report(bucket, req.results_key, log=quiet))
-    timed(
-        "publish_boss", lambda: steps.publish_boss(bucket, req.results_key, environ=env, log=quiet)
-    )
-    timed("publish_s3", lambda: steps.publish_s3(bucket, req.results_key, environ=env))
+    timed("detect", lambda: detect(bucket, req.results_key, environ=env, log=quiet))
+    timed("report", lambda: report(bucket, req.results_key, log=quiet))
+    timed("publish_boss", lambda: publish_boss(bucket, req.results_key, environ=env, log=quiet))
+    timed("publish_s3", lambda: publish_s3(bucket, req.results_key, environ=env))
     times["total"] = sum(times.values())
     return times
 

@@ -187,10 +187,60 @@ def test_lambda_tasks_match_the_workflow_functions() -> None:
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
         assert retried == set(wf.LAMBDA_TRANSIENT_ERRORS), name
         for spec in wf.LAMBDA_FUNCTIONS.values():
-            assert (spec.source_dir / "app.py").is_file()
+            assert spec.handler_file.is_file()
 
 
 def test_no_secret_can_enter_the_state() -> None:
     text = wf.ASL_PATH.read_text().lower()
     assert "token" not in text
     assert "secret" not in text
+
+
+def _blockwise_stages(states: dict[str, Any], start: str) -> list[tuple[str, str]]:
+    """(stage, "map" | "one job") of each blockwise Batch state from ``start`` on, following
+    ``Next`` while the states run blockwise stages (a Map's stage is its processor's)."""
+    found = []
+    name: str | None = start
+    while name:
+        state = states[name]
+        if state["Type"] == "Map":
+            inner = state["ItemProcessor"]["States"]
+            stages = {s["Parameters"]["Parameters"].get("stage") for s in inner.values()}
+            assert len(stages) == 1, name
+            found.append((stages.pop(), "map"))
+            assert state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED", name
+        elif state["Type"] == "Task":
+            stage = state["Parameters"].get("Parameters", {}).get("stage")
+            if stage is None:
+                break
+            found.append((stage, "one job"))
+        name = state.get("Next")
+    return found
+
+
+def test_blockwise_states_run_the_stage_table_in_order() -> None:
+    """The ASL writes the stage names literally; they are blockwise.stages.STAGES': the same
+    stages in the same order, the map stages (and only they) inside Distributed Maps."""
+    from synapse_pipelines.blockwise.stages import DETECT, PUBLISH_TO_BOSS, STAGES, stages_of
+
+    top = _definition()["States"]
+    states = _all_states(top)
+
+    def expected(step: str) -> list[tuple[str, str]]:
+        return [(s.name, "map" if s.kind == "map" else "one job") for s in stages_of(step)]
+
+    def blockwise_branch(choice: str) -> str:
+        (target,) = [
+            c["Next"] for c in states[choice]["Choices"] if c["StringEquals"] == "blockwise"
+        ]
+        return target
+
+    detect = _blockwise_stages(states, blockwise_branch("ChooseDetectMode"))
+    assert detect == expected(DETECT)
+    assert states[top["BlockwiseMerge"]["Next"]] is states["Report"]
+    publish = _blockwise_stages(states, blockwise_branch("ChoosePublishToBoss"))
+    assert publish == expected(PUBLISH_TO_BOSS)
+    assert [name for name, _ in detect + publish] == [s.name for s in STAGES]
+    # the stages' workflow steps are Batch tasks of the workflow (their errors are recorded
+    # under those steps' names)
+    assert {s.workflow_step for s in STAGES} <= set(wf.BATCH_JOBS)

@@ -18,9 +18,22 @@ from synapse_pipelines.blockwise.plan import (
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import SynapseRequest, parse_request
-from synapse_pipelines.core.sizing import ENV_BLOCK_SHAPE, ENV_MIN_VOXELS, wants_blockwise
-from synapse_pipelines.workflow import steps, wiring as wf
-from synapse_pipelines.workflow.blockwise_job import _shape, kernel_for, manifest_key
+from synapse_pipelines.core.sizing import (
+    BLOCKWISE_PIPELINES,
+    DETECT_MODES,
+    ENV_BLOCK_SHAPE,
+    ENV_MIN_VOXELS,
+    choose_detect_mode,
+    has_blockwise,
+    wants_blockwise,
+)
+from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.blockwise_job import (
+    BLOCKWISE_KERNELS,
+    _shape,
+    kernel_for,
+    manifest_key,
+)
 
 
 def request(**overrides: object) -> SynapseRequest:
@@ -45,6 +58,9 @@ def test_env_shapes_are_checked_with_the_variable_named() -> None:
 
 def test_only_nomads_has_a_blockwise_kernel() -> None:
     assert kernel_for("nomads-unsupervised", {"min_size": 5}).min_size == 5
+    # the size policy (core, numpy-free) and the kernels (blockwise) name the same pipelines
+    assert set(BLOCKWISE_KERNELS) == BLOCKWISE_PIPELINES
+    assert has_blockwise("nomads-unsupervised") and not has_blockwise("another-detector")
     with pytest.raises(SynapsePipelinesError, match="pipeline"):
         kernel_for("another-detector", {})
 
@@ -52,19 +68,17 @@ def test_only_nomads_has_a_blockwise_kernel() -> None:
 def test_detect_mode_blockwise_when_no_job_fits_or_asked() -> None:
     env = {wf.ENV_DETECT_MEMORY_MIB: "4096", wf.ENV_LARGE_DETECT_MEMORY_MIB: "8192"}
     big = request(z_range=[0, 1000], y_range=[0, 10_000], x_range=[0, 10_000])
-    assert steps.choose_detect_mode(big, 13, env) == "blockwise"
+    assert choose_detect_mode(big, 13, env) == "blockwise"
     small = request(z_range=[0, 4], y_range=[0, 64], x_range=[0, 64])
-    assert steps.choose_detect_mode(small, 13, env) == "standard"
-    assert steps.choose_detect_mode(small, 13, {**env, ENV_MIN_VOXELS: "1000"}) == "blockwise"
+    assert choose_detect_mode(small, 13, env) == "standard"
+    assert choose_detect_mode(small, 13, {**env, ENV_MIN_VOXELS: "1000"}) == "blockwise"
     assert not wants_blockwise(999, {ENV_MIN_VOXELS: "1000"})
     # no job sizes configured (local runs): above what one job may take goes blockwise
-    assert steps.choose_detect_mode(big, 13, {}) == "blockwise"
-    assert steps.choose_detect_mode(small, 13, {"SYNAPSE_PIPELINES_MAX_VOXELS": "100"}) == (
-        "blockwise"
-    )
+    assert choose_detect_mode(big, 13, {}) == "blockwise"
+    assert choose_detect_mode(small, 13, {"SYNAPSE_PIPELINES_MAX_VOXELS": "100"}) == ("blockwise")
     # a pipeline without a blockwise kernel still gets the clear "too large" error
     with pytest.raises(SynapsePipelinesError, match="largest job"):
-        steps.choose_detect_mode(
+        choose_detect_mode(
             # another detector (one without a blockwise kernel)
             big.model_copy(update={"pipeline": "other"}),
             13,
@@ -117,7 +131,7 @@ def test_asl_blockwise_maps_read_the_manifest_and_write_results() -> None:
     choices = {c["StringEquals"]: c["Next"] for c in states["ChooseDetectMode"]["Choices"]}
     assert choices["blockwise"] == "BlockwiseSettings"
     assert states["BlockwiseMerge"]["Next"] == "Report"
-    assert "blockwise" in wf.DETECT_MODES
+    assert "blockwise" in DETECT_MODES
 
 
 def test_step_blocks_cli_user_errors_exit_2() -> None:
@@ -131,3 +145,11 @@ def test_step_blocks_cli_user_errors_exit_2() -> None:
     assert isinstance(res.exception, SynapsePipelinesError) and "--bucket" in str(res.exception)
     res = runner.invoke(app, ["step", "blocks", "--help"])
     assert res.exit_code == 0 and "--stage" in res.output
+
+
+def test_the_block_job_runs_every_stage_of_the_table() -> None:
+    from synapse_pipelines.blockwise.stages import MAP_STAGES, STAGE_NAMES
+    from synapse_pipelines.workflow.blockwise_job import BLOCK_STAGES, ONE_JOB_STAGES
+
+    assert set(BLOCK_STAGES) == set(MAP_STAGES)
+    assert set(ONE_JOB_STAGES) == set(STAGE_NAMES) - set(MAP_STAGES)

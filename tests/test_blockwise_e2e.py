@@ -201,7 +201,7 @@ def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> 
 def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str, Any]) -> None:
     """``step publish-boss`` on a blockwise run (a re-publish, say) reads the Zarr chunks
     block after block instead of a whole-volume file, and lands the same values in BOSS."""
-    from synapse_pipelines.workflow import steps
+    from synapse_pipelines.workflow.publish_boss_step import publish_boss
 
     assert run["result"].succeeded
     rt, key = run["rt"], run["results_key"]
@@ -210,7 +210,7 @@ def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str,
     col, out = lr.DEMO_OUTPUT_COLLECTION, lr.DEMO_OUTPUT_EXPERIMENT
     client.push(col, out, mask_channel_name(key), box, np.zeros(SHAPE, np.uint8))  # wipe
     lines: list[str] = []
-    info = steps.publish_boss(
+    info = publish_boss(
         rt.res.bucket,
         key,
         s3=rt.client("s3"),

@@ -16,6 +16,7 @@ import zarr
 
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.finalize import ResultArrays, TableSpec, ids_dtype
+from synapse_pipelines.blockwise.nomads import NomadsKernel
 from synapse_pipelines.blockwise.plan import plan_request
 from synapse_pipelines.blockwise.runner import run_blockwise
 from synapse_pipelines.blockwise.sources import ArraySource
@@ -66,7 +67,7 @@ def run(
         voxel_unit=experiment.voxel_unit,
     )
     source = ArraySource(ch[experiment.presynaptic], ch[experiment.postsynaptic], origin=ORIGIN)
-    return run_blockwise(source, plan, work, table=spec), reader
+    return run_blockwise(source, plan, work, kernel=NomadsKernel(), table=spec), reader
 
 
 def test_table_ids_and_mask_equal_the_single_job(

@@ -220,3 +220,10 @@ def test_reference_labels_helper_matches_scipy_order() -> None:
     mask[1, 1, 6:9] = True
     ref = reference_labels(mask, min_size=2)
     assert ref[1, 1, 0] == 1 and ref[1, 1, 6] == 2
+
+
+def test_the_runner_runs_the_detect_stages_of_the_table() -> None:
+    from synapse_pipelines.blockwise.runner import _LocalRun
+    from synapse_pipelines.blockwise.stages import DETECT, stages_of
+
+    assert list(_LocalRun.STAGES) == [s.name for s in stages_of(DETECT)]

@@ -54,9 +54,12 @@ ctx = types.SimpleNamespace(function_name="f", memory_limit_in_mb=512, aws_reque
     get_remaining_time_in_millis=lambda: 1000)
 import importlib.util
 def load(name):
-    # as Lambda does: /var/task/app.py imported as module "app", handler "app.handler"
-    path = f"{FUNCTIONS}/{wf.LAMBDA_FUNCTIONS[name].name}/app.py"
-    spec = importlib.util.spec_from_file_location(f"app_{name}", path)
+    # as Lambda does: /var/task/<module>.py imported as module "<module>", handler
+    # "<module>.handler"; what it imports comes from the layer
+    function = wf.LAMBDA_FUNCTIONS[name]
+    module_name = function.handler.rpartition(".")[0]
+    path = f"{FUNCTIONS}/{function.name}/{module_name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.handler

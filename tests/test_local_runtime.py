@@ -97,7 +97,8 @@ def test_lambdas_and_event_rule_follow_workflow(rt: lr.LocalRuntime) -> None:
         assert conf["Handler"] == spec.handler
         assert conf["Timeout"] == spec.timeout_seconds
         handler = moto_adapters._LAMBDA_HANDLERS[conf["FunctionName"]]
-        assert handler.__module__ == f"{wf.FUNCTIONS_PACKAGE}.{spec.name}.app"
+        module = spec.handler.rpartition(".")[0]
+        assert handler.__module__ == f"{wf.FUNCTIONS_PACKAGE}.{spec.name}.{module}"
     events = rt.client("events")
     rule = events.describe_rule(Name=rt.res.rule_name, EventBusName=rt.res.event_bus)
     assert json.loads(rule["EventPattern"]) == wf.REQUESTED_EVENT_PATTERN

@@ -163,7 +163,7 @@ def test_the_wheel_ships_the_asl_and_the_handlers(wheel_venv: Path, tmp_path: Pa
     for key in ("package", "asl"):
         assert str(wheel_venv) in found[key] and str(REPO) not in found[key], found
     assert found["states"] > 10
-    assert found["handler"] == "synapse_pipelines.functions.validate_request.app"
+    assert found["handler"] == "synapse_pipelines.functions.validate_request.validate_request"
 
 
 @pytest.mark.slow

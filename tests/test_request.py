@@ -12,6 +12,7 @@ from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
+    aws_error_code,
 )
 from synapse_pipelines.core.request import (
     MAX_NAME_LENGTH,
@@ -248,3 +249,15 @@ def test_resolve_token_order_and_secrets_manager():
         assert "tok-" not in str(info.value)
     with pytest.raises(SynapsePipelinesError, match="no BOSS token"):
         resolve_token(parse_request(base()), environ={})
+
+
+def test_aws_error_code_reads_botocore_errors_only():
+    from botocore.exceptions import ClientError
+
+    missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+    assert aws_error_code(missing) == "NoSuchKey"
+    assert aws_error_code(ClientError({}, "GetObject")) is None
+    assert aws_error_code(ValueError("not from AWS")) is None
+    other = ValueError("an HTTP error carries a response object, not a mapping")
+    other.response = object()  # type: ignore[attr-defined]
+    assert aws_error_code(other) is None

@@ -1,4 +1,4 @@
-"""The workflow steps (steps.py), the Lambda handlers and the step CLI.
+"""The workflow steps (workflow/*_step.py, events.py), the Lambda handlers and the step CLI.
 
 BOSS is the project's local BOSS server over real HTTP through intern; AWS is moto.
 """
@@ -19,7 +19,12 @@ from synapse_pipelines.core.errors import (
     RequestValidationError,
     SynapsePipelinesError,
 )
-from synapse_pipelines.workflow import steps, wiring as wf
+from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.events import start_execution, start_from_event
+from synapse_pipelines.workflow.failure_step import describe_failure
+from synapse_pipelines.workflow.publish_s3_step import publish_s3
+from synapse_pipelines.workflow.run_record import clear_step_error, record_step_error
+from synapse_pipelines.workflow.validate_step import ensure_email_subscription, validate
 
 
 @pytest.fixture
@@ -66,7 +71,7 @@ def test_validate_stores_the_request_and_returns_small_state(
 ) -> None:
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     request = _request(boss_server, boss_synthetic)
-    state = steps.validate({"request": request, "execution_name": "run-1"}, bucket=bucket)
+    state = validate({"request": request, "execution_name": "run-1"}, bucket=bucket)
 
     assert set(state) >= {"bucket", "results_key", "request_key", "job_name", "detect_mode"}
     assert state["detect_mode"] == "standard"
@@ -104,7 +109,7 @@ def test_validate_fails_clearly_and_writes_nothing(
         pytest.importorskip("synapse_pipelines.science.detection")
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     with pytest.raises(error) as caught:
-        steps.validate({"request": _request(boss_server, boss_synthetic, **changes)}, bucket=bucket)
+        validate({"request": _request(boss_server, boss_synthetic, **changes)}, bucket=bucket)
     if field:
         assert field in str(caught.value)
     assert "Traceback" not in str(caught.value)
@@ -115,7 +120,7 @@ def test_channel_error_lists_the_experiments_channels(
     aws: Any, lambda_env: dict[str, str], boss_server: Any, boss_synthetic: Any
 ) -> None:
     with pytest.raises(ChannelSelectionError) as caught:
-        steps.validate(
+        validate(
             {"request": _request(boss_server, boss_synthetic, postsynaptic_channel="psd")},
             bucket=lambda_env[wf.ENV_RESULTS_BUCKET],
         )
@@ -127,7 +132,7 @@ def test_a_literal_token_is_refused_without_echoing_it(
 ) -> None:
     leaked = "my-real-token-1234567890"
     with pytest.raises(RequestValidationError) as caught:
-        steps.validate(
+        validate(
             {"request": _request(boss_server, boss_synthetic, token=leaked)},
             bucket=lambda_env[wf.ENV_RESULTS_BUCKET],
         )
@@ -140,14 +145,15 @@ def test_token_secret_must_be_the_deployments(
 ) -> None:
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     same = _request(boss_server, boss_synthetic, token_secret="synapse-pipelines/boss-token")
-    assert steps.validate({"request": same}, bucket=bucket)["results_key"]
+    assert validate({"request": same}, bucket=bucket)["results_key"]
     other = _request(boss_server, boss_synthetic, token_secret="someone-elses-secret")
     with pytest.raises(RequestValidationError, match="token_secret"):
-        steps.validate({"request": other}, bucket=bucket)
+        validate({"request": other}, bucket=bucket)
 
 
 def test_detect_mode_follows_the_deployed_job_sizes() -> None:
     from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.core.sizing import DETECT_MODES, choose_detect_mode
 
     def mode(voxels_z: int, env: dict[str, str]) -> str:
         request = parse_request(
@@ -160,13 +166,13 @@ def test_detect_mode_follows_the_deployed_job_sizes() -> None:
             },
             max_voxels=None,
         )
-        return steps.choose_detect_mode(request, 13, env)
+        return choose_detect_mode(request, 13, env)
 
     env = {wf.ENV_DETECT_MEMORY_MIB: "30720", wf.ENV_LARGE_DETECT_MEMORY_MIB: "245760"}
     assert mode(16, env) == "standard"  # 16 Mvoxel * 37 B = 0.6 GiB
     assert mode(1024, env) == "large"  # 1 Gvoxel * 37 B = 37 GiB
     # 8 Gvoxel: 296 GiB, more than any single job: blockwise where the deployment has it
-    if "blockwise" in wf.DETECT_MODES:
+    if "blockwise" in DETECT_MODES:
         assert mode(8192, env) == "blockwise"
     else:
         with pytest.raises(RequestValidationError, match="largeJobMemoryMiB"):
@@ -179,8 +185,8 @@ def test_detect_mode_follows_the_deployed_job_sizes() -> None:
 def test_email_subscription_is_filtered_and_not_duplicated(aws: Any) -> None:
     sns = aws.client("sns")
     topic = sns.create_topic(Name="t")["TopicArn"]
-    steps.ensure_email_subscription(sns, topic, "a@example.org")
-    steps.ensure_email_subscription(sns, topic, "a@example.org")
+    ensure_email_subscription(sns, topic, "a@example.org")
+    ensure_email_subscription(sns, topic, "a@example.org")
     subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
     assert len(subs) == 1
     attrs = sns.get_subscription_attributes(SubscriptionArn=subs[0]["SubscriptionArn"])
@@ -208,7 +214,7 @@ def test_describe_failure_keeps_a_lambda_user_error() -> None:
             "error": {"Error": "ChannelSelectionError", "Cause": cause},
         },
     }
-    out = steps.describe_failure(state, execution_id="arn:exec")
+    out = describe_failure(state, execution_id="arn:exec")
     assert out["error"] == "ChannelSelectionError"
     assert out["cause"].startswith("presynaptic_channel: no channel")
     assert "stackTrace" not in out["message"]
@@ -222,7 +228,7 @@ def test_describe_failure_reads_the_batch_steps_recorded_error(
     aws: Any, results_bucket: str
 ) -> None:
     s3 = aws.client("s3")
-    steps.record_step_error(
+    record_step_error(
         s3, results_bucket, "key1", "detect", BossError("no such channel", field="channels")
     )
     description = {
@@ -239,12 +245,12 @@ def test_describe_failure_reads_the_batch_steps_recorded_error(
             "error": {"Error": "States.TaskFailed", "Cause": json.dumps(description)},
         },
     }
-    out = steps.describe_failure(state, s3=s3)
+    out = describe_failure(state, s3=s3)
     assert out["error"] == "BossError"
     assert out["cause"] == "channels: no such channel"
     # without a record: a summary of the job description
-    steps.clear_step_error(s3, results_bucket, "key1", "detect")
-    out = steps.describe_failure(state, s3=s3)
+    clear_step_error(s3, results_bucket, "key1", "detect")
+    out = describe_failure(state, s3=s3)
     assert out["error"] == "BatchJobFailed"
     assert "exit code 2" in out["cause"] and "detect/default/x" in out["cause"]
 
@@ -252,10 +258,10 @@ def test_describe_failure_reads_the_batch_steps_recorded_error(
 def test_describe_failure_names_the_parallel_branch_and_survives_garbage() -> None:
     lambda_cause = json.dumps({"errorType": "KeyError", "errorMessage": "'x'"})
     state = {"failure": {"step": "Publish", "error": {"Error": "KeyError", "Cause": lambda_cause}}}
-    assert steps.describe_failure(state)["detail"]["step"] == "PublishToS3"
-    out = steps.describe_failure({"failure": {"step": "Notify", "error": {"Error": "X"}}})
+    assert describe_failure(state)["detail"]["step"] == "PublishToS3"
+    out = describe_failure({"failure": {"step": "Notify", "error": {"Error": "X"}}})
     assert out["error"] == "X" and out["notify"] == wf.NO_EMAIL
-    assert steps.describe_failure({})["error"] == "States.Unknown"
+    assert describe_failure({})["error"] == "States.Unknown"
 
 
 # -- StartFromEvent -----------------------------------------------------------------------------
@@ -280,7 +286,7 @@ def test_start_from_event_names_the_execution_from_the_request(aws: Any) -> None
     }
     event = {"detail-type": wf.DETAIL_TYPE_REQUESTED, "source": "me", "detail": detail}
     sfn = aws.client("stepfunctions")
-    first = steps.start_from_event(event, state_machine_arn=arn, sfn=sfn)
+    first = start_from_event(event, state_machine_arn=arn, sfn=sfn)
     assert not first["duplicate"]
     assert first["name"].startswith("nomads-unsupervised_col_exp_z_0_16")
     assert len(first["name"]) <= wf.EXECUTION_NAME_MAX
@@ -290,7 +296,7 @@ def test_start_from_event_names_the_execution_from_the_request(aws: Any) -> None
     assert started_input["z_range"] == [0, 16]  # the normalised public request
     # a different request gets another name
     other = {**event, "detail": {**detail, "x_range": "0,256"}}
-    assert steps.start_from_event(other, state_machine_arn=arn, sfn=sfn)["name"] != first["name"]
+    assert start_from_event(other, state_machine_arn=arn, sfn=sfn)["name"] != first["name"]
 
 
 def test_start_from_event_treats_already_exists_as_duplicate() -> None:
@@ -301,7 +307,7 @@ def test_start_from_event_treats_already_exists_as_duplicate() -> None:
             raise error
 
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:sm"
-    out = steps.start_execution(Sfn(), arn, "n1", {"a": 1})
+    out = start_execution(Sfn(), arn, "n1", {"a": 1})
     assert out == {
         "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:sm:n1",
         "name": "n1",
@@ -312,7 +318,7 @@ def test_start_from_event_treats_already_exists_as_duplicate() -> None:
 def test_start_from_event_refuses_a_token() -> None:
     event = {"detail": {"collection": "c", "token": "secret-value-123"}}
     with pytest.raises(RequestValidationError) as caught:
-        steps.start_from_event(event, state_machine_arn="arn", sfn=object())
+        start_from_event(event, state_machine_arn="arn", sfn=object())
     assert "secret-value-123" not in str(caught.value)
 
 
@@ -352,9 +358,10 @@ def test_validate_handler_fails_with_the_error_type_and_clear_message(
 
 
 def test_task_error_uses_error_type_as_class_name() -> None:
+    from synapse_pipelines.functions.handler_support import task_error
     from synapse_pipelines.io.outputs import OutputError
 
-    err = steps.task_error(OutputError("bad folder", field="out", hint="fix it"))
+    err = task_error(OutputError("bad folder", field="out", hint="fix it"))
     assert type(err).__name__ == OutputError.error_type
     assert str(err) == "out: bad folder Fix: fix it"
 
@@ -413,23 +420,26 @@ def test_steps_chain_detect_report_publish(
 ) -> None:
     pytest.importorskip("synapse_pipelines.science.detection")
     from synapse_pipelines.io import boss as boss_module
+    from synapse_pipelines.workflow.detect_step import detect
+    from synapse_pipelines.workflow.publish_boss_step import publish_boss
+    from synapse_pipelines.workflow.report_step import report
 
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     output = boss_server.unique("chain")
     request = _request(boss_server, boss_synthetic, output_experiment=output)
-    state = steps.validate({"request": request}, bucket=bucket)
+    state = validate({"request": request}, bucket=bucket)
     key = state["results_key"]
     # the container's environment: the token arrives as BOSS_TOKEN (job definition secret)
     monkeypatch.setenv(wf.ENV_BOSS_TOKEN, boss_server.token)
     lines: list[str] = []
-    detected = steps.detect(bucket, key, workdir=tmp_path / "d", log=lines.append)
+    detected = detect(bucket, key, workdir=tmp_path / "d", log=lines.append)
     assert detected["synapses"] > 0
-    reported = steps.report(bucket, key, workdir=tmp_path / "r", log=lines.append)
+    reported = report(bucket, key, workdir=tmp_path / "r", log=lines.append)
     assert set(reported["files"]) == {wf.REPORT, wf.CLUSTERING, wf.MANIFEST}
-    published = steps.publish_boss(bucket, key, workdir=tmp_path / "p", log=lines.append)
+    published = publish_boss(bucket, key, workdir=tmp_path / "p", log=lines.append)
     assert published["mask_channel"] == boss_module.mask_channel_name(key)
     monkeypatch.delenv(wf.ENV_BOSS_TOKEN)
-    out = steps.publish_s3(bucket, key, execution_id="arn:exec")
+    out = publish_s3(bucket, key, execution_id="arn:exec")
 
     s3 = aws.client("s3")
     objects = _all_objects(s3, bucket)
@@ -492,3 +502,42 @@ def test_start_from_event_handler_starts_one_named_run(
     sfn = aws.client("stepfunctions")
     names = [e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
     assert names == [started["name"]]
+
+
+def test_the_handlers_import_no_science_stack() -> None:
+    """The Lambda layer carries the lambda extra only: importing the four handlers (and the
+    steps they call) loads none of the Batch image's science stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from synapse_pipelines.workflow import wiring as wf\n"
+        "for logical_id in wf.LAMBDA_FUNCTIONS: wf.load_handler(logical_id)\n"
+        "heavy = ('scipy', 'numba', 'pandas', 'sklearn', 'zarr', 'tifffile', 'plotly')\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_parameters_are_left_to_detect_where_the_science_stack_is_missing() -> None:
+    """In the Lambda layer (no scipy, no numba) loading the pipeline fails on its imports:
+    ValidateRequest then passes the parameters on unchecked instead of failing the request."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules.update(scipy=None, numba=None)  # what the layer lacks\n"
+        "from synapse_pipelines.core.request import parse_request\n"
+        "from synapse_pipelines.workflow.validate_step import checked_parameters\n"
+        "request = parse_request({'collection': 'c', 'experiment': 'e', 'z_range': [0, 4],\n"
+        "    'y_range': [0, 4], 'x_range': [0, 4], 'pipeline_parameters': {'window': 5}})\n"
+        "print(checked_parameters(request))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "{'window': 5}"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from synapse_pipelines.blockwise.plan import BlockPlan, plan_request
+from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
 from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource
 from synapse_pipelines.blockwise.store import MemoryStore, Store
 from synapse_pipelines.core.errors import DetectionError
@@ -206,8 +207,6 @@ def blockwise_detect(
     :func:`~synapse_pipelines.blockwise.runner.run_blockwise` with a sink to write them
     elsewhere (a memmap, Zarr, BOSS) for volumes that do not fit in memory.
     """
-    from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
-
     if source is None:
         source = ArraySource(presynaptic, postsynaptic)
     kernel = NomadsKernel(window=window, min_size=min_size)

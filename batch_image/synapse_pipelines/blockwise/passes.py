@@ -1,7 +1,9 @@
 """The blockwise passes: per-block work, and the reductions between them.
 
-Pass order (each ``map`` pass is one Distributed Map over the block manifest on AWS, one
-loop on a laptop; each ``reduce`` is one small job)::
+The stages, in the order and with the kinds of :data:`synapse_pipelines.blockwise.stages.STAGES`
+(each ``map`` stage is one Distributed Map over the block manifest on AWS, one loop on a
+laptop; each ``reduce`` is one small job; ``plan`` writes :data:`PLAN_KEY` and
+:data:`MANIFEST_KEY` first)::
 
     covariance (map)    read the block + halo: exact integer channel sums of the owned
                         voxels, fixed-bin histogram of their covariance numerators
@@ -13,9 +15,11 @@ loop on a laptop; each ``reduce`` is one small job)::
     stitch     (reduce) -> per-block lookup tables local label -> global id   stitch/<i>.npy
                         every object's size, coordinate sums, box         global/objects.npz
                         the feature windows reaching each block          windows/<i>.npz
-    write      (map)    ids = table[labels] into a sink (an array, a file; local runs)
     finalize   (map)    ids and mask as Zarr chunks + synapse-table partials   (finalize.py)
     merge      (reduce) -> synapses.csv                                        (finalize.py)
+
+A local run may add one pass after the stitch that is not a stage: ``write``, the ids
+``table[labels]`` of each block into a sink (an array, a file; ``runner.run_blockwise``).
 
 The covariance numerator does not depend on the global statistics (the z-score only
 rescales it), so the statistics and the histogram are reduced together after one read of
@@ -57,9 +61,6 @@ from synapse_pipelines.blockwise.store import (
 )
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import features
-
-MAP_PASSES = ("covariance", "label", "write")
-REDUCES = ("threshold", "stitch")
 
 THRESHOLD_KEY = "global/threshold.json"
 STITCH_KEY = "global/stitch.json"

@@ -1,9 +1,11 @@
 """Run every blockwise pass on one machine, with memory bounded by the block size.
 
 :func:`run_blockwise` is the laptop twin of the Distributed Map workflow: the same pass
-functions, the same store layout and completion records, executed in a loop. Re-running it
-on the same work folder skips every recorded block; a block that raises is retried (up to
-``max_attempts``) without touching the others — what Batch's retry strategy does per job.
+functions, the same store layout and completion records, the same stages in the same order
+(the ``Detect`` stages of :mod:`synapse_pipelines.blockwise.stages`), executed in a loop.
+Re-running it on the same work folder skips every recorded block; a block that raises is
+retried (up to ``max_attempts``) without touching the others — what Batch's retry strategy
+does per job. The kernel (the detector's blockwise primitives) is passed in.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from synapse_pipelines.blockwise import passes
-from synapse_pipelines.blockwise.finalize import TableSpec
+from synapse_pipelines.blockwise.finalize import ResultArrays, TableSpec
 from synapse_pipelines.blockwise.passes import Kernel, PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json
 from synapse_pipelines.blockwise.sources import VolumeSource
+from synapse_pipelines.blockwise.stages import DETECT, stages_of
 from synapse_pipelines.blockwise.store import Store, open_store
 from synapse_pipelines.core.geometry import Box
 
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 #: ``sink(box, ids)`` receives the global ids of each block's owned voxels (absolute box).
 Sink = Callable[[Box, np.ndarray], None]
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,43 +64,65 @@ def run_blockwise(
     plan: BlockPlan,
     workdir: str | Path | Store,
     *,
-    kernel: Kernel | None = None,
+    kernel: Kernel,
     sink: Sink | None = None,
     max_attempts: int = 3,
     progress: Progress | None = None,
     source_id: str | None = None,
     table: TableSpec | None = None,
 ) -> BlockwiseResult:
-    """Run covariance -> threshold -> label -> stitch -> write over every block of ``plan``.
+    """Run the Detect stages of :data:`~synapse_pipelines.blockwise.stages.STAGES`, in that
+    order, over every block of ``plan``.
 
-    ``kernel`` defaults to NOMADS (:class:`synapse_pipelines.blockwise.nomads.NomadsKernel`
-    with default parameters). ``sink`` receives each block's global ids (pass a writer to a
-    memmap, a Zarr array or BOSS); without it, nothing is assembled — the per-block labels
-    and lookup tables stay in ``workdir``. ``source_id`` names the data (records made from
-    another source are recomputed, not reused). With ``table``, the finalize and merge
-    passes also run: ``synapse_ids.zarr`` / ``predictions.zarr`` block by block into
-    ``table.results`` and the synapse table (``result.table``) from per-block partials.
+    ``kernel`` is the detector's blockwise primitives (NOMADS:
+    :class:`synapse_pipelines.blockwise.nomads.NomadsKernel`). ``sink`` receives each block's
+    global ids after the stitch (pass a writer to a memmap, a Zarr array or BOSS); without it,
+    nothing is assembled — the per-block labels and lookup tables stay in ``workdir``.
+    ``source_id`` names the data (records made from another source are recomputed, not
+    reused). With ``table``, the finalize and merge stages run too: ``synapse_ids.zarr`` /
+    ``predictions.zarr`` block by block into ``table.results`` and the synapse table
+    (``result.table``) from per-block partials; without it they are skipped.
     """
-    if kernel is None:
-        from synapse_pipelines.blockwise.nomads import NomadsKernel
-
-        kernel = NomadsKernel()
     store = workdir if not isinstance(workdir, str | Path) else open_store(workdir)
     ctx = PassContext(
         plan=plan, store=store, kernel=kernel, source=volume_source, source_id=source_id
     )
     ctx.require_source()
-    check_volume = getattr(kernel, "check_volume", None)
-    if check_volume is not None:
-        check_volume(plan.box)
-    write_plan(store, plan)
-    result = BlockwiseResult(plan, {}, {}, 0, 0)
+    kernel.check_volume(plan.box)
+    run = _LocalRun(ctx, max_attempts, progress, sink, table)
+    for stage in stages_of(DETECT):
+        run.STAGES[stage.name](run)
+    return run.result
 
-    def each_block(name: str, fn: Callable[[int], bool]) -> None:
+
+class _LocalRun:
+    """One :func:`run_blockwise` call: each Detect stage as a method, and what the reduce
+    stages hand to the stages after them."""
+
+    def __init__(
+        self,
+        ctx: PassContext,
+        max_attempts: int,
+        progress: Progress | None,
+        sink: Sink | None,
+        table: TableSpec | None,
+    ) -> None:
+        self.ctx = ctx
+        self.plan = ctx.plan
+        self.max_attempts = max_attempts
+        self.progress = progress
+        self.sink = sink
+        self.table = table
+        self.result = BlockwiseResult(ctx.plan, {}, {}, 0, 0)
+        self.arrays: ResultArrays | None = None
+
+    def each_block(self, name: str, fn: Callable[[int], bool]) -> None:
+        """``fn`` on every block, a failing block retried up to ``max_attempts`` times."""
+        result, n_blocks = self.result, self.plan.n_blocks
         start = time.perf_counter()
         done = skipped = retried = 0
-        for i in range(plan.n_blocks):
-            for attempt in range(1, max_attempts + 1):
+        for i in range(n_blocks):
+            for attempt in range(1, self.max_attempts + 1):
                 try:
                     if fn(i):
                         done += 1
@@ -104,44 +130,80 @@ def run_blockwise(
                         skipped += 1
                     break
                 except Exception:
-                    if attempt == max_attempts:
+                    if attempt == self.max_attempts:
                         raise
                     retried += 1
                     log.warning("%s: block %d failed (attempt %d), retrying", name, i, attempt)
-            if progress is not None:
-                progress(name, i + 1, plan.n_blocks)
+            if self.progress is not None:
+                self.progress(name, i + 1, n_blocks)
         result.computed[name] = done
         result.skipped[name] = skipped
         result.retried[name] = retried
         result.seconds[name] = time.perf_counter() - start
 
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
+    def timed(self, name: str, fn: Callable[[], T]) -> T:
         start = time.perf_counter()
         value = fn()
-        result.seconds[name] = time.perf_counter() - start
+        self.result.seconds[name] = time.perf_counter() - start
         return value
 
-    each_block("covariance", lambda i: passes.run_covariance_block(ctx, i))
-    stats, threshold = timed("reduce_threshold", lambda: passes.reduce_threshold(ctx))
-    each_block("label", lambda i: passes.run_label_block(ctx, i, stats, threshold))
-    summary = timed("reduce_stitch", lambda: passes.reduce_stitch(ctx, stats, threshold))
-    if sink is not None:
+    def store_plan(self) -> None:
+        write_plan(self.ctx.store, self.plan)
 
-        def write(i: int) -> bool:
-            sink(plan.block(i), passes.block_ids(ctx, i, stats, threshold))
-            return True
+    def covariance(self) -> None:
+        self.each_block("covariance", lambda i: passes.run_covariance_block(self.ctx, i))
 
-        each_block("write", write)
-    if table is not None:
-        arrays = table.arrays(plan, int(summary["n_objects"]))
-        each_block("finalize", lambda i: table.finalize_block(ctx, i, stats, threshold, arrays))
-        result.table, _ = timed("merge", lambda: table.reduce(ctx, stats, threshold))
-        arrays.write_metadata(table.attributes(plan))
-    result.stats = stats
-    result.threshold = threshold
-    result.n_objects = int(summary["n_objects"])
-    result.n_voxels = int(summary["n_voxels"])
-    return result
+    def threshold(self) -> None:
+        stats, threshold = self.timed("reduce_threshold", lambda: passes.reduce_threshold(self.ctx))
+        self.result.stats, self.result.threshold = stats, threshold
+
+    def label(self) -> None:
+        stats, threshold = self.result.stats, self.result.threshold
+        self.each_block("label", lambda i: passes.run_label_block(self.ctx, i, stats, threshold))
+
+    def stitch(self) -> None:
+        ctx, stats, threshold = self.ctx, self.result.stats, self.result.threshold
+        summary = self.timed("reduce_stitch", lambda: passes.reduce_stitch(ctx, stats, threshold))
+        self.result.n_objects = int(summary["n_objects"])
+        self.result.n_voxels = int(summary["n_voxels"])
+        sink = self.sink
+        if sink is not None:  # a local run's extra pass: the global ids of each block
+
+            def write(i: int) -> bool:
+                sink(self.plan.block(i), passes.block_ids(ctx, i, stats, threshold))
+                return True
+
+            self.each_block("write", write)
+
+    def finalize(self) -> None:
+        table = self.table
+        if table is None:
+            return
+        ctx, stats, threshold = self.ctx, self.result.stats, self.result.threshold
+        arrays = table.arrays(self.plan, self.result.n_objects)
+        self.arrays = arrays
+        self.each_block(
+            "finalize", lambda i: table.finalize_block(ctx, i, stats, threshold, arrays)
+        )
+
+    def merge(self) -> None:
+        table, arrays = self.table, self.arrays
+        if table is None or arrays is None:
+            return
+        stats, threshold = self.result.stats, self.result.threshold
+        self.result.table, _ = self.timed("merge", lambda: table.reduce(self.ctx, stats, threshold))
+        arrays.write_metadata(table.attributes(self.plan))
+
+    #: The method that runs each Detect stage here.
+    STAGES: ClassVar[dict[str, Callable[[_LocalRun], None]]] = {
+        "plan": store_plan,
+        "covariance": covariance,
+        "threshold": threshold,
+        "label": label,
+        "stitch": stitch,
+        "finalize": finalize,
+        "merge": merge,
+    }
 
 
 def array_sink(out: np.ndarray, volume: Box) -> Sink:
@@ -151,73 +213,3 @@ def array_sink(out: np.ndarray, volume: Box) -> Sink:
         out[box.slices(volume.start)] = ids
 
     return sink
-
-
-def npy_sink(path: str | Path, volume: Box, dtype: Any = np.uint32) -> Sink:
-    """A sink writing ids into a new ``.npy`` file covering ``volume``, one block at a time.
-
-    The file is memory-mapped only while a block is written, so the writer's resident
-    memory stays one block, whatever the volume size.
-    """
-    path = Path(path)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=volume.shape)
-    del out
-
-    def sink(box: Box, ids: np.ndarray) -> None:
-        mapped = np.load(path, mmap_mode="r+")
-        try:
-            # no flush per block: msync would force a disk write of every block; unmapping
-            # leaves the pages to the OS's write-back like any file write
-            mapped[box.slices(volume.start)] = ids
-        finally:
-            del mapped
-
-    return sink
-
-
-def zarr_sink(
-    path: str | Path, volume: Box, chunks: tuple[int, int, int], dtype: Any = np.uint32
-) -> Sink:
-    """A sink writing ids into a new uncompressed Zarr array with one chunk per block
-    (``chunks`` = the plan's block shape, volume starting on the block grid): every block
-    is one contiguous file write."""
-    import zarr
-
-    array = zarr.create_array(
-        store=str(path),
-        shape=volume.shape,
-        chunks=chunks,
-        dtype=dtype,
-        compressors=None,
-        fill_value=0,
-        overwrite=True,
-    )
-
-    def sink(box: Box, ids: np.ndarray) -> None:
-        array[box.slices(volume.start)] = ids
-
-    return sink
-
-
-def folder_sink(path: str | Path, volume: Box) -> Sink:
-    """A sink writing each block's ids as its own ``.npy`` file, named by the block's start
-    (``z_y_x.npy``) in ``path``: one contiguous write per block, nothing shared between
-    blocks (what each Batch job of the write pass would put to S3)."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def sink(box: Box, ids: np.ndarray) -> None:
-        np.save(folder / ("_".join(str(v) for v in box.start) + ".npy"), ids)
-
-    return sink
-
-
-def read_folder(path: str | Path, volume: Box, dtype: Any = np.uint32) -> np.ndarray:
-    """Assemble what :func:`folder_sink` wrote (tests, benchmarks)."""
-    out = np.zeros(volume.shape, dtype=dtype)
-    for file in Path(path).glob("*.npy"):
-        start = tuple(int(v) for v in file.stem.split("_"))
-        block = np.load(file)
-        box = Box(start, tuple(a + s for a, s in zip(start, block.shape, strict=True)))  # type: ignore[arg-type]
-        out[box.slices(volume.start)] = block
-    return out

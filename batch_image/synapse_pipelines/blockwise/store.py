@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.s3_objects import object_exists, s3_client
 
 #: bytes-like pieces of one object, written back to back (no concatenated copy locally)
 Buffer = bytes | bytearray | memoryview
@@ -103,16 +104,13 @@ class MemoryStore:
 
 
 class S3Store:
-    """An S3 prefix (``s3://bucket/prefix``); the client comes from boto3 by default."""
+    """An S3 prefix (``s3://bucket/prefix``); the client comes from
+    :func:`~synapse_pipelines.io.s3_objects.s3_client` by default."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None):
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client
+        self.client = s3_client(client)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -125,15 +123,7 @@ class S3Store:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return object_exists(self.client, self.bucket, self._key(key))
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

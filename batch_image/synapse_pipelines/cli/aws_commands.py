@@ -24,8 +24,11 @@ from typing import Any
 
 import typer
 
-from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
+from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.events import start_execution
 
 STACK = typer.Option(..., "--stack", help="Name of the deployed CloudFormation stack.")
 REGION = typer.Option(None, "--region", help="AWS region (default: your AWS configuration).")
@@ -39,7 +42,7 @@ class StackError(SynapsePipelinesError):
 
 
 def _session(region: str | None) -> Any:
-    import boto3
+    import boto3  # start-up time: ~0.5 s to import; only the commands that call AWS need it
 
     return boto3.session.Session(region_name=region)
 
@@ -49,7 +52,7 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     try:
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise StackError(
             f"cannot read stack {stack!r} ({code})",
             field="--stack",
@@ -70,8 +73,6 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 
 
 def _load_request(path: Path) -> Any:
-    from synapse_pipelines.core.request import parse_request
-
     data = _read_json(path)
     if data.get("token") not in (None, ""):
         raise SynapsePipelinesError(
@@ -108,8 +109,6 @@ def submit_request(
     via_events: bool = False,
 ) -> dict[str, Any]:
     """Start (or find) the named execution for ``request``; or put the request event."""
-    from synapse_pipelines.workflow import steps
-
     public = request.public_dict()
     name = wf.execution_name(public, request.results_key)
     arn = outputs[wf.OUTPUT_STATE_MACHINE_ARN]
@@ -136,7 +135,7 @@ def submit_request(
                 field="--via-events",
             )
         return {"name": name, "execution_arn": execution_arn, "duplicate": False, "event": True}
-    return steps.start_execution(sfn, arn, name, public)
+    return start_execution(sfn, arn, name, public)
 
 
 def execution_summary(sfn: Any, execution_arn: str) -> dict[str, Any]:
@@ -209,20 +208,21 @@ def results_links(
     s3: Any, bucket: str, results_key: str, *, expires: int = wf.DEFAULT_PRESIGN_SECONDS
 ) -> dict[str, Any]:
     """The manifest and fresh presigned links of a finished request."""
-    from synapse_pipelines.workflow import steps
+    # start-up time: PublishToS3's module loads the BOSS client (intern), ~1 s
+    from synapse_pipelines.workflow.publish_s3_step import presigned_urls
 
     key = wf.artefact_key(results_key, wf.MANIFEST)
     try:
-        manifest = steps.get_json(s3, bucket, key)
+        manifest = get_json(s3, bucket, key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(
             f"no results at s3://{bucket}/{key} ({code})",
             field="results_key",
             hint="check the key (`synapse-pipelines status` shows it) or wait for the run to "
             "finish",
         ) from None
-    links = steps.presigned_urls(s3, bucket, results_key, expires=expires)
+    links = presigned_urls(s3, bucket, results_key, expires=expires)
     return {"manifest": manifest, "links": links}
 
 
@@ -307,11 +307,9 @@ def register(app: typer.Typer) -> None:
         region: str | None = REGION,
     ) -> None:
         """Print the manifest summary and fresh presigned download links."""
-        from botocore.config import Config
-
         session = _session(region)
         outputs = stack_outputs(session.client("cloudformation"), stack)
-        s3 = session.client("s3", config=Config(signature_version="s3v4"))
+        s3 = s3_client(session=session)
         found = results_links(
             s3, outputs[wf.OUTPUT_RESULTS_BUCKET], _results_key(key), expires=expires
         )

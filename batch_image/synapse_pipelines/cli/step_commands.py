@@ -23,6 +23,7 @@ import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.run_record import clear_step_error, record_step_error
 
 step_app = typer.Typer(
     name="step",
@@ -54,14 +55,12 @@ def _bucket(bucket: str | None) -> str:
 
 
 def _run(step: str, bucket: str | None, results_key: str, call: Callable[[str], Any]) -> None:
-    from synapse_pipelines.workflow import steps
-
     name = _bucket(bucket)
-    steps.clear_step_error(None, name, results_key, step)
+    clear_step_error(None, name, results_key, step)
     try:
         result = call(name)
     except SynapsePipelinesError as exc:
-        steps.record_step_error(None, name, results_key, step, exc)
+        record_step_error(None, name, results_key, step, exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise typer.Exit(wf.USER_ERROR_EXIT_CODE) from None
     print(f"{step} done: {result}", flush=True)
@@ -74,9 +73,10 @@ def detect(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Pull from BOSS, detect synapses, write the synapse table; upload the results to S3."""
-    from synapse_pipelines.workflow import steps
+    # start-up time: the step loads the science stack, which no other command needs
+    from synapse_pipelines.workflow.detect_step import detect as detect_step
 
-    _run("detect", bucket, results_key, lambda b: steps.detect(b, results_key, workdir=workdir))
+    _run("detect", bucket, results_key, lambda b: detect_step(b, results_key, workdir=workdir))
 
 
 @step_app.command("report")
@@ -86,9 +86,10 @@ def report(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Build report.html and clustering.json from synapses.csv in S3."""
-    from synapse_pipelines.workflow import steps
+    # start-up time: the step loads the report stack (plotly, scikit-learn)
+    from synapse_pipelines.workflow.report_step import report as report_step
 
-    _run("report", bucket, results_key, lambda b: steps.report(b, results_key, workdir=workdir))
+    _run("report", bucket, results_key, lambda b: report_step(b, results_key, workdir=workdir))
 
 
 @step_app.command("publish-boss")
@@ -98,13 +99,14 @@ def publish_boss(
     workdir: Path | None = WORKDIR,
 ) -> None:
     """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
-    from synapse_pipelines.workflow import steps
+    # start-up time: the step loads BOSS I/O and the blockwise stack (zarr, scipy)
+    from synapse_pipelines.workflow.publish_boss_step import publish_boss as publish_boss_step
 
     _run(
         "publish-boss",
         bucket,
         results_key,
-        lambda b: steps.publish_boss(b, results_key, workdir=workdir),
+        lambda b: publish_boss_step(b, results_key, workdir=workdir),
     )
 
 

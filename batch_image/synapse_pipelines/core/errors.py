@@ -5,9 +5,14 @@ permission) is a :class:`SynapsePipelinesError`: its message names the field and
 The CLI prints the message and exits with status 2; the Lambda handlers turn it into a
 failed task whose ``Cause`` is the same message. Anything else is a bug and keeps its
 traceback.
+
+:func:`aws_error_code` reads the error code of an AWS SDK error, for the places that turn one
+into such a message (or treat "not found" / "already exists" as an answer).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class SynapsePipelinesError(Exception):
@@ -79,3 +84,15 @@ class PipelineNotFoundError(SynapsePipelinesError):
     """The requested pipeline name is not registered."""
 
     error_type = "PipelineNotFoundError"
+
+
+def aws_error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (``exc.response["Error"]["Code"]``,
+    e.g. ``"NoSuchKey"``), or ``None`` for any other exception.
+
+    Duck-typed, so callers need not import botocore (the numpy-free core stays light).
+    """
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    return None if code is None else str(code)

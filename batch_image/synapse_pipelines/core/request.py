@@ -45,20 +45,11 @@ from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
     SynapsePipelinesError,
+    aws_error_code,
 )
 from synapse_pipelines.core.geometry import AXES, Box
-
-#: Default ceiling on the voxels one detection job may take (1 Gvoxel: about 30 GB of memory
-#: for 13 uint8 channels plus the detector's working set). Override per deployment with the
-#: environment variable ``SYNAPSE_PIPELINES_MAX_VOXELS`` or the ``max_voxels`` argument.
-DEFAULT_MAX_VOXELS = 1_000_000_000
-MAX_VOXELS_ENV = "SYNAPSE_PIPELINES_MAX_VOXELS"
-
-#: Ceiling on requests a pipeline with a blockwise implementation may make (10 teravoxels:
-#: ~2,000 blocks of 512^3 per teravoxel, still a small manifest). It only guards against a
-#: mistyped range; raise it with ``SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS``.
-DEFAULT_MAX_BLOCKWISE_VOXELS = 10_000_000_000_000
-MAX_BLOCKWISE_VOXELS_ENV = "SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS"
+from synapse_pipelines.core.pipelines import available_pipelines
+from synapse_pipelines.core.sizing import request_voxel_cap
 
 #: BOSS stores names in 255-character fields; keep results keys well below so that the
 #: channel ``<results_key>_<suffix>`` still fits.
@@ -224,8 +215,6 @@ class SynapseRequest(BaseModel):
     @field_validator("pipeline")
     @classmethod
     def _check_pipeline(cls, value: str) -> str:
-        from synapse_pipelines.core.pipelines import available_pipelines
-
         known = available_pipelines()
         if value not in known:
             raise ValueError(f"unknown pipeline {value!r}; available: {', '.join(sorted(known))}")
@@ -310,31 +299,6 @@ def _friendly_message(error: Mapping[str, Any]) -> str:
     return re.sub(r"^(Value error|Assertion failed), ", "", message)
 
 
-def _limit_from_env(environ: Mapping[str, str], name: str, default: int) -> int | None:
-    raw = environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SynapsePipelinesError(
-            f"{raw!r} is not a whole number", field=name, hint=f"set it to e.g. {default}"
-        ) from None
-    return value if value > 0 else None
-
-
-def single_job_voxel_limit(environ: Mapping[str, str]) -> int | None:
-    """Most voxels one Detect job may take (``None``: no limit)."""
-    return _limit_from_env(environ, MAX_VOXELS_ENV, DEFAULT_MAX_VOXELS)
-
-
-def has_blockwise(pipeline: str) -> bool:
-    """Whether the pipeline can run blockwise (a Distributed Map over blocks)."""
-    from synapse_pipelines.core.sizing import BLOCKWISE_PIPELINE
-
-    return pipeline == BLOCKWISE_PIPELINE
-
-
 _DEFAULT = object()
 
 
@@ -348,9 +312,8 @@ def parse_request(
 
     Every problem is collected into one :class:`RequestValidationError` whose lines name the
     field and the fix. ``max_voxels`` caps the box size (``None``: no cap). By default the cap
-    is what one job may take (:data:`DEFAULT_MAX_VOXELS` or ``SYNAPSE_PIPELINES_MAX_VOXELS``),
-    except for a pipeline that runs blockwise: larger boxes are cut into blocks, so only
-    :data:`DEFAULT_MAX_BLOCKWISE_VOXELS` (``SYNAPSE_PIPELINES_MAX_BLOCKWISE_VOXELS``) applies.
+    is :func:`~synapse_pipelines.core.sizing.request_voxel_cap`'s: what one job may take,
+    except for a pipeline that runs blockwise, whose larger boxes are cut into blocks.
     """
     env = os.environ if environ is None else environ
     mapping = _load_mapping(data)
@@ -366,13 +329,9 @@ def parse_request(
         raise RequestValidationError(problems) from None
     if max_voxels is not _DEFAULT:
         limit, what, knob = max_voxels, "allowed here", "the max_voxels argument"
-    elif has_blockwise(request.pipeline):
-        limit = _limit_from_env(env, MAX_BLOCKWISE_VOXELS_ENV, DEFAULT_MAX_BLOCKWISE_VOXELS)
-        what, knob = "a blockwise request may take", MAX_BLOCKWISE_VOXELS_ENV
     else:
-        limit = single_job_voxel_limit(env)
-        what = f"one job may take (pipeline {request.pipeline!r} does not run blockwise)"
-        knob = MAX_VOXELS_ENV
+        cap = request_voxel_cap(request.pipeline, env)
+        limit, what, knob = cap.limit, cap.what, cap.knob
     if limit is not None and request.voxel_count > int(limit):  # type: ignore[arg-type]
         raise RequestValidationError(
             [
@@ -510,13 +469,13 @@ def resolve_token(
             hint=f"name a Secrets Manager secret in token_secret, or set {BOSS_TOKEN_ENV}",
         )
     if secrets_client is None:
-        import boto3
+        import boto3  # start-up time: ~0.5 s to import, and only this lookup needs it
 
         secrets_client = boto3.client("secretsmanager")
     try:
         value = secrets_client.get_secret_value(SecretId=secret_id)["SecretString"]
     except Exception as exc:  # botocore errors carry no secret value, only the id
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = aws_error_code(exc) or type(exc).__name__
         raise SynapsePipelinesError(
             f"cannot read secret {secret_id!r} ({code})",
             field="token_secret",

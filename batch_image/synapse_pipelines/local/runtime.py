@@ -401,12 +401,12 @@ class LocalRuntime:
 
     def submit(self, request: Mapping[str, Any] | SynapseRequest | str | Path) -> Submission:
         """Start the state machine for a request; a duplicate request starts nothing."""
-        from synapse_pipelines.workflow import steps
+        from synapse_pipelines.workflow.events import start_execution
 
         req = request if isinstance(request, SynapseRequest) else parse_request(request)
         data = self.execution_input(req)
         name = wf.execution_name(data, req.results_key)
-        started = steps.start_execution(
+        started = start_execution(
             self.client("stepfunctions"), self.res.state_machine_arn, name, data
         )
         return Submission(

@@ -1,22 +1,15 @@
 """The blockwise Detect on AWS: what each Batch job of the Distributed Map flow does.
 
-The state machine runs, for a request ValidateRequest marked ``detect_mode: blockwise``::
-
-    blocks plan                      plan.json + manifest.json (the ItemReader's JSON array)
-    Map: blocks covariance --block i one job per manifest item (read from BOSS with halo)
-    blocks threshold                 global statistics + threshold (reads small outputs only)
-    Map: blocks label --block i
-    blocks stitch                    union-find -> per-block lookup tables, object geometry
-    Map: blocks finalize --block i   ids + mask chunks of the result arrays, table partials
-    blocks merge                     synapses.csv, the arrays' metadata, manifest.json
-    ... Report (unchanged) ...
-    blocks publish-prepare           check and create the output channels in BOSS (once)
-    Map: blocks publish --block i    push the block's mask and ids to BOSS
+For a request ValidateRequest marked ``detect_mode: blockwise``, the state machine runs the
+stages of :data:`~synapse_pipelines.blockwise.stages.STAGES` in order, each as
+``step blocks --stage <name> [--block i]``: the ``Detect`` stages (plan, the map and reduce
+passes, merge), then the unchanged Report, then the ``PublishToBoss`` stages (prepare the
+output channels once, push block by block). :meth:`BlockwiseJob.run_stage` runs one.
 
 All per-block state lives under ``s3://<bucket>/<results_key>/_workflow/blockwise/`` with
-completion records (:mod:`.store`), so a retried or re-run job skips finished blocks. Only
-S3 keys and small values travel in the state; the Map items are ``{"block": i, "z": [..],
-"y": [..], "x": [..]}``.
+completion records (:mod:`synapse_pipelines.blockwise.store`), so a retried or re-run job skips
+finished blocks. Only S3 keys and small values travel in the state; the Map items are
+``{"block": i, "z": [..], "y": [..], "x": [..]}``.
 
 Configuration (environment of the jobs and of ValidateRequest; every value optional):
 
@@ -44,6 +37,7 @@ from synapse_pipelines.blockwise.finalize import (
     TableSpec,
 )
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
+from synapse_pipelines.blockwise.passes import Kernel
 from synapse_pipelines.blockwise.plan import (
     DEFAULT_JOB_MEMORY_BYTES,
     BlockPlan,
@@ -53,35 +47,28 @@ from synapse_pipelines.blockwise.plan import (
     plan_request,
 )
 from synapse_pipelines.blockwise.sources import CallableSource
+from synapse_pipelines.blockwise.stages import STAGE_NAMES, find_stage
 from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box
+from synapse_pipelines.core.request import resolve_token
 from synapse_pipelines.core.sizing import (
-    BLOCKWISE_PIPELINE,
+    BLOCKWISE_PIPELINES,
     ENV_ALIGNMENT,
     ENV_BLOCK_SHAPE,
     ENV_BLOCKS_PER_ITEM,
     ENV_JOB_MEMORY_MIB,
+    has_blockwise,
 )
+from synapse_pipelines.io import boss as boss_module, outputs
+from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
 from synapse_pipelines.workflow import wiring as wf
-
-STAGES = (
-    "plan",
-    "covariance",
-    "threshold",
-    "label",
-    "stitch",
-    "finalize",
-    "merge",
-    "publish-prepare",
-    "publish",
-)
-#: stages that run once per block (the Distributed Map items)
-BLOCK_STAGES = ("covariance", "label", "finalize", "publish")
-#: the stages of PublishToBoss (their errors are recorded under that step, not Detect)
-PUBLISH_STAGES = ("publish-prepare", "publish")
+from synapse_pipelines.workflow.run_record import load_validated, publish_boss_key
 
 Log = Callable[[str], None]
+#: What a map stage runs for one block: True when computed, False when already recorded.
+BlockFunction = Callable[[int], bool]
 
 
 def blockwise_prefix(results_key: str) -> str:
@@ -110,17 +97,31 @@ def _shape(environ: Mapping[str, str], name: str) -> tuple[int, int, int] | None
     return values  # type: ignore[return-value]
 
 
-def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> NomadsKernel:
-    if pipeline != BLOCKWISE_PIPELINE:
-        raise SynapsePipelinesError(
-            f"pipeline {pipeline!r} has no blockwise implementation",
-            field="pipeline",
-            hint=f"use {BLOCKWISE_PIPELINE} for requests this large, or a smaller box",
-        )
+def nomads_kernel(parameters: Mapping[str, int | float]) -> NomadsKernel:
+    """The NOMADS kernel with the request's (checked) pipeline parameters."""
     return NomadsKernel(
         window=int(parameters.get("window", NomadsKernel().window)),
         min_size=int(parameters.get("min_size", NomadsKernel().min_size)),
     )
+
+
+#: The blockwise kernel of each pipeline in ``core.sizing.BLOCKWISE_PIPELINES``, made from
+#: the request's pipeline parameters.
+BLOCKWISE_KERNELS: dict[str, Callable[[Mapping[str, int | float]], Kernel]] = {
+    "nomads-unsupervised": nomads_kernel,
+}
+
+
+def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> Kernel:
+    """The blockwise kernel of ``pipeline``; a clear error for one that has none."""
+    if not has_blockwise(pipeline) or pipeline not in BLOCKWISE_KERNELS:
+        raise SynapsePipelinesError(
+            f"pipeline {pipeline!r} has no blockwise implementation",
+            field="pipeline",
+            hint=f"use {' or '.join(sorted(BLOCKWISE_PIPELINES))} for requests this large, "
+            "or a smaller box",
+        )
+    return BLOCKWISE_KERNELS[pipeline](parameters)
 
 
 class BlockwiseJob:
@@ -136,18 +137,17 @@ class BlockwiseJob:
         boss_factory: Callable[[Any, str], Any] | None = None,
         log: Log = print,
     ):
-        from synapse_pipelines.workflow import steps
-
         self.env = os.environ if environ is None else environ
-        self.s3 = steps._s3(s3)
+        self.s3 = s3_client(s3)
         self.bucket = bucket
         self.results_key = results_key
-        self.validated = steps.load_validated(self.s3, bucket, results_key)
+        self.validated = load_validated(self.s3, bucket, results_key)
         self.request = self.validated.synapse_request()
         self.kernel = kernel_for(self.request.pipeline, self.validated.pipeline_parameters)
         self.store = S3Store(bucket, blockwise_prefix(results_key), client=self.s3)
         self._boss_factory = boss_factory
         self._boss: Any = None
+        self._context: passes.PassContext | None = None
         self.log = log
 
     # -- plan ----------------------------------------------------------------------------
@@ -184,14 +184,10 @@ class BlockwiseJob:
     # -- BOSS ----------------------------------------------------------------------------
     def _client(self) -> Any:
         if self._boss is None:
-            from synapse_pipelines.core.request import resolve_token
-
             token = resolve_token(self.request, environ=self.env)
             if self._boss_factory is not None:
                 self._boss = self._boss_factory(self.request, token)
             else:
-                from synapse_pipelines.io.boss import BossClient
-
                 self._boss = BossClient.for_request(self.request, token)
         return self._boss
 
@@ -209,15 +205,18 @@ class BlockwiseJob:
         )
         return got[pre], got[post]
 
-    def context(self, plan: BlockPlan | None = None) -> passes.PassContext:
-        plan = plan or self.load_plan()
-        return passes.PassContext(
-            plan=plan,
-            store=self.store,
-            kernel=self.kernel,
-            source=CallableSource(plan.box, self.read),
-            source_id=self.source_id(),
-        )
+    def context(self) -> passes.PassContext:
+        """What the passes need, with the stored plan (read once per job)."""
+        if self._context is None:
+            plan = self.load_plan()
+            self._context = passes.PassContext(
+                plan=plan,
+                store=self.store,
+                kernel=self.kernel,
+                source=CallableSource(plan.box, self.read),
+                source_id=self.source_id(),
+            )
+        return self._context
 
     # -- result arrays and the synapse table ----------------------------------------------
     def results_store(self) -> S3Store:
@@ -250,57 +249,62 @@ class BlockwiseJob:
     # -- stages --------------------------------------------------------------------------
     def run_stage(self, stage: str, block: str | int | None = None) -> dict[str, Any]:
         """Run one stage; ``block`` is a manifest item's value (``17`` or ``"16-24"``)."""
-        if stage not in STAGES:
+        found = find_stage(stage)
+        if found is None:
             raise SynapsePipelinesError(
-                f"unknown stage {stage!r}", field="--stage", hint=f"use one of {STAGES}"
+                f"unknown stage {stage!r}", field="--stage", hint=f"use one of {STAGE_NAMES}"
             )
-        if stage == "plan":
-            return self.plan()
+        if stage != "plan":
+            self.context()  # every stage after plan reads the plan: a clear error without one
+        if found.kind != "map":
+            return ONE_JOB_STAGES[stage](self)
+        if block is None:
+            raise SynapsePipelinesError(
+                f"stage {stage} needs --block", field="--block", hint="pass the item's block"
+            )
         ctx = self.context()
-        if stage in BLOCK_STAGES:
-            if block is None:
-                raise SynapsePipelinesError(
-                    f"stage {stage} needs --block", field="--block", hint="pass the item's block"
-                )
-            run_block = self._block_runner(stage, ctx)
-            computed = []
-            for i in parse_block_range(block, ctx.plan.n_blocks):
-                done = run_block(i)
-                self.log(f"{stage} block {i}: {'computed' if done else 'already recorded'}")
-                if done:
-                    computed.append(i)
-            return {"block": str(block), "computed": len(computed)}
-        if stage == "threshold":
-            stats, threshold = passes.reduce_threshold(ctx)
-            self.log(f"threshold {threshold}")
-            return {"threshold_numerator": threshold["numerator"]}
-        if stage == "stitch":
-            stats, threshold = passes.load_threshold(ctx)
-            summary = passes.reduce_stitch(ctx, stats, threshold)
-            self.log(f"stitched {summary['n_objects']} synapses")
-            return {"synapses": summary["n_objects"]}
-        if stage == "publish-prepare":
-            return self.prepare_publication()
-        return self.merge(ctx)
+        run_block = BLOCK_STAGES[stage](self, ctx)
+        computed = []
+        for i in parse_block_range(block, ctx.plan.n_blocks):
+            done = run_block(i)
+            self.log(f"{stage} block {i}: {'computed' if done else 'already recorded'}")
+            if done:
+                computed.append(i)
+        return {"block": str(block), "computed": len(computed)}
 
-    def _block_runner(self, stage: str, ctx: passes.PassContext) -> Callable[[int], bool]:
-        if stage == "covariance":
-            return lambda i: passes.run_covariance_block(ctx, i)
+    def reduce_threshold(self) -> dict[str, Any]:
+        _stats, threshold = passes.reduce_threshold(self.context())
+        self.log(f"threshold {threshold}")
+        return {"threshold_numerator": threshold["numerator"]}
+
+    def reduce_stitch(self) -> dict[str, Any]:
+        ctx = self.context()
         stats, threshold = passes.load_threshold(ctx)
-        if stage == "label":
-            return lambda i: passes.run_label_block(ctx, i, stats, threshold)
+        summary = passes.reduce_stitch(ctx, stats, threshold)
+        self.log(f"stitched {summary['n_objects']} synapses")
+        return {"synapses": summary["n_objects"]}
+
+    def covariance_blocks(self, ctx: passes.PassContext) -> BlockFunction:
+        return lambda i: passes.run_covariance_block(ctx, i)
+
+    def label_blocks(self, ctx: passes.PassContext) -> BlockFunction:
+        stats, threshold = passes.load_threshold(ctx)
+        return lambda i: passes.run_label_block(ctx, i, stats, threshold)
+
+    def finalize_blocks(self, ctx: passes.PassContext) -> BlockFunction:
+        stats, threshold = passes.load_threshold(ctx)
         arrays = self.arrays(ctx)
-        if stage == "publish":
-            return lambda i: self.publish_block(arrays, i)
         spec = self.table_spec()
         return lambda i: spec.finalize_block(ctx, i, stats, threshold, arrays)
 
-    def merge(self, ctx: passes.PassContext) -> dict[str, Any]:
+    def publish_blocks(self, ctx: passes.PassContext) -> BlockFunction:
+        arrays = self.arrays(ctx)
+        return lambda i: self.publish_block(arrays, i)
+
+    def merge(self) -> dict[str, Any]:
         """The synapse table from the blocks' partials, the arrays' metadata and the
         manifest: the results folder Report and Publish consume (the volumes as Zarr)."""
-        from synapse_pipelines.io import outputs
-        from synapse_pipelines.workflow import steps
-
+        ctx = self.context()
         stats, threshold = passes.load_threshold(ctx)
         summary = passes.load_stitch(ctx, stats, threshold)
         spec = self.table_spec()
@@ -356,28 +360,23 @@ class BlockwiseJob:
                 timings=timings,
                 overwrite=True,
             )
-            uploaded = steps.upload_folder(self.s3, folder, self.bucket, self.results_key)
+            uploaded = upload_folder(self.s3, folder, self.bucket, self.results_key)
         self.log(f"merged {plan.n_blocks} blocks: {len(table)} synapses, {len(uploaded)} files")
         return {"synapses": len(table), "files": sorted(uploaded)}
 
     # -- PublishToBoss, block by block -----------------------------------------------------
     def prepare_publication(self) -> dict[str, Any]:
         """Check and create the output channels once, before the blocks are pushed."""
-        from synapse_pipelines.io import boss as boss_module
-        from synapse_pipelines.workflow import steps
-
         client = self._client()
         frame = client.coordinate_frame(self.request.collection, self.request.experiment)
         info = boss_module.prepare_publication(client, self.request, frame).to_dict()
-        steps.put_json(self.s3, self.bucket, steps.publish_boss_key(self.results_key), info)
+        put_json(self.s3, self.bucket, publish_boss_key(self.results_key), info)
         self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")
         return info
 
     def publish_block(self, arrays: ResultArrays, index: int) -> bool:
         """Push one block's mask and ids (read from the result arrays) to BOSS; pushes are
         idempotent (same values to the same voxels), so a retried job simply repeats them."""
-        from synapse_pipelines.io import boss as boss_module, outputs
-
         ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
         client = self._client()
         published = boss_module.published_channels(client, self.request)
@@ -392,3 +391,20 @@ class BlockwiseJob:
         for i in range(ctx.plan.n_blocks):
             self.publish_block(arrays, i)
         return info
+
+
+#: The job's method of each stage that runs once (setup and reduce stages).
+ONE_JOB_STAGES: dict[str, Callable[[BlockwiseJob], dict[str, Any]]] = {
+    "plan": BlockwiseJob.plan,
+    "threshold": BlockwiseJob.reduce_threshold,
+    "stitch": BlockwiseJob.reduce_stitch,
+    "merge": BlockwiseJob.merge,
+    "publish-prepare": BlockwiseJob.prepare_publication,
+}
+#: The job's method giving each map stage's per-block function.
+BLOCK_STAGES: dict[str, Callable[[BlockwiseJob, passes.PassContext], BlockFunction]] = {
+    "covariance": BlockwiseJob.covariance_blocks,
+    "label": BlockwiseJob.label_blocks,
+    "finalize": BlockwiseJob.finalize_blocks,
+    "publish": BlockwiseJob.publish_blocks,
+}

@@ -1,19 +1,15 @@
 """The one definition of the workflow wiring.
 
-Both the CDK app (``infra/``) and the local runtime (``local_runtime.py``) import this module,
-so AWS and a laptop execute the same state machine with the same steps:
+Both the CDK app (``infra/``) and the local runtime (:mod:`synapse_pipelines.local.runtime`)
+import this module, so AWS and a laptop execute the same state machine with the same steps:
 
 * :data:`ASL_PATH` — the state machine definition (JSONPath ASL with ``${Name}`` placeholders);
   :data:`SUBSTITUTIONS` names every placeholder and what fills it; :func:`render_definition`
   fills them (CDK passes the same names as ``definition_substitutions``).
 * :data:`LAMBDA_FUNCTIONS` — the Lambda tasks: logical name, source folder under
-  ``functions/``, handler, environment variable names; :func:`load_handler` imports a handler
-  (the local runtime calls the real handler in-process).
-
-The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
-repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
-``synapse_pipelines.functions`` (pyproject maps those folders), so an installed wheel runs
-the local workflow with the very files CDK deploys: one copy of each.
+  ``functions/``, handler (``<name>.handler``), environment variable names;
+  :func:`load_handler` imports a handler (the local runtime calls the real handler
+  in-process).
 * :data:`BATCH_JOBS` — the Batch tasks: job definition command (the arguments after
   the image's entrypoint, :data:`IMAGE_ENTRYPOINT`), ``Ref::`` parameters, environment and
   secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
@@ -21,6 +17,11 @@ the local workflow with the very files CDK deploys: one copy of each.
   workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
 * :func:`execution_name` — the execution name derived from the request, so the same request
   submitted twice (CLI, EventBridge, local) never starts a second run.
+
+The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
+repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
+``synapse_pipelines.functions`` (pyproject maps those folders), so an installed wheel runs
+the local workflow with the very files CDK deploys: one copy of each.
 
 Only S3 keys and small values travel in the state: the validated request is stored at
 :func:`validated_request_key` and every later step reads it from there.
@@ -33,7 +34,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,18 @@ from synapse_pipelines.core.artefacts import (  # re-exported: the S3 layout's f
     SYNAPSES_CSV as SYNAPSES_CSV,
 )
 from synapse_pipelines.core.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
+from synapse_pipelines.core.sizing import (  # re-exported: ValidateRequest's environment
+    ENV_DETECT_MEMORY_MIB as ENV_DETECT_MEMORY_MIB,
+    ENV_LARGE_DETECT_MEMORY_MIB as ENV_LARGE_DETECT_MEMORY_MIB,
+)
 
 #: The state machine definition, JSONPath ASL (``state_machines/`` of the repository; in an
 #: editable install this is that very file).
 ASL_PATH = Path(str(resources.files("synapse_pipelines.state_machines"))) / (
     "synapse_detection.asl.json"
 )
-#: The package holding the Lambda handlers, one subpackage per function with ``app.py``
-#: (``functions/`` of the repository).
+#: The package holding the Lambda handlers, one subpackage per function with its handler
+#: module, plus the handlers' shared ``handler_support`` (``functions/`` of the repository).
 FUNCTIONS_PACKAGE = "synapse_pipelines.functions"
 #: Lambda handler sources, one folder per function (what CDK zips for each function).
 FUNCTIONS_DIR = Path(str(resources.files(FUNCTIONS_PACKAGE)))
@@ -84,8 +89,6 @@ ENV_BOSS_TOKEN_SECRET = BOSS_TOKEN_SECRET_ENV  # Lambdas: the secret's ARN, read
 ENV_RESULTS_BUCKET = "RESULTS_BUCKET"
 ENV_TOPIC_ARN = "NOTIFICATION_TOPIC_ARN"  # ValidateRequest subscribes per-request emails
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"  # StartFromEvent
-ENV_DETECT_MEMORY_MIB = "DETECT_MEMORY_MIB"  # memory of the standard Detect job
-ENV_LARGE_DETECT_MEMORY_MIB = "LARGE_DETECT_MEMORY_MIB"  # memory of the large Detect job
 ENV_PRESIGN_SECONDS = "PRESIGN_EXPIRY_SECONDS"
 ENV_NEUROGLANCER_URL = "NEUROGLANCER_URL"
 
@@ -101,21 +104,6 @@ def tracing_enabled(environ: Mapping[str, str]) -> bool:
 
 DEFAULT_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 maximum; role sessions may cut it short
 DEFAULT_NEUROGLANCER_URL = "https://neuroglancer.bossdb.io/"
-
-#: Working-set estimate of one Detect job per voxel of the box beyond the pulled channels
-#: (the two float32 z-scores, the float32 covariance map, the labels, the table's windows),
-#: with headroom. ValidateRequest uses :func:`detect_memory_mib` to pick the standard or the
-#: large-memory queue, or to refuse a box no job can hold.
-DETECT_WORKING_BYTES_PER_VOXEL = 24
-#: Memory the container keeps for the interpreter and libraries.
-DETECT_BASE_MIB = 1024
-
-
-def detect_memory_mib(voxel_count: int, channel_bytes_per_voxel: int) -> int:
-    """Estimated peak memory of one Detect job: every pulled channel plus the working set."""
-    total = voxel_count * (channel_bytes_per_voxel + DETECT_WORKING_BYTES_PER_VOXEL)
-    return DETECT_BASE_MIB + -(-total // (1024 * 1024))
-
 
 # -- S3 layout --------------------------------------------------------------------------------
 
@@ -287,19 +275,29 @@ def job_name_stem(results_key: str) -> str:
 
 @dataclass(frozen=True)
 class LambdaSpec:
-    """A Lambda task: ``functions/<name>/app.py`` with ``handler`` and its environment."""
+    """A Lambda task: ``functions/<name>/<name>.py`` with ``handler`` and its environment."""
 
     logical_id: str  # CDK construct id and the ASL substitution stem
-    name: str  # folder under functions/
+    name: str  # folder under functions/, and the handler's module in it
     description: str
     environment: tuple[str, ...]  # names of the environment variables the handler reads
     timeout_seconds: int = 60
     memory_mib: int = 512
-    handler: str = "app.handler"
+
+    @property
+    def handler(self) -> str:
+        """The Lambda ``handler`` setting: ``<module>.handler`` (a unique module name, so the
+        four handlers never shadow one another, in the package or in one process)."""
+        return f"{self.name}.handler"
 
     @property
     def source_dir(self) -> Path:
+        """The function's code asset (what CDK zips for it)."""
         return FUNCTIONS_DIR / self.name
+
+    @property
+    def handler_file(self) -> Path:
+        return self.source_dir / f"{self.handler.rpartition('.')[0]}.py"
 
     @property
     def substitution(self) -> str | None:
@@ -346,7 +344,8 @@ LAMBDA_FUNCTIONS: dict[str, LambdaSpec] = {
 
 
 def load_handler(logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
-    """Import ``functions/<name>/app.py`` of a Lambda task and return its handler."""
+    """Import the handler module of a Lambda task (``synapse_pipelines.functions.<name>.
+    <name>``) and return its handler."""
     spec = LAMBDA_FUNCTIONS[logical_id]
     module_name, _, attr = spec.handler.rpartition(".")
     module = importlib.import_module(f"{FUNCTIONS_PACKAGE}.{spec.name}.{module_name}")
@@ -512,15 +511,14 @@ class JobState:
     results_key: str
     request_key: str
     job_name: str
-    detect_mode: str  # "standard" | "large" (the blockwise helper adds "blockwise")
+    detect_mode: str  # one of core.sizing.DETECT_MODES
     voxel_count: int
     presynaptic_channel: str
     postsynaptic_channel: str
     notify: str = NO_EMAIL
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
-        data = {
+        return {
             "bucket": self.bucket,
             "results_key": self.results_key,
             "request_key": self.request_key,
@@ -531,8 +529,3 @@ class JobState:
             "postsynaptic_channel": self.postsynaptic_channel,
             "notify": self.notify,
         }
-        data.update(self.extra)
-        return data
-
-
-DETECT_MODES = ("standard", "large", "blockwise")

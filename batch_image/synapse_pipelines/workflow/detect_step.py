@@ -1,0 +1,107 @@
+"""Detect (Batch, one job): pull the channels from BOSS, run the pipeline, build the synapse
+table, write the results folder and upload it to S3.
+
+The blockwise Detect (a box too large for one job) is :mod:`.blockwise_job`'s instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synapse_pipelines.core.pipelines import get_pipeline
+from synapse_pipelines.io import outputs
+from synapse_pipelines.io.s3_objects import upload_folder
+from synapse_pipelines.science import features
+from synapse_pipelines.workflow.batch_run import (
+    BossFactory,
+    Log,
+    open_run,
+    print_line,
+    scratch_folder,
+)
+
+
+def detect(
+    bucket: str,
+    results_key: str,
+    *,
+    workdir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    s3: Any | None = None,
+    boss_factory: BossFactory | None = None,
+    log: Log = print_line,
+) -> dict[str, Any]:
+    """Pull the channels from BOSS, run the pipeline, write and upload the results folder."""
+    run = open_run(bucket, results_key, environ=environ, s3=s3, boss_factory=boss_factory)
+    validated, request = run.validated, run.request
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    log(f"pulling {len(validated.channels)} channels of {request.box} from {request.boss_host}")
+    volumes = run.boss.pull_channels(
+        request.collection, request.experiment, validated.channels, request.box
+    )
+    timings["pull"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pipeline = get_pipeline(request.pipeline)
+    log(f"running {request.pipeline}")
+    result = pipeline.run(
+        volumes,
+        validated.presynaptic_channel,
+        validated.postsynaptic_channel,
+        **validated.pipeline_parameters,
+    )
+    mask, labels = _mask_and_labels(result)
+    timings["detect"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    table = features.synapse_table(
+        labels,
+        volumes,
+        voxel_size=validated.voxel_size,
+        voxel_unit=validated.voxel_unit,
+        origin=request.box.start,
+    )
+    timings["features"] = time.perf_counter() - t0
+    log(f"found {len(table)} synapses")
+    del volumes
+
+    with scratch_folder(workdir) as tmp:
+        folder = tmp / results_key
+        outputs.write_results(
+            folder,
+            mask=np.asarray(mask),
+            labels=labels,
+            table=table,
+            voxel_size=validated.voxel_size,
+            voxel_unit=validated.voxel_unit,
+            origin=request.box.start,
+            results_key=results_key,
+            request=request,
+            pipeline=request.pipeline,
+            parameters=dict(validated.pipeline_parameters),
+            channels={
+                "presynaptic": validated.presynaptic_channel,
+                "postsynaptic": validated.postsynaptic_channel,
+                "features": list(validated.channels),
+            },
+            timings=timings,
+            overwrite=True,
+        )
+        uploaded = upload_folder(run.s3, folder, bucket, results_key)
+    log(f"uploaded {len(uploaded)} files to s3://{bucket}/{results_key}/")
+    return {"synapses": len(table), "files": sorted(uploaded)}
+
+
+def _mask_and_labels(result: Any) -> tuple[Any, Any]:
+    """Accept a pipeline result object (``.mask``, ``.labels``) or a (mask, labels) pair."""
+    if hasattr(result, "mask") and hasattr(result, "labels"):
+        return result.mask, result.labels
+    mask, labels = result
+    return mask, labels

@@ -1,0 +1,118 @@
+"""PublishToS3 (Lambda): make a finished run's results folder usable from S3.
+
+It writes ``links.csv`` (Neuroglancer links to the BOSS channels), completes ``manifest.json``
+with every file's S3 location and checksum, presigns the artefacts (the bucket is never
+public) and builds the success notification and the completion event's detail.
+:func:`presigned_urls` also serves ``synapse-pipelines results``.
+
+Light (no science stack): it runs in the Lambda layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.io import boss as boss_module
+from synapse_pipelines.io.s3_objects import get_json, object_exists, put_json, s3_client
+from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.notification_text import success_notification
+from synapse_pipelines.workflow.run_record import ValidatedRequest, load_validated
+
+
+def publish_s3(
+    bucket: str,
+    results_key: str,
+    *,
+    execution_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    s3: Any | None = None,
+) -> dict[str, Any]:
+    """manifest.json (with S3 locations and checksums), links.csv, presigned URLs, messages."""
+    env = os.environ if environ is None else environ
+    client = s3_client(s3)
+    validated = load_validated(client, bucket, results_key)
+    request = validated.synapse_request()
+    expires = int(env.get(wf.ENV_PRESIGN_SECONDS, wf.DEFAULT_PRESIGN_SECONDS))
+    viewer = env.get(wf.ENV_NEUROGLANCER_URL, wf.DEFAULT_NEUROGLANCER_URL)
+
+    links = boss_module.result_links(
+        request,
+        raw_channels=[validated.presynaptic_channel, validated.postsynaptic_channel],
+        frame=_coordinate_frame(validated),
+        neuroglancer_url=viewer,
+    )
+    links_csv = boss_module.links_csv_text(links)
+    client.put_object(
+        Bucket=bucket,
+        Key=wf.artefact_key(results_key, wf.LINKS),
+        Body=links_csv.encode(),
+        ContentType="text/csv; charset=utf-8",
+        Metadata={"sha256": hashlib.sha256(links_csv.encode()).hexdigest()},
+    )
+
+    manifest_key = wf.artefact_key(results_key, wf.MANIFEST)
+    manifest = get_json(client, bucket, manifest_key)
+    files = dict(manifest.get("files", {}))
+    files[wf.LINKS] = {
+        "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
+        "bytes": len(links_csv.encode()),
+    }
+    for name, entry in files.items():
+        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
+    manifest["files"] = files
+    for name, entry in dict(manifest.get("arrays") or {}).items():
+        # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
+        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
+    manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
+    manifest["links"] = links
+    manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if execution_id:
+        manifest["execution_id"] = execution_id
+    put_json(client, bucket, manifest_key, manifest)
+
+    urls = presigned_urls(client, bucket, results_key, expires=expires)
+    counts = manifest.get("counts", {})
+    detail = {
+        "results_key": results_key,
+        "bucket": bucket,
+        "prefix": wf.results_prefix(results_key),
+        "manifest_key": manifest_key,
+        "synapses": int(counts.get("synapses", 0)),
+        "execution_id": execution_id,
+        "neuroglancer_url": links.get("all"),
+    }
+    return {
+        "manifest_key": manifest_key,
+        "notification": success_notification(request, detail, urls, expires),
+        "event_detail": detail,
+    }
+
+
+def _coordinate_frame(validated: ValidatedRequest) -> boss_module.CoordinateFrame:
+    """The experiment's coordinate frame as ValidateRequest read it from BOSS."""
+    start, stop = validated.frame_extent
+    return boss_module.CoordinateFrame(
+        extent=Box(start, stop),
+        voxel_size=validated.voxel_size,
+        voxel_unit=validated.voxel_unit,
+        name=validated.frame_name,
+    )
+
+
+def presigned_urls(
+    s3: Any, bucket: str, results_key: str, *, expires: int = wf.DEFAULT_PRESIGN_SECONDS
+) -> dict[str, str]:
+    """Presigned GET URLs of every artefact present (the bucket is never public)."""
+    urls = {}
+    for name in wf.ARTEFACTS:
+        key = wf.artefact_key(results_key, name)
+        if object_exists(s3, bucket, key):
+            urls[name] = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+            )
+    return urls

@@ -1,0 +1,175 @@
+"""ValidateRequest (Lambda): check a request against BOSS before any Batch job starts.
+
+It parses the request (the same model and messages as the CLI), refuses a literal token or
+a foreign ``token_secret``, checks the pipeline parameters, the channels, the box against the
+coordinate frame and its size (:func:`~synapse_pipelines.core.sizing.choose_detect_mode`),
+stores the validated request (:mod:`.run_record`) and subscribes the request's email. It
+returns the small ``$.job`` state (:class:`~synapse_pipelines.workflow.wiring.JobState`).
+
+Light (no science stack): it runs in the Lambda layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+
+from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
+from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
+from synapse_pipelines.core.request import (
+    SynapseRequest,
+    parse_request,
+    resolve_token,
+    select_channels,
+)
+from synapse_pipelines.core.sizing import choose_detect_mode
+from synapse_pipelines.io import boss as boss_module
+from synapse_pipelines.io.s3_objects import put_json, s3_client
+from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.events import ValidateEvent
+from synapse_pipelines.workflow.run_record import ValidatedRequest
+
+
+def validate(
+    event: ValidateEvent | Mapping[str, Any],
+    *,
+    bucket: str,
+    environ: Mapping[str, str] | None = None,
+    s3: Any | None = None,
+    secrets_client: Any | None = None,
+    sns: Any | None = None,
+    boss_factory: Callable[[SynapseRequest, str], Any] | None = None,
+) -> dict[str, Any]:
+    """Check a request against BOSS and store it; return the small ``$.job`` state.
+
+    Raises :class:`~synapse_pipelines.core.errors.SynapsePipelinesError` with the same
+    messages as the CLI on a malformed request, a missing collection/experiment/channel, a
+    box outside the coordinate frame or too large for any Detect job. Nothing is written and
+    no job starts in that case.
+    """
+    env = os.environ if environ is None else environ
+    parsed = event if isinstance(event, ValidateEvent) else ValidateEvent.parse(event)
+    _check_token_fields(parsed.request, env)
+    request = parse_request(parsed.request, environ=env)
+    token = resolve_token(request, environ=env, secrets_client=secrets_client)
+    boss = (boss_factory or boss_module.BossClient.for_request)(request, token)
+
+    parameters = checked_parameters(request)
+    channels = boss_module.image_channels(boss, request.collection, request.experiment)
+    selection = select_channels(channels, request)
+    frame = boss.validate_box(request.collection, request.experiment, request.box)
+
+    bytes_per_voxel = boss_module.bytes_per_voxel(
+        boss, request.collection, request.experiment, channels
+    )
+    mode = choose_detect_mode(request, bytes_per_voxel, env)
+    key = request.results_key
+    record = ValidatedRequest(
+        request=request.public_dict(),
+        results_key=key,
+        presynaptic_channel=selection.presynaptic,
+        postsynaptic_channel=selection.postsynaptic,
+        channels=list(channels),
+        voxel_size=tuple(float(v) for v in frame.voxel_size),  # type: ignore[arg-type]
+        voxel_unit=str(frame.voxel_unit),
+        frame_name=str(frame.name),
+        frame_extent=(frame.extent.start, frame.extent.stop),
+        pipeline_parameters=parameters,
+        detect_mode=mode,
+        execution_name=parsed.execution_name,
+        validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    client = s3_client(s3)
+    put_json(client, bucket, wf.validated_request_key(key), record.model_dump(mode="json"))
+    topic = env.get(wf.ENV_TOPIC_ARN)
+    if request.notification_email and topic:
+        ensure_email_subscription(sns, topic, request.notification_email)
+    return wf.JobState(
+        bucket=bucket,
+        results_key=key,
+        request_key=wf.validated_request_key(key),
+        job_name=wf.job_name_stem(key),
+        detect_mode=mode,
+        voxel_count=request.voxel_count,
+        presynaptic_channel=selection.presynaptic,
+        postsynaptic_channel=selection.postsynaptic,
+        notify=request.notification_email or wf.NO_EMAIL,
+    ).to_state()
+
+
+def _secret_matches(requested: str, deployed: str) -> bool:
+    """True when a request's token_secret names the deployment's secret (name or ARN)."""
+    if requested == deployed:
+        return True
+    if ":secret:" in deployed:
+        full_name = deployed.split(":secret:", 1)[1]
+        # Secrets Manager appends "-" and 6 random characters to the name in the ARN
+        name = full_name[:-7] if len(full_name) > 7 and full_name[-7] == "-" else full_name
+        return requested in (full_name, name)
+    return False
+
+
+def _check_token_fields(data: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    problems = []
+    if data.get("token") not in (None, ""):
+        problems.append(
+            (
+                "token",
+                "a literal token must never be sent to AWS (it would be kept in the execution "
+                "history); remove it and store the token in the deployment's Secrets Manager "
+                "secret (stack output BossTokenSecretArn)",
+            )
+        )
+    deployed = environ.get(wf.ENV_BOSS_TOKEN_SECRET)
+    requested = data.get("token_secret")
+    if requested and deployed and not _secret_matches(str(requested), deployed):
+        problems.append(
+            (
+                "token_secret",
+                f"this deployment's Batch jobs read the token only from secret {deployed}; "
+                "put your token there and omit token_secret",
+            )
+        )
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
+    """The request's pipeline parameters checked by the pipeline, defaults filled in.
+
+    A pipeline is a plug-in, loaded by its entry point, and loading it imports its science
+    stack; where that is not installed (the Lambda layer) the load fails on the import and
+    the check is left to Detect, which runs it again anyway. Any other load failure is the
+    broken install it reports.
+    """
+    try:
+        pipeline = get_pipeline(request.pipeline)
+    except PipelineNotFoundError as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
+        return dict(request.pipeline_parameters)
+    return validate_parameters(pipeline, request.pipeline_parameters)
+
+
+def ensure_email_subscription(sns: Any | None, topic_arn: str, email: str) -> None:
+    """Subscribe ``email`` to the topic, filtered to messages about its own requests.
+
+    SNS sends a confirmation mail the first time; later requests reuse the subscription.
+    """
+    client = sns if sns is not None else boto3.client("sns")
+    paginator = client.get_paginator("list_subscriptions_by_topic")
+    for page in paginator.paginate(TopicArn=topic_arn):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("Protocol") == "email" and sub.get("Endpoint") == email:
+                return
+    client.subscribe(
+        TopicArn=topic_arn,
+        Protocol="email",
+        Endpoint=email,
+        Attributes={"FilterPolicy": json.dumps({wf.EMAIL_ATTRIBUTE: [email]})},
+    )
