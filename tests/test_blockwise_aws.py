@@ -57,7 +57,13 @@ def test_env_shapes_are_checked_with_the_variable_named() -> None:
 
 
 def test_only_nomads_has_a_blockwise_kernel() -> None:
-    assert kernel_for("nomads-unsupervised", {"min_size": 5}).min_size == 5
+    # the physical size limit in voxels of the request's frame: 0.0035 um^3 = 5 voxels
+    kernel = kernel_for(
+        "nomads-unsupervised", {"min_volume_um3": 0.0035}, (70.0, 100.0, 100.0), (16, 64, 64)
+    )
+    assert kernel.min_size == 5 and kernel.window_shape == (3, 3, 3)
+    thin = kernel_for("nomads-unsupervised", {}, (70.0, 100.0, 100.0), (1, 64, 64))
+    assert thin.window_shape == (1, 3, 3) and thin.min_size == 0
     # the size policy (core, numpy-free) and the kernels (blockwise) name the same pipelines
     assert set(BLOCKWISE_KERNELS) == BLOCKWISE_PIPELINES
     assert has_blockwise("nomads-unsupervised") and not has_blockwise("another-detector")

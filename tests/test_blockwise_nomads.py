@@ -29,6 +29,7 @@ def assert_same_result(a: detection.DetectionResult, b: detection.DetectionResul
     # our numbering is the same raster order, so the ids are even equal
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.parameters == b.parameters
+    assert a.explanation == b.explanation
     assert a.threshold == b.threshold or (np.isnan(a.threshold) and np.isnan(b.threshold))
 
 
@@ -166,12 +167,22 @@ def test_errors_are_the_single_job_errors() -> None:
     with pytest.raises(DetectionError) as block_err:
         blockwise_detect(flat, ok, block_shape=(3, 4, 4))
     assert str(block_err.value) == str(single_err.value)
-    with pytest.raises(DetectionError, match="thinner"):
-        blockwise_detect(ok[:2], ok[:2], block_shape=(1, 4, 4))
+    with pytest.raises(DetectionError, match="narrower"):
+        blockwise_detect(ok[:, :2], ok[:, :2], block_shape=(3, 2, 4))
     with pytest.raises(DetectionError, match="dtype"):
         blockwise_detect(ok.astype(np.float32), ok.astype(np.float32), block_shape=(3, 4, 4))
     with pytest.raises(DetectionError, match="window"):
         NomadsKernel(window=4)
+
+
+def test_a_thin_stack_is_detected_plane_by_plane_as_in_one_job(
+    experiment: tuple[np.ndarray, np.ndarray],
+) -> None:
+    pre, post = (np.ascontiguousarray(a[3:5]) for a in experiment)
+    single = detection.detect(pre, post, min_size=2)
+    assert single.parameters["window_shape"] == [1, 3, 3] and single.n_synapses > 0
+    result = blockwise_detect(pre, post, min_size=2, block_shape=(1, 32, 48))
+    assert_same_result(single, result)
 
 
 def test_nothing_covaries_gives_an_empty_result() -> None:

@@ -54,6 +54,9 @@ class ToyKernel:
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
         return labels, int(n)
 
+    def explain_empty(self, summary: dict[str, Any], threshold: dict[str, Any]) -> str | None:
+        return None if summary["n_objects"] else "toy: nothing above the threshold"
+
     def covariance(self, pre, post, box, read_box, volume):
         pad = border_pad_widths(box, read_box, self.halo)
         # a fixed offset stands in for the mean: the covariance must not need global values

@@ -58,26 +58,43 @@ class NomadsKernel:
         *,
         window: int = detection.DEFAULT_WINDOW,
         min_size: int = detection.DEFAULT_MIN_SIZE,
+        sections: int | None = None,
     ):
+        """``sections``: the volume's extent along z, when known: a volume thinner than the
+        window is detected plane by plane, as ``detect()`` does (``effective_window``)."""
         # the same validation, and the same messages, as detect()
         detection._check_window(window)
         detection._check_min_size(min_size)
         self.window = int(window)
         self.min_size = int(min_size)
-        h = detection.halo(self.window)
-        self.halo = (h, h, h)
+        self.window_shape = detection.effective_window(
+            self.window, (self.window if sections is None else sections,)
+        )
+        self.halo = detection.halo_shape(self.window_shape)
 
     def parameters(self) -> dict[str, Any]:
-        return {"pipeline": "nomads-unsupervised", "window": self.window, "min_size": self.min_size}
+        return {
+            "pipeline": "nomads-unsupervised",
+            "window": self.window,
+            "window_shape": list(self.window_shape),
+            "min_size": self.min_size,
+        }
 
     def check_volume(self, volume: Box) -> None:
         """The volume-level checks ``detect()`` makes before looking at any voxel."""
-        if min(volume.shape) < self.window:
+        if min(volume.shape[1:]) < self.window:
             raise DetectionError(
-                f"volume {volume.shape} is thinner than the "
-                f"{self.window}x{self.window}x{self.window} window",
+                f"volume {volume.shape} is narrower than the {self.window}x{self.window} "
+                "in-plane window",
                 field="volume",
-                hint=f"request at least {self.window} voxels along every axis",
+                hint=f"request at least {self.window} voxels along y and x",
+            )
+        if detection.effective_window(self.window, volume.shape) != self.window_shape:
+            raise DetectionError(
+                f"this kernel's window {self.window_shape} is not the one detect() uses on "
+                f"a volume of shape {volume.shape}",
+                field="volume",
+                hint="make the kernel with sections=the volume's extent along z",
             )
 
     # -- stats ---------------------------------------------------------------------------
@@ -111,9 +128,9 @@ class NomadsKernel:
         if _relative(read_box, volume) != rel.grow(self.halo, within=Box.from_shape(volume.shape)):
             raise ValueError(f"read box {read_box} is not {box} grown by the halo")
         # the detector's border rule (edge replication) where the block touches the border
-        pre_ext = detection.pad_to_extended(pre, rel, volume.shape, self.window)
-        post_ext = detection.pad_to_extended(post, rel, volume.shape, self.window)
-        return detection.covariance_numerator(pre_ext, post_ext, window=self.window)
+        pre_ext = detection.pad_to_extended(pre, rel, volume.shape, self.window_shape)
+        post_ext = detection.pad_to_extended(post, rel, volume.shape, self.window_shape)
+        return detection.covariance_numerator(pre_ext, post_ext, window=self.window_shape)
 
     def histogram(self, cov: np.ndarray) -> np.ndarray:
         hist = detection.covariance_histogram(cov)
@@ -125,7 +142,7 @@ class NomadsKernel:
         )
         t_num = detection.threshold_from_histogram(hist)
         pre, post = self.channel_stats(stats)
-        scale = detection.numerator_scale(pre, post, self.window)
+        scale = detection.numerator_scale(pre, post, self.window_shape)
         return {
             "numerator": int(t_num),
             "threshold": float(t_num) / scale if t_num != detection.NO_THRESHOLD else None,
@@ -156,6 +173,17 @@ class NomadsKernel:
         labels, sizes = detection.label_components(mask)
         return labels, int(sizes.size - 1)
 
+    def explain_empty(self, summary: dict[str, Any], threshold: dict[str, Any]) -> str | None:
+        """``detect()``'s explanation of an empty result, from the stitch's summary."""
+        thr = threshold["threshold"]
+        return detection.explain_empty(
+            int(summary["n_objects"]),
+            int(summary.get("n_components", 0)),
+            int(summary.get("largest_component", 0)),
+            self.min_size,
+            float("nan") if thr is None else float(thr),
+        )
+
 
 def detection_result(
     labels: np.ndarray,
@@ -164,6 +192,7 @@ def detection_result(
     stats: dict[str, Any],
     threshold: dict[str, Any],
     timings: dict[str, float] | None = None,
+    explanation: str | None = None,
 ) -> detection.DetectionResult:
     """The blockwise answer in ``detect()``'s own result type (same fields, same values)."""
     pre, post = kernel.channel_stats(stats)
@@ -177,6 +206,7 @@ def detection_result(
         n_synapses=int(n_objects),
         parameters={
             "window": kernel.window,
+            "window_shape": list(kernel.window_shape),
             "min_size": kernel.min_size,
             "threshold_numerator": int(threshold["numerator"]),
             "presynaptic_mean": pre.mean,
@@ -185,6 +215,7 @@ def detection_result(
             "postsynaptic_std": post.std,
         },
         timings=dict(timings or {}),
+        explanation=explanation,
     )
 
 
@@ -209,7 +240,7 @@ def blockwise_detect(
     """
     if source is None:
         source = ArraySource(presynaptic, postsynaptic)
-    kernel = NomadsKernel(window=window, min_size=min_size)
+    kernel = NomadsKernel(window=window, min_size=min_size, sections=source.box.shape[0])
     if plan is None:
         plan = plan_request(
             source.box,
@@ -227,4 +258,6 @@ def blockwise_detect(
         kernel=kernel,
         sink=array_sink(labels, source.box),
     )
-    return detection_result(labels, res.n_objects, kernel, res.stats, res.threshold, res.seconds)
+    return detection_result(
+        labels, res.n_objects, kernel, res.stats, res.threshold, res.seconds, res.explanation
+    )

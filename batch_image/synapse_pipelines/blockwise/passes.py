@@ -126,6 +126,12 @@ class Kernel(Protocol):
         """26-connected labels numbered in raster order of their first voxel, and count."""
         ...
 
+    def explain_empty(self, summary: dict[str, Any], threshold: dict[str, Any]) -> str | None:
+        """Why nothing was found, in plain words, from the stitch's summary (``n_objects``,
+        ``n_components`` before the size filter, ``largest_component``) and the
+        threshold; None when something was."""
+        ...
+
 
 @dataclass
 class PassContext:
@@ -383,6 +389,8 @@ def reduce_stitch(
         "inputs": label_inputs(ctx, stats, threshold),
         "n_objects": result.n_objects,
         "n_voxels": int(result.sizes.sum()),
+        "n_components": result.n_components,
+        "largest_component": result.largest,
     }
     ctx.store.put(STITCH_KEY, encode_json(summary))
     return summary

@@ -44,6 +44,8 @@ class BlockwiseResult:
     threshold: dict[str, Any]
     n_objects: int
     n_voxels: int
+    #: the kernel's reason when nothing was found (None otherwise)
+    explanation: str | None = None
     #: per pass: how many blocks were computed / skipped because already recorded
     computed: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -166,6 +168,7 @@ class _LocalRun:
         summary = self.timed("reduce_stitch", lambda: passes.reduce_stitch(ctx, stats, threshold))
         self.result.n_objects = int(summary["n_objects"])
         self.result.n_voxels = int(summary["n_voxels"])
+        self.result.explanation = self.ctx.kernel.explain_empty(summary, threshold)
         sink = self.sink
         if sink is not None:  # a local run's extra pass: the global ids of each block
 

@@ -238,6 +238,10 @@ class GlobalLabels:
     coord_sums: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
+    #: Components before the size filter, and the largest one's size (an empty result's
+    #: explanation says whether anything was found at all).
+    n_components: int = 0
+    largest: int = 0
 
 
 def stitch(
@@ -338,6 +342,8 @@ def stitch(
         coord_sums=sums[kept],
         bbox_min=bmin[kept],
         bbox_max=bmax[kept],
+        n_components=int(n_comp),
+        largest=int(comp_size.max(initial=0)),
     )
 
 

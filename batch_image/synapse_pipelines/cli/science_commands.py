@@ -35,6 +35,7 @@ from synapse_pipelines.core.errors import (
     RequestValidationError,
     SynapsePipelinesError,
 )
+from synapse_pipelines.core.geometry import normalise_unit, voxel_size_nanometers
 from synapse_pipelines.core.pipelines import available_pipelines
 from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.outputs import (
@@ -48,7 +49,6 @@ from synapse_pipelines.io.outputs import (
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     load_channels,
-    normalise_unit,
     parse_triple,
     read_volume_file,
 )
@@ -291,7 +291,7 @@ def detect(
                     chans.channels,
                     selection.presynaptic,
                     selection.postsynaptic,
-                    voxel_size=voxel_nanometers(voxel, unit),
+                    voxel_size=voxel_size_nanometers(voxel, unit),
                     **params,
                 )
             except DetectionError as exc:  # say which files the detector refused
@@ -360,17 +360,6 @@ def _synapse_count(manifest: dict[str, Any]) -> str:
     """The count, and when it is zero, why (never a silent 0)."""
     count = int(manifest["counts"]["synapses"])
     return str(count) if count else f"0 - {manifest['explanation']}"
-
-
-def voxel_nanometers(
-    voxel: tuple[float, float, float], unit: str | None
-) -> tuple[float, float, float] | None:
-    """The voxel size in nm for a detector's physical sizes; None when the unit is unknown
-    (pixels): the detector then assumes array tomography's usual sampling and says so."""
-    scale = {"nanometers": 1.0, "micrometers": 1e3, "millimeters": 1e6}.get(
-        normalise_unit(unit) or ""
-    )
-    return None if scale is None else tuple(v * scale for v in voxel)  # type: ignore[return-value]
 
 
 def _jsonable(value: Any) -> Any:

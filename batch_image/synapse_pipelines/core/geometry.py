@@ -108,3 +108,45 @@ def iter_aligned_blocks(
         edges.append(list(itertools.pairwise(points)))
     for (z0, z1), (y0, y1), (x0, x1) in itertools.product(*edges):
         yield Box((z0, y0, x0), (z1, y1, x1))
+
+
+# -- physical units -------------------------------------------------------------------------
+
+#: Spellings of length units in file metadata and options -> the canonical name.
+UNIT_ALIASES = {
+    "nm": "nanometers",
+    "nanometer": "nanometers",
+    "nanometers": "nanometers",
+    "um": "micrometers",
+    "µm": "micrometers",
+    "\\u00B5m": "micrometers",  # as escaped in some OME-XML
+    "\u03bcm": "micrometers",  # Greek mu, often typed for the micro sign
+    "micron": "micrometers",
+    "microns": "micrometers",
+    "micrometer": "micrometers",
+    "micrometers": "micrometers",
+    "mm": "millimeters",
+    "millimeter": "millimeters",
+    "millimeters": "millimeters",
+    "pixel": "pixel",
+}
+_NANOMETERS_PER = {"nanometers": 1.0, "micrometers": 1e3, "millimeters": 1e6}
+
+
+def normalise_unit(unit: str | None) -> str | None:
+    """The canonical unit name (``"um"`` -> ``"micrometers"``); None when unknown."""
+    if unit is None:
+        return None
+    return UNIT_ALIASES.get(str(unit).strip().lower(), UNIT_ALIASES.get(str(unit).strip()))
+
+
+def voxel_size_nanometers(
+    voxel_size: tuple[float, float, float] | list[float], unit: str | None
+) -> tuple[float, float, float] | None:
+    """The voxel size in nm, for a detector's physical sizes; None when the unit is not a
+    length (pixels, unknown): the detector then assumes a sampling and says so."""
+    scale = _NANOMETERS_PER.get(normalise_unit(unit) or "")
+    if scale is None:
+        return None
+    z, y, x = (float(v) * scale for v in voxel_size)
+    return (z, y, x)

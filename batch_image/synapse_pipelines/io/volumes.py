@@ -24,29 +24,13 @@ import tifffile
 import zarr
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import normalise_unit
 from synapse_pipelines.io.outputs import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
 ZARR_SUFFIXES = (".zarr", ".zarr/")
 SUPPORTED = "TIFF (.tif/.tiff, incl. OME-TIFF), NumPy (.npy) or Zarr (.zarr)"
-
-_UNIT_ALIASES = {
-    "nm": "nanometers",
-    "nanometer": "nanometers",
-    "nanometers": "nanometers",
-    "um": "micrometers",
-    "µm": "micrometers",
-    "\\u00B5m": "micrometers",
-    "micron": "micrometers",
-    "microns": "micrometers",
-    "micrometer": "micrometers",
-    "micrometers": "micrometers",
-    "mm": "millimeters",
-    "millimeter": "millimeters",
-    "millimeters": "millimeters",
-    "pixel": "pixel",
-}
 
 
 class VolumeInputError(SynapsePipelinesError):
@@ -79,12 +63,6 @@ class ChannelSet:
     @property
     def shape(self) -> tuple[int, ...]:
         return next(iter(self.channels.values())).shape if self.channels else ()
-
-
-def normalise_unit(unit: str | None) -> str | None:
-    if unit is None:
-        return None
-    return _UNIT_ALIASES.get(str(unit).strip().lower(), _UNIT_ALIASES.get(str(unit).strip()))
 
 
 def volume_stem(path: Path) -> str:

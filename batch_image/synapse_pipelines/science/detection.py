@@ -1203,18 +1203,21 @@ def detect(
             "postsynaptic_std": post_stats.std,
         },
         timings=timings,
-        explanation=explain_empty(n, sizes, min_size, threshold),
+        explanation=explain_empty(
+            n, sizes.size - 1, int(sizes[1:].max(initial=0)), min_size, threshold
+        ),
     )
 
 
-def explain_empty(n: int, sizes: np.ndarray, min_size: int, threshold: float) -> str | None:
+def explain_empty(
+    n: int, n_components: int, largest: int, min_size: int, threshold: float
+) -> str | None:
     """Why NOMADS found nothing (``None`` when it found something): no co-varying voxel,
-    or only components at or below the size limit. ``sizes`` are the component sizes
-    before the filter (``sizes[0]``: background)."""
+    or only components of at most ``min_size`` voxels. ``n_components`` and ``largest``
+    describe the components before the size filter (a blockwise stitch reduces both)."""
     if n:
         return None
-    found = sizes[1:]
-    if found.size == 0:
+    if n_components == 0:
         return (
             "no voxel's local covariance reached the threshold "
             f"({threshold:.3g} in z-scored covariance units): the two channels do not rise "
@@ -1222,8 +1225,8 @@ def explain_empty(n: int, sizes: np.ndarray, min_size: int, threshold: float) ->
             "tissue"
         )
     return (
-        f"{found.size} co-varying component(s) were found, all of {int(found.max())} voxels "
-        f"or fewer, at or below the size limit of {min_size} voxels; lower min_volume_um3"
+        f"{n_components} co-varying component(s) were found, all of {largest} voxels or "
+        f"fewer, at or below the size limit of {min_size} voxels; lower min_volume_um3"
     )
 
 

@@ -50,7 +50,8 @@ from synapse_pipelines.blockwise.sources import CallableSource
 from synapse_pipelines.blockwise.stages import STAGE_NAMES, find_stage
 from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box
+from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, voxel_size_nanometers
+from synapse_pipelines.core.pipelines import validate_parameters
 from synapse_pipelines.core.request import resolve_token
 from synapse_pipelines.core.sizing import (
     BLOCKWISE_PIPELINES,
@@ -63,6 +64,11 @@ from synapse_pipelines.core.sizing import (
 from synapse_pipelines.io import boss as boss_module, outputs
 from synapse_pipelines.io.boss import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
+from synapse_pipelines.science.detection import (
+    NomadsUnsupervised,
+    check_voxel_size,
+    min_size_voxels,
+)
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.run_record import load_validated, publish_boss_key
 
@@ -97,22 +103,40 @@ def _shape(environ: Mapping[str, str], name: str) -> tuple[int, int, int] | None
     return values  # type: ignore[return-value]
 
 
-def nomads_kernel(parameters: Mapping[str, int | float]) -> NomadsKernel:
-    """The NOMADS kernel with the request's (checked) pipeline parameters."""
+def nomads_kernel(
+    parameters: Mapping[str, int | float],
+    voxel_size_nm: tuple[float, float, float] | None,
+    volume_shape: tuple[int, int, int],
+) -> NomadsKernel:
+    """The NOMADS kernel with the request's (checked) pipeline parameters, its physical
+    size limit in voxels of this request's coordinate frame."""
+    pipeline = NomadsUnsupervised()
+    resolved = validate_parameters(pipeline, parameters)
+    voxel = check_voxel_size(voxel_size_nm)
     return NomadsKernel(
-        window=int(parameters.get("window", NomadsKernel().window)),
-        min_size=int(parameters.get("min_size", NomadsKernel().min_size)),
+        window=int(resolved["window"]),
+        min_size=min_size_voxels(float(resolved["min_volume_um3"]), voxel),
+        sections=volume_shape[0],
     )
 
 
+#: ``factory(parameters, voxel size in nm or None, volume shape) -> Kernel``.
+KernelFactory = Callable[
+    [Mapping[str, int | float], tuple[float, float, float] | None, tuple[int, int, int]], Kernel
+]
 #: The blockwise kernel of each pipeline in ``core.sizing.BLOCKWISE_PIPELINES``, made from
-#: the request's pipeline parameters.
-BLOCKWISE_KERNELS: dict[str, Callable[[Mapping[str, int | float]], Kernel]] = {
+#: the request's pipeline parameters and coordinate frame.
+BLOCKWISE_KERNELS: dict[str, KernelFactory] = {
     "nomads-unsupervised": nomads_kernel,
 }
 
 
-def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> Kernel:
+def kernel_for(
+    pipeline: str,
+    parameters: Mapping[str, int | float],
+    voxel_size_nm: tuple[float, float, float] | None = None,
+    volume_shape: tuple[int, int, int] = (16, 16, 16),
+) -> Kernel:
     """The blockwise kernel of ``pipeline``; a clear error for one that has none."""
     if not has_blockwise(pipeline) or pipeline not in BLOCKWISE_KERNELS:
         raise SynapsePipelinesError(
@@ -121,7 +145,7 @@ def kernel_for(pipeline: str, parameters: Mapping[str, int | float]) -> Kernel:
             hint=f"use {' or '.join(sorted(BLOCKWISE_PIPELINES))} for requests this large, "
             "or a smaller box",
         )
-    return BLOCKWISE_KERNELS[pipeline](parameters)
+    return BLOCKWISE_KERNELS[pipeline](parameters, voxel_size_nm, volume_shape)
 
 
 class BlockwiseJob:
@@ -143,7 +167,12 @@ class BlockwiseJob:
         self.results_key = results_key
         self.validated = load_validated(self.s3, bucket, results_key)
         self.request = self.validated.synapse_request()
-        self.kernel = kernel_for(self.request.pipeline, self.validated.pipeline_parameters)
+        self.kernel = kernel_for(
+            self.request.pipeline,
+            self.validated.pipeline_parameters,
+            voxel_size_nanometers(self.validated.voxel_size, self.validated.voxel_unit),
+            self.request.box.shape,
+        )
         self.store = S3Store(bucket, blockwise_prefix(results_key), client=self.s3)
         self._boss_factory = boss_factory
         self._boss: Any = None
@@ -342,7 +371,8 @@ class BlockwiseJob:
                 results_key=self.results_key,
                 request=self.request,
                 pipeline=self.request.pipeline,
-                parameters=dict(self.validated.pipeline_parameters),
+                parameters={**self.validated.pipeline_parameters, **self.kernel.parameters()},
+                explanation=self.kernel.explain_empty(summary, threshold),
                 extra={
                     "blockwise": {
                         "n_blocks": plan.n_blocks,

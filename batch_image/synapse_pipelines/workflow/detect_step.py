@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from synapse_pipelines.core.geometry import voxel_size_nanometers
 from synapse_pipelines.core.pipelines import get_pipeline
 from synapse_pipelines.io import outputs
 from synapse_pipelines.io.s3_objects import upload_folder
@@ -55,6 +56,7 @@ def detect(
         volumes,
         validated.presynaptic_channel,
         validated.postsynaptic_channel,
+        voxel_size=voxel_size_nanometers(validated.voxel_size, validated.voxel_unit),
         **validated.pipeline_parameters,
     )
     mask, labels = _mask_and_labels(result)
@@ -70,6 +72,9 @@ def detect(
     )
     timings["features"] = time.perf_counter() - t0
     log(f"found {len(table)} synapses")
+    explanation = getattr(result, "explanation", None)
+    if explanation and not len(table):
+        log(f"no synapses: {explanation}")
     del volumes
 
     with scratch_folder(workdir) as tmp:
@@ -85,7 +90,11 @@ def detect(
             results_key=results_key,
             request=request,
             pipeline=request.pipeline,
-            parameters=dict(validated.pipeline_parameters),
+            parameters={
+                **validated.pipeline_parameters,
+                **(getattr(result, "parameters", None) or {}),
+            },
+            explanation=explanation,
             channels={
                 "presynaptic": validated.presynaptic_channel,
                 "postsynaptic": validated.postsynaptic_channel,

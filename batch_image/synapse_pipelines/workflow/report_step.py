@@ -42,6 +42,7 @@ def report(
             names.append(outputs.SYNAPSES_META)
         download_files(client, bucket, results_key, names, folder)
         log(f"building the report for {results_key}")
+        recorded = outputs.read_manifest(folder)
         summary = build_report(
             folder / outputs.SYNAPSES_CSV,
             title=f"Synapses in {request.collection}/{request.experiment} {request.box}",
@@ -52,6 +53,7 @@ def report(
             box_shape=request.box.shape,
             request_info=request.public_dict(),
             results_key=results_key,
+            explanation=recorded.get("explanation"),
         )
         manifest = outputs.read_manifest(folder)
         timings = {**manifest.get("timings_seconds", {}), "report": round(summary.seconds, 4)}
