@@ -27,6 +27,7 @@ from synapse_pipelines.io.boss import (
     mask_channel_name,
 )
 from synapse_pipelines.io.outputs import verify_manifest
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.local import moto_adapters, runtime as lr
 from synapse_pipelines.local.boss_server import LocalBossServer
 from synapse_pipelines.science import detection, features
@@ -170,7 +171,7 @@ def test_blockwise_results_equal_the_single_job(run: dict[str, Any], tmp_path: P
     expected = features.synapse_table(
         single.labels, channels, voxel_size=exp.voxel_size, voxel_unit=exp.voxel_unit
     )
-    features.write_synapse_table(expected, tmp_path / outputs.SYNAPSES_CSV)
+    write_synapse_table(expected, tmp_path / outputs.SYNAPSES_CSV)
     assert files[outputs.SYNAPSES_CSV].read_text() == (tmp_path / outputs.SYNAPSES_CSV).read_text()
     # the Report and PublishToS3 steps consumed the merged result unchanged
     artefacts = {outputs.SYNAPSES_CSV, outputs.MANIFEST, outputs.REPORT, outputs.CLUSTERING}

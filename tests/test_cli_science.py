@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from synapse_pipelines.cli import app
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io import outputs
-from synapse_pipelines.science.features import read_synapse_table
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 

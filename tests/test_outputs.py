@@ -12,7 +12,8 @@ from scipy import ndimage
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io import outputs
-from synapse_pipelines.science.features import read_synapse_table, synapse_table
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
+from synapse_pipelines.science.features import synapse_table
 
 TOKEN = "tok-3f9a1c7e5b2d4f60a8e1-SECRET"
 

@@ -15,6 +15,7 @@ from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.report import (
     SECTIONS,
     ReportInputError,
@@ -29,7 +30,7 @@ from synapse_pipelines.report.analysis import (
     zscore,
 )
 from synapse_pipelines.report.sample_data import clustered_table
-from synapse_pipelines.science.features import synapse_table, write_synapse_table
+from synapse_pipelines.science.features import synapse_table
 
 ALL_KEYS = [s[0] for s in SECTIONS]
 PYMEDA_TITLES = {

@@ -46,6 +46,7 @@ from synapse_pipelines.io.outputs import (
     write_results,
     write_volume,
 )
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     load_channels,
@@ -57,7 +58,7 @@ from synapse_pipelines.science.evaluation import (
     evaluate_centroids,
     evaluate_per_slice,
 )
-from synapse_pipelines.science.features import read_synapse_table, synapse_table
+from synapse_pipelines.science.features import synapse_table
 from synapse_pipelines.science.synthetic import make_experiment
 
 

@@ -4,7 +4,7 @@ Layout of ``<results_key>/`` (the same names locally, in S3 and in links)::
 
     predictions.ome.tif   0/255 uint8 mask, zlib-compressed OME-TIFF, physical voxel sizes
     synapse_ids.ome.tif   uint32 synapse ids (0 = background), same format
-    synapses.csv          the synapse table (science.features), + synapses.csv.json
+    synapses.csv          the synapse table (science.features; io.synapse_table_files), + .json
     manifest.json         request (no secrets), results key, versions, parameters, timings,
                           counts, sha256 + size of every other file
     report.html, clustering.json, links.csv   added later by the report / publish steps
@@ -54,7 +54,7 @@ from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT et
     SYNAPSES_META as SYNAPSES_META,
 )
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.science.features import write_synapse_table
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
 
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
 

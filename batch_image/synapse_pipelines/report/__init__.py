@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from synapse_pipelines.science.features import read_synapse_table
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
 from .analysis import (
     DEFAULT_FEATURE_SUFFIXES,
