@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from synapse_pipelines.cli import app
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.io import outputs
+from synapse_pipelines.io import ome_tiff, outputs
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
@@ -118,7 +118,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
 
 
 def test_input_formats_give_the_same_table(small, tmp_path) -> None:
-    vol = outputs.read_volume(small / "channels.ome.tif")
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
     names = list(vol.channel_names)
     stacked = vol.data
     ref_dir = tmp_path / "ref"
@@ -212,7 +212,7 @@ def test_explicit_channels_and_parameters(small, tmp_path) -> None:
     t = read_synapse_table(out_dir / outputs.SYNAPSES_CSV)
     assert (t["volume_voxels"] > 50).all()
     assert (t["bbox_z0"] >= 100).all() and (t["bbox_y0"] >= 2000).all()
-    ids = outputs.read_volume(out_dir / outputs.SYNAPSE_IDS)
+    ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
     assert ids.origin == (100, 2000, 3000)
 
 
@@ -334,7 +334,7 @@ def test_console_script_exits_2_with_one_clear_line(tmp_path) -> None:
 
 
 def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
-    vol = outputs.read_volume(small / "channels.ome.tif")
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
     hyper = np.ascontiguousarray(vol.data.transpose(1, 0, 2, 3))  # Z, C, Y, X
     tifffile.imwrite(
         tmp_path / "fiji.tif",
@@ -357,7 +357,7 @@ def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
     m = outputs.read_manifest(out_dir)
     assert m["volume"]["voxel_unit"] == "micrometers"
     assert m["volume"]["voxel_size"] == pytest.approx([0.07, 0.1, 0.1])
-    ids = outputs.read_volume(out_dir / outputs.SYNAPSE_IDS)
+    ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
     assert ids.voxel_unit == "micrometers" and ids.voxel_size == pytest.approx((0.07, 0.1, 0.1))
 
 
@@ -370,7 +370,7 @@ def test_evaluate_per_slice_and_truth_origin(small, tmp_path) -> None:
     slices = json.loads(report.read_text())
     assert slices["mode"] == "2-D per slice"
     # 2-D pieces outnumber 3-D objects: each synapse spans several slices
-    n_ids = int(outputs.read_volume(results / outputs.SYNAPSE_IDS).data.max())
+    n_ids = int(ome_tiff.read_volume(results / outputs.SYNAPSE_IDS).data.max())
     assert slices["n_predicted"] > n_ids
     assert 0.5 < slices["f1"] <= 1.0
     # a truth volume declared one slice further down no longer lines up in 3-D either

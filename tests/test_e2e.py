@@ -21,7 +21,8 @@ import pytest
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss import BossClient, CoordinateFrame, mask_channel_name
-from synapse_pipelines.io.outputs import read_volume, verify_manifest
+from synapse_pipelines.io.ome_tiff import read_volume
+from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import moto_adapters, runtime as lr
 from synapse_pipelines.local.boss_server import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment

@@ -38,13 +38,12 @@ from synapse_pipelines.core.errors import (
 from synapse_pipelines.core.geometry import normalise_unit, voxel_size_nanometers
 from synapse_pipelines.core.pipelines import available_pipelines
 from synapse_pipelines.core.request import select_channels
+from synapse_pipelines.io.ome_tiff import OutputError, write_volume
 from synapse_pipelines.io.outputs import (
     SYNAPSE_IDS,
     SYNAPSES_CSV,
-    OutputError,
     check_results_folder,
     write_results,
-    write_volume,
 )
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
 from synapse_pipelines.io.volumes import (

@@ -25,7 +25,7 @@ import zarr
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import normalise_unit
-from synapse_pipelines.io.outputs import read_volume
+from synapse_pipelines.io.ome_tiff import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
