@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from infra.functions import (  # noqa: E402
+from infra.tooling.wheelhouse import (  # noqa: E402
     LAMBDA_REQUIREMENTS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     RUNTIME_PROVIDED,
