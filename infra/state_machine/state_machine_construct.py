@@ -26,7 +26,7 @@ from constructs import Construct
 from synapse_pipelines.workflow import wiring as wf
 
 
-class Workflow(Construct):
+class SynapseDetectionStateMachine(Construct):
     def __init__(
         self,
         scope: Construct,

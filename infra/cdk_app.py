@@ -18,8 +18,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import CONTEXT_KEY, cdk_json_defaults, settings_from_app_context
-from infra.stack import SynapsePipelinesStack
+from infra.stack_settings import CONTEXT_KEY, cdk_json_defaults, settings_from_app_context
+from infra.synapse_pipelines_stack import SynapsePipelinesStack
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 

@@ -33,11 +33,11 @@ def acknowledge_findings(stack: Any) -> None:
     """Every acknowledged finding of the stack (see each reason)."""
     storage, compute, functions, workflow = (
         stack.storage,
-        stack.compute,
-        stack.functions,
-        stack.workflow,
+        stack.batch_compute,
+        stack.lambda_functions,
+        stack.state_machine,
     )
-    triggers = stack.triggers
+    triggers = stack.event_triggers
     results_objects = f"Resource::<{stack.get_logical_id(storage.results.node.default_child)}.Arn>"
 
     ack(
@@ -113,7 +113,7 @@ def acknowledge_findings(stack: Any) -> None:
     )
 
     # --- state machine
-    machine = stack.workflow.state_machine_name
+    machine = workflow.state_machine_name
     ack(
         workflow.role,
         "IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"

@@ -35,7 +35,7 @@ class LocalPipBundling:
         return True
 
 
-class Functions(Construct):
+class LambdaFunctions(Construct):
     """The Lambda handlers, their dependencies layer and their log groups."""
 
     def __init__(

@@ -20,7 +20,7 @@ from constructs import Construct
 from synapse_pipelines.workflow import wiring as wf
 
 
-class Triggers(Construct):
+class EventTriggers(Construct):
     def __init__(
         self,
         scope: Construct,

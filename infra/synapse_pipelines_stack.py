@@ -13,14 +13,14 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam, aws_logs as logs
 from constructs import Construct
 
-from infra.compute import Compute
-from infra.config import VALID_LOG_RETENTION_DAYS, Settings
-from infra.functions import Functions
-from infra.nag import acknowledge_findings
-from infra.notifications import Notifications
-from infra.storage import Storage
-from infra.triggers import Triggers
-from infra.workflow import Workflow
+from infra.batch_compute.batch_compute_construct import BatchCompute
+from infra.cdk_nag_checks import acknowledge_findings
+from infra.event_triggers.event_triggers_construct import EventTriggers
+from infra.lambda_functions.lambda_functions_construct import LambdaFunctions
+from infra.notifications.notifications_construct import Notifications
+from infra.stack_settings import VALID_LOG_RETENTION_DAYS, Settings
+from infra.state_machine.state_machine_construct import SynapseDetectionStateMachine
+from infra.storage.storage_construct import Storage
 from synapse_pipelines.workflow import wiring as wf
 
 RETENTION = dict(zip(VALID_LOG_RETENTION_DAYS, list(logs.RetentionDays)[:-1], strict=True))
@@ -48,7 +48,7 @@ class SynapsePipelinesStack(cdk.Stack):
         notifications = Notifications(
             self, "Notifications", notification_email=settings.notification_email
         )
-        compute = Compute(
+        compute = BatchCompute(
             self,
             "Compute",
             settings=settings,
@@ -57,7 +57,7 @@ class SynapsePipelinesStack(cdk.Stack):
             log_retention=retention,
         )
         bucket = storage.results.bucket_name
-        functions = Functions(
+        functions = LambdaFunctions(
             self,
             "Functions",
             log_retention=retention,
@@ -119,7 +119,7 @@ class SynapsePipelinesStack(cdk.Stack):
             )
         )
 
-        workflow = Workflow(
+        workflow = SynapseDetectionStateMachine(
             self,
             "Workflow",
             functions=fns,
@@ -139,7 +139,7 @@ class SynapsePipelinesStack(cdk.Stack):
             wf.ENV_STATE_MACHINE_ARN, state_machine.state_machine_arn
         )
         state_machine.grant_start_execution(fns["StartFromEvent"])
-        triggers = Triggers(
+        triggers = EventTriggers(
             self, "Triggers", event_bus=notifications.event_bus, starter=fns["StartFromEvent"]
         )
 
@@ -171,6 +171,10 @@ class SynapsePipelinesStack(cdk.Stack):
         for key, (value, description) in outputs.items():
             cdk.CfnOutput(self, key, value=value, description=description)
 
-        self.storage, self.compute, self.functions = storage, compute, functions
-        self.notifications, self.workflow, self.triggers = notifications, workflow, triggers
+        self.storage, self.batch_compute, self.lambda_functions = storage, compute, functions
+        self.notifications, self.state_machine, self.event_triggers = (
+            notifications,
+            workflow,
+            triggers,
+        )
         acknowledge_findings(self)

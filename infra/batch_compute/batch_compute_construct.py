@@ -30,7 +30,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from infra import REPO_ROOT
-from infra.config import JobSize, Settings
+from infra.stack_settings import JobSize, Settings
 from synapse_pipelines.workflow import wiring as wf
 
 #: The Docker build context is the repository, reduced to what the image needs (the same
@@ -52,17 +52,7 @@ IMAGE_CONTEXT_RULES = [
 EPHEMERAL_STORAGE_GIB = 100
 
 
-def size_class(spec: wf.BatchJobSpec) -> str:
-    """Which deployed size a job gets: the spec's ``size``, else derived from its role."""
-    explicit = getattr(spec, "size", None)
-    if explicit:
-        return str(explicit)
-    if spec.large:
-        return "large"
-    return {"report": "report", "publish-boss": "publish"}.get(spec.step, "detect")
-
-
-class Compute(Construct):
+class BatchCompute(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -176,7 +166,7 @@ class Compute(Construct):
         self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
         self.containers: dict[str, batch.IEcsContainerDefinition] = {}
         for logical_id, spec in wf.BATCH_JOBS.items():
-            size = size_class(spec)
+            size = spec.size
             if size not in sizes:
                 raise ValueError(f"{logical_id}: unknown size {size!r}; use {list(sizes)}")
             self.job_definitions[logical_id] = self._job_definition(
