@@ -12,18 +12,23 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # infra/ lives at the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aws_cdk import assertions
+import aws_cdk as cdk
+from aws_cdk import assertions, aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
 
 from infra import REPO_ROOT, stack_settings
+from infra.batch_compute.batch_compute_construct import IMAGE_CONTEXT_RULES
 from infra.cdk_app import build_app, cdk_json_context
 from synapse_pipelines.workflow import wiring as wf
 
@@ -77,8 +82,6 @@ def test_cdk_nag_has_no_unacknowledged_findings(synth: Synth) -> None:
 
 
 def test_every_acknowledgement_has_a_reason(synth: Synth) -> None:
-    import aws_cdk as cdk
-
     key = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
     acknowledgements: dict[str, str] = {}
     for node in synth.stack.node.find_all():
@@ -94,10 +97,6 @@ def test_every_acknowledgement_has_a_reason(synth: Synth) -> None:
 
 def test_cdk_nag_gate_can_fail(tmp_path: Path) -> None:
     """A public-ish bucket without SSL enforcement makes synth fail under the same plugin."""
-    import aws_cdk as cdk
-    from aws_cdk import aws_s3 as s3
-    from cdk_nag import AwsSolutionsChecks
-
     app = cdk.App(outdir=str(tmp_path), builtin_cloud_formation_validation=False)
     stack = cdk.Stack(app, "Bad")
     s3.Bucket(stack, "Sloppy")
@@ -425,8 +424,6 @@ def test_image_asset_is_staged_with_only_the_needed_context(synth: Synth) -> Non
 
 
 def test_dockerignore_matches_the_cdk_context_rules() -> None:
-    from infra.batch_compute.batch_compute_construct import IMAGE_CONTEXT_RULES
-
     lines = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
@@ -460,10 +457,6 @@ def test_dockerfile_is_slim_pinned_non_root_and_runs_the_cli() -> None:
 
 
 def test_constraints_pin_every_runtime_dependency() -> None:
-    import tomllib
-
-    from packaging.requirements import Requirement
-
     pins = {}
     for line in (REPO / "batch_image" / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
@@ -480,8 +473,6 @@ def test_constraints_pin_every_runtime_dependency() -> None:
 def test_cli_context_is_merged_over_cdk_json() -> None:
     """`cdk deploy -c synapse-pipelines='{...}'` replaces the context value; the app merges it
     over the cdk.json block, so unspecified keys keep their defaults."""
-    import aws_cdk as cdk
-
     defaults = cdk_json_context()[stack_settings.CONTEXT_KEY]
     app = cdk.App(context={stack_settings.CONTEXT_KEY: '{"notificationEmail": "me@example.org"}'})
     settings = stack_settings.settings_from_app_context(app.node, defaults)

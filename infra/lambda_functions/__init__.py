@@ -7,6 +7,8 @@ layer holds the package (``batch_image/synapse_pipelines``) and pyproject's ``la
 bundled offline by the wheelhouse tooling (``infra.tooling.wheelhouse``).
 
 - ``lambda_functions_construct``:
-  :class:`~infra.lambda_functions.lambda_functions_construct.LambdaFunctions`, the layer and
-  its Docker-free bundler.
+  :class:`~infra.lambda_functions.lambda_functions_construct.LambdaFunctions`, the functions
+  and their environment.
+- ``dependencies_layer``: the layer, its runtime and its Docker-free bundler.
+- ``function_policies``: what each function may do.
 """

@@ -1,95 +1,97 @@
 """The Lambda functions: one per ``synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS`` entry.
 
-Code: ``functions/<name>/app.py`` (tiny, one asset each) plus one shared layer holding the
-project package and its Lambda dependencies, bundled without Docker and without network by
-:class:`LocalPipBundling`, which runs ``infra.tooling.wheelhouse.bundle_layer`` (the
-wheelhouse tooling). Docker is only the fallback CDK requires to be declared.
+Code: ``functions/<name>/app.py`` (tiny, one asset each) plus the shared dependencies layer
+(``dependencies_layer.py``). Each function gets its log group, the environment its spec
+declares (:func:`function_environment`; a declared name without a value stops the synth)
+and its permissions (``function_policies.py``). StartFromEvent needs the state machine, which
+needs the other functions: :meth:`LambdaFunctions.start_runs_of` connects it afterwards.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import aws_cdk as cdk
-import jsii
-from aws_cdk import aws_lambda as lambda_, aws_logs as logs
+from aws_cdk import (
+    aws_lambda as lambda_,
+    aws_logs as logs,
+    aws_s3 as s3,
+    aws_secretsmanager as secretsmanager,
+    aws_sns as sns,
+    aws_stepfunctions as sfn,
+)
 from constructs import Construct
 
-from infra import REPO_ROOT
-from infra.tooling.wheelhouse import LAMBDA_PYTHON_VERSION, bundle_layer
+from infra.lambda_functions.dependencies_layer import ARCHITECTURE, RUNTIME, dependencies_layer
+from infra.lambda_functions.function_policies import grant_function_access
+from infra.log_groups import retained_log_group
+from infra.stack_settings import Settings
+from infra.wiring_checks import require_values
 from synapse_pipelines.workflow import wiring as wf
 
-#: The functions' and the layer's runtime: the Python the wheelhouse is filled for.
-RUNTIME: lambda_.Runtime = getattr(
-    lambda_.Runtime, f"PYTHON_{LAMBDA_PYTHON_VERSION.replace('.', '_')}"
-)
+#: StartFromEvent's state machine ARN until :meth:`LambdaFunctions.start_runs_of` sets it.
+_STATE_MACHINE_ARN_PENDING = "set-after-the-state-machine"
 
 
-@jsii.implements(cdk.ILocalBundling)
-class LocalPipBundling:
-    """CDK local bundling of the dependencies layer (no Docker)."""
-
-    def try_bundle(self, output_dir: str, *, image: Any = None, **_options: Any) -> bool:
-        bundle_layer(Path(output_dir))
-        return True
+def function_environment(
+    settings: Settings,
+    *,
+    results: s3.IBucket,
+    boss_token: secretsmanager.ISecret,
+    topic: sns.ITopic,
+) -> dict[str, dict[str, str]]:
+    """Each function's environment beyond powertools' (names: ``wiring.ENV_*``)."""
+    bucket = results.bucket_name
+    return {
+        "ValidateRequest": {
+            wf.ENV_RESULTS_BUCKET: bucket,
+            wf.ENV_BOSS_TOKEN_SECRET: boss_token.secret_arn,
+            wf.ENV_TOPIC_ARN: topic.topic_arn,
+            wf.ENV_DETECT_MEMORY_MIB: str(settings.detect_job.memory_mib),
+            wf.ENV_LARGE_DETECT_MEMORY_MIB: str(settings.large_detect_job.memory_mib),
+        },
+        "PublishToS3": {
+            wf.ENV_RESULTS_BUCKET: bucket,
+            wf.ENV_PRESIGN_SECONDS: str(settings.presign_expiry_seconds),
+            wf.ENV_NEUROGLANCER_URL: settings.neuroglancer_url,
+        },
+        "DescribeFailure": {wf.ENV_RESULTS_BUCKET: bucket},
+        "StartFromEvent": {wf.ENV_STATE_MACHINE_ARN: _STATE_MACHINE_ARN_PENDING},
+    }
 
 
 class LambdaFunctions(Construct):
-    """The Lambda handlers, their dependencies layer and their log groups."""
+    """The Lambda handlers, their dependencies layer, log groups, environment and permissions."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        settings: Settings,
+        results: s3.IBucket,
+        boss_token: secretsmanager.ISecret,
+        topic: sns.ITopic,
         log_retention: logs.RetentionDays,
-        environment: dict[str, dict[str, str]],
     ) -> None:
         super().__init__(scope, construct_id)
-        self.layer = lambda_.LayerVersion(
-            self,
-            "Dependencies",
-            description="synapse-pipelines package + Lambda dependencies (pip, manylinux)",
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            code=lambda_.Code.from_asset(
-                str(REPO_ROOT / "batch_image" / "synapse_pipelines"),
-                # the bundle is built from the whole project; hash what comes out
-                asset_hash_type=cdk.AssetHashType.OUTPUT,
-                bundling=cdk.BundlingOptions(
-                    image=RUNTIME.bundling_image,
-                    local=LocalPipBundling(),
-                    command=[
-                        "bash",
-                        "-c",
-                        "echo 'Docker bundling is not supported: install Python and pip' && exit 1",
-                    ],
-                ),
-            ),
+        self.layer = dependencies_layer(self)
+        environment = function_environment(
+            settings, results=results, boss_token=boss_token, topic=topic
         )
         self.functions: dict[str, lambda_.Function] = {}
         for logical_id, spec in wf.LAMBDA_FUNCTIONS.items():
-            log_group = logs.LogGroup(
-                self,
-                f"{logical_id}Logs",
-                retention=log_retention,
-                removal_policy=cdk.RemovalPolicy.DESTROY,
-            )
+            log_group = retained_log_group(self, f"{logical_id}Logs", log_retention)
             env = {
                 "POWERTOOLS_SERVICE_NAME": wf.POWERTOOLS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": wf.METRICS_NAMESPACE,
                 **environment.get(logical_id, {}),
             }
-            missing = [name for name in spec.environment if name not in env]
-            if missing:
-                raise ValueError(f"{logical_id}: no value for environment {missing}")
-            fn = lambda_.Function(
+            require_values(logical_id, "environment", spec.environment, env)
+            self.functions[logical_id] = lambda_.Function(
                 self,
                 logical_id,
                 description=spec.description,
                 runtime=RUNTIME,
-                architecture=lambda_.Architecture.X86_64,
+                architecture=ARCHITECTURE,
                 handler=spec.handler,
                 code=lambda_.Code.from_asset(str(spec.source_dir)),
                 layers=[self.layer],
@@ -99,4 +101,10 @@ class LambdaFunctions(Construct):
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
-            self.functions[logical_id] = fn
+        grant_function_access(self.functions, results=results, boss_token=boss_token, topic=topic)
+
+    def start_runs_of(self, state_machine: sfn.StateMachine) -> None:
+        """Let StartFromEvent start ``state_machine`` (its ARN and the permission)."""
+        starter = self.functions["StartFromEvent"]
+        starter.add_environment(wf.ENV_STATE_MACHINE_ARN, state_machine.state_machine_arn)
+        state_machine.grant_start_execution(starter)

@@ -6,4 +6,5 @@ runtime executes the very same file.
 
 - ``state_machine_construct``:
   :class:`~infra.state_machine.state_machine_construct.SynapseDetectionStateMachine`.
+- ``state_machine_policies``: what the role may do (CDK cannot see inside the ASL file).
 """
