@@ -27,6 +27,10 @@ from infra.stack_settings import Settings
 from infra.wiring_checks import require_values
 from synapse_pipelines.workflow import wiring as wf
 
+#: What a handler folder may hold that the function must not ship: byte code that local runs
+#: and tests write there (it would make the asset, and so each deployment, depend on them).
+_NOT_SHIPPED = ["__pycache__", "*.pyc"]
+
 #: StartFromEvent's state machine ARN until :meth:`LambdaFunctions.start_runs_of` sets it.
 _STATE_MACHINE_ARN_PENDING = "set-after-the-state-machine"
 
@@ -93,7 +97,7 @@ class LambdaFunctions(Construct):
                 runtime=RUNTIME,
                 architecture=ARCHITECTURE,
                 handler=spec.handler,
-                code=lambda_.Code.from_asset(str(spec.source_dir)),
+                code=lambda_.Code.from_asset(str(spec.source_dir), exclude=_NOT_SHIPPED),
                 layers=[self.layer],
                 timeout=cdk.Duration.seconds(spec.timeout_seconds),
                 memory_size=spec.memory_mib,
