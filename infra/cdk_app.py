@@ -44,6 +44,7 @@ def build_app(
 
 
 def main() -> None:
+    """Synthesise the app (what ``cdk synth`` and ``cdk deploy`` run)."""
     app, _ = build_app()
     app.synth()
 

@@ -67,12 +67,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class JobSize:
+    """vCPU and memory of a Batch job (``{"vcpu", "memoryMiB"}`` in context)."""
+
     vcpu: float
     memory_mib: int
 
 
 @dataclass(frozen=True)
 class ExistingVpc:
+    """A VPC to run the jobs in instead of a new one (``existingVpc``)."""
+
     vpc_id: str
     availability_zones: tuple[str, ...]
     private_subnet_ids: tuple[str, ...]
@@ -80,6 +84,8 @@ class ExistingVpc:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every deployment setting, validated."""
+
     stack_name: str
     notification_email: str | None
     existing_vpc: ExistingVpc | None

@@ -57,6 +57,7 @@ def runtime_closure(project: str = "synapse-pipelines") -> dict[str, str]:
 
 
 def main() -> None:
+    """Write the pins of the installed runtime closure to :data:`OUT`."""
     pins = runtime_closure()
     OUT.write_text(HEADER + "".join(f"{n}=={v}\n" for n, v in pins.items()))
     print(f"{len(pins)} pins written to {OUT}")

@@ -247,6 +247,7 @@ def bundle_layer(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``--fill-wheelhouse``: fill :data:`WHEELHOUSE` and report what it holds."""
     parser = argparse.ArgumentParser(prog="python -m infra.tooling.wheelhouse")
     parser.add_argument(
         "--fill-wheelhouse",
