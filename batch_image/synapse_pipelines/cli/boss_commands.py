@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import parse_zyx
 
 boss_app = typer.Typer(
     name="boss",
@@ -131,14 +132,13 @@ def load(
     import numpy as np
 
     from synapse_pipelines.io.boss import BossClient, load_experiment
-    from synapse_pipelines.io.volumes import load_channels, parse_named_path, parse_triple
+    from synapse_pipelines.io.volumes import load_channels, parse_named_path
 
     annotations: dict[str, np.ndarray] = {}
     if synthetic:
         from synapse_pipelines.science.synthetic import make_experiment
 
-        shape = parse_triple(synthetic, option="--synthetic", kind=int)
-        exp = make_experiment(tuple(shape), seed=seed)
+        exp = make_experiment(parse_zyx(synthetic, field="--synthetic"), seed=seed)
         volumes = {k: np.asarray(v) for k, v in exp.channels.items()}
         annotations["annotation"] = np.asarray(exp.annotation)
         size, unit = tuple(exp.voxel_size), exp.voxel_unit
@@ -158,7 +158,7 @@ def load(
             name, path = parse_named_path(text, option="--annotation")
             annotations[name] = np.asarray(read_volume_file(path, option="--annotation").data)
     if voxel_size:
-        size = parse_triple(voxel_size, option="--voxel-size")
+        size = parse_zyx(voxel_size, field="--voxel-size", kind=float)
     if voxel_unit:
         unit = voxel_unit
     bare_host, proto = _split_host(host, protocol)

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import parse_zyx
 
 console = Console(highlight=False)
 
@@ -155,7 +156,7 @@ def demo(
     """
     from synapse_pipelines.local.runtime import Demo
 
-    shape = _parse_shape(size)
+    shape = parse_zyx(size, field="--size")
     t0 = time.perf_counter()
     progress = _Progress(verbose=verbose)
     with Demo(shape=shape, seed=seed, out=out, job_log_sink=progress.job_line) as d:
@@ -230,18 +231,6 @@ def _wait_for_interrupt() -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise SynapsePipelinesError(
-            f"invalid size {text!r}", field="--size", hint="give three positive sizes z,y,x"
-        )
-    return parts  # type: ignore[return-value]
 
 
 def _token(request: Any) -> str:
