@@ -20,12 +20,9 @@ import zarr
 
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io import outputs
-from synapse_pipelines.io.boss import (
-    BossClient,
-    CoordinateFrame,
-    labels_channel_name,
-    mask_channel_name,
-)
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import moto_adapters, runtime as lr
 from synapse_pipelines.local.boss_server import LocalBossServer

@@ -20,7 +20,9 @@ import pytest
 
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import BossClient, CoordinateFrame, mask_channel_name
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_publish import mask_channel_name
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import read_volume, verify_manifest
 from synapse_pipelines.local import moto_adapters, runtime as lr
 from synapse_pipelines.local.boss_server import LocalBossServer

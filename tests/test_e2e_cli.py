@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.local import runtime as lr
 from synapse_pipelines.local.boss_server import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment

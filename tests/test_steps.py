@@ -412,7 +412,7 @@ def test_steps_chain_detect_report_publish(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("synapse_pipelines.science.detection")
-    from synapse_pipelines.io import boss as boss_module
+    from synapse_pipelines.io import boss_publish as boss_module
 
     bucket = lambda_env[wf.ENV_RESULTS_BUCKET]
     output = boss_server.unique("chain")

@@ -10,15 +10,19 @@ printed. ``serve`` without a token generates one and stores it in ``DIR/token`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import parse_zyx
+from synapse_pipelines.io.volumes import load_channels, parse_named_path, read_volume_file
+from synapse_pipelines.science.synthetic import make_experiment
 
 boss_app = typer.Typer(
     name="boss",
@@ -69,8 +73,6 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
 ) -> None:
     """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
-    import logging
-
     from synapse_pipelines.local.boss_server import serve as run_server
 
     logging.basicConfig(
@@ -129,15 +131,14 @@ def load(
     token: TokenOption = None,
 ) -> None:
     """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator."""
-    import numpy as np
+    # intern takes ~0.5 s to import: only the commands that talk to BOSS load it
+    from synapse_pipelines.io.boss_client import BossClient
 
-    from synapse_pipelines.io.boss import BossClient, load_experiment
-    from synapse_pipelines.io.volumes import load_channels, parse_named_path
+    # local/* is imported when the command runs: the Batch image loads this module too
+    from synapse_pipelines.local.boss_loading import load_experiment
 
     annotations: dict[str, np.ndarray] = {}
     if synthetic:
-        from synapse_pipelines.science.synthetic import make_experiment
-
         exp = make_experiment(parse_zyx(synthetic, field="--synthetic"), seed=seed)
         volumes = {k: np.asarray(v) for k, v in exp.channels.items()}
         annotations["annotation"] = np.asarray(exp.annotation)
@@ -152,8 +153,6 @@ def load(
         chans = load_channels(inputs or [], channel or [])
         volumes = {k: np.asarray(v) for k, v in chans.channels.items()}
         size, unit = chans.voxel_size or (1.0, 1.0, 1.0), chans.voxel_unit or "nanometers"
-        from synapse_pipelines.io.volumes import read_volume_file
-
         for text in annotation or []:
             name, path = parse_named_path(text, option="--annotation")
             annotations[name] = np.asarray(read_volume_file(path, option="--annotation").data)
@@ -188,7 +187,8 @@ def ls(
     token: TokenOption = None,
 ) -> None:
     """List collections, a collection's experiments, or an experiment's channels."""
-    from synapse_pipelines.io.boss import BossClient
+    # intern takes ~0.5 s to import: only the commands that talk to BOSS load it
+    from synapse_pipelines.io.boss_client import BossClient
 
     bare_host, proto = _split_host(host, protocol)
     client = BossClient(bare_host, proto, _need_token(token))

@@ -638,7 +638,7 @@ def seed_synthetic_experiment(
     """Create ``collection/experiment`` in BOSS and upload every synthetic channel (uint8
     image channels named like collman15v2) plus the uint64 ``annotation`` ground truth."""
     from synapse_pipelines.core.geometry import Box
-    from synapse_pipelines.io.boss import CoordinateFrame
+    from synapse_pipelines.io.boss_resources import CoordinateFrame
 
     shape = tuple(int(s) for s in experiment_data.shape)
     box = Box((0, 0, 0), shape)
@@ -745,7 +745,7 @@ class Demo:
 
     def setup(self, on_phase: Callable[[str], None] | None = None) -> None:
         """Generate the experiment, start the local BOSS and load it, start local AWS."""
-        from synapse_pipelines.io.boss import BossClient
+        from synapse_pipelines.io.boss_client import BossClient
         from synapse_pipelines.local.boss_server import LocalBossServer
         from synapse_pipelines.science.synthetic import make_experiment
 

@@ -190,7 +190,7 @@ class BlockwiseJob:
             if self._boss_factory is not None:
                 self._boss = self._boss_factory(self.request, token)
             else:
-                from synapse_pipelines.io.boss import BossClient
+                from synapse_pipelines.io.boss_client import BossClient
 
                 self._boss = BossClient.for_request(self.request, token)
         return self._boss
@@ -363,7 +363,7 @@ class BlockwiseJob:
     # -- PublishToBoss, block by block -----------------------------------------------------
     def prepare_publication(self) -> dict[str, Any]:
         """Check and create the output channels once, before the blocks are pushed."""
-        from synapse_pipelines.io import boss as boss_module
+        from synapse_pipelines.io import boss_publish as boss_module
         from synapse_pipelines.workflow import steps
 
         client = self._client()
@@ -376,7 +376,7 @@ class BlockwiseJob:
     def publish_block(self, arrays: ResultArrays, index: int) -> bool:
         """Push one block's mask and ids (read from the result arrays) to BOSS; pushes are
         idempotent (same values to the same voxels), so a retried job simply repeats them."""
-        from synapse_pipelines.io import boss as boss_module, outputs
+        from synapse_pipelines.io import boss_publish as boss_module, outputs
 
         ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
         client = self._client()

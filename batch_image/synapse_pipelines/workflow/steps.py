@@ -201,7 +201,7 @@ class Validated(BaseModel):
 
     def coordinate_frame(self) -> Any:
         from synapse_pipelines.core.geometry import Box
-        from synapse_pipelines.io.boss import CoordinateFrame
+        from synapse_pipelines.io.boss_resources import CoordinateFrame
 
         start, stop = self.frame_extent
         return CoordinateFrame(
@@ -289,7 +289,7 @@ def validate(
     token = resolve_token(request, environ=env, secrets_client=secrets_client)
     boss = (boss_factory or _boss_client)(request, token)
 
-    from synapse_pipelines.io import boss as boss_module
+    from synapse_pipelines.io import boss_client as boss_module
 
     parameters = checked_parameters(request)
     channels = boss_module.image_channels(boss, request.collection, request.experiment)
@@ -412,7 +412,7 @@ def ensure_email_subscription(sns: Any | None, topic_arn: str, email: str) -> No
 
 
 def _boss_client(request: SynapseRequest, token: str) -> Any:
-    from synapse_pipelines.io.boss import BossClient
+    from synapse_pipelines.io.boss_client import BossClient
 
     return BossClient(request.boss_host, request.boss_protocol, token)
 
@@ -603,7 +603,7 @@ def publish_boss(
     log: Log = _print,
 ) -> dict[str, Any]:
     """Push the prediction mask and the synapse ids to the request's output experiment in BOSS."""
-    from synapse_pipelines.io import boss as boss_module, outputs
+    from synapse_pipelines.io import boss_publish as boss_module, outputs
 
     client, validated, request, boss = _open_run(bucket, results_key, environ, s3, boss_factory)
     if validated.detect_mode == "blockwise":
@@ -646,7 +646,7 @@ def publish_s3(
     s3: Any | None = None,
 ) -> dict[str, Any]:
     """manifest.json (with S3 locations and checksums), links.csv, presigned URLs, messages."""
-    from synapse_pipelines.io import boss as boss_module
+    from synapse_pipelines.io import boss_links as boss_module
 
     env = os.environ if environ is None else environ
     client = _s3(s3)
