@@ -25,7 +25,7 @@ from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_
 from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import moto_adapters, runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science import detection, features
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow.blockwise_job import blockwise_prefix

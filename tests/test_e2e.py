@@ -25,7 +25,7 @@ from synapse_pipelines.io.boss_publish import mask_channel_name
 from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import read_volume, verify_manifest
 from synapse_pipelines.local import moto_adapters, runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow import wiring as wf
 

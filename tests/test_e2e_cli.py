@@ -18,7 +18,7 @@ import pytest
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.local import runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow import wiring as wf
 

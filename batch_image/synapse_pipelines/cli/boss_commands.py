@@ -73,7 +73,9 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
 ) -> None:
     """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
-    from synapse_pipelines.local.boss_server import serve as run_server
+    # local/* is imported when the command runs: it needs waitress, of the [local] extra, and
+    # the Batch image (which loads this module too) installs none
+    from synapse_pipelines.local.boss_process import LocalBossServer, ready_message
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -94,10 +96,11 @@ def serve(
                 fh.write(token + "\n")
         typer.echo(f"no --token/BOSS_TOKEN given: using the token stored in {token_file}", err=True)
 
-    def ready(url: str) -> None:
-        typer.echo(f"local BOSS serving {data_dir} at {url} (Ctrl-C to stop)", err=True)
-
-    run_server(data_dir, token, host=host, port=port, threads=threads, ready=ready)
+    server = LocalBossServer(
+        data_dir, token, port=port, bind=host, threads=threads, access_log=True
+    )
+    typer.echo(ready_message(data_dir, server.url), err=True)
+    server.serve_forever()
 
 
 @boss_app.command("load")

@@ -746,7 +746,7 @@ class Demo:
     def setup(self, on_phase: Callable[[str], None] | None = None) -> None:
         """Generate the experiment, start the local BOSS and load it, start local AWS."""
         from synapse_pipelines.io.boss_client import BossClient
-        from synapse_pipelines.local.boss_server import LocalBossServer
+        from synapse_pipelines.local.boss_process import LocalBossServer
         from synapse_pipelines.science.synthetic import make_experiment
 
         def phase(name: str) -> None:
