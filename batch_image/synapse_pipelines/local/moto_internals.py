@@ -1,17 +1,20 @@
 """The guard on moto's internals: the version and the exact signatures this package patches.
 
 moto 5.2.5 is pinned (``pyproject.toml``) because the local runtime replaces six of its
-internals (:mod:`~synapse_pipelines.local.moto_lambda`, :mod:`~synapse_pipelines.local.moto_batch`,
+methods (:mod:`~synapse_pipelines.local.moto_lambda`, :mod:`~synapse_pipelines.local.moto_batch`,
 :mod:`~synapse_pipelines.local.moto_stepfunctions`, :mod:`~synapse_pipelines.local.moto_events`;
-installed by :mod:`~synapse_pipelines.local.moto_server`). Owns :func:`internals` (what is
-replaced, with the parameters it was written against), :func:`check_moto_internals` (run on
-every install and by ``tests/test_moto_compat.py``: an upgrade fails loudly at start-up
-instead of silently echoing payloads) and :data:`ORIGINALS`, moto's own methods while the
-patches are installed (a patch hands what is not ours back to them).
+installed by :mod:`~synapse_pipelines.local.moto_server`). Owns :data:`PATCHED` (what is
+replaced, with the parameters it was written against) and :data:`USED` (what the adapters
+read or call), :func:`check_moto_internals` (run on every install and by
+``tests/test_moto_compat.py``: an upgrade fails loudly at start-up instead of silently echoing
+payloads) and :data:`ORIGINALS`, moto's own methods while the patches are installed (a patch
+hands what is not ours back to them). Internals are named by module path and imported by
+:func:`internals`, so one that moved is reported as such rather than failing an import.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +24,62 @@ import moto
 #: the moto version every patch was checked against (pyproject pins it)
 SUPPORTED_MOTO_VERSION = "5.2.5"
 
-#: moto's own methods while the patches are installed: internals() key -> method
+_SFN_TASKS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service"
+
+#: what the adapters replace: key -> (module, class, method, its positional parameters)
+PATCHED: dict[str, tuple[str, str, str, list[str]]] = {
+    "lambda.invoke": (
+        "moto.awslambda_simple.models",
+        "LambdaSimpleBackend",
+        "invoke",
+        ["self", "function_name", "qualifier", "body", "headers", "response_headers"],
+    ),
+    "batch.mark_finished": (
+        "moto.batch_simple.models",
+        "BatchSimpleBackend",
+        "_mark_job_as_finished",
+        ["self", "include_start_attempt", "job"],
+    ),
+    "sfn.batch.normalise_parameters": (
+        f"{_SFN_TASKS}.state_task_service_batch",
+        "StateTaskServiceBatch",
+        "_normalise_parameters",
+        ["self", "parameters", "boto_service_name", "service_action_name"],
+    ),
+    "sfn.batch.normalise_response": (
+        f"{_SFN_TASKS}.state_task_service_batch",
+        "StateTaskServiceBatch",
+        "_normalise_response",
+        ["self", "response", "boto_service_name", "service_action_name"],
+    ),
+    "events.send_to_targets": (
+        "moto.events.models",
+        "Rule",
+        "send_to_targets",
+        ["self", "original_event", "transform_input"],
+    ),
+    "sfn.start_execution": (
+        "moto.stepfunctions.parser.models",
+        "StepFunctionsParserBackend",
+        "start_execution",
+        ["self", "state_machine_arn", "name", "execution_input", "trace_header"],
+    ),
+}
+
+#: what the adapters read or call on moto objects: (module, class, attribute)
+USED: tuple[tuple[str, str, str], ...] = (
+    ("moto.batch.models", "Job", "_mark_stopped"),
+    ("moto.batch.models", "Job", "_add_parameters_to_command"),
+    ("moto.batch.models", "Job", "_get_container_property"),
+    ("moto.batch.models", "Job", "_get_attempt_duration"),
+    ("moto.batch.models", "JobDefinition", "_get_resource_requirement"),
+    (f"{_SFN_TASKS}.state_task_service", "StateTaskService", "_to_boto_request"),
+    (f"{_SFN_TASKS}.state_task_service", "StateTaskService", "_from_boto_response"),
+    (f"{_SFN_TASKS}.state_task_service", "StateTaskService", "_get_boto_service_name"),
+    (f"{_SFN_TASKS}.state_task_service", "StateTaskService", "_get_boto_service_action"),
+)
+
+#: moto's own methods while the patches are installed: PATCHED key -> method
 ORIGINALS: dict[str, Callable[..., Any]] = {}
 
 
@@ -29,50 +87,15 @@ class MotoCompatError(RuntimeError):
     """moto's internals differ from what this package patches (upgrade without re-checking)."""
 
 
-def internals() -> dict[str, tuple[Any, str, list[str]]]:
-    """name -> (owner class, attribute, expected positional parameter names)."""
-    # imported here, inside check_moto_internals' ImportError guard: a moved module becomes
-    # a MotoCompatError naming it
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-    from moto.batch_simple.models import BatchSimpleBackend
-    from moto.events.models import Rule
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_batch as sfn_batch,
-    )
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+def _class(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
 
-    return {
-        "lambda.invoke": (
-            LambdaSimpleBackend,
-            "invoke",
-            ["self", "function_name", "qualifier", "body", "headers", "response_headers"],
-        ),
-        "batch.mark_finished": (
-            BatchSimpleBackend,
-            "_mark_job_as_finished",
-            ["self", "include_start_attempt", "job"],
-        ),
-        "sfn.batch.normalise_parameters": (
-            sfn_batch.StateTaskServiceBatch,
-            "_normalise_parameters",
-            ["self", "parameters", "boto_service_name", "service_action_name"],
-        ),
-        "sfn.batch.normalise_response": (
-            sfn_batch.StateTaskServiceBatch,
-            "_normalise_response",
-            ["self", "response", "boto_service_name", "service_action_name"],
-        ),
-        "events.send_to_targets": (
-            Rule,
-            "send_to_targets",
-            ["self", "original_event", "transform_input"],
-        ),
-        "sfn.start_execution": (
-            StepFunctionsParserBackend,
-            "start_execution",
-            ["self", "state_machine_arn", "name", "execution_input", "trace_header"],
-        ),
-    }
+
+def internals() -> dict[str, tuple[Any, str, list[str]]]:
+    """PATCHED key -> (owner class, attribute, expected positional parameter names).
+
+    Raises ImportError or AttributeError when a module or class moved."""
+    return {key: (_class(m, c), attr, params) for key, (m, c, attr, params) in PATCHED.items()}
 
 
 def check_moto_internals() -> None:
@@ -85,7 +108,8 @@ def check_moto_internals() -> None:
         )
     try:
         table = internals()
-    except ImportError as exc:  # a module moved
+        used = [(_class(m, c), attr) for m, c, attr in USED]
+    except (ImportError, AttributeError) as exc:  # a module or class moved
         raise MotoCompatError(f"moto internals moved: {exc}") from exc
     for key, (owner, attr, params) in table.items():
         fn = ORIGINALS.get(key) or getattr(owner, attr, None)
@@ -95,23 +119,7 @@ def check_moto_internals() -> None:
         got = list(inspect.signature(fn).parameters)
         if got != params:
             problems.append(f"{owner.__qualname__}.{attr}{tuple(got)} != expected {tuple(params)}")
-    # attributes the patches read or write on moto objects (imported here for the same reason)
-    from moto.batch.models import Job, JobDefinition
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (  # noqa: E501
-        StateTaskService,
-    )
-
-    for owner, attr in [
-        (Job, "_mark_stopped"),
-        (Job, "_add_parameters_to_command"),
-        (Job, "_get_container_property"),
-        (Job, "_get_attempt_duration"),
-        (JobDefinition, "_get_resource_requirement"),
-        (StateTaskService, "_to_boto_request"),
-        (StateTaskService, "_from_boto_response"),
-        (StateTaskService, "_get_boto_service_name"),
-        (StateTaskService, "_get_boto_service_action"),
-    ]:
+    for owner, attr in used:
         if not hasattr(owner, attr):
             problems.append(f"{owner.__qualname__}.{attr} no longer exists")
     if problems:

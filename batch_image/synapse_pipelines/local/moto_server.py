@@ -43,8 +43,9 @@ MOTO_CONFIG: dict[str, dict[str, bool]] = {
     "batch": {"use_docker": False},
 }
 
+#: keys whose attribute was inherited (not in the owner's own __dict__): uninstall deletes ours
 _INHERITED: set[str] = set()
-#: internals() key -> its replacement
+#: PATCHED key -> its replacement
 _PATCHES: dict[str, Callable[..., Any]] = {
     "lambda.invoke": lambda_invoke,
     "batch.mark_finished": batch_mark_job_as_finished,
