@@ -49,7 +49,7 @@ from synapse_pipelines.local.boss_api_errors import (
     UNHANDLED,
     ApiError,
 )
-from synapse_pipelines.local.boss_metadata import Volume
+from synapse_pipelines.local.boss_metadata import ChannelVolume
 from synapse_pipelines.local.boss_storage import BossStore
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ class BossApp:
         raise self._method_error(req)
 
     # -- cutouts
-    def _region(self, vol: Volume, args: list[str]) -> tuple[tuple[slice, ...], bool]:
+    def _region(self, vol: ChannelVolume, args: list[str]) -> tuple[tuple[slice, ...], bool]:
         """Array-index region (t, z, y, x) for res/x/y/z[/t]; and whether t was given."""
         if len(args) not in (4, 5):
             raise ApiError(
@@ -359,7 +359,7 @@ class BossApp:
             return 201, [("Content-Type", "application/json")], b""
         raise self._method_error(req)
 
-    def _decode(self, vol: Volume, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    def _decode(self, vol: ChannelVolume, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
         expected = int(np.prod(shape)) * vol.dtype.itemsize
         if len(raw) < 16:
             raise ApiError(400, INVALID_REQUEST, "cutout body is not blosc-compressed data")
@@ -386,7 +386,7 @@ class BossApp:
             raise ApiError(400, INVALID_REQUEST, "cutout body is not valid blosc data") from None
         return np.frombuffer(buf, dtype=vol.dtype).reshape(shape)
 
-    def _filter(self, vol: Volume, data: np.ndarray, text: str) -> np.ndarray:
+    def _filter(self, vol: ChannelVolume, data: np.ndarray, text: str) -> np.ndarray:
         if vol.type != "annotation":
             raise ApiError(400, INVALID_CUTOUT_ARGS, "filter is only valid on annotation channels")
         try:

@@ -3,10 +3,10 @@
 Owns :class:`BossMetadata`: BOSS's v1 project service (list / create / get / update / delete
 with BOSS's JSON shapes, name rules and refusals: a parent that still has children, or a
 coordinate frame still used by an experiment, is not deleted), id reservations, and
-:meth:`BossMetadata.resolve_volume`, the snapshot of a channel (:class:`Volume`) that a cutout
-needs. Persisted as ``<data_dir>/metadata.json``, rewritten atomically under a lock. Channels
-have internal uids, so renames move no data and a deleted-then-recreated channel starts empty;
-the voxels themselves are :mod:`synapse_pipelines.local.boss_storage`'s.
+:meth:`BossMetadata.resolve_volume`, the snapshot of a channel (:class:`ChannelVolume`)
+that a cutout needs. Persisted as ``<data_dir>/metadata.json``, rewritten atomically under a
+lock. Channels have internal uids, so renames move no data and a deleted-then-recreated
+channel starts empty; the voxels themselves are :mod:`synapse_pipelines.local.boss_storage`'s.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ NAME_RE = re.compile(r"^[\w-]+$")
 
 
 @dataclass(frozen=True)
-class Volume:
+class ChannelVolume:
     """What serving a cutout of one channel needs, snapshot from the data model."""
 
     uid: str
@@ -411,7 +411,7 @@ class BossMetadata:
             return first
 
     # -- volume service
-    def resolve_volume(self, c: str, e: str, ch: str) -> Volume:
+    def resolve_volume(self, c: str, e: str, ch: str) -> ChannelVolume:
         """Everything needed to serve a cutout, snapshot under the metadata lock."""
         with self._meta_lock:
             chan = self._channel(c, e, ch)
@@ -424,7 +424,7 @@ class BossMetadata:
                 frame["y_stop"],
                 frame["x_stop"],
             )
-            return Volume(
+            return ChannelVolume(
                 uid=chan["uid"],
                 dtype=np.dtype(DATATYPES[chan["datatype"]]),
                 datatype=chan["datatype"],

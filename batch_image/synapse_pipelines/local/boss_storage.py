@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from synapse_pipelines.local.boss_metadata import BossMetadata, Volume
+from synapse_pipelines.local.boss_metadata import BossMetadata, ChannelVolume
 
 #: BOSS cuboid, (z, y, x); the chunk shape of every stored channel (with t = 1).
 CUBOID = (16, 512, 512)
@@ -64,7 +64,7 @@ class BossStore(BossMetadata):
     def _volume_path(self, uid: str) -> Path:
         return self.data_dir / "volumes" / f"{uid}.zarr"
 
-    def _ensure_array(self, vol: Volume) -> Path:
+    def _ensure_array(self, vol: ChannelVolume) -> Path:
         """Create the channel's Zarr array metadata on first write; return its folder.
 
         Only ``zarr.json`` is written through zarr: chunks are read and written directly
@@ -88,17 +88,17 @@ class BossStore(BossMetadata):
             self._arrays[vol.uid] = True
         return path
 
-    def _chunk_file(self, vol: Volume, key: tuple[int, ...]) -> Path:
+    def _chunk_file(self, vol: ChannelVolume, key: tuple[int, ...]) -> Path:
         return self._volume_path(vol.uid).joinpath("c", *(str(k) for k in key))
 
-    def _load_chunk(self, vol: Volume, key: tuple[int, ...]) -> np.ndarray | None:
+    def _load_chunk(self, vol: ChannelVolume, key: tuple[int, ...]) -> np.ndarray | None:
         try:
             raw = self._chunk_file(vol, key).read_bytes()
         except FileNotFoundError:
             return None
         return np.frombuffer(blosc.decompress(raw), dtype=vol.dtype).reshape(CHUNK)
 
-    def _store_chunk(self, vol: Volume, key: tuple[int, ...], chunk: np.ndarray) -> None:
+    def _store_chunk(self, vol: ChannelVolume, key: tuple[int, ...], chunk: np.ndarray) -> None:
         path = self._chunk_file(vol, key)
         if not chunk.any():  # zarr's write_empty_chunks=False: absent means all fill (0)
             with contextlib.suppress(FileNotFoundError):
@@ -135,7 +135,7 @@ class BossStore(BossMetadata):
         return tuple(in_chunk), tuple(in_region)
 
     @contextlib.contextmanager
-    def _locked(self, vol: Volume, region: tuple[slice, ...]) -> Iterator[None]:
+    def _locked(self, vol: ChannelVolume, region: tuple[slice, ...]) -> Iterator[None]:
         stripes = {hash((vol.uid, *key)) % _LOCK_STRIPES for key in self._chunk_keys(region)}
         locks = [self._chunk_locks[i] for i in sorted(stripes)]
         for lock in locks:
@@ -146,7 +146,7 @@ class BossStore(BossMetadata):
             for lock in reversed(locks):
                 lock.release()
 
-    def read(self, vol: Volume, region: tuple[slice, ...]) -> np.ndarray:
+    def read(self, vol: ChannelVolume, region: tuple[slice, ...]) -> np.ndarray:
         """Read a (T, Z, Y, X) region given in array indices."""
         out = np.zeros(tuple(s.stop - s.start for s in region), dtype=vol.dtype)
         if vol.uid not in self._arrays and not self._volume_path(vol.uid).exists():
@@ -159,7 +159,7 @@ class BossStore(BossMetadata):
                     out[in_region] = chunk[in_chunk]
         return out
 
-    def write(self, vol: Volume, region: tuple[slice, ...], data: np.ndarray | int) -> None:
+    def write(self, vol: ChannelVolume, region: tuple[slice, ...], data: np.ndarray | int) -> None:
         """Write ``data`` (shaped like ``region``, or a scalar) to a (T, Z, Y, X) region."""
         self._ensure_array(vol)
         scalar = not isinstance(data, np.ndarray)
@@ -180,7 +180,7 @@ class BossStore(BossMetadata):
                 chunk[in_chunk] = data if scalar else data[in_region]  # type: ignore[index]
                 self._store_chunk(vol, key, chunk)
 
-    def stored_chunks(self, vol: Volume) -> Iterator[tuple[slice, ...]]:
+    def stored_chunks(self, vol: ChannelVolume) -> Iterator[tuple[slice, ...]]:
         """Regions of the cuboids that have been written (for id searches)."""
         path = self._volume_path(vol.uid) / "c"
         if not path.exists():
