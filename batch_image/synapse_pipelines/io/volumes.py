@@ -27,7 +27,6 @@ from synapse_pipelines.io.ome_tiff import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
-ZARR_SUFFIXES = (".zarr", ".zarr/")
 SUPPORTED = "TIFF (.tif/.tiff, incl. OME-TIFF), NumPy (.npy) or Zarr (.zarr)"
 
 _UNIT_ALIASES = {

@@ -202,14 +202,6 @@ class LocalRuntime:
             results_key=req.results_key,
         )
 
-    def start_raw(self, execution_input: Mapping[str, Any], name: str) -> str:
-        """Start an execution with an arbitrary input (tests: a request the CLI would refuse)."""
-        return self.client("stepfunctions").start_execution(
-            stateMachineArn=self.res.state_machine_arn,
-            name=name,
-            input=json.dumps(dict(execution_input)),
-        )["executionArn"]
-
     def put_request_event(self, detail: Mapping[str, Any]) -> str:
         """Put a "Synapse Detection Requested" event on the bus (the EventBridge route)."""
         (entry,) = self.client("events").put_events(
