@@ -15,8 +15,10 @@ of many objects (no single URL, needs a Zarr-aware reader); pickle is neither po
 nor safe to load. The OME schema has no uint64 pixel type, so ids are stored as uint32
 (a volume with more than 4 294 967 295 synapses is refused with a clear error).
 
-Everything written here goes through :func:`_atomic_write` (temporary file + rename), so a
-reader never sees half a file, and nothing is overwritten unless asked.
+The volume files themselves (write, read, OME metadata) are
+:mod:`synapse_pipelines.io.ome_tiff`'s. Everything written here goes through its
+:func:`~synapse_pipelines.io.ome_tiff.atomic_write` (temporary file + rename), so a reader
+never sees half a file, and nothing is overwritten unless asked.
 """
 
 from __future__ import annotations
@@ -24,21 +26,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
 import re
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
-import tifffile
 
 from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT etc.
     ARTEFACTS as ARTEFACTS,
@@ -53,21 +50,16 @@ from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT et
     SYNAPSES_CSV as SYNAPSES_CSV,
     SYNAPSES_META as SYNAPSES_META,
 )
-from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.ome_tiff import (  # re-exported: outputs.read_volume etc.
+    OutputError as OutputError,
+    Volume as Volume,
+    atomic_write,
+    read_volume as read_volume,
+    write_volume as write_volume,
+)
 from synapse_pipelines.science.features import write_synapse_table
 
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
-
-#: BOSS voxel units -> OME UnitsLength symbols.
-OME_UNITS: dict[str, str] = {
-    "nanometers": "nm",
-    "micrometers": "µm",
-    "millimeters": "mm",
-    "centimeters": "cm",
-    "meters": "m",
-    "pixel": "pixel",
-}
-_FROM_OME_UNITS = {v: k for k, v in OME_UNITS.items()} | {"um": "micrometers"}
 
 #: Packages whose versions the manifest records.
 SOFTWARE = (
@@ -84,193 +76,6 @@ SOFTWARE = (
 )
 
 _CHUNK = 1 << 20
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read the process umask once (there is no getter)
-_OME_DESCRIPTION_KEY = "synapse_pipelines"
-
-
-class OutputError(SynapsePipelinesError):
-    """The results folder or a volume file cannot be written or read as asked."""
-
-    error_type = "OutputError"
-
-
-# -- volumes ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Volume:
-    """A volume read back from disk, with what its file said about it."""
-
-    data: np.ndarray  # z, y, x (or c, z, y, x when channel_names is not None)
-    voxel_size: tuple[float, float, float] | None
-    voxel_unit: str | None
-    origin: tuple[int, int, int] = (0, 0, 0)
-    channel_names: tuple[str, ...] | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _atomic_write(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
-    if path.exists() and not overwrite:
-        raise OutputError(
-            f"{path} already exists",
-            field="out",
-            hint="choose another output folder, or pass --overwrite to replace its results",
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _ome_unit(voxel_unit: str) -> str:
-    unit = OME_UNITS.get(voxel_unit, voxel_unit)
-    if unit not in _FROM_OME_UNITS:
-        raise OutputError(
-            f"unknown voxel unit {voxel_unit!r}",
-            field="voxel_unit",
-            hint=f"use one of {', '.join(OME_UNITS)}",
-        )
-    return unit
-
-
-def write_volume(
-    path: str | Path,
-    data: np.ndarray,
-    *,
-    voxel_size: Sequence[float],
-    voxel_unit: str = "nanometers",
-    origin: Sequence[int] = (0, 0, 0),
-    channel_names: Sequence[str] | None = None,
-    name: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-    overwrite: bool = True,
-) -> Path:
-    """Write a z, y, x volume (or c, z, y, x with ``channel_names``) as compressed OME-TIFF.
-
-    Physical voxel sizes go into the OME ``Pixels`` element (Fiji and napari show them);
-    the global ``origin`` and any ``attributes`` go as JSON into the image description.
-    uint64 data whose values fit are stored as uint32 (OME has no uint64 type).
-    """
-    path = Path(path)
-    data = np.asarray(data)
-    expected_ndim = 3 if channel_names is None else 4
-    if data.ndim != expected_ndim:
-        raise OutputError(
-            f"expected a {expected_ndim}-D volume for {path.name}, got shape {data.shape}",
-            field="data",
-        )
-    if channel_names is not None and len(channel_names) != data.shape[0]:
-        raise OutputError(
-            f"{len(channel_names)} channel names for {data.shape[0]} channels",
-            field="channel_names",
-        )
-    if data.dtype in (np.uint64, np.int64):
-        if data.size and (data.max() > np.iinfo(np.uint32).max or data.min() < 0):
-            raise OutputError(
-                f"{path.name}: ids above 4294967295 cannot be stored in OME-TIFF (no uint64)",
-                field="data",
-                hint="relabel the ids consecutively (e.g. skimage.segmentation.relabel_sequential)",
-            )
-        data = data.astype(np.uint32)
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    unit = _ome_unit(voxel_unit)
-    vz, vy, vx = (float(v) for v in voxel_size)
-    description = {
-        _OME_DESCRIPTION_KEY: {
-            "origin": [int(v) for v in origin],
-            "voxel_unit": voxel_unit,
-            **(dict(attributes) if attributes else {}),
-        }
-    }
-    meta: dict[str, Any] = {
-        "axes": "ZYX" if channel_names is None else "CZYX",
-        "PhysicalSizeZ": vz,
-        "PhysicalSizeZUnit": unit,
-        "PhysicalSizeY": vy,
-        "PhysicalSizeYUnit": unit,
-        "PhysicalSizeX": vx,
-        "PhysicalSizeXUnit": unit,
-        "Description": json.dumps(description, sort_keys=True),
-    }
-    if name:
-        meta["Name"] = name
-    if channel_names is not None:
-        meta["Channel"] = {"Name": [str(c) for c in channel_names]}
-    with _atomic_write(path, overwrite=overwrite) as tmp:
-        tifffile.imwrite(
-            tmp,
-            data,
-            ome=True,
-            photometric="minisblack",  # a last axis of 3 or 4 is not RGB(A)
-            compression="zlib",
-            compressionargs={"level": 6},
-            bigtiff=data.nbytes > 2**31,  # classic TIFF offsets stop at 4 GiB
-            metadata=meta,
-        )
-    return path
-
-
-def _ome_pixels(ome_xml: str) -> tuple[ElementTree.Element | None, ElementTree.Element | None]:
-    root = ElementTree.fromstring(ome_xml)
-    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
-    prefix = "ome:" if ns else ""
-    image = root.find(f"{prefix}Image", ns)
-    pixels = image.find(f"{prefix}Pixels", ns) if image is not None else None
-    return image, pixels
-
-
-def read_volume(path: str | Path) -> Volume:
-    """Read an OME-TIFF written by :func:`write_volume` (or any TIFF: metadata if present)."""
-    path = Path(path)
-    if not path.is_file():
-        raise OutputError(f"no file at {path}", field="path", hint="check the path")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            data = series.asarray()
-            axes = series.axes
-            ome = tif.ome_metadata
-    except (tifffile.TiffFileError, ValueError, OSError) as exc:
-        raise OutputError(f"{path} is not a readable TIFF ({exc})", field="path") from exc
-    voxel_size: tuple[float, float, float] | None = None
-    voxel_unit: str | None = None
-    origin = (0, 0, 0)
-    channel_names: tuple[str, ...] | None = None
-    attributes: dict[str, Any] = {}
-    if ome:
-        image, pixels = _ome_pixels(ome)
-        if pixels is not None:
-            sizes = [pixels.get(f"PhysicalSize{a}") for a in "ZYX"]
-            if all(s is not None for s in sizes):
-                voxel_size = tuple(float(s) for s in sizes)  # type: ignore[assignment]
-                voxel_unit = _FROM_OME_UNITS.get(pixels.get("PhysicalSizeXUnit", "µm"), "µm")
-            names = [c.get("Name") for c in pixels if c.tag.endswith("Channel")]
-            if "C" in axes and all(names):
-                channel_names = tuple(str(n) for n in names)
-        desc = image.find("{*}Description") if image is not None else None
-        if desc is not None and desc.text:
-            with contextlib.suppress(ValueError, TypeError):
-                attributes = dict(json.loads(desc.text).get(_OME_DESCRIPTION_KEY, {}))
-                origin = tuple(int(v) for v in attributes.get("origin", origin))  # type: ignore[assignment]
-                voxel_unit = attributes.get("voxel_unit", voxel_unit)
-    return Volume(
-        data=data,
-        voxel_size=voxel_size,
-        voxel_unit=voxel_unit,
-        origin=origin,
-        channel_names=channel_names,
-        attributes=attributes,
-    )
 
 
 # -- manifest -----------------------------------------------------------------------------
@@ -347,7 +152,7 @@ def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
     data["files"] = dict(sorted(files.items()))
     data["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
     path = folder / MANIFEST
-    with _atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
     return path
 
@@ -383,7 +188,7 @@ def add_files(
         target = folder / name
         if Path(name).is_absolute() or ".." in Path(name).parts or name == MANIFEST:
             raise OutputError(f"refusing to write {name!r} into {folder}", field="files")
-        with _atomic_write(target, overwrite=overwrite) as tmp:
+        with atomic_write(target, overwrite=overwrite) as tmp:
             if isinstance(content, bytes):
                 tmp.write_bytes(content)
             elif isinstance(content, Path):
