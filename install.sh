@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 python -m pip install --disable-pip-version-check -q -e ".[dev]"
 # the Lambda layer's wheels (.cache/lambda-wheels/): `cdk synth` then bundles it offline
-python -m infra.functions --fill-wheelhouse
+python -m infra.tooling.wheelhouse --fill-wheelhouse
 
 if [ -f package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error

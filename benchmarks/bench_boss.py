@@ -1,10 +1,10 @@
 """BOSS push/pull throughput against the local BOSS-compatible server, vs the original.
 
 Pushes a 64x1024x1024 uint8 prediction volume (a realistic sparse 0/255 mask by default) to
-a local server over loopback and pulls it back with :class:`synapse_pipelines.io.boss.BossClient`;
-then, in the same run, pushes it the way nomads_cloud's ``nd_boss.boss_push`` did: one
-``create_cutout`` POST per z-slice, each preceded by a ``get_project`` of the channel, and
-prints the ratio. Run::
+a local server over loopback and pulls it back with
+:class:`synapse_pipelines.io.boss_client.BossClient`; then, in the same run, pushes it the way
+nomads_cloud's ``nd_boss.boss_push`` did: one ``create_cutout`` POST per z-slice, each
+preceded by a ``get_project`` of the channel, and prints the ratio. Run::
 
     python benchmarks/bench_boss.py [--shape 64,1024,1024] [--density 0.01] [--repeat 3]
         [--workers 8] [--random]
@@ -27,8 +27,9 @@ from intern.remote.boss import BossRemote
 from intern.resource.boss.resource import ChannelResource
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io.boss import BossClient, CoordinateFrame
-from synapse_pipelines.local.boss_server import BossServerProcess, LocalBossServer
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_resources import CoordinateFrame
+from synapse_pipelines.local.boss_process import BossServerProcess, LocalBossServer
 
 TOKEN = "bench-token"
 

@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))
 
-    from synapse_pipelines.local.runtime import Demo, demo_request
+    from synapse_pipelines.local.demo import Demo, demo_request
 
     cpus = os.cpu_count()
     load = os.getloadavg()[0]

@@ -20,16 +20,13 @@ import zarr
 
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io import outputs
-from synapse_pipelines.io.boss import (
-    BossClient,
-    CoordinateFrame,
-    labels_channel_name,
-    mask_channel_name,
-)
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
-from synapse_pipelines.local import moto_adapters, runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science import detection, features
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow.blockwise_job import blockwise_prefix
@@ -58,7 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
             client = BossClient(boss.host, "http", token)
-            lr.seed_synthetic_experiment(client, lr.DEMO_COLLECTION, lr.DEMO_EXPERIMENT, exp)
+            demo.seed_synthetic_experiment(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, exp)
             # an experiment whose channels exist but hold no data (flat): the blockwise
             # threshold stage must fail with the detector's clear message
             frame = CoordinateFrame(
@@ -69,11 +66,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             )
             for name in (exp.presynaptic, exp.postsynaptic):
                 client.ensure_channel(
-                    lr.DEMO_COLLECTION, FLAT, name, datatype="uint8", type="image", frame=frame
+                    demo.DEMO_COLLECTION, FLAT, name, datatype="uint8", type="image", frame=frame
                 )
             with lr.LocalRuntime(job_log_sink=lambda n, i, line: lines.append(line)) as rt:
                 rt.set_token(token)
-                sub = rt.submit(lr.demo_request(boss.host, SHAPE))
+                sub = rt.submit(demo.demo_request(boss.host, SHAPE))
                 result = rt.wait(sub.execution_arn, timeout=1500)
                 out = tmp_path_factory.mktemp("results")
                 files = rt.download_results(sub.results_key, out) if result.succeeded else {}
@@ -192,7 +189,7 @@ def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> 
     single = detection.detect(exp.channels[exp.presynaptic], exp.channels[exp.postsynaptic])
     client = BossClient(run["boss_host"], "http", run["token"])
     box = Box((0, 0, 0), SHAPE)
-    col, out = lr.DEMO_OUTPUT_COLLECTION, lr.DEMO_OUTPUT_EXPERIMENT
+    col, out = demo.DEMO_OUTPUT_COLLECTION, demo.DEMO_OUTPUT_EXPERIMENT
     mask = client.pull(col, out, mask_channel_name(key), box)
     ids = client.pull(col, out, labels_channel_name(key), box)
     np.testing.assert_array_equal(mask, single.mask)
@@ -208,7 +205,7 @@ def test_one_job_publish_of_a_blockwise_run_pushes_block_by_block(run: dict[str,
     rt, key = run["rt"], run["results_key"]
     client = BossClient(run["boss_host"], "http", run["token"])
     box = Box((0, 0, 0), SHAPE)
-    col, out = lr.DEMO_OUTPUT_COLLECTION, lr.DEMO_OUTPUT_EXPERIMENT
+    col, out = demo.DEMO_OUTPUT_COLLECTION, demo.DEMO_OUTPUT_EXPERIMENT
     client.push(col, out, mask_channel_name(key), box, np.zeros(SHAPE, np.uint8))  # wipe
     lines: list[str] = []
     info = publish_boss(
@@ -254,12 +251,12 @@ def test_blockwise_failure_is_retried_then_notified_with_its_cause(run: dict[str
     threshold stage with the detector's own message, which the failure notice carries."""
     rt = run["rt"]
     rt.notifications()  # drop the successful run's notice
-    moto_adapters.inject_batch_host_failure(lr.STACK_NAME + "-Blockwise", count=1)
+    moto_batch.inject_batch_host_failure(deployment.STACK_NAME + "-Blockwise", count=1)
     try:
-        sub = rt.submit(lr.demo_request(run["boss_host"], SHAPE, experiment=FLAT))
+        sub = rt.submit(demo.demo_request(run["boss_host"], SHAPE, experiment=FLAT))
         result = rt.wait(sub.execution_arn, timeout=600)
     finally:
-        moto_adapters.clear_batch_host_failures()
+        moto_batch.clear_batch_host_failures()
     assert result.status == "FAILED"
     entered = result.states_entered()
     assert "BlockwiseThreshold" in entered and "BlockwiseLabel" not in entered

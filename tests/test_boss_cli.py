@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from synapse_pipelines.cli import app
 from synapse_pipelines.core.errors import BossError, SynapsePipelinesError
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.io.boss_client import BossClient
 
 
 def test_load_synthetic_then_ls(boss_server) -> None:

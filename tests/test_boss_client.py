@@ -7,7 +7,7 @@ import pytest
 
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.io.boss_client import BossClient
 
 
 def test_list_channels_and_channel_info(boss_synthetic, boss_client: BossClient) -> None:

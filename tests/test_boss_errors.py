@@ -12,8 +12,8 @@ import pytest
 
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io.boss import BossClient
-from synapse_pipelines.local.boss_server import ApiError
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.local.boss_api_errors import ApiError
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local.boss_process import LocalBossServer
 
 TOKEN = "intern-suite-token"
 

@@ -8,14 +8,9 @@ import urllib.parse
 
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import (
-    CoordinateFrame,
-    labels_channel_name,
-    links_csv_text,
-    mask_channel_name,
-    result_links,
-    write_links_csv,
-)
+from synapse_pipelines.io.boss_links import links_csv_text, result_links, write_links_csv
+from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 
 
 def _state(url: str) -> dict:

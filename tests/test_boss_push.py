@@ -8,14 +8,13 @@ import pytest
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import (
-    OUTPUT_MARKER,
-    BossClient,
-    CoordinateFrame,
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_publish import (
     labels_channel_name,
     mask_channel_name,
     publish_predictions,
 )
+from synapse_pipelines.io.boss_resources import OUTPUT_MARKER, CoordinateFrame
 
 
 def _frame(shape: tuple[int, int, int]) -> CoordinateFrame:

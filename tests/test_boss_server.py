@@ -19,8 +19,9 @@ from intern.resource.boss.resource import (
 )
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io.boss import BossClient, CoordinateFrame
-from synapse_pipelines.local.boss_server import BossServerProcess, LocalBossServer
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_resources import CoordinateFrame
+from synapse_pipelines.local.boss_process import BossServerProcess, LocalBossServer
 
 TOKEN = "server-test-token"
 

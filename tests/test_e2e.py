@@ -20,11 +20,13 @@ import pytest
 
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import BossClient, CoordinateFrame, mask_channel_name
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_publish import mask_channel_name
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.ome_tiff import read_volume
 from synapse_pipelines.io.outputs import verify_manifest
-from synapse_pipelines.local import moto_adapters, runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow import wiring as wf
 
@@ -57,7 +59,7 @@ class E2E:
     results: dict[str, Any] = field(default_factory=dict)
 
     def request(self, **overrides: Any) -> dict[str, Any]:
-        data = lr.demo_request(self.boss.host, SHAPE)
+        data = demo.demo_request(self.boss.host, SHAPE)
         data.update(overrides)
         return data
 
@@ -71,7 +73,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     exp = make_experiment(SHAPE, seed=3)
     with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
         client = BossClient(boss.host, "http", token)
-        lr.seed_synthetic_experiment(client, lr.DEMO_COLLECTION, lr.DEMO_EXPERIMENT, exp)
+        demo.seed_synthetic_experiment(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, exp)
         frame = CoordinateFrame(
             extent=Box((0, 0, 0), SHAPE),
             voxel_size=exp.voxel_size,
@@ -80,7 +82,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         )
         for name in (exp.presynaptic, exp.postsynaptic):
             client.ensure_channel(
-                lr.DEMO_COLLECTION,
+                demo.DEMO_COLLECTION,
                 FLAT_EXPERIMENT,
                 name,
                 datatype="uint8",
@@ -103,7 +105,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             )
     for logger in loggers:
         logger.removeHandler(records)
-    moto_adapters.clear_batch_host_failures()
+    moto_batch.clear_batch_host_failures()
 
 
 def _submitted_jobs(history: list[dict[str, Any]]) -> int:
@@ -115,7 +117,7 @@ def test_success_path(e2e: E2E) -> None:
     request = e2e.request()
     sub = rt.submit(request)
     assert not sub.duplicate
-    events: list[lr.StepEvent] = []
+    events: list[lr.ProgressEvent] = []
     result = rt.wait(sub.execution_arn, on_event=events.append, timeout=240)
     e2e.results["success"] = result
     assert result.succeeded, (result.error, result.cause)
@@ -237,7 +239,7 @@ def test_batch_failure_is_retried_then_notified_with_its_cause(e2e: E2E) -> None
     rt = e2e.rt
     # a Spot reclaim on the first attempt (Batch retries it), then a real error: both
     # channels of this experiment are empty, which the detector refuses (not retried)
-    moto_adapters.inject_batch_host_failure(lr.STACK_NAME + "-Detect", count=1)
+    moto_batch.inject_batch_host_failure(deployment.STACK_NAME + "-Detect", count=1)
     sub = rt.submit(e2e.request(experiment=FLAT_EXPERIMENT))
     result = rt.wait(sub.execution_arn, timeout=120)
     e2e.results["batch_failure"] = result

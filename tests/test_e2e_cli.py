@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss import BossClient
-from synapse_pipelines.local import runtime as lr
-from synapse_pipelines.local.boss_server import LocalBossServer
+from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.local import demo
+from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
 from synapse_pipelines.workflow import wiring as wf
 
@@ -49,7 +49,7 @@ def test_demo_command(tmp_path: Path) -> None:
     assert "F1 vs synthetic truth" in out and "synapses found" in out
     assert "open the report" in out
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert folder.name == parse_request(lr.demo_request("h", (16, 128, 128))).results_key
+    assert folder.name == parse_request(demo.demo_request("h", (16, 128, 128))).results_key
     assert set(wf.ARTEFACTS) <= {p.name for p in folder.iterdir()}
     assert "Traceback" not in proc.stderr
 
@@ -58,13 +58,13 @@ def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
     token = "cli-" + secrets.token_urlsafe(20)
     shape = (16, 128, 128)
     with LocalBossServer(tmp_path / "boss", token) as boss:
-        lr.seed_synthetic_experiment(
+        demo.seed_synthetic_experiment(
             BossClient(boss.host, "http", token),
             "lab",
             "exp1",
             make_experiment(shape, seed=9),
         )
-        request = lr.demo_request(boss.host, shape, collection="lab", experiment="exp1")
+        request = demo.demo_request(boss.host, shape, collection="lab", experiment="exp1")
         path = tmp_path / "request.json"
         path.write_text(json.dumps(request))
         out = tmp_path / "results"
@@ -87,7 +87,7 @@ def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
 
 def test_run_local_without_a_token_says_how_to_give_one(tmp_path: Path) -> None:
     path = tmp_path / "request.json"
-    path.write_text(json.dumps(lr.demo_request("127.0.0.1:9", (16, 16, 16))))
+    path.write_text(json.dumps(demo.demo_request("127.0.0.1:9", (16, 16, 16))))
     proc = subprocess.run(
         [*CLI, "run", str(path), "--local"],
         capture_output=True,

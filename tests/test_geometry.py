@@ -1,4 +1,4 @@
-"""Boxes and cuboid-aligned block splitting."""
+"""Boxes, cuboid-aligned block splitting, and "z,y,x" text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks
+from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, iter_aligned_blocks, parse_zyx
 
 
 def test_box_basics():
@@ -59,3 +60,23 @@ def test_block_size_must_be_cuboid_multiple():
     small = list(iter_aligned_blocks(Box.from_shape((3, 3, 3)), (2, 2, 2), alignment=(1, 1, 1)))
     assert len(small) == 8
     assert {b.shape for b in small} == set(itertools.product((2, 1), repeat=3))
+
+
+def test_parse_zyx_reads_triples_and_names_the_field() -> None:
+    assert parse_zyx("16, 512,512", field="--size") == (16, 512, 512)
+    assert parse_zyx("16x512x512", field="--size") == (16, 512, 512)
+    assert parse_zyx("70,100.5,100", field="--voxel-size", kind=float) == (70.0, 100.5, 100.0)
+    assert parse_zyx("0,0,8", field="--origin", allow_zero=True) == (0, 0, 8)
+    bad = [
+        ("16,512", int, False),
+        ("a,b,c", int, False),
+        ("0,512,512", int, False),
+        ("-1,0,0", int, True),
+        ("70,0,100", float, False),
+        ("nan,1,1", float, False),
+        ("", int, False),
+    ]
+    for text, kind, allow_zero in bad:
+        with pytest.raises(SynapsePipelinesError, match="three") as err:
+            parse_zyx(text, field="SOME_FIELD", kind=kind, allow_zero=allow_zero)
+        assert err.value.field == "SOME_FIELD"

@@ -12,19 +12,24 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # infra/ lives at the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aws_cdk import assertions
+import aws_cdk as cdk
+from aws_cdk import assertions, aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
 
-from infra import REPO_ROOT, config
-from infra.app import build_app, cdk_json_context
+from infra import REPO_ROOT, stack_settings
+from infra.batch_compute.batch_compute_construct import IMAGE_CONTEXT_RULES
+from infra.cdk_app import build_app, cdk_json_context
 from synapse_pipelines.workflow import wiring as wf
 
 REPO = REPO_ROOT
@@ -35,7 +40,10 @@ class Synth:
         context = cdk_json_context()
         context["aws:cdk:bundling-stacks"] = []  # no Lambda layer bundling in tests
         if context_overrides:
-            context[config.CONTEXT_KEY] = {**context[config.CONTEXT_KEY], **context_overrides}
+            context[stack_settings.CONTEXT_KEY] = {
+                **context[stack_settings.CONTEXT_KEY],
+                **context_overrides,
+            }
         self.app, self.stack = build_app(
             context, builtin_cloud_formation_validation=False, outdir=str(outdir)
         )
@@ -74,8 +82,6 @@ def test_cdk_nag_has_no_unacknowledged_findings(synth: Synth) -> None:
 
 
 def test_every_acknowledgement_has_a_reason(synth: Synth) -> None:
-    import aws_cdk as cdk
-
     key = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
     acknowledgements: dict[str, str] = {}
     for node in synth.stack.node.find_all():
@@ -91,10 +97,6 @@ def test_every_acknowledgement_has_a_reason(synth: Synth) -> None:
 
 def test_cdk_nag_gate_can_fail(tmp_path: Path) -> None:
     """A public-ish bucket without SSL enforcement makes synth fail under the same plugin."""
-    import aws_cdk as cdk
-    from aws_cdk import aws_s3 as s3
-    from cdk_nag import AwsSolutionsChecks
-
     app = cdk.App(outdir=str(tmp_path), builtin_cloud_formation_validation=False)
     stack = cdk.Stack(app, "Bad")
     s3.Bucket(stack, "Sloppy")
@@ -161,7 +163,7 @@ def test_results_bucket_is_private_encrypted_versioned_with_lifecycle(synth: Syn
 def test_token_secret_reaches_containers_only_as_a_secret(synth: Synth) -> None:
     secret_id = _logical_id(synth, synth.stack.storage.boss_token)
     for name, spec in wf.BATCH_JOBS.items():
-        jd_id = _logical_id(synth, synth.stack.compute.job_definitions[name])
+        jd_id = _logical_id(synth, synth.stack.batch_compute.job_definitions[name])
         container = synth.template_json["Resources"][jd_id]["Properties"]["ContainerProperties"]
         secrets = {s["Name"]: s["ValueFrom"] for s in container.get("Secrets", [])}
         assert secrets == {n: {"Ref": secret_id} for n in spec.secrets}, name
@@ -173,8 +175,6 @@ def test_token_secret_reaches_containers_only_as_a_secret(synth: Synth) -> None:
 
 
 def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
-    from infra.compute import size_class
-
     settings = synth.stack.settings
     sizes = {
         "detect": settings.detect_job,
@@ -183,7 +183,7 @@ def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
         "publish": settings.publish_job,
     }
     for name, spec in wf.BATCH_JOBS.items():
-        jd_id = _logical_id(synth, synth.stack.compute.job_definitions[name])
+        jd_id = _logical_id(synth, synth.stack.batch_compute.job_definitions[name])
         props = synth.template_json["Resources"][jd_id]["Properties"]
         container = props["ContainerProperties"]
         assert container["Command"] == list(spec.command)
@@ -192,8 +192,8 @@ def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
         env = {e["Name"] for e in container["Environment"]}
         assert set(spec.environment) <= env
         resources = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
-        assert float(resources["VCPU"]) == sizes[size_class(spec)].vcpu
-        assert int(resources["MEMORY"]) == sizes[size_class(spec)].memory_mib
+        assert float(resources["VCPU"]) == sizes[spec.size].vcpu
+        assert int(resources["MEMORY"]) == sizes[spec.size].memory_mib
         expected_platform = "EC2" if spec.large else "FARGATE"
         assert props["PlatformCapabilities"] == [expected_platform]
         strategy = wf.batch_retry_strategy(spec.attempts)
@@ -210,8 +210,8 @@ def test_job_definitions_follow_the_workflow(synth: Synth) -> None:
 def test_batch_sizes_are_valid_fargate_and_ec2_sizes(synth: Synth) -> None:
     settings = synth.stack.settings
     for key in ("detectJob", "reportJob", "publishJob"):
-        config.check_fargate_size(key, getattr(settings, config._attr(key)))
-    config.check_ec2_size(
+        stack_settings.check_fargate_size(key, getattr(settings, stack_settings._attr(key)))
+    stack_settings.check_ec2_size(
         "largeDetectJob", settings.large_detect_job, settings.large_instance_classes
     )
     envs = {
@@ -241,17 +241,19 @@ def test_batch_sizes_are_valid_fargate_and_ec2_sizes(synth: Synth) -> None:
     ],
 )
 def test_fargate_size_validation(vcpu: float, memory: int, ok: bool) -> None:
-    size = config.JobSize(vcpu=vcpu, memory_mib=memory)
+    size = stack_settings.JobSize(vcpu=vcpu, memory_mib=memory)
     if ok:
-        config.check_fargate_size("detectJob", size)
+        stack_settings.check_fargate_size("detectJob", size)
     else:
-        with pytest.raises(config.ConfigError, match=r"detectJob\.(vcpu|memoryMiB)"):
-            config.check_fargate_size("detectJob", size)
+        with pytest.raises(stack_settings.ConfigError, match=r"detectJob\.(vcpu|memoryMiB)"):
+            stack_settings.check_fargate_size("detectJob", size)
 
 
 def test_context_validation_names_the_key_and_fix() -> None:
-    base = cdk_json_context()[config.CONTEXT_KEY]
-    assert config.load_settings(base).detect_job.memory_mib == base["detectJob"]["memoryMiB"]
+    base = cdk_json_context()[stack_settings.CONTEXT_KEY]
+    assert (
+        stack_settings.load_settings(base).detect_job.memory_mib == base["detectJob"]["memoryMiB"]
+    )
     bad = [
         ({"detectJob": {"vcpu": 4, "memoryMiB": 65536}}, "detectJob.memoryMiB"),
         ({"largeDetectJob": {"vcpu": 32, "memoryMiB": 2_000_000}}, "largeDetectJob"),
@@ -263,9 +265,9 @@ def test_context_validation_names_the_key_and_fix() -> None:
         ({"largeDetectJob": {"vcpu": 2, "memoryMiB": 8192}}, "largeDetectJob.memoryMiB"),
     ]
     for change, key in bad:
-        with pytest.raises(config.ConfigError) as caught:
-            config.load_settings({**base, **change})
-        assert f"{config.CONTEXT_KEY}.{key}" in str(caught.value)
+        with pytest.raises(stack_settings.ConfigError) as caught:
+            stack_settings.load_settings({**base, **change})
+        assert f"{stack_settings.CONTEXT_KEY}.{key}" in str(caught.value)
         assert "Fix:" in str(caught.value)
 
 
@@ -282,20 +284,20 @@ def test_state_machine_is_the_asl_file_with_its_substitutions(synth: Synth) -> N
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
     assert props["TracingConfiguration"] == {"Enabled": True}
     # every function / job definition placeholder points at the right resource
-    for logical_id, fn in synth.stack.functions.functions.items():
+    for logical_id, fn in synth.stack.lambda_functions.functions.items():
         spec = wf.LAMBDA_FUNCTIONS[logical_id]
         if spec.substitution:
             assert substitutions[spec.substitution] == {
                 "Fn::GetAtt": [_logical_id(synth, fn), "Arn"]
             }
-    for logical_id, jd in synth.stack.compute.job_definitions.items():
+    for logical_id, jd in synth.stack.batch_compute.job_definitions.items():
         assert substitutions[wf.BATCH_JOBS[logical_id].substitution] == {
             "Ref": _logical_id(synth, jd)
         }
 
 
 def test_state_machine_role_has_what_the_asl_needs(synth: Synth) -> None:
-    role_id = _logical_id(synth, synth.stack.workflow.role)
+    role_id = _logical_id(synth, synth.stack.state_machine.role)
     actions: set[str] = set()
     for policy in synth.resources("AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
@@ -324,13 +326,13 @@ def test_event_rule_starts_runs_through_the_named_starter(synth: Synth) -> None:
     bus_id = _logical_id(synth, synth.stack.notifications.event_bus)
     assert rule["EventBusName"] == {"Ref": bus_id}
     (target,) = rule["Targets"]
-    starter = synth.stack.functions.functions["StartFromEvent"]
+    starter = synth.stack.lambda_functions.functions["StartFromEvent"]
     assert target["Arn"] == {"Fn::GetAtt": [_logical_id(synth, starter), "Arn"]}
     assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
 
 
 def test_functions_layer_tracing_and_environment(synth: Synth) -> None:
-    for logical_id, fn in synth.stack.functions.functions.items():
+    for logical_id, fn in synth.stack.lambda_functions.functions.items():
         props = synth.template_json["Resources"][_logical_id(synth, fn)]["Properties"]
         assert props["Runtime"] == "python3.13"
         assert props["Handler"] == wf.LAMBDA_FUNCTIONS[logical_id].handler
@@ -340,7 +342,7 @@ def test_functions_layer_tracing_and_environment(synth: Synth) -> None:
         assert set(wf.LAMBDA_FUNCTIONS[logical_id].environment) <= set(env)
         assert "BOSS_TOKEN" not in env
     validate = synth.template_json["Resources"][
-        _logical_id(synth, synth.stack.functions.functions["ValidateRequest"])
+        _logical_id(synth, synth.stack.lambda_functions.functions["ValidateRequest"])
     ]["Properties"]["Environment"]["Variables"]
     assert validate[wf.ENV_BOSS_TOKEN_SECRET] == {
         "Ref": _logical_id(synth, synth.stack.storage.boss_token)
@@ -422,8 +424,6 @@ def test_image_asset_is_staged_with_only_the_needed_context(synth: Synth) -> Non
 
 
 def test_dockerignore_matches_the_cdk_context_rules() -> None:
-    from infra.compute import IMAGE_CONTEXT_RULES
-
     lines = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
@@ -457,10 +457,6 @@ def test_dockerfile_is_slim_pinned_non_root_and_runs_the_cli() -> None:
 
 
 def test_constraints_pin_every_runtime_dependency() -> None:
-    import tomllib
-
-    from packaging.requirements import Requirement
-
     pins = {}
     for line in (REPO / "batch_image" / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
@@ -477,13 +473,11 @@ def test_constraints_pin_every_runtime_dependency() -> None:
 def test_cli_context_is_merged_over_cdk_json() -> None:
     """`cdk deploy -c synapse-pipelines='{...}'` replaces the context value; the app merges it
     over the cdk.json block, so unspecified keys keep their defaults."""
-    import aws_cdk as cdk
-
-    defaults = cdk_json_context()[config.CONTEXT_KEY]
-    app = cdk.App(context={config.CONTEXT_KEY: '{"notificationEmail": "me@example.org"}'})
-    settings = config.settings_from_app_context(app.node, defaults)
+    defaults = cdk_json_context()[stack_settings.CONTEXT_KEY]
+    app = cdk.App(context={stack_settings.CONTEXT_KEY: '{"notificationEmail": "me@example.org"}'})
+    settings = stack_settings.settings_from_app_context(app.node, defaults)
     assert settings.notification_email == "me@example.org"
     assert settings.detect_job.memory_mib == defaults["detectJob"]["memoryMiB"]
-    bad = cdk.App(context={config.CONTEXT_KEY: "{not json"})
-    with pytest.raises(config.ConfigError, match="JSON object"):
-        config.settings_from_app_context(bad.node, defaults)
+    bad = cdk.App(context={stack_settings.CONTEXT_KEY: "{not json"})
+    with pytest.raises(stack_settings.ConfigError, match="JSON object"):
+        stack_settings.settings_from_app_context(bad.node, defaults)

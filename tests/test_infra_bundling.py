@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ if str(REPO) not in sys.path:
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from infra.functions import (  # noqa: E402
+from infra.tooling.wheelhouse import (  # noqa: E402
     LAMBDA_REQUIREMENTS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     RUNTIME_PROVIDED,
@@ -171,8 +172,6 @@ def test_layer_bundles_offline_without_docker_and_every_handler_imports(tmp_path
 def test_image_dependencies_resolve_with_the_dockerfiles_pip_flags(tmp_path: Path) -> None:
     """No Docker here: resolve the image's pinned dependency set with the Dockerfile's own
     pip flags (wheels only, intern from source) for this interpreter, without installing."""
-    import tomllib
-
     text = (REPO / "batch_image" / "Dockerfile").read_text()
     line = next(x for x in text.splitlines() if "pip install --only-binary" in x)
     flags = [f for f in line.split() if f.startswith("--") and f != "--no-build-isolation"]

@@ -18,7 +18,7 @@ import pytest
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.local import moto_adapters, runtime as lr
+from synapse_pipelines.local import moto_batch, moto_lambda, runtime as lr
 from synapse_pipelines.workflow import wiring as wf
 
 
@@ -73,15 +73,15 @@ def test_retry_strategy_retries_spot_reclaims_only() -> None:
     for reason in wf.BATCH_RETRY_ON_STATUS_REASONS:
         host = reason.replace("*", " (instance i-1) terminated.")
         assert (
-            moto_adapters.retry_action(strategy, exit_code=None, status_reason=host, reason=None)
+            moto_batch.retry_action(strategy, exit_code=None, status_reason=host, reason=None)
             == "retry"
         )
     for code in (wf.USER_ERROR_EXIT_CODE, 1, 137):
         assert (
-            moto_adapters.retry_action(
+            moto_batch.retry_action(
                 strategy,
                 exit_code=code,
-                status_reason=moto_adapters.ESSENTIAL_CONTAINER_EXITED,
+                status_reason=moto_batch.ESSENTIAL_CONTAINER_EXITED,
                 reason=None,
             )
             == "exit"
@@ -96,7 +96,7 @@ def test_lambdas_and_event_rule_follow_workflow(rt: lr.LocalRuntime) -> None:
         assert set(spec.environment) <= set(variables)
         assert conf["Handler"] == spec.handler
         assert conf["Timeout"] == spec.timeout_seconds
-        handler = moto_adapters._LAMBDA_HANDLERS[conf["FunctionName"]]
+        handler = moto_lambda._LAMBDA_HANDLERS[conf["FunctionName"]]
         module = spec.handler.rpartition(".")[0]
         assert handler.__module__ == f"{wf.FUNCTIONS_PACKAGE}.{spec.name}.{module}"
     events = rt.client("events")

@@ -1,4 +1,4 @@
-"""moto_compat: the patches that let moto 5.2.5 execute a real ASL without Docker.
+"""The moto adaptations (local/moto_*.py) that let moto 5.2.5 execute a real ASL without Docker.
 
 A tiny ASL of our own (Lambda -> batch:submitJob.sync -> Parallel -> SNS publish, with a Catch
 to an SNS failure notice) runs on a real moto server; the Batch job is a real subprocess
@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from synapse_pipelines.local import moto_adapters as mc
+from synapse_pipelines.local import (
+    moto_batch,
+    moto_events,
+    moto_internals,
+    moto_lambda,
+    moto_server,
+    moto_stepfunctions,
+)
 
 SECRET = "tok-3c1f9a7e-not-a-real-token"
 
@@ -46,7 +53,7 @@ def _zip() -> bytes:
 class Stack:
     """The resources of the tiny workflow on a running LocalAws."""
 
-    def __init__(self, aws: mc.LocalAws) -> None:
+    def __init__(self, aws: moto_server.LocalAws) -> None:
         self.aws = aws
         iam = aws.client("iam")
         self.role = iam.create_role(RoleName="compat-role", AssumeRolePolicyDocument="{}")["Role"][
@@ -69,7 +76,7 @@ class Stack:
             Code={"ZipFile": _zip()},
         )["FunctionArn"]
         self.calls: list[dict[str, Any]] = []
-        mc.register_lambda_handler("compat-validate", self._validate)
+        moto_lambda.register_lambda_handler("compat-validate", self._validate)
         self.secret = aws.client("secretsmanager").create_secret(
             Name="compat-token", SecretString=SECRET
         )["ARN"]
@@ -245,10 +252,10 @@ def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with mc.LocalAws() as aws:
+    with moto_server.LocalAws() as aws:
         yield Stack(aws)
-    mc.unregister_lambda_handler("compat-validate")
-    mc.clear_batch_host_failures()
+    moto_lambda.unregister_lambda_handler("compat-validate")
+    moto_batch.clear_batch_host_failures()
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -259,10 +266,10 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def test_moto_internals_are_what_we_patch() -> None:
-    mc.check_moto_internals()  # raises with a list of what moved
+    moto_internals.check_moto_internals()  # raises with a list of what moved
     import moto
 
-    assert moto.__version__ == mc.SUPPORTED_MOTO_VERSION
+    assert moto.__version__ == moto_internals.SUPPORTED_MOTO_VERSION
     from moto.batch.models import Job
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service as base,
@@ -276,7 +283,7 @@ def test_moto_internals_are_what_we_patch() -> None:
     # moto's Rule.send_to_targets still refuses Step Functions targets (else drop our patch)
     from moto.events.models import Rule
 
-    original = mc._ORIGINALS.get("events.send_to_targets", Rule.send_to_targets)
+    original = moto_internals.ORIGINALS.get("events.send_to_targets", Rule.send_to_targets)
     assert "NotImplementedError" in inspect.getsource(original)
 
 
@@ -286,15 +293,17 @@ def test_install_patches_and_uninstall_restores() -> None:
         StateTaskServiceBatch,
     )
 
-    was_installed = mc.installed()
-    mc.install()
-    assert LambdaSimpleBackend.invoke is mc._lambda_invoke
-    assert StateTaskServiceBatch._normalise_parameters is mc._sfn_normalise_parameters
-    mc.uninstall()
-    assert LambdaSimpleBackend.invoke is not mc._lambda_invoke
+    was_installed = moto_server.installed()
+    moto_server.install()
+    assert LambdaSimpleBackend.invoke is moto_lambda.lambda_invoke
+    assert (
+        StateTaskServiceBatch._normalise_parameters is moto_stepfunctions.sfn_normalise_parameters
+    )
+    moto_server.uninstall()
+    assert LambdaSimpleBackend.invoke is not moto_lambda.lambda_invoke
     assert "_normalise_parameters" not in StateTaskServiceBatch.__dict__
     if was_installed:
-        mc.install()
+        moto_server.install()
 
 
 def test_check_fails_loudly_when_a_signature_changes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,9 +311,9 @@ def test_check_fails_loudly_when_a_signature_changes(monkeypatch: pytest.MonkeyP
 
     def changed(self: Any, event: Any) -> None: ...
 
-    monkeypatch.setitem(mc._ORIGINALS, "events.send_to_targets", changed)
-    with pytest.raises(mc.MotoCompatError, match="send_to_targets"):
-        mc.check_moto_internals()
+    monkeypatch.setitem(moto_internals.ORIGINALS, "events.send_to_targets", changed)
+    with pytest.raises(moto_internals.MotoCompatError, match="send_to_targets"):
+        moto_internals.check_moto_internals()
     assert Rule  # imported for the message above
 
 
@@ -315,13 +324,13 @@ def test_stop_leaves_moto_as_it_was() -> None:
     from moto.core.config import default_user_config
 
     before = copy.deepcopy(dict(default_user_config))
-    was_installed = mc.installed()
-    with mc.LocalAws():
+    was_installed = moto_server.installed()
+    with moto_server.LocalAws():
         assert default_user_config["stepfunctions"]["execute_state_machine"] is True
         assert default_user_config["batch"]["use_docker"] is False
-        assert mc.installed()
+        assert moto_server.installed()
     assert dict(default_user_config) == before
-    assert mc.installed() == was_installed
+    assert moto_server.installed() == was_installed
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -346,14 +355,19 @@ def test_retry_action_follows_evaluate_on_exit(
             {"onReason": "*", "action": "EXIT"},
         ],
     }
-    got = mc.retry_action(strategy, exit_code=exit_code, status_reason=status_reason, reason=None)
+    got = moto_batch.retry_action(
+        strategy, exit_code=exit_code, status_reason=status_reason, reason=None
+    )
     assert got == expected
 
 
 def test_retry_action_without_rules_retries() -> None:
-    assert mc.retry_action({"attempts": 2}, exit_code=1, status_reason="x", reason=None) == "retry"
+    assert (
+        moto_batch.retry_action({"attempts": 2}, exit_code=1, status_reason="x", reason=None)
+        == "retry"
+    )
     rules = {"evaluateOnExit": [{"onExitCode": "2", "action": "exit"}]}
-    assert mc.retry_action(rules, exit_code=1, status_reason=None, reason=None) == "retry"
+    assert moto_batch.retry_action(rules, exit_code=1, status_reason=None, reason=None) == "retry"
 
 
 # ------------------------------------------------------------------ the tiny ASL, executed
@@ -428,7 +442,7 @@ def test_failed_batch_job_is_retried_per_strategy_then_caught(stack: Stack, tmp_
     assert error["Error"] == "States.TaskFailed"
     job = json.loads(error["Cause"])
     assert job["Status"] == "FAILED"
-    assert job["StatusReason"] == mc.ESSENTIAL_CONTAINER_EXITED
+    assert job["StatusReason"] == moto_batch.ESSENTIAL_CONTAINER_EXITED
     assert [a["Container"]["ExitCode"] for a in job["Attempts"]] == [75, 75, 75]
 
 
@@ -441,7 +455,7 @@ def test_program_error_is_not_retried(stack: Stack, tmp_path: Path) -> None:
 
 def test_spot_reclaim_is_retried_by_batch(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "job.jsonl"
-    mc.inject_batch_host_failure("compat-job", count=1)
+    moto_batch.inject_batch_host_failure("compat-job", count=1)
     desc = stack.run({"message": "spot", "rc": "0", "out": str(out)}, "compat-spot")
     assert desc["status"] == "SUCCEEDED", desc
     assert json.loads(desc["output"])["job"]["attempts"] == 2
@@ -542,9 +556,9 @@ def test_running_jobs_are_killed_on_request(stack: Stack) -> None:
     )["jobDefinitionArn"]
     job_id = batch.submit_job(jobName="sleepy", jobQueue=stack.queue, jobDefinition=jd)["jobId"]
     deadline = time.monotonic() + 20
-    while not mc._LIVE_PROCESSES and time.monotonic() < deadline:
+    while not moto_batch._LIVE_PROCESSES and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert mc.kill_running_jobs() == 1
+    assert moto_batch.kill_running_jobs() == 1
     while time.monotonic() < deadline:
         (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
         if job["status"] in ("SUCCEEDED", "FAILED"):
@@ -560,14 +574,14 @@ def test_failed_async_lambda_target_is_recorded(stack: Stack) -> None:
     events.put_targets(
         Rule="compat-fail-rule", Targets=[{"Id": "fn", "Arn": stack.fn, "InputPath": "$.detail"}]
     )
-    n = len(mc.ASYNC_FAILURES)
+    n = len(moto_events.ASYNC_FAILURES)
     events.put_events(
         Entries=[{"Source": "compat.test", "DetailType": "Fail", "Detail": '{"fail": "oops"}'}]
     )
     deadline = time.monotonic() + 10
-    while len(mc.ASYNC_FAILURES) == n and time.monotonic() < deadline:
+    while len(moto_events.ASYNC_FAILURES) == n and time.monotonic() < deadline:
         time.sleep(0.05)
-    failure = mc.ASYNC_FAILURES[-1]
+    failure = moto_events.ASYNC_FAILURES[-1]
     assert failure["function"] == stack.fn
     assert failure["payload"]["errorType"] == "ValueError"
     assert "oops" in failure["payload"]["errorMessage"]

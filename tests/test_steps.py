@@ -419,7 +419,7 @@ def test_steps_chain_detect_report_publish(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("synapse_pipelines.science.detection")
-    from synapse_pipelines.io import boss as boss_module
+    from synapse_pipelines.io import boss_publish as boss_module
     from synapse_pipelines.workflow.detect_step import detect
     from synapse_pipelines.workflow.publish_boss_step import publish_boss
     from synapse_pipelines.workflow.report_step import report

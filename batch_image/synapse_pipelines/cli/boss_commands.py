@@ -10,14 +10,19 @@ printed. ``serve`` without a token generates one and stores it in ``DIR/token`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import parse_zyx
+from synapse_pipelines.io.volumes import load_channels, parse_named_path, read_volume_file
+from synapse_pipelines.science.synthetic import make_experiment
 
 boss_app = typer.Typer(
     name="boss",
@@ -68,9 +73,9 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
 ) -> None:
     """Run the local BOSS-compatible server (intern's v1 API) until Ctrl-C."""
-    import logging
-
-    from synapse_pipelines.local.boss_server import serve as run_server
+    # local/* is imported when the command runs: it needs waitress, of the [local] extra, and
+    # the Batch image (which loads this module too) installs none
+    from synapse_pipelines.local.boss_process import LocalBossServer, ready_message
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -91,10 +96,11 @@ def serve(
                 fh.write(token + "\n")
         typer.echo(f"no --token/BOSS_TOKEN given: using the token stored in {token_file}", err=True)
 
-    def ready(url: str) -> None:
-        typer.echo(f"local BOSS serving {data_dir} at {url} (Ctrl-C to stop)", err=True)
-
-    run_server(data_dir, token, host=host, port=port, threads=threads, ready=ready)
+    server = LocalBossServer(
+        data_dir, token, port=port, bind=host, threads=threads, access_log=True
+    )
+    typer.echo(ready_message(data_dir, server.url), err=True)
+    server.serve_forever()
 
 
 @boss_app.command("load")
@@ -128,17 +134,15 @@ def load(
     token: TokenOption = None,
 ) -> None:
     """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator."""
-    import numpy as np
+    # intern takes ~0.5 s to import: only the commands that talk to BOSS load it
+    from synapse_pipelines.io.boss_client import BossClient
 
-    from synapse_pipelines.io.boss import BossClient, load_experiment
-    from synapse_pipelines.io.volumes import load_channels, parse_named_path, parse_triple
+    # local/* is imported when the command runs: the Batch image loads this module too
+    from synapse_pipelines.local.boss_loading import load_experiment
 
     annotations: dict[str, np.ndarray] = {}
     if synthetic:
-        from synapse_pipelines.science.synthetic import make_experiment
-
-        shape = parse_triple(synthetic, option="--synthetic", kind=int)
-        exp = make_experiment(tuple(shape), seed=seed)
+        exp = make_experiment(parse_zyx(synthetic, field="--synthetic"), seed=seed)
         volumes = {k: np.asarray(v) for k, v in exp.channels.items()}
         annotations["annotation"] = np.asarray(exp.annotation)
         size, unit = tuple(exp.voxel_size), exp.voxel_unit
@@ -152,13 +156,11 @@ def load(
         chans = load_channels(inputs or [], channel or [])
         volumes = {k: np.asarray(v) for k, v in chans.channels.items()}
         size, unit = chans.voxel_size or (1.0, 1.0, 1.0), chans.voxel_unit or "nanometers"
-        from synapse_pipelines.io.volumes import read_volume_file
-
         for text in annotation or []:
             name, path = parse_named_path(text, option="--annotation")
             annotations[name] = np.asarray(read_volume_file(path, option="--annotation").data)
     if voxel_size:
-        size = parse_triple(voxel_size, option="--voxel-size")
+        size = parse_zyx(voxel_size, field="--voxel-size", kind=float)
     if voxel_unit:
         unit = voxel_unit
     bare_host, proto = _split_host(host, protocol)
@@ -188,7 +190,8 @@ def ls(
     token: TokenOption = None,
 ) -> None:
     """List collections, a collection's experiments, or an experiment's channels."""
-    from synapse_pipelines.io.boss import BossClient
+    # intern takes ~0.5 s to import: only the commands that talk to BOSS load it
+    from synapse_pipelines.io.boss_client import BossClient
 
     bare_host, proto = _split_host(host, protocol)
     client = BossClient(bare_host, proto, _need_token(token))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -22,6 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import parse_zyx
+from synapse_pipelines.core.request import parse_request
 
 console = Console(highlight=False)
 
@@ -153,9 +156,11 @@ def demo(
     machine in moto (Lambda handlers in-process, Batch steps as local processes), pushes the
     predictions to the local BOSS and copies the results to OUT/<results_key>/.
     """
-    from synapse_pipelines.local.runtime import Demo
+    # local/* is imported when the command runs: it needs moto and waitress, of the [local]
+    # extra, and the Batch image (which loads this module too) installs neither
+    from synapse_pipelines.local.demo import Demo
 
-    shape = _parse_shape(size)
+    shape = parse_zyx(size, field="--size")
     t0 = time.perf_counter()
     progress = _Progress(verbose=verbose)
     with Demo(shape=shape, seed=seed, out=out, job_log_sink=progress.job_line) as d:
@@ -217,7 +222,6 @@ def demo(
 
 def _wait_for_interrupt() -> None:
     """Block until Ctrl-C or SIGTERM (a service manager's stop) - then clean up normally."""
-    import signal
 
     def _stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -230,18 +234,6 @@ def _wait_for_interrupt() -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(p) for p in text.replace("x", ",").split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise SynapsePipelinesError(
-            f"invalid size {text!r}", field="--size", hint="give three positive sizes z,y,x"
-        )
-    return parts  # type: ignore[return-value]
 
 
 def _token(request: Any) -> str:
@@ -287,7 +279,7 @@ def run(
     The token comes from BOSS_TOKEN or a hidden prompt; it is stored only in the emulated
     Secrets Manager, never in the execution input, a log or a result file.
     """
-    from synapse_pipelines.core.request import parse_request
+    # local/* is imported when the command runs (see demo)
     from synapse_pipelines.local.runtime import LocalRuntime
 
     if not local:
@@ -331,16 +323,17 @@ def run(
 
 
 def _wait_for_event_execution(rt: Any, timeout: float = 30) -> str:
-    from synapse_pipelines.local import moto_adapters
+    # local/* is imported when the command runs (see demo)
+    from synapse_pipelines.local.moto_events import ASYNC_FAILURES
 
     start_fn = rt.res.functions["StartFromEvent"]
-    seen = len(moto_adapters.ASYNC_FAILURES)
+    seen = len(ASYNC_FAILURES)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         executions = rt.executions()
         if executions:
             return str(executions[0]["executionArn"])
-        failures = [f for f in moto_adapters.ASYNC_FAILURES[seen:] if f["function"] == start_fn]
+        failures = [f for f in ASYNC_FAILURES[seen:] if f["function"] == start_fn]
         if failures:  # StartFromEvent refused the event: say why, as its logs would
             payload = failures[-1]["payload"]
             raise SynapsePipelinesError(

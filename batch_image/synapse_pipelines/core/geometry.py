@@ -1,15 +1,20 @@
-"""Boxes in voxel space and their alignment to BOSS cuboids.
+"""Boxes in voxel space, their alignment to BOSS cuboids, and "z,y,x" text.
 
 All boxes are half-open ``[start, stop)`` and ordered z, y, x — the order of the arrays
 BOSS returns (C-order ZYX). BOSS stores data in cuboids of 16 x 512 x 512 (z, y, x);
-requests aligned to cuboid boundaries are the cheapest for it to serve.
+requests aligned to cuboid boundaries are the cheapest for it to serve. :func:`parse_zyx`
+is the one parser of "z,y,x" triples given as text (CLI options, environment variables).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from synapse_pipelines.core.errors import SynapsePipelinesError
 
 #: BOSS cuboid shape, z, y, x.
 CUBOID_SHAPE: tuple[int, int, int] = (16, 512, 512)
@@ -108,6 +113,37 @@ def iter_aligned_blocks(
         edges.append(list(itertools.pairwise(points)))
     for (z0, z1), (y0, y1), (x0, x1) in itertools.product(*edges):
         yield Box((z0, y0, x0), (z1, y1, x1))
+
+
+def parse_zyx(
+    text: str, *, field: str, kind: type[int] | type[float] = int, allow_zero: bool = False
+) -> tuple[Any, Any, Any]:
+    """``"z,y,x"`` (or ``"16x512x512"``; spaces allowed) -> three values of ``kind``, z, y, x.
+
+    Floats must be positive and finite (voxel sizes); integers positive (shapes), or
+    non-negative with ``allow_zero`` (origins). Anything else raises
+    :class:`~synapse_pipelines.core.errors.SynapsePipelinesError` naming ``field`` (the CLI
+    option or environment variable the text came from).
+    """
+    parts = [p.strip() for p in text.replace("x", ",").split(",")] if text else []
+    try:
+        values = tuple(kind(p) for p in parts)
+    except ValueError:
+        values = ()
+    if kind is float:
+        ok = all(math.isfinite(v) and v > 0 for v in values)
+        what, example = "positive numbers", "70,100,100"
+    else:
+        ok = all(v >= 0 if allow_zero else v > 0 for v in values)
+        what = "non-negative integers" if allow_zero else "positive integers"
+        example = "0,0,0" if allow_zero else "16,256,256"
+    if len(values) != 3 or not ok:
+        raise SynapsePipelinesError(
+            f"expected three {what} z,y,x, got {text!r}",
+            field=field,
+            hint=f"write z,y,x, e.g. {example}",
+        )
+    return values  # type: ignore[return-value]
 
 
 # -- physical units -------------------------------------------------------------------------

@@ -13,7 +13,6 @@ Every problem is a :class:`VolumeInputError` naming the CLI option at fault and 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,13 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import zarr
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.core.geometry import normalise_unit
+from synapse_pipelines.core.geometry import normalise_unit, parse_zyx
 from synapse_pipelines.io.ome_tiff import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
-ZARR_SUFFIXES = (".zarr", ".zarr/")
 SUPPORTED = "TIFF (.tif/.tiff, incl. OME-TIFF), NumPy (.npy) or Zarr (.zarr)"
 
 
@@ -156,6 +153,10 @@ def _zarr_meta(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_zarr(path: Path, option: str) -> VolumeFile:
+    # zarr takes ~0.5 s to import and the CLI imports this module on every start: only
+    # reading a Zarr input pays for it
+    import zarr
+
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises many types for a bad store
@@ -261,24 +262,11 @@ def parse_named_path(text: str, *, option: str) -> tuple[str, Path]:
     return name.strip(), Path(path.strip())
 
 
-def parse_triple(text: str, *, option: str, kind: type = float) -> tuple:
-    """``"z,y,x"`` -> a 3-tuple of ``kind``; positive for floats, non-negative for ints."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",")] if text else []
-    try:
-        values = tuple(kind(p) for p in parts)
-    except ValueError:
-        values = ()
-    ok = len(values) == 3 and all(
-        (math.isfinite(v) and v > 0) if kind is float else v >= 0 for v in values
-    )
-    if not ok:
-        what = "positive numbers" if kind is float else "non-negative integers"
-        raise VolumeInputError(
-            f"expected three {what} z,y,x, got {text!r}",
-            field=option,
-            hint=f"write e.g. {option} {'70,100,100' if kind is float else '16,256,256'}",
-        )
-    return values
+def parse_triple(text: str, *, option: str, kind: type[int] | type[float] = float) -> tuple:
+    """``"z,y,x"`` -> a 3-tuple of ``kind``: :func:`~synapse_pipelines.core.geometry.parse_zyx`
+    under the CLI's historical spelling (``option=``; integers may be 0, for origins). Kept for
+    ``cli/science_commands.py`` until it calls ``parse_zyx`` itself."""
+    return parse_zyx(text, field=option, kind=kind, allow_zero=kind is int)
 
 
 def load_channels(

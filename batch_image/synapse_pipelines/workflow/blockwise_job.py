@@ -50,7 +50,12 @@ from synapse_pipelines.blockwise.sources import CallableSource
 from synapse_pipelines.blockwise.stages import STAGE_NAMES, find_stage
 from synapse_pipelines.blockwise.store import S3Store
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.core.geometry import CUBOID_SHAPE, Box, voxel_size_nanometers
+from synapse_pipelines.core.geometry import (
+    CUBOID_SHAPE,
+    Box,
+    parse_zyx,
+    voxel_size_nanometers,
+)
 from synapse_pipelines.core.pipelines import validate_parameters
 from synapse_pipelines.core.request import resolve_token
 from synapse_pipelines.core.sizing import (
@@ -61,8 +66,8 @@ from synapse_pipelines.core.sizing import (
     ENV_JOB_MEMORY_MIB,
     has_blockwise,
 )
-from synapse_pipelines.io import boss as boss_module, outputs
-from synapse_pipelines.io.boss import BossClient
+from synapse_pipelines.io import boss_publish, outputs
+from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
 from synapse_pipelines.science.detection import (
     NomadsUnsupervised,
@@ -87,20 +92,9 @@ def manifest_key(results_key: str) -> str:
 
 
 def _shape(environ: Mapping[str, str], name: str) -> tuple[int, int, int] | None:
+    """A z,y,x shape from the environment variable ``name`` (None when unset)."""
     text = environ.get(name)
-    if not text:
-        return None
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) <= 0:
-        raise SynapsePipelinesError(
-            f"{text!r} is not three positive integers",
-            field=name,
-            hint="write z,y,x, e.g. 64,1024,1024",
-        )
-    return values  # type: ignore[return-value]
+    return parse_zyx(text, field=name) if text else None
 
 
 def nomads_kernel(
@@ -399,7 +393,7 @@ class BlockwiseJob:
         """Check and create the output channels once, before the blocks are pushed."""
         client = self._client()
         frame = client.coordinate_frame(self.request.collection, self.request.experiment)
-        info = boss_module.prepare_publication(client, self.request, frame).to_dict()
+        info = boss_publish.prepare_publication(client, self.request, frame).to_dict()
         put_json(self.s3, self.bucket, publish_boss_key(self.results_key), info)
         self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")
         return info
@@ -409,8 +403,8 @@ class BlockwiseJob:
         idempotent (same values to the same voxels), so a retried job simply repeats them."""
         ids = arrays.read_block(outputs.SYNAPSE_IDS_ZARR, index)
         client = self._client()
-        published = boss_module.published_channels(client, self.request)
-        boss_module.push_predictions(client, published, arrays.plan.block(index), ids, ids)
+        published = boss_publish.published_channels(client, self.request)
+        boss_publish.push_predictions(client, published, arrays.plan.block(index), ids, ids)
         return True
 
     def publish_all(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines.io import boss as boss_module, ome_tiff, outputs
+from synapse_pipelines.io import boss_publish, ome_tiff, outputs
 from synapse_pipelines.io.s3_objects import download_files, put_json
 from synapse_pipelines.workflow.batch_run import (
     BossFactory,
@@ -54,7 +54,7 @@ def publish_boss(
         labels = ome_tiff.read_volume(folder / outputs.SYNAPSE_IDS).data
     log(f"publishing predictions to {request.output_collection}/{request.output_experiment}")
     frame = boss.coordinate_frame(request.collection, request.experiment)
-    published = boss_module.publish_predictions(boss, request, mask, labels, frame)
+    published = boss_publish.publish_predictions(boss, request, mask, labels, frame)
     info = published.to_dict()
     put_json(run.s3, bucket, publish_boss_key(results_key), info)
     log(f"published channels {info.get('mask_channel')} and {info.get('labels_channel')}")

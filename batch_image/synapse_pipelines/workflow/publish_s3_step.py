@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.io import boss as boss_module
+from synapse_pipelines.io.boss_links import links_csv_text, result_links
+from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.s3_objects import get_json, object_exists, put_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.notification_text import success_notification
@@ -40,13 +41,13 @@ def publish_s3(
     expires = int(env.get(wf.ENV_PRESIGN_SECONDS, wf.DEFAULT_PRESIGN_SECONDS))
     viewer = env.get(wf.ENV_NEUROGLANCER_URL, wf.DEFAULT_NEUROGLANCER_URL)
 
-    links = boss_module.result_links(
+    links = result_links(
         request,
         raw_channels=[validated.presynaptic_channel, validated.postsynaptic_channel],
         frame=_coordinate_frame(validated),
         neuroglancer_url=viewer,
     )
-    links_csv = boss_module.links_csv_text(links)
+    links_csv = links_csv_text(links)
     client.put_object(
         Bucket=bucket,
         Key=wf.artefact_key(results_key, wf.LINKS),
@@ -93,10 +94,10 @@ def publish_s3(
     }
 
 
-def _coordinate_frame(validated: ValidatedRequest) -> boss_module.CoordinateFrame:
+def _coordinate_frame(validated: ValidatedRequest) -> CoordinateFrame:
     """The experiment's coordinate frame as ValidateRequest read it from BOSS."""
     start, stop = validated.frame_extent
-    return boss_module.CoordinateFrame(
+    return CoordinateFrame(
         extent=Box(start, stop),
         voxel_size=validated.voxel_size,
         voxel_unit=validated.voxel_unit,

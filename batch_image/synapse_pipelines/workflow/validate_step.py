@@ -28,7 +28,7 @@ from synapse_pipelines.core.request import (
     select_channels,
 )
 from synapse_pipelines.core.sizing import choose_detect_mode
-from synapse_pipelines.io import boss as boss_module
+from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
 from synapse_pipelines.io.s3_objects import put_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.events import ValidateEvent
@@ -57,17 +57,15 @@ def validate(
     _check_token_fields(parsed.request, env)
     request = parse_request(parsed.request, environ=env)
     token = resolve_token(request, environ=env, secrets_client=secrets_client)
-    boss = (boss_factory or boss_module.BossClient.for_request)(request, token)
+    boss = (boss_factory or BossClient.for_request)(request, token)
 
     parameters = checked_parameters(request)
-    channels = boss_module.image_channels(boss, request.collection, request.experiment)
+    channels = image_channels(boss, request.collection, request.experiment)
     selection = select_channels(channels, request)
     frame = boss.validate_box(request.collection, request.experiment, request.box)
 
-    bytes_per_voxel = boss_module.bytes_per_voxel(
-        boss, request.collection, request.experiment, channels
-    )
-    mode = choose_detect_mode(request, bytes_per_voxel, env)
+    voxel_bytes = bytes_per_voxel(boss, request.collection, request.experiment, channels)
+    mode = choose_detect_mode(request, voxel_bytes, env)
     key = request.results_key
     record = ValidatedRequest(
         request=request.public_dict(),

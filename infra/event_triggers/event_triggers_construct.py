@@ -1,4 +1,4 @@
-"""Triggers: the EventBridge rule that starts a run for "Synapse Detection Requested".
+"""Event triggers: the EventBridge rule that starts a run for "Synapse Detection Requested".
 
 EventBridge cannot name a Step Functions execution, and the execution name is what makes a
 duplicate request harmless, so the rule targets the StartFromEvent Lambda, which starts the
@@ -20,7 +20,9 @@ from constructs import Construct
 from synapse_pipelines.workflow import wiring as wf
 
 
-class Triggers(Construct):
+class EventTriggers(Construct):
+    """The "Synapse Detection Requested" rule, targeting ``starter``, and its dead letters."""
+
     def __init__(
         self,
         scope: Construct,

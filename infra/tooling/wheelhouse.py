@@ -1,17 +1,21 @@
-"""The Lambda functions: one per ``synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS`` entry.
+"""The Lambda layer's local wheelhouse: filling it, checking it, and bundling the layer from it.
 
-Code: ``functions/<name>/app.py`` (tiny, one asset each) plus one shared layer holding the
-project package and its Lambda dependencies. The layer is bundled **without Docker and without
-network**: ``./install.sh`` fills a local wheelhouse (:data:`WHEELHOUSE`, git-ignored) once with
-:func:`fill_wheelhouse` (``python -m infra.functions --fill-wheelhouse``: ``pip download
---only-binary=:all: --platform ...`` of :data:`LAMBDA_REQUIREMENTS` for the manylinux platforms
-and Python of the Lambda runtime, and for this interpreter (the bundling test); source-only
-requirements (intern) built into wheels with ``pip wheel --no-deps``; the project's build
-backend). :class:`LocalPipBundling` (``cdk synth``) then runs :func:`bundle_layer`, which installs
-with ``--no-index --find-links <wheelhouse>`` into the layer's ``python/`` folder and the project
-itself (pure Python, with its entry points) with ``--no-deps``. A missing or incomplete
-wheelhouse is a :class:`WheelhouseError` saying to run ``./install.sh``, never a silent download.
-Docker is only the fallback CDK requires to be declared.
+The layer (deployed by ``infra/lambda_functions/``) holds the project package and its Lambda
+dependencies, and is bundled **without Docker and without network**:
+
+- ``./install.sh`` fills the wheelhouse (:data:`WHEELHOUSE`, git-ignored) once with
+  :func:`fill_wheelhouse` (``python -m infra.tooling.wheelhouse --fill-wheelhouse``):
+  ``pip download --only-binary=:all: --platform ...`` of :data:`LAMBDA_REQUIREMENTS` for the
+  manylinux platforms and Python of the Lambda runtime, and for this interpreter (the
+  bundling test); requirements published only as source (intern) built into wheels with
+  ``pip wheel --no-deps``; the project's build backend.
+- ``cdk synth`` runs :func:`bundle_layer` (through the layer's local bundler), which installs
+  with ``--no-index --find-links <wheelhouse>`` into the layer's ``python/`` folder, and the
+  project itself (pure Python, with its entry points) with ``--no-deps``.
+
+A missing or incomplete wheelhouse is a :class:`WheelhouseError` saying to run
+``./install.sh``, never a silent download. This module is tooling: it imports no CDK, so
+filling the wheelhouse needs neither Node nor the CDK libraries.
 
 The science stack (scipy, pandas, the report) is not in the layer: the handlers import only
 the request model, the BOSS client (intern, numpy) and boto3.
@@ -22,25 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
-
-import aws_cdk as cdk
-import jsii
-from aws_cdk import aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
-from constructs import Construct
 
 from infra import REPO_ROOT
-from synapse_pipelines.workflow import wiring as wf
 
-#: Lambda runtime: the newest Python the project supports (pyproject: <3.14).
-RUNTIME = lambda_.Runtime.PYTHON_3_13
-RUNTIME_PYTHON_VERSION = "3.13"
+#: Python of the Lambda runtime: the newest the project supports (pyproject: <3.14). The
+#: functions' CDK runtime is derived from it.
+LAMBDA_PYTHON_VERSION = "3.13"
 #: Wheel platforms the Lambda runtime (Amazon Linux 2023, glibc 2.34, x86_64) can load; recent
 #: numpy releases ship manylinux_2_28 wheels only.
 PLATFORMS: tuple[str, ...] = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
@@ -51,9 +49,13 @@ LAMBDA_REQUIREMENTS: tuple[str, ...] = tuple(
     _PYPROJECT["project"]["optional-dependencies"]["lambda"]
 )
 
-#: Pure-Python requirements published only as source distributions: built into wheels first
-#: (platform-independent), because the cross-platform install accepts wheels only.
-SDIST_ONLY: tuple[str, ...] = ("intern==1.4.2",)
+#: Pure-Python distributions published only as source: built into wheels first
+#: (platform-independent), because the cross-platform install accepts wheels only. Their
+#: versions come from the requirements (pyproject).
+SDIST_ONLY_NAMES: frozenset[str] = frozenset({"intern"})
+#: The distribution name at the start of a PEP 508 requirement (``packaging`` is not among
+#: the CDK app's dependencies, and the layer's construct imports this module).
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 #: Packages the Lambda Python runtime provides; removed from the layer.
 RUNTIME_PROVIDED: tuple[str, ...] = ("boto3", "botocore", "s3transfer")
@@ -61,14 +63,15 @@ RUNTIME_PROVIDED: tuple[str, ...] = ("boto3", "botocore", "s3transfer")
 #: Largest unzipped size of a function plus its layers that Lambda accepts.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 
-
 #: The local wheelhouse ``./install.sh`` fills and the bundling installs from (git-ignored).
 WHEELHOUSE = REPO_ROOT / ".cache" / "lambda-wheels"
 #: What the wheelhouse was filled for (requirements, targets); bundling refuses a mismatch.
 STAMP_NAME = "wheelhouse.json"
+#: The command ``./install.sh`` runs to fill the wheelhouse (named in every error's fix).
+FILL_COMMAND = "python -m infra.tooling.wheelhouse --fill-wheelhouse"
 #: A wheel target: (Python "major.minor", manylinux platforms or None for this machine).
 Target = tuple[str, tuple[str, ...] | None]
-#: ``pip`` without network: only the wheelhouse is searched.
+#: pip of this interpreter, quiet about its own version.
 _PIP = (sys.executable, "-m", "pip", "--disable-pip-version-check")
 
 
@@ -83,12 +86,19 @@ def local_target() -> Target:
 
 def wheel_targets() -> tuple[Target, ...]:
     """Every target the wheelhouse serves: the Lambda runtime (synth) and this interpreter."""
-    return (RUNTIME_PYTHON_VERSION, PLATFORMS), local_target()
+    return (LAMBDA_PYTHON_VERSION, PLATFORMS), local_target()
 
 
 def build_requirements() -> tuple[str, ...]:
     """The project's build backend (pyproject ``[build-system]``): installed offline too."""
     return tuple(_PYPROJECT["build-system"]["requires"])
+
+
+def _distribution_name(requirement: str) -> str:
+    match = _REQUIREMENT_NAME.match(requirement.strip())
+    if match is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return match.group(0).lower()
 
 
 def _target_key(target: Target) -> str:
@@ -124,7 +134,7 @@ def fill_wheelhouse(
     (wheelhouse / STAMP_NAME).unlink(missing_ok=True)  # incomplete until the end
     sdist_wheels = wheelhouse / "sdist"
     quiet = ["--quiet", "--find-links", str(sdist_wheels)]
-    sdists = [r for r in requirements if r in SDIST_ONLY]
+    sdists = [r for r in requirements if _distribution_name(r) in SDIST_ONLY_NAMES]
     if sdists:  # pure Python, built once: `pip download` copies it into every target folder
         subprocess.run(
             [*_PIP, "wheel", *quiet, "--no-deps", "--wheel-dir", str(sdist_wheels), *sdists],
@@ -156,7 +166,7 @@ def fill_wheelhouse(
 
 def check_wheelhouse(wheelhouse: Path, requirements: tuple[str, ...], target: Target) -> None:
     """Raise :class:`WheelhouseError` unless ``wheelhouse`` was filled for this request."""
-    fix = "run ./install.sh (it runs `python -m infra.functions --fill-wheelhouse`)"
+    fix = f"run ./install.sh (it runs `{FILL_COMMAND}`)"
     stamp_path = Path(wheelhouse) / STAMP_NAME
     if not stamp_path.is_file():
         raise WheelhouseError(
@@ -200,7 +210,7 @@ def _pip_offline(args: list[str], find_links: Path) -> None:
 def bundle_layer(
     output_dir: Path,
     *,
-    python_version: str = RUNTIME_PYTHON_VERSION,
+    python_version: str = LAMBDA_PYTHON_VERSION,
     platforms: tuple[str, ...] | None = PLATFORMS,
     requirements: tuple[str, ...] = LAMBDA_REQUIREMENTS,
     wheelhouse: Path = WHEELHOUSE,
@@ -236,88 +246,9 @@ def bundle_layer(
     return target
 
 
-@jsii.implements(cdk.ILocalBundling)
-class LocalPipBundling:
-    """CDK local bundling of the dependencies layer (no Docker)."""
-
-    def try_bundle(self, output_dir: str, *, image: Any = None, **_options: Any) -> bool:
-        bundle_layer(Path(output_dir))
-        return True
-
-
-class Functions(Construct):
-    """The Lambda handlers, their dependencies layer and their log groups."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        log_retention: logs.RetentionDays,
-        environment: dict[str, dict[str, str]],
-    ) -> None:
-        super().__init__(scope, construct_id)
-        self.layer = lambda_.LayerVersion(
-            self,
-            "Dependencies",
-            description="synapse-pipelines package + Lambda dependencies (pip, manylinux)",
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            code=lambda_.Code.from_asset(
-                str(REPO_ROOT / "batch_image" / "synapse_pipelines"),
-                # the bundle is built from the whole project; hash what comes out
-                asset_hash_type=cdk.AssetHashType.OUTPUT,
-                bundling=cdk.BundlingOptions(
-                    image=RUNTIME.bundling_image,
-                    local=LocalPipBundling(),
-                    command=[
-                        "bash",
-                        "-c",
-                        "echo 'Docker bundling is not supported: install Python and pip' && exit 1",
-                    ],
-                ),
-            ),
-        )
-        self.functions: dict[str, lambda_.Function] = {}
-        for logical_id, spec in wf.LAMBDA_FUNCTIONS.items():
-            log_group = logs.LogGroup(
-                self,
-                f"{logical_id}Logs",
-                retention=log_retention,
-                removal_policy=cdk.RemovalPolicy.DESTROY,
-            )
-            env = {
-                "POWERTOOLS_SERVICE_NAME": wf.POWERTOOLS_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": wf.METRICS_NAMESPACE,
-                **environment.get(logical_id, {}),
-            }
-            missing = [name for name in spec.environment if name not in env]
-            if missing:
-                raise ValueError(f"{logical_id}: no value for environment {missing}")
-            fn = lambda_.Function(
-                self,
-                logical_id,
-                description=spec.description,
-                runtime=RUNTIME,
-                architecture=lambda_.Architecture.X86_64,
-                handler=spec.handler,
-                code=lambda_.Code.from_asset(str(spec.source_dir)),
-                layers=[self.layer],
-                timeout=cdk.Duration.seconds(spec.timeout_seconds),
-                memory_size=spec.memory_mib,
-                environment=env,
-                tracing=lambda_.Tracing.ACTIVE,
-                log_group=log_group,
-            )
-            self.functions[logical_id] = fn
-
-    def grant(self, logical_id: str, *statements: iam.PolicyStatement) -> None:
-        for statement in statements:
-            self.functions[logical_id].add_to_role_policy(statement)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m infra.functions")
+    """``--fill-wheelhouse``: fill :data:`WHEELHOUSE` and report what it holds."""
+    parser = argparse.ArgumentParser(prog="python -m infra.tooling.wheelhouse")
     parser.add_argument(
         "--fill-wheelhouse",
         action="store_true",

@@ -1,20 +1,18 @@
 """AWS Batch: network, compute environments, job queues, the image and one job definition per
 step (``synapse_pipelines.workflow.wiring.BATCH_JOBS``).
 
-- Fargate Spot (default queue): Detect, Report, PublishToBoss. Sizes from CDK context,
-  validated as Fargate task sizes (infra/config.py).
+- Fargate Spot (default queue): Detect, Report, PublishToBoss and the blockwise stages. Sizes
+  from CDK context, validated as Fargate task sizes (``infra/stack_settings.py``).
 - EC2 Spot (large-memory queue): DetectLarge, for boxes whose estimated working set exceeds
   the Fargate job (ValidateRequest chooses; the instance classes and size come from context).
 - Job definitions: the command is the workflow's argv with ``Ref::results_key``; the token
   arrives only as the ``BOSS_TOKEN`` secret from Secrets Manager; retries only for Spot
-  reclaims (``workflow.batch_retry_strategy``).
-- The image is built from ``batch_image/Dockerfile`` with the repository as context; synth
-  only stages it (no Docker needed until deploy).
+  reclaims (``wiring.batch_retry_strategy``). Each spec's ``size`` names its deployed size.
+- The image is built from ``batch_image/Dockerfile`` with the repository as context, reduced
+  by :data:`IMAGE_CONTEXT_RULES`; synth only stages it (no Docker needed until deploy).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import (
@@ -30,7 +28,14 @@ from aws_cdk import (
 from constructs import Construct
 
 from infra import REPO_ROOT
-from infra.config import JobSize, Settings
+from infra.log_groups import retained_log_group
+from infra.stack_settings import JobSize, Settings
+from infra.storage.results_bucket_policies import (
+    EVERY_RESULT,
+    listing_statement,
+    objects_statement,
+)
+from infra.wiring_checks import require_values
 from synapse_pipelines.workflow import wiring as wf
 
 #: The Docker build context is the repository, reduced to what the image needs (the same
@@ -47,22 +52,38 @@ IMAGE_CONTEXT_RULES = [
     "**/*.pyc",
 ]
 
-
 #: Scratch space of a Fargate task (results folder, downloads), GiB (Fargate: 21..200).
 EPHEMERAL_STORAGE_GIB = 100
 
 
-def size_class(spec: wf.BatchJobSpec) -> str:
-    """Which deployed size a job gets: the spec's ``size``, else derived from its role."""
-    explicit = getattr(spec, "size", None)
-    if explicit:
-        return str(explicit)
-    if spec.large:
-        return "large"
-    return {"report": "report", "publish-boss": "publish"}.get(spec.step, "detect")
+def job_sizes(settings: Settings) -> dict[str, JobSize]:
+    """The deployed size of each ``BatchJobSpec.size`` name."""
+    return {
+        "detect": settings.detect_job,
+        "large": settings.large_detect_job,
+        "report": settings.report_job,
+        "publish": settings.publish_job,
+    }
 
 
-class Compute(Construct):
+def retry_strategies(attempts: int) -> tuple[int, list[batch.RetryStrategy]]:
+    """The workflow's Batch retry strategy (``wiring.batch_retry_strategy``) in CDK's terms."""
+    strategy = wf.batch_retry_strategy(attempts)
+    rules = []
+    for rule in strategy["evaluateOnExit"]:
+        action = batch.Action.RETRY if rule["action"] == "RETRY" else batch.Action.EXIT
+        reason = batch.Reason.custom(
+            on_exit_code=rule.get("onExitCode"),
+            on_status_reason=rule.get("onStatusReason"),
+            on_reason=rule.get("onReason"),
+        )
+        rules.append(batch.RetryStrategy.of(action, reason))
+    return strategy["attempts"], rules
+
+
+class BatchCompute(Construct):
+    """VPC, Spot compute environments and queues, the image, the job role and job definitions."""
+
     def __init__(
         self,
         scope: Construct,
@@ -86,7 +107,7 @@ class Compute(Construct):
             allow_all_outbound=True,
         )
 
-        self.fargate_spot = batch.FargateComputeEnvironment(
+        fargate_spot = batch.FargateComputeEnvironment(
             self,
             "FargateSpot",
             vpc=self.vpc,
@@ -115,7 +136,7 @@ class Compute(Construct):
             self,
             "JobQueue",
             compute_environments=[
-                batch.OrderedComputeEnvironment(compute_environment=self.fargate_spot, order=1)
+                batch.OrderedComputeEnvironment(compute_environment=fargate_spot, order=1)
             ],
         )
         self.large_queue = batch.JobQueue(
@@ -127,7 +148,7 @@ class Compute(Construct):
         )
 
         # one image asset for every job definition (one build, one push)
-        self.image_asset = ecr_assets.DockerImageAsset(
+        image_asset = ecr_assets.DockerImageAsset(
             self,
             "Image",
             directory=str(REPO_ROOT),
@@ -136,51 +157,33 @@ class Compute(Construct):
             exclude=IMAGE_CONTEXT_RULES,
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
-        self.image = ecs.ContainerImage.from_docker_image_asset(self.image_asset)
-        self.log_group = logs.LogGroup(
-            self,
-            "JobLogs",
-            retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        self.image = ecs.ContainerImage.from_docker_image_asset(image_asset)
+        self.log_group = retained_log_group(self, "JobLogs", log_retention)
         self.job_role = iam.Role(
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="synapse-pipelines Batch jobs: read and write the results bucket",
         )
+        # the steps read inputs, write artefacts and clear their own error records
         self.job_role.add_to_policy(
-            iam.PolicyStatement(
+            objects_statement(
+                results,
                 sid="ResultsObjects",
-                # the steps read inputs, write artefacts and clear their own error records
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[results.arn_for_objects("*")],
+                keys=EVERY_RESULT,
             )
         )
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ResultsListing",
-                # without ListBucket a missing object answers 403 instead of 404
-                actions=["s3:ListBucket"],
-                resources=[results.bucket_arn],
-            )
-        )
+        self.job_role.add_to_policy(listing_statement(results, sid="ResultsListing"))
 
-        # each job spec names which deployed size it gets (workflow.BatchJobSpec.size)
-        sizes: Mapping[str, JobSize] = {
-            "detect": settings.detect_job,
-            "large": settings.large_detect_job,
-            "report": settings.report_job,
-            "publish": settings.publish_job,
-        }
+        sizes = job_sizes(settings)
         self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
         self.containers: dict[str, batch.IEcsContainerDefinition] = {}
         for logical_id, spec in wf.BATCH_JOBS.items():
-            size = size_class(spec)
-            if size not in sizes:
-                raise ValueError(f"{logical_id}: unknown size {size!r}; use {list(sizes)}")
+            if spec.size not in sizes:
+                raise ValueError(f"{logical_id}: unknown size {spec.size!r}; use {list(sizes)}")
             self.job_definitions[logical_id] = self._job_definition(
-                spec, sizes[size], results, boss_token, settings
+                spec, sizes[spec.size], results, boss_token, settings.job_timeout_hours
             )
 
     def _vpc(self, settings: Settings, log_retention: logs.RetentionDays) -> ec2.IVpc:
@@ -211,9 +214,7 @@ class Compute(Construct):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
             },
         )
-        flow_logs = logs.LogGroup(
-            self, "VpcFlowLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
-        )
+        flow_logs = retained_log_group(self, "VpcFlowLogs", log_retention)
         vpc.add_flow_log(
             "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
         )
@@ -225,12 +226,10 @@ class Compute(Construct):
         size: JobSize,
         results: s3.IBucket,
         boss_token: secretsmanager.ISecret,
-        settings: Settings,
+        timeout_hours: int,
     ) -> batch.EcsJobDefinition:
         environment = {wf.ENV_RESULTS_BUCKET: results.bucket_name}
-        missing = [name for name in spec.environment if name not in environment]
-        if missing:
-            raise ValueError(f"{spec.logical_id}: no value for environment {missing}")
+        require_values(spec.logical_id, "environment", spec.environment, environment)
         secrets = {name: batch.Secret.from_secrets_manager(boss_token) for name in spec.secrets}
         logging = ecs.LogDriver.aws_logs(stream_prefix=spec.step, log_group=self.log_group)
         common = {
@@ -260,22 +259,13 @@ class Compute(Construct):
                 assign_public_ip=False,
             )
         self.containers[spec.logical_id] = container
-        strategy = wf.batch_retry_strategy(spec.attempts)
-        retry = []
-        for rule in strategy["evaluateOnExit"]:
-            action = batch.Action.RETRY if rule["action"] == "RETRY" else batch.Action.EXIT
-            reason = batch.Reason.custom(
-                on_exit_code=rule.get("onExitCode"),
-                on_status_reason=rule.get("onStatusReason"),
-                on_reason=rule.get("onReason"),
-            )
-            retry.append(batch.RetryStrategy.of(action, reason))
+        attempts, retry = retry_strategies(spec.attempts)
         return batch.EcsJobDefinition(
             self,
             spec.logical_id,
             container=container,
-            retry_attempts=strategy["attempts"],
+            retry_attempts=attempts,
             retry_strategies=retry,
-            timeout=cdk.Duration.hours(settings.job_timeout_hours),
+            timeout=cdk.Duration.hours(timeout_hours),
             propagate_tags=True,
         )

@@ -6,7 +6,8 @@ Override one value at deploy time with ``-c``, e.g.::
 
 (a JSON object given with ``-c`` is merged over the ``cdk.json`` defaults key by key).
 Every mistake raises :class:`ConfigError` naming the context key and the fix, before any
-resource is defined.
+resource is defined. Owns the validation of every value, including which Fargate and EC2
+sizes a Batch job may ask for; CDK-free.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from synapse_pipelines.workflow import wiring as wf
 
 CONTEXT_KEY = "synapse-pipelines"
 
@@ -64,12 +67,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class JobSize:
+    """vCPU and memory of a Batch job (``{"vcpu", "memoryMiB"}`` in context)."""
+
     vcpu: float
     memory_mib: int
 
 
 @dataclass(frozen=True)
 class ExistingVpc:
+    """A VPC to run the jobs in instead of a new one (``existingVpc``)."""
+
     vpc_id: str
     availability_zones: tuple[str, ...]
     private_subnet_ids: tuple[str, ...]
@@ -77,6 +84,8 @@ class ExistingVpc:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every deployment setting, validated."""
+
     stack_name: str
     notification_email: str | None
     existing_vpc: ExistingVpc | None
@@ -169,16 +178,19 @@ def _int(raw: Mapping[str, Any], key: str, low: int, high: int) -> int:
     return value
 
 
-def load_settings(context: Mapping[str, Any]) -> Settings:
+def _json_object(value: Any) -> Any:
+    """A context value given with ``-c`` as JSON text, parsed; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise ConfigError("", "is not a JSON object", "pass -c synapse-pipelines='{...}'") from None
+
+
+def load_settings(context: Mapping[str, Any] | str) -> Settings:
     """Settings from the CDK context value (a mapping, or JSON text given with ``-c``)."""
-    raw: Any = context
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise ConfigError(
-                "", "is not a JSON object", "pass -c synapse-pipelines='{...}'"
-            ) from None
+    raw = _json_object(context)
     if not isinstance(raw, Mapping):
         raise ConfigError("", f"expected an object, got {type(raw).__name__}", "see cdk.json")
 
@@ -241,7 +253,7 @@ def load_settings(context: Mapping[str, Any]) -> Settings:
         results_noncurrent_version_days=_int(raw, "resultsNoncurrentVersionDays", 1, 3650),
         results_infrequent_access_days=_int(raw, "resultsInfrequentAccessDays", 30, 3650),
         presign_expiry_seconds=_int(raw, "presignExpirySeconds", 60, 604800),
-        neuroglancer_url=str(raw.get("neuroglancerUrl") or "https://neuroglancer.bossdb.io/"),
+        neuroglancer_url=str(raw.get("neuroglancerUrl") or wf.DEFAULT_NEUROGLANCER_URL),
         asl_settings=_asl_settings(raw.get("stateMachineSettings")),
     )
     for key in ("detectJob", "reportJob", "publishJob"):
@@ -293,32 +305,27 @@ def _asl_settings(value: Any) -> dict[str, int | float]:
 
 
 def _attr(key: str) -> str:
+    """The Settings field of a context key (``detectJob`` -> ``detect_job``)."""
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
 
 
-def settings_from_app_context(node: Any, defaults: Mapping[str, Any] | None = None) -> Settings:
+class ContextNode(Protocol):
+    """What settings need of a construct node (``app.node``): its context values."""
+
+    def try_get_context(self, key: str) -> Any: ...
+
+
+def settings_from_app_context(
+    node: ContextNode, defaults: Mapping[str, Any] | None = None
+) -> Settings:
     """Settings from a construct node's context (cdk.json + ``-c``), over ``defaults``.
 
     ``cdk deploy -c synapse-pipelines='{"notificationEmail": "..."}'`` replaces the whole
     context value; merging it over the cdk.json block keeps the other keys.
     """
-    value = node.try_get_context(CONTEXT_KEY)
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ConfigError(
-                "", "is not a JSON object", "pass -c synapse-pipelines='{...}'"
-            ) from None
+    value = _json_object(node.try_get_context(CONTEXT_KEY))
     if value is None and defaults is None:
         raise ConfigError("", "missing", f"add the {CONTEXT_KEY!r} block from cdk.json")
     if value is not None and not isinstance(value, Mapping):
         raise ConfigError("", f"expected an object, got {type(value).__name__}", "see cdk.json")
     return load_settings({**(defaults or {}), **(value or {})})
-
-
-def cdk_json_defaults(path: Any) -> dict[str, Any]:
-    """The ``synapse-pipelines`` block of cdk.json."""
-    from pathlib import Path
-
-    return dict(json.loads(Path(path).read_text())["context"].get(CONTEXT_KEY) or {})

@@ -2,23 +2,25 @@
 
 Run after changing ``pyproject.toml`` dependencies, in the environment the tests pass in::
 
-    python -m infra.pin_image_deps
+    python -m infra.tooling.image_pins
 
 It walks the project's runtime requirements (no extras) and pins every installed
-distribution they pull in, so the image installs the tested set.
+distribution they pull in, so the image (built by ``infra/batch_compute/``) installs the
+tested set.
 """
 
 from __future__ import annotations
 
 from importlib import metadata
-from pathlib import Path
 
 from packaging.requirements import Requirement
 
-OUT = Path(__file__).resolve().parents[1] / "batch_image" / "constraints.txt"
+from infra import REPO_ROOT
+
+OUT = REPO_ROOT / "batch_image" / "constraints.txt"
 HEADER = (
     "# Exact versions of the container's dependencies (the tested set).\n"
-    "# Regenerate with `python -m infra.pin_image_deps` after changing pyproject.toml.\n"
+    "# Regenerate with `python -m infra.tooling.image_pins` after changing pyproject.toml.\n"
 )
 
 
@@ -27,6 +29,7 @@ def _normal(name: str) -> str:
 
 
 def runtime_closure(project: str = "synapse-pipelines") -> dict[str, str]:
+    """Installed version of every distribution the project's runtime requirements pull in."""
     pins: dict[str, str] = {}
     todo = [
         Requirement(r)
@@ -54,6 +57,7 @@ def runtime_closure(project: str = "synapse-pipelines") -> dict[str, str]:
 
 
 def main() -> None:
+    """Write the pins of the installed runtime closure to :data:`OUT`."""
     pins = runtime_closure()
     OUT.write_text(HEADER + "".join(f"{n}=={v}\n" for n, v in pins.items()))
     print(f"{len(pins)} pins written to {OUT}")

@@ -1,16 +1,29 @@
-"""cdk-nag AwsSolutions acknowledgements: each one with the reason it is acceptable.
+"""cdk-nag: the AwsSolutions checks every synth runs, and each acknowledged finding with the
+reason it is acceptable (one list to review).
 
-cdk-nag 3 runs as a CDK validation plugin (``infra/app.py``); an unacknowledged finding fails
-``cdk synth`` and the infra tests. Acknowledgements go on the narrowest construct that owns
-the finding, through CDK's ``Validations.of(construct).acknowledge``.
+cdk-nag 3 runs as a CDK validation plugin (:func:`add_checks`); an unacknowledged finding
+fails ``cdk synth`` and the infra tests. Acknowledgements go on the narrowest construct that
+owns the finding, through CDK's ``Validations.of(construct).acknowledge``; the results-key
+patterns they name are the ones the policies grant (``infra/storage/results_bucket_policies.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
+
+from infra.batch_compute.batch_compute_construct import BatchCompute
+from infra.event_triggers.event_triggers_construct import EventTriggers
+from infra.lambda_functions.lambda_functions_construct import LambdaFunctions
+from infra.state_machine.state_machine_construct import SynapseDetectionStateMachine
+from infra.storage.results_bucket_policies import (
+    EVERY_RESULT,
+    STEP_ERROR_RECORDS,
+    VALIDATED_REQUESTS,
+    WORKFLOW_RECORDS,
+)
+from infra.storage.storage_construct import Storage
 
 PACK = "AwsSolutions"
 
@@ -22,6 +35,11 @@ ECS_INSTANCE = (
 )
 
 
+def add_checks(app: cdk.App) -> None:
+    """Run the AwsSolutions pack on every synth of ``app`` (findings fail the synth)."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+
+
 def ack(construct: IConstruct, rule: str, reason: str) -> None:
     """Acknowledge ``rule`` (e.g. ``IAM5[Resource::*]``) on ``construct`` and its children."""
     cdk.Validations.of(construct).acknowledge(
@@ -29,16 +47,21 @@ def ack(construct: IConstruct, rule: str, reason: str) -> None:
     )
 
 
-def acknowledge_findings(stack: Any) -> None:
+def acknowledge_findings(
+    stack: cdk.Stack,
+    *,
+    storage: Storage,
+    batch_compute: BatchCompute,
+    lambda_functions: LambdaFunctions,
+    state_machine: SynapseDetectionStateMachine,
+    event_triggers: EventTriggers,
+) -> None:
     """Every acknowledged finding of the stack (see each reason)."""
-    storage, compute, functions, workflow = (
-        stack.storage,
-        stack.compute,
-        stack.functions,
-        stack.workflow,
-    )
-    triggers = stack.triggers
-    results_objects = f"Resource::<{stack.get_logical_id(storage.results.node.default_child)}.Arn>"
+    results_arn = f"Resource::<{stack.get_logical_id(storage.results.node.default_child)}.Arn>"
+
+    def results_objects(keys: str) -> str:
+        """How a finding names a results-objects resource (``<keys>``: a policy pattern)."""
+        return f"{results_arn}/{keys}"
 
     ack(
         storage.boss_token,
@@ -47,13 +70,14 @@ def acknowledge_findings(stack: Any) -> None:
         "API a rotation Lambda could call; operators replace it with put-secret-value.",
     )
     ack(
-        triggers.dead_letters,
+        event_triggers.dead_letters,
         "SQS3",
         "This queue is itself the dead-letter queue of the EventBridge rule's target.",
     )
 
     # --- Lambda functions
-    for fn in functions.functions.values():
+    functions = lambda_functions.functions
+    for fn in functions.values():
         ack(
             fn,
             "L1",
@@ -73,32 +97,32 @@ def acknowledge_findings(stack: Any) -> None:
             "resource-level permissions.",
         )
     ack(
-        functions.functions["PublishToS3"],
-        f"IAM5[{results_objects}/*]",
+        functions["PublishToS3"],
+        f"IAM5[{results_objects(EVERY_RESULT)}]",
         "Results live under one prefix per request (<results_key>/...); the keys are only "
         "known at run time. Actions are limited to GetObject/PutObject on the results bucket.",
     )
     ack(
-        functions.functions["ValidateRequest"],
-        f"IAM5[{results_objects}/*/_workflow/request.json]",
+        functions["ValidateRequest"],
+        f"IAM5[{results_objects(VALIDATED_REQUESTS)}]",
         "ValidateRequest may only write each request's validated copy, "
         "<results_key>/_workflow/request.json; the results key is known at run time.",
     )
     ack(
-        functions.functions["DescribeFailure"],
-        f"IAM5[{results_objects}/*/_workflow/errors/*]",
+        functions["DescribeFailure"],
+        f"IAM5[{results_objects(STEP_ERROR_RECORDS)}]",
         "DescribeFailure only reads the error records of the failed request's steps; the "
         "results key is known at run time.",
     )
 
     # --- Batch
     ack(
-        compute.job_role,
-        f"IAM5[{results_objects}/*]",
+        batch_compute.job_role,
+        f"IAM5[{results_objects(EVERY_RESULT)}]",
         "Batch steps read and write one request's results folder (<results_key>/...); the "
         "key is a job parameter known at run time. Actions: Get/Put/DeleteObject only.",
     )
-    for container in compute.containers.values():
+    for container in batch_compute.containers.values():
         ack(
             container,
             "IAM5[Resource::*]",
@@ -106,29 +130,29 @@ def acknowledge_findings(stack: Any) -> None:
             "permissions (the pull itself is limited to the asset repository).",
         )
     ack(
-        compute.ec2_spot,
+        batch_compute.ec2_spot,
         f"IAM4[{ECS_INSTANCE}]",
         "The ECS agent on Batch-managed EC2 instances needs AmazonEC2ContainerServiceforEC2Role "
         "(AWS Batch documentation); jobs get their own job role.",
     )
 
     # --- state machine
-    machine = stack.workflow.state_machine_name
+    machine = state_machine.state_machine_name
     ack(
-        workflow.role,
+        state_machine.role,
         "IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
         f"execution:{machine}/*]",
         "A Distributed Map watches and stops the child executions it starts; their names are "
         "generated per map run under this state machine's own execution prefix.",
     )
     ack(
-        workflow.role,
-        f"IAM5[{results_objects}/*/_workflow/*]",
+        state_machine.role,
+        f"IAM5[{results_objects(WORKFLOW_RECORDS)}]",
         "The Distributed Map reads its block manifest (ItemReader) and writes its results "
         "(ResultWriter) under each request's <results_key>/_workflow/ prefix, known at run time.",
     )
     ack(
-        workflow.role,
+        state_machine.role,
         "IAM5[Resource::*]",
         "batch:DescribeJobs/TerminateJob (used by submitJob.sync), X-Ray and CloudWatch Logs "
         "delivery actions do not support resource-level permissions.",

@@ -1,4 +1,4 @@
-"""CDK app entry point (``cdk.json``: ``python3 -m infra.app``).
+"""CDK app entry point (``cdk.json``: ``python3 -m infra.cdk_app``).
 
 ``build_app`` is what the tests synthesise too, with cdk.json's context: one definition of
 the app. cdk-nag's AwsSolutions checks run on every synth; an unacknowledged finding is an
@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+# silences jsii's Node 20 end-of-life notice on every run; read when importing aws_cdk
+# starts jsii, hence before that import
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
 
-from infra.config import CONTEXT_KEY, cdk_json_defaults, settings_from_app_context
-from infra.stack import SynapsePipelinesStack
+from infra import REPO_ROOT
+from infra.cdk_nag_checks import add_checks
+from infra.stack_settings import CONTEXT_KEY, settings_from_app_context
+from infra.synapse_pipelines_stack import SynapsePipelinesStack
 
-CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+CDK_JSON = REPO_ROOT / "cdk.json"
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -30,26 +32,22 @@ def cdk_json_context() -> dict[str, Any]:
 
 
 def build_app(
-    context: Mapping[str, Any] | None = None,
-    *,
-    nag: bool = True,
-    **app_kwargs: Any,
+    context: Mapping[str, Any] | None = None, **app_kwargs: Any
 ) -> tuple[cdk.App, SynapsePipelinesStack]:
     """The app and its one stack. ``context=None``: the CDK CLI supplies it (cdk.json, -c)."""
     app = cdk.App(context=dict(context) if context is not None else None, **app_kwargs)
-    settings = settings_from_app_context(app.node, cdk_json_defaults(CDK_JSON))
+    defaults = cdk_json_context().get(CONTEXT_KEY) or {}
+    settings = settings_from_app_context(app.node, defaults)
     stack = SynapsePipelinesStack(app, settings.stack_name, settings=settings)
-    if nag:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    add_checks(app)
     return app, stack
 
 
 def main() -> None:
+    """Synthesise the app (what ``cdk synth`` and ``cdk deploy`` run)."""
     app, _ = build_app()
     app.synth()
 
 
 if __name__ == "__main__":
     main()
-
-__all__ = ["CONTEXT_KEY", "build_app", "cdk_json_context", "main"]

@@ -18,6 +18,8 @@ from constructs import Construct
 
 
 class Notifications(Construct):
+    """The SNS topic and the custom event bus."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, notification_email: str | None
     ) -> None:

@@ -1,0 +1,89 @@
+"""What a BOSS channel and coordinate frame are to this project, and BOSS's rules on them.
+
+Owns the value types every BOSS module shares (:class:`ChannelInfo`,
+:class:`CoordinateFrame`), the datatypes and name length BOSS accepts, its spelling of voxel
+units, the check that a box lies in a frame, and :data:`OUTPUT_MARKER`, the description
+prefix of every resource this project creates. No I/O: the client
+(:mod:`synapse_pipelines.io.boss_client`) reads and creates these resources; publication and
+links only describe them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import AXES, Box
+
+#: The channel datatypes BOSS (through intern) stores.
+SUPPORTED_DATATYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint64": np.uint64}
+#: BOSS stores names in 255-character fields.
+BOSS_MAX_NAME_LENGTH = 255
+#: Description prefix of every collection, frame, experiment and channel this project creates;
+#: lets publication tell its own earlier outputs (safe to overwrite) from a user's data
+#: channels (never overwritten).
+OUTPUT_MARKER = "synapse-pipelines output"
+#: The length units BOSS accepts for voxel sizes.
+BOSS_UNITS = ("nanometers", "micrometers", "millimeters", "centimeters")
+_UNIT_ALIASES = {
+    "nm": "nanometers",
+    "um": "micrometers",
+    "µm": "micrometers",
+    "mm": "millimeters",
+    "cm": "centimeters",
+}
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    name: str
+    datatype: str  # "uint8" | "uint16" | "uint64"
+    type: str  # "image" | "annotation"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.datatype)
+
+
+@dataclass(frozen=True)
+class CoordinateFrame:
+    extent: Box  # half-open, z, y, x
+    voxel_size: tuple[float, float, float]  # z, y, x
+    voxel_unit: str
+    name: str
+
+
+def boss_voxel_unit(unit: str) -> str:
+    """BOSS's spelling of a length unit (it accepts only :data:`BOSS_UNITS`)."""
+    lowered = _UNIT_ALIASES.get(unit.lower(), unit.lower())
+    if not lowered.endswith("s"):
+        lowered += "s"
+    if lowered not in BOSS_UNITS:
+        raise BossError(
+            f"voxel unit {unit!r} is not one BOSS accepts ({', '.join(BOSS_UNITS)})",
+            field="voxel_unit",
+            hint="give the voxel size in nanometers, e.g. --voxel-unit nanometers",
+        )
+    return lowered
+
+
+def check_box_in_frame(box: Box, frame: CoordinateFrame, where: str) -> None:
+    """Raise BossError naming the first axis of ``box`` outside ``frame`` (half-open)."""
+    for axis, a, b, lo, hi in zip(
+        AXES, box.start, box.stop, frame.extent.start, frame.extent.stop, strict=True
+    ):
+        if b <= a:
+            raise BossError(
+                f"{axis} range {a}:{b} is empty",
+                field=f"{axis}_range",
+                hint="give start < stop (ranges are half-open)",
+            )
+        if a < lo or b > hi:
+            raise BossError(
+                f"{axis} range {a}:{b} is outside the coordinate frame of {where} "
+                f"({axis} {lo}:{hi}, half-open)",
+                field=f"{axis}_range",
+                hint=f"use a {axis} range within {lo}:{hi}",
+            )
