@@ -170,7 +170,7 @@ class Profile:
 
     synapse_density_um3: float = 1.4  #: excitatory synapses (~1.0 / um^3 after spacing)
     inhibitory_fraction: float = 0.1  #: inhibitory synapses, as a fraction of the above
-    pre_orphan_um3: float = 4.0  #: synapsin-only puncta (~1.6 / um^3 after clearance)
+    pre_orphan_um3: float = 3.3  #: synapsin-only puncta (~1.4 / um^3 after clearance)
     post_orphan_um3: float = 3.0  #: PSD-95-only puncta (~2.2 / um^3 after clearance)
     vglut1_fraction: float = 0.8
     nr1_fraction: float = 0.5
