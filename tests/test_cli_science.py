@@ -509,3 +509,18 @@ def test_evaluate_micrometre_results_and_bad_annotations(tmp_path) -> None:
     _ok(["evaluate", str(tmp_path / "p.csv"), "--truth", str(tmp_path / "t.csv"),
          "--max-distance", "2", "--unit", "px", "--json", str(report)])  # fmt: skip
     assert json.loads(report.read_text())["tp"] == 1
+
+
+def test_evaluate_against_a_published_0_1_detection_mask(tmp_path) -> None:
+    """A 0/1 uint8 volume (like at_example's peer detections) is a mask: its objects are
+    the 26-connected components, not one label 1."""
+    peer = np.zeros((3, 20, 20), np.uint8)
+    peer[1, 2:4, 2:4] = 1
+    peer[1, 12:14, 12:14] = 1
+    tifffile.imwrite(tmp_path / "peer.tif", peer)
+    results = _results_with_points(tmp_path / "r", np.array([[1, 2.5, 2.5]]))
+    report = tmp_path / "e.json"
+    _ok(["evaluate", str(results), "--truth", str(tmp_path / "peer.tif"),
+         "--max-distance", "400", "--unit", "nm", "--json", str(report)])  # fmt: skip
+    scores = json.loads(report.read_text())
+    assert (scores["n_truth"], scores["tp"]) == (2, 1)

@@ -391,8 +391,13 @@ def _points_from_volume(
             hint="pass an integer label volume (0 = background) or a 0/255 mask",
         )
     kind = "labels"
-    if data.dtype == bool or (data.dtype == np.uint8 and set(np.unique(data)) <= {0, 255}):
-        # a 0/255 mask (predictions.ome.tif): objects are its 26-connected components
+    is_mask = data.dtype == bool
+    if data.dtype == np.uint8:
+        values = set(np.unique(data).tolist())
+        is_mask = values <= {0, 255} or values <= {0, 1}
+    if is_mask:
+        # a 0/255 mask (predictions.ome.tif) or a 0/1 one (published detections):
+        # objects are its 26-connected components
         data, _ = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
         kind = "mask components"
     _, cents = centroids_from_labels(data)
