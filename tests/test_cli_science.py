@@ -517,7 +517,7 @@ def test_evaluate_against_a_published_0_1_detection_mask(tmp_path) -> None:
     peer = np.zeros((3, 20, 20), np.uint8)
     peer[1, 2:4, 2:4] = 1
     peer[1, 12:14, 12:14] = 1
-    tifffile.imwrite(tmp_path / "peer.tif", peer)
+    tifffile.imwrite(tmp_path / "peer.tif", peer, photometric="minisblack")
     results = _results_with_points(tmp_path / "r", np.array([[1, 2.5, 2.5]]))
     report = tmp_path / "e.json"
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "peer.tif"),
