@@ -14,7 +14,7 @@ primitives are in :mod:`synapse_pipelines.science.synthetic_render`. Public API:
 Profiles
 ========
 ``"realistic"`` (the default) is calibrated to the real at_example volume (8 x 1024 x
-1344 uint8, synapsin / PSD-95; figures in ``/work/shared/realdata/README.md`` and
+1344 uint8, synapsin / PSD-95; figures in ``../shared/realdata/README.md`` and
 docs/detection.md): a dark, partly zero background (background-subtracted data), dense
 bright puncta of log-normal brightness, most of them unpaired in each channel, diffuse
 staining along process networks, voids, section-to-section gain drift, shot + correlated
@@ -32,16 +32,16 @@ the calibrated value (1.0 = like at_example):
 - ``misregistration``: at_example's per-section misregistration (PSD-95 rotated 0.7 deg,
   per-section translations of ~0.9 um RMS, tissue jitter and non-rigid warp between
   sections). 0 by default: at 1 no local detector can tell synapses from chance
-  neighbours, and even a perfect pairing of the true puncta scores F1 ~0.7.
+  neighbours, and even a perfect pairing of the true puncta scores F1 ~0.5.
 
 What makes the truth well defined (the realistic profile's three rules). At light
 resolution a synapsin punctum and a PSD-95 punctum closer than ~250 nm *look* like a
 synapse whatever they are, so a generator that put unpaired puncta there would score
 detectors against a coin flip. So: (1) a synapse's pre/post centres are 150 +- 40 nm
 apart, never more than ``offset_max_nm`` = 250 nm; (2) unpaired puncta keep
-``orphan_clearance_nm`` = 400 nm from every punctum of the other channel (they are
+``orphan_clearance_nm`` = 350 nm from every punctum of the other channel (they are
 unpaired *because* nothing is apposed to them); (3) synapse centres keep
-``synapse_spacing_nm`` = 500 nm from each other (two synapses cannot overlap; puncta of
+``synapse_spacing_nm`` = 450 nm from each other (two synapses cannot overlap; puncta of
 neighbours still touch). With these, a detector that pairs the true puncta centres within
 250 nm and reports the midpoints scores F1 >= 0.95 (:func:`oracle_f1`), while most puncta
 in each channel stay unpaired as in real AT.
@@ -68,7 +68,8 @@ The result, :class:`SyntheticExperiment`
   ``synapsin_only``, ``inhibitory`` and ``psd_only``;
 - extras: ``pre_centroids`` / ``post_centroids`` (each synapse's two puncta),
   ``registration`` (per channel: per-section y, x translation in voxels and rotation in
-  degrees), ``params`` (the knobs and the achieved densities) and ``profile``.
+  degrees), ``params`` (the knobs and the achieved densities), ``puncta`` (every
+  synapsin and PSD-95 punctum centre) and ``profile``.
 
 Determinism: everything derives from ``numpy.random.SeedSequence(seed)``; geometry and the
 tissue fields have their own child streams and so does each channel, so rendering a subset
