@@ -764,11 +764,12 @@ def synth(
                 }
             )
             truth.to_csv(out_dir / SYNTH_TRUTH, index=False, float_format="%.17g")
+    shown = {k: v for k, v in kwargs.items() if k not in ("seed", "profile")}
     suggested = 3 * float(exp.voxel_size[1])  # ~ one punctum: a match at light resolution
     rows = [
         ("volume", f"{'x'.join(map(str, dims))} voxels (z,y,x), channels {', '.join(names)}"),
         ("voxel size", f"{','.join(f'{v:g}' for v in exp.voxel_size)} {exp.voxel_unit}"),
-        ("profile", f"{profile} {json.dumps({k: kwargs[k] for k in kwargs if k != 'seed'})}"),
+        ("profile", f"{profile} {json.dumps(shown)}"),
         ("true synapses", str(len(cents))),
         ("files", ", ".join(str(p) for p in targets)),
         ("next", f"synapse-pipelines detect {out_dir / SYNTH_CHANNELS} --out {out_dir}/results"),
