@@ -352,6 +352,7 @@ POINT_SUFFIXES = (".csv", ".npz")
 
 def _points_from_file(path: Path, option: str) -> _Points:
     """A point list: CSV (z,y,x or y,x, header optional; a synapses.csv) or npz."""
+    # imported here, not at module top: the science stack would slow every CLI start-up
     from synapse_pipelines.science.evaluation import read_point_annotations
 
     points = read_point_annotations(path, option=option)
@@ -369,6 +370,7 @@ def _points_from_file(path: Path, option: str) -> _Points:
 def _points_from_volume(
     path: Path, option: str, origin: tuple[int, int, int] | None = None
 ) -> _Points:
+    # imported here, not at module top: the science stack would slow every CLI start-up
     from scipy import ndimage
 
     from synapse_pipelines.io.volumes import read_volume_file
