@@ -45,7 +45,6 @@ from synapse_pipelines.io.outputs import (
     check_results_folder,
     write_results,
 )
-from synapse_pipelines.io.synapse_table_files import read_synapse_table
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     load_channels,
@@ -54,11 +53,15 @@ from synapse_pipelines.io.volumes import (
 )
 from synapse_pipelines.science.evaluation import (
     centroids_from_labels,
-    evaluate_centroids,
+    distance_in_voxel_unit,
     evaluate_per_slice,
+    evaluate_points,
+    length_unit,
+    matching_rule,
+    read_point_annotations,
 )
 from synapse_pipelines.science.features import synapse_table
-from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.science.synthetic import PROFILES, make_experiment
 
 
 def _err() -> Console:
@@ -373,37 +376,36 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class _Points:
-    centroids: np.ndarray  # global voxel coordinates, z y x
+    centroids: np.ndarray  # global voxel coordinates, z y x (or y x: a 2-D annotation)
     voxel_size: tuple[float, float, float] | None
     description: str
     labels: np.ndarray | None = None  # the label volume, when read from one
     origin: tuple[int, int, int] = (0, 0, 0)
+    voxel_unit: str | None = None
 
 
-_CENTROID_SETS = (("centroid_z", "centroid_y", "centroid_x"), ("z", "y", "x"))
+POINT_SUFFIXES = (".csv", ".npz")
 
 
-def _points_from_csv(path: Path, option: str) -> _Points:
+def _points_from_file(path: Path, option: str) -> _Points:
+    """A point list: CSV (z,y,x or y,x, header optional; a synapses.csv) or npz."""
 
-    table = read_synapse_table(path)
-    for cols in _CENTROID_SETS:
-        if all(c in table.columns for c in cols):
-            vs = table.attrs.get("voxel_size")
-            return _Points(
-                centroids=table[list(cols)].to_numpy(dtype=np.float64),
-                voxel_size=tuple(vs) if vs else None,  # type: ignore[arg-type]
-                description=f"{len(table)} centroids from {path}",
-            )
-    raise VolumeInputError(
-        f"{path} has no centroid columns (looked for centroid_z,centroid_y,centroid_x or z,y,x)",
-        field=option,
-        hint="pass a synapses.csv, a truth CSV from `synapse-pipelines synth`, or a volume",
+    points = read_point_annotations(path, option=option)
+    meta_path = path.with_name(path.name + ".json")  # a synapses.csv's metadata
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    vs = meta.get("voxel_size")
+    return _Points(
+        centroids=points.points,
+        voxel_size=tuple(float(v) for v in vs) if vs else None,  # type: ignore[arg-type]
+        description=points.description,
+        voxel_unit=meta.get("voxel_unit"),
     )
 
 
 def _points_from_volume(
     path: Path, option: str, origin: tuple[int, int, int] | None = None
 ) -> _Points:
+
 
     vf = read_volume_file(path, option=option)
     data = np.asarray(vf.data)
@@ -422,8 +424,13 @@ def _points_from_volume(
             hint="pass an integer label volume (0 = background) or a 0/255 mask",
         )
     kind = "labels"
-    if data.dtype == bool or (data.dtype == np.uint8 and set(np.unique(data)) <= {0, 255}):
-        # a 0/255 mask (predictions.ome.tif): objects are its 26-connected components
+    is_mask = data.dtype == bool
+    if data.dtype == np.uint8:
+        values = set(np.unique(data).tolist())
+        is_mask = values <= {0, 255} or values <= {0, 1}
+    if is_mask:
+        # a 0/255 mask (predictions.ome.tif) or a 0/1 one (published detections):
+        # objects are its 26-connected components
         data, _ = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
         kind = "mask components"
     _, cents = centroids_from_labels(data)
@@ -434,6 +441,7 @@ def _points_from_volume(
         description=f"{len(cents)} {kind} from {path}",
         labels=data,
         origin=tuple(int(v) for v in start),  # type: ignore[arg-type]
+        voxel_unit=vf.voxel_unit,
     )
 
 
@@ -449,20 +457,20 @@ def _load_points(
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
     if not path.exists():
         raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in POINT_SUFFIXES:
         if want_labels:
             raise VolumeInputError(
-                f"--per-slice needs label volumes, and {path} is a CSV of centroids",
+                f"--per-slice needs label volumes, and {path} is a list of points",
                 field=option,
                 hint="pass synapse_ids.ome.tif (or a results folder) and an annotation volume",
             )
         if origin is not None:
             raise VolumeInputError(
-                "--truth-origin applies to a truth volume; CSV centroids are already global",
+                "--truth-origin applies to a truth volume; point files are already global",
                 field="--truth-origin",
                 hint="drop --truth-origin, or pass the annotation volume",
             )
-        return _points_from_csv(path, option)
+        return _points_from_file(path, option)
     return _points_from_volume(path, option, origin)
 
 
@@ -471,28 +479,42 @@ def evaluate(
         Path,
         typer.Argument(
             help="Predictions: a results folder, its synapses.csv, synapse_ids.ome.tif or "
-            "predictions.ome.tif (0/255 mask, split into 26-connected objects).",
+            "predictions.ome.tif (0/255 mask, split into 26-connected objects), or a point "
+            "CSV / npz like --truth.",
             show_default=False,
         ),
     ],
     truth: Annotated[
         Path,
         typer.Option(
-            help="Ground truth: a CSV with centroid_z,centroid_y,centroid_x (or z,y,x) "
-            "columns in voxels, or a labelled annotation volume (TIFF/.npy/Zarr).",
+            help="Ground truth in voxels: a point CSV (z,y,x per line, or y,x for one plane "
+            "or a 2-D annotation of every plane; header optional; synapses.csv and synth's "
+            "truth.csv work too), an .npz with a 'synapses_zyx' or 'synapses_yx' array, or "
+            "a labelled annotation volume (TIFF/.npy/Zarr).",
             show_default=False,
         ),
     ],
     max_distance: Annotated[
         float,
         typer.Option(
-            help="Largest centroid distance of a match, in the voxel size's physical unit.",
+            help="Largest centroid distance of a match, in --unit.",
             show_default=False,
         ),
     ],
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            help="Unit of --max-distance: nm, um, mm, or px (voxels; matching then runs in "
+            "voxel coordinates). Default: the voxel size's unit.",
+        ),
+    ] = None,
     voxel_size: Annotated[
         str | None,
         typer.Option(help="Voxel size z,y,x (default: from the predictions' metadata)."),
+    ] = None,
+    voxel_unit: Annotated[
+        str | None,
+        typer.Option(help="Unit of --voxel-size (default: nanometers)."),
     ] = None,
     truth_origin: Annotated[
         str | None,
@@ -515,19 +537,60 @@ def evaluate(
         typer.Option("--json", help="Also write the scores (and matches) as JSON here."),
     ] = None,
 ) -> None:
-    """Object-level precision, recall and F1 by one-to-one centroid matching."""
+    """Object-level precision, recall and F1 by one-to-one centroid matching.
+
+    Examples:
+
+      synapse-pipelines evaluate results --truth truth.csv --max-distance 300 --unit nm
+
+      synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
+    """
 
     vs_opt = parse_triple(voxel_size, option="--voxel-size") if voxel_size else None
     t_org = parse_triple(truth_origin, option="--truth-origin", kind=int) if truth_origin else None
+    unit_name = length_unit(unit) if unit is not None else None  # a bad --unit fails first
+    vu_opt = None
+    if voxel_unit is not None:
+        vu_opt = normalise_unit(voxel_unit)
+        if vu_opt is None:
+            raise VolumeInputError(
+                f"unknown unit {voxel_unit!r}",
+                field="--voxel-unit",
+                hint="use nanometers, micrometers or millimeters",
+            )
     pred = _load_points(predicted, "PREDICTED", want_labels=per_slice)
     true = _load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
-    vs = vs_opt or pred.voxel_size or true.voxel_size
-    if vs is None:
+    if pred.centroids.ndim == 2 and pred.centroids.shape[1] == 2:
+        raise VolumeInputError(
+            f"{pred.description}: predictions need z,y,x (a 2-D list can only be the truth)",
+            field="PREDICTED",
+            hint="pass the results folder or its synapses.csv, or give the points a z column",
+        )
+    if vs_opt is not None:
+        vs, vunit = vs_opt, vu_opt or "nanometers"
+    elif pred.voxel_size is not None:
+        vs, vunit = pred.voxel_size, pred.voxel_unit
+    else:
+        vs, vunit = true.voxel_size, true.voxel_unit
+    in_voxels = unit_name == "voxels"
+    if vs is None and not in_voxels:
         raise VolumeInputError(
             "the voxel size is not recorded in the predictions or the truth",
             field="--voxel-size",
-            hint="pass --voxel-size z,y,x in the unit of --max-distance",
+            hint="pass --voxel-size z,y,x (and --voxel-unit), or give --max-distance in "
+            "voxels with --unit px",
         )
+    if in_voxels:
+        scale, distance, shown_unit = (1.0, 1.0, 1.0), max_distance, "px"
+    else:
+        assert vs is not None
+        scale = vs
+        distance = (
+            max_distance
+            if unit is None
+            else distance_in_voxel_unit(max_distance, unit_name or "", vunit)
+        )
+        shown_unit = unit or vunit or "(voxel size unit)"
     if per_slice:
         assert pred.labels is not None and true.labels is not None
         if pred.labels.shape != true.labels.shape or pred.origin != true.origin:
@@ -539,18 +602,25 @@ def evaluate(
                 hint="cut the annotation from the same z,y,x box (or set --truth-origin)",
             )
         result = evaluate_per_slice(
-            pred.labels, true.labels, max_distance=max_distance, voxel_size=vs
+            pred.labels, true.labels, max_distance=distance, voxel_size=scale
         )
         mode = "2-D per slice"
     else:
-        result = evaluate_centroids(
-            pred.centroids, true.centroids, max_distance=max_distance, voxel_size=vs
+        result = evaluate_points(
+            pred.centroids, true.centroids, max_distance=distance, voxel_size=scale
         )
-        mode = "3-D"
+        mode = "2-D (y,x)" if true.centroids.shape[1] == 2 else "3-D"
+    rule = matching_rule(
+        mode=mode,
+        max_distance=max_distance,
+        unit=shown_unit,
+        voxel_size=scale if in_voxels else vs,  # type: ignore[arg-type]
+        voxel_unit=None if in_voxels else vunit,
+    )
     rows = [
         ("predicted", pred.description),
         ("truth", true.description),
-        ("matching", f"{mode}, one-to-one within {max_distance:g} (voxel size {vs})"),
+        ("matching", rule),
         ("TP / FP / FN", f"{result.tp} / {result.fp} / {result.fn}"),
         ("precision", f"{result.precision:.4f}"),
         ("recall", f"{result.recall:.4f}"),
@@ -562,6 +632,9 @@ def evaluate(
         data["predicted"] = str(predicted)
         data["truth"] = str(truth)
         data["mode"] = mode
+        data["rule"] = rule
+        data["unit"] = shown_unit
+        data["requested_max_distance"] = max_distance
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -579,9 +652,36 @@ def synth(
     ] = Path("synthetic"),
     shape: Annotated[str, typer.Option(help="Volume shape z,y,x in voxels.")] = "16,256,256",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same experiment).")] = 0,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="realistic (calibrated to real AT data) or sparse (the first build's clean, "
+            "well-separated puncta; for old regression tests)."
+        ),
+    ] = "realistic",
+    snr: Annotated[float, typer.Option(help="Punctum brightness, x the calibrated.")] = 1.0,
+    density: Annotated[
+        float, typer.Option(help="Number of every kind of punctum, x the calibrated.")
+    ] = 1.0,
+    unpaired: Annotated[
+        float, typer.Option(help="Unpaired puncta per channel, x the calibrated.")
+    ] = 1.0,
+    drift: Annotated[
+        float, typer.Option(help="Section-to-section gain and level drift, x the calibrated.")
+    ] = 1.0,
+    shift_nm: Annotated[
+        float, typer.Option(help="Constant in-plane shift of PSD95 against synapsin, nm.")
+    ] = 50.0,
+    misregistration: Annotated[
+        float,
+        typer.Option(
+            help="Per-section misregistration: 0 = none, 1 = like the real at_example volume."
+        ),
+    ] = 0.0,
+    dtype: Annotated[str, typer.Option(help="uint8 or uint16.")] = "uint8",
     n_synapses: Annotated[
         int | None,
-        typer.Option(help="Number of true synapses (default: the generator's density)."),
+        typer.Option(help="Number of true synapses (--profile sparse only)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out.")] = False,
 ) -> None:
@@ -589,8 +689,10 @@ def synth(
 
     Files: channels.ome.tif (all channels, named, with voxel sizes), truth.csv (true
     synapse centroids) and annotation.ome.tif (labelled synapses, like collman15v2's
-    annotation channel).
+    annotation channel). The default realistic profile looks like real array-tomography
+    data (dense puncta, most unpaired, dark background); see docs/detection.md.
     """
+
 
     dims = parse_triple(shape, option="--shape", kind=int)
     if min(dims) < 1:
@@ -607,8 +709,43 @@ def synth(
             field="--out",
             hint="choose another folder or pass --overwrite",
         )
-    kwargs: dict[str, Any] = {"seed": seed}
+    if profile not in PROFILES:
+        raise VolumeInputError(
+            f"unknown profile {profile!r}", field="--profile", hint=f"use one of {PROFILES}"
+        )
+    if dtype not in ("uint8", "uint16"):
+        raise VolumeInputError(
+            f"unsupported dtype {dtype!r}", field="--dtype", hint="use uint8 or uint16"
+        )
+    kwargs: dict[str, Any] = {"seed": seed, "profile": profile, "dtype": dtype}
+    knobs = {
+        "--snr": ("snr", snr, 1.0),
+        "--density": ("density", density, 1.0),
+        "--unpaired": ("unpaired", unpaired, 1.0),
+        "--drift": ("drift", drift, 1.0),
+        "--shift-nm": ("shift_nm", shift_nm, 50.0),
+        "--misregistration": ("misregistration", misregistration, 0.0),
+    }
+    for option, (key, value, default) in knobs.items():
+        if not (np.isfinite(value) and (value >= 0 or key == "shift_nm")):
+            raise VolumeInputError(
+                f"{option} must be a finite number >= 0, got {value}", field=option
+            )
+        if value != default:
+            if profile == "sparse":
+                raise VolumeInputError(
+                    f"{option} applies to the realistic profile",
+                    field=option,
+                    hint="drop it, or use --profile realistic",
+                )
+            kwargs[key] = value
     if n_synapses is not None:
+        if profile != "sparse":
+            raise VolumeInputError(
+                "--n-synapses applies to --profile sparse",
+                field="--n-synapses",
+                hint="set the realistic profile's number of synapses with --density",
+            )
         kwargs["n_synapses"] = n_synapses
     with _progress() as progress:
         steps = _Steps(progress)
@@ -623,7 +760,7 @@ def synth(
                 voxel_unit=exp.voxel_unit,
                 channel_names=names,
                 name="synthetic experiment",
-                attributes={"seed": seed},
+                attributes={"seed": seed, "profile": profile, **exp.params},
             )
             write_volume(
                 out_dir / SYNTH_ANNOTATION,
@@ -646,17 +783,19 @@ def synth(
                 }
             )
             truth.to_csv(out_dir / SYNTH_TRUTH, index=False, float_format="%.17g")
-    suggested = 2 * float(max(exp.voxel_size))
+    shown = {k: v for k, v in kwargs.items() if k not in ("seed", "profile")}
+    suggested = 3 * float(exp.voxel_size[1])  # ~ one punctum: a match at light resolution
     rows = [
         ("volume", f"{'x'.join(map(str, dims))} voxels (z,y,x), channels {', '.join(names)}"),
         ("voxel size", f"{','.join(f'{v:g}' for v in exp.voxel_size)} {exp.voxel_unit}"),
+        ("profile", f"{profile} {json.dumps(shown)}"),
         ("true synapses", str(len(cents))),
         ("files", ", ".join(str(p) for p in targets)),
         ("next", f"synapse-pipelines detect {out_dir / SYNTH_CHANNELS} --out {out_dir}/results"),
         (
             "then",
             f"synapse-pipelines evaluate {out_dir}/results --truth {out_dir / SYNTH_TRUTH} "
-            f"--max-distance {suggested:g}",
+            f"--max-distance {suggested:g} --unit nm",
         ),
     ]
     _out().print(_summary_table("synapse-pipelines synth", rows))
