@@ -50,7 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)
     token = "blockwise-" + secrets.token_urlsafe(16)
-    exp = make_experiment(SHAPE, seed=21)
+    exp = make_experiment(SHAPE, seed=21, profile="sparse")
     lines: list[str] = []
     try:
         with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:

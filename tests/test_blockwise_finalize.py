@@ -33,7 +33,7 @@ BLOCK = (8, 32, 32)
 
 @pytest.fixture(scope="module")
 def experiment() -> synthetic.SyntheticExperiment:
-    return synthetic.make_experiment(SHAPE, seed=5, n_synapses=80)
+    return synthetic.make_experiment(SHAPE, seed=5, n_synapses=80, profile="sparse")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ MATCH_NM = 300.0  # centroid matching distance: ~3 pixels laterally
 
 @pytest.fixture(scope="module")
 def experiment():
-    return make_experiment((12, 192, 192), seed=3)
+    return make_experiment((12, 192, 192), seed=3, profile="sparse")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from synapse_pipelines.science.synthetic import make_experiment
 
 @pytest.fixture(scope="module")
 def channels():
-    exp = make_experiment((11, 70, 90), seed=5, n_synapses=12)
+    exp = make_experiment((11, 70, 90), seed=5, n_synapses=12, profile="sparse")
     return exp.channels["Synapsin647"], exp.channels["PSD95_488"]
 
 

@@ -70,7 +70,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     records = _Records()
     loggers = [logging.getLogger(), logging.getLogger(wf.POWERTOOLS_SERVICE)]
     job_lines: list[str] = []
-    exp = make_experiment(SHAPE, seed=3)
+    exp = make_experiment(SHAPE, seed=3, profile="sparse")
     with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
         client = BossClient(boss.host, "http", token)
         demo.seed_synthetic_experiment(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, exp)
