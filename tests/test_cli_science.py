@@ -275,7 +275,7 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
             "f_Synapsin647.npy",
         ),
         (["synth", "--out", str(small)], "--out", "--overwrite"),
-        (["synth", "--shape", "16,0,3"], "--shape", "at least one voxel"),
+        (["synth", "--shape", "16,0,3"], "--shape", "positive integers"),
         (
             ["evaluate", str(small / "nothing.csv"), "--truth", chans, "--max-distance", "1"],
             "PREDICTED",
@@ -421,7 +421,7 @@ def test_synth_realistic_profile_and_knobs(tmp_path) -> None:
     out = _ok(["synth", "--out", str(tmp_path), "--shape", "4,96,96", "--seed", "3",
                "--snr", "2", "--density", "0.5", "--dtype", "uint16"])  # fmt: skip
     assert "realistic" in out and "--unit nm" in out
-    vol = outputs.read_volume(tmp_path / "channels.ome.tif")
+    vol = ome_tiff.read_volume(tmp_path / "channels.ome.tif")
     assert vol.data.dtype == np.uint16
     truth = pd.read_csv(tmp_path / "truth.csv")
     assert len(truth) > 0
