@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.point_annotations import (
+    read_point_annotations,
+    read_points_csv,
+    read_points_npz,
+)
 from synapse_pipelines.science.evaluation import (
     centroids_from_labels,
     distance_in_voxel_unit,
@@ -18,9 +23,6 @@ from synapse_pipelines.science.evaluation import (
     evaluate_points,
     length_unit,
     matching_rule,
-    read_point_annotations,
-    read_points_csv,
-    read_points_npz,
     slice_centroids,
 )
 

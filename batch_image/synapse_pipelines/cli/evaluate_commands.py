@@ -17,11 +17,12 @@ from synapse_pipelines.cli.terminal_output import (
     out_console,
     summary_table,
 )
-from synapse_pipelines.core.geometry import normalise_unit, parse_zyx
+from synapse_pipelines.core.geometry import PIXEL, normalise_unit, parse_zyx
 from synapse_pipelines.io.outputs import (
     SYNAPSE_IDS,
     SYNAPSES_CSV,
 )
+from synapse_pipelines.io.point_annotations import read_point_annotations
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     read_volume_file,
@@ -33,7 +34,6 @@ from synapse_pipelines.science.evaluation import (
     evaluate_points,
     length_unit,
     matching_rule,
-    read_point_annotations,
 )
 
 
@@ -236,7 +236,7 @@ def evaluate(
         vs, vunit = pred.voxel_size, pred.voxel_unit
     else:
         vs, vunit = true.voxel_size, true.voxel_unit
-    in_voxels = unit_name == "voxels"
+    in_voxels = unit_name == PIXEL
     if vs is None and not in_voxels:
         raise VolumeInputError(
             "the voxel size is not recorded in the predictions or the truth",
