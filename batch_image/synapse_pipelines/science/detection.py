@@ -118,7 +118,6 @@ Primitives:
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Mapping
@@ -131,6 +130,14 @@ from scipy import ndimage
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pipelines import DetectionResult, ParameterSpec, validate_parameters
+from synapse_pipelines.science.histogram_bins import (
+    N_BINS,
+    SUB_BITS,
+    bin_index,
+    bin_lower_edges,
+    bin_lut as _bin_lut,
+    otsu_split,
+)
 
 __all__ = [
     "DEFAULT_MIN_SIZE",
@@ -164,11 +171,6 @@ DEFAULT_MIN_SIZE = 30  # the original kept components with more than 30 voxels
 MAX_WINDOW = 15
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
-#: log2 of the number of bins per power of two (HDR-histogram "significant bits").
-SUB_BITS = 5
-_SUB = 1 << SUB_BITS
-#: Bins cover every int64 magnitude: exact values below 2**SUB_BITS, then _SUB per octave.
-N_BINS = (63 - SUB_BITS + 1) * _SUB
 #: Largest share of the voxels above the threshold that chance (the mirrored negative
 #: tail) may explain; see threshold_from_histogram.
 NULL_FRACTION = 0.05
@@ -757,32 +759,6 @@ def covariance_numerator(
 # --------------------------------------------------------------------------- histogram
 
 
-def bin_index(values: np.ndarray) -> np.ndarray:
-    """Fixed log-linear bin of each non-negative integer (exact, no float rounding)."""
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    # floor(log2 v): frexp is exact below 2**53; correct the rare round-up above it.
-    _, exp = np.frexp(v.astype(np.float64))
-    e = exp.astype(np.int64) - 1
-    big = v >= 1 << 53
-    if big.any():
-        e[big] -= (v[big] < np.left_shift(np.int64(1), e[big])).astype(np.int64)
-    small = v < _SUB
-    shift = np.maximum(e - SUB_BITS, 0)
-    idx = (e - SUB_BITS + 1) * _SUB + (v >> shift) - _SUB
-    return np.where(small, v, idx)
-
-
-def bin_lower_edges() -> np.ndarray:
-    """Smallest integer of every bin (int64, length ``N_BINS``)."""
-    k = np.arange(N_BINS, dtype=np.int64)
-    group, rest = k // _SUB, k % _SUB
-    shift = np.maximum(group - 1, 0)
-    edges = np.where(group == 0, k, (_SUB + rest) << shift)
-    return edges
-
-
 @dataclass(frozen=True)
 class CovarianceHistogram:
     """Counts of positive numerators and of |negative numerators| per fixed bin."""
@@ -806,12 +782,6 @@ class CovarianceHistogram:
             np.asarray(data["positive"], dtype=np.int64),
             np.asarray(data["negative"], dtype=np.int64),
         )
-
-
-@functools.cache
-def _bin_lut() -> np.ndarray:
-    """bin_index of 0 .. _SMALL - 1 (int16), used by the compiled histogram."""
-    return bin_index(np.arange(_SMALL)).astype(np.int16)
 
 
 def _histogram_numpy(numerator: np.ndarray) -> CovarianceHistogram:
@@ -891,17 +861,7 @@ def threshold_from_histogram(
     upper = np.append(lower[1:], 2.0 * lower[-1])
     centres = np.log2(np.maximum(0.5 * (lower + upper - 1.0), 1.0))
     lo, hi = nonzero[0], nonzero[-1] + 1
-    w = excess[lo:hi]
-    c = centres[lo:hi]
-    w0 = np.cumsum(w)[:-1]
-    m0 = np.cumsum(w * c)[:-1]
-    total, mtotal = w.sum(), (w * c).sum()
-    w1 = total - w0
-    valid = (w0 > 0) & (w1 > 0)
-    mean0 = m0 / np.where(valid, w0, 1.0)
-    mean1 = (mtotal - m0) / np.where(valid, w1, 1.0)
-    between = np.where(valid, w0 * w1 * (mean0 - mean1) ** 2, -1.0)
-    split = int(np.argmax(between))  # first maximum: deterministic
+    split = otsu_split(excess[lo:hi], centres[lo:hi])  # first maximum: deterministic
     return max(int(edges[lo + split + 1]), floor)
 
 
