@@ -1186,6 +1186,8 @@ class NomadsUnsupervised:
         channels: Mapping[str, np.ndarray],
         presynaptic: str,
         postsynaptic: str,
+        *,
+        voxel_size: tuple[float, float, float] | None = None,  # NOMADS works in voxels
         **params: int | float,
     ) -> DetectionResult:
         resolved = validate_parameters(self, params)
