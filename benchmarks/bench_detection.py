@@ -1,31 +1,38 @@
-"""Benchmark: the NOMADS detector vs the original approach, in the same run, on one core.
+"""Benchmark: the detectors (PAIRS, NOMADS) and the original approach, in the same run, on one core.
 
-Ours: :func:`synapse_pipelines.science.detection.detect` (compiled kernels) on two-channel uint8
-volumes of ``Z x 1024 x 1024`` for each ``Z`` in ``--sizes`` (default 32, 64, 128, 256:
-32 to 256 Mvoxel). The data is a seeded synthetic experiment of 32 x 1024 x 1024 (see
-``synthetic.py``), tiled along z for the larger sizes so every size has the same content
-per voxel (a linear-scaling check, not a content check).
+Detectors: :func:`synapse_pipelines.science.paired_puncta.detect_paired_puncta` (PAIRS, the
+``paired-puncta`` pipeline) and :func:`synapse_pipelines.science.detection.detect` (NOMADS),
+both with compiled kernels, on two-channel uint8 volumes of ``Z x 1024 x 1024`` for each
+``Z`` in ``--sizes`` (default 32, 64, 128, 256: 32 to 256 Mvoxel), taking turns on each
+volume so both see the same moment of a shared machine. The data is a seeded synthetic
+experiment of 32 x 1024 x 1024 (see ``synthetic.py``), tiled along z for the larger sizes so
+every size has the same content per voxel (a linear-scaling check, not a content check).
 
 The original: :func:`synapse_pipelines.science.detection.original_nomads`, a faithful
 re-implementation of the 2018 code (float64 z-score, its covariance line, 256-bin Otsu,
 26-connected labels, the quadratic per-label small-object filter), on
-``--original-shape`` (default 32 x 512 x 512 = 8.4 Mvoxel). Ours runs on that volume too
-so the ratio is also given at equal size, with object-level precision/recall of both.
+``--original-shape`` (default 32 x 512 x 512 = 8.4 Mvoxel). The detectors run on that
+volume too so the ratio is also given at equal size, with object-level precision/recall of
+all three against the synthetic truth.
 
 Figures per run:
 
 - wall seconds and CPU seconds (``time.process_time``: this process only, so it is the
-  fairer figure while other jobs share the machine), best of ``--repeat``;
+  fairer figure while other jobs share the machine), best of ``--repeat``, and the load
+  average (1 minute) when each row was measured;
 - Mvoxel/s = voxels per channel / seconds;
 - peak memory, bytes per voxel, beyond the inputs, two ways: ``tracemalloc`` peak during
   the call (numpy allocations; numba's small internal arrays are not traced) and the
   peak-RSS delta (``VmHWM`` reset through ``/proc/self/clear_refs`` before the call, minus
-  ``VmRSS`` before it; Linux only).
+  ``VmRSS`` before it; Linux only);
+- PAIRS' seconds per step (band-pass with histograms, thresholds with evidence, seeds,
+  labels) from its ``timings``.
 
 Usage::
 
     python benchmarks/bench_detection.py [--sizes 32,64,128,256] [--repeat 3]
-        [--original-shape 32,512,512] [--skip-original] [--json out.json]
+        [--detectors pairs,nomads] [--original-shape 32,512,512] [--skip-original]
+        [--json out.json]
 
 Threads are pinned to one (OMP/MKL/OpenBLAS/numba) before numpy is imported; the script
 re-executes itself once with ``MALLOC_MMAP_THRESHOLD_`` set so that RSS deltas are exact.
@@ -65,10 +72,18 @@ from scipy import ndimage  # noqa: E402
 
 from synapse_pipelines.science.detection import detect, original_nomads  # noqa: E402
 from synapse_pipelines.science.evaluation import evaluate_labels  # noqa: E402
+from synapse_pipelines.science.paired_puncta import detect_paired_puncta  # noqa: E402
 from synapse_pipelines.science.synthetic import make_experiment  # noqa: E402
 
 PRE, POST = "Synapsin647", "PSD95_488"
 MATCH_NM = 300.0
+VOXEL_NM = (70.0, 100.0, 100.0)  # the synthetic experiment's voxel size
+
+#: The detectors, by their --detectors name.
+DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
+    "pairs": lambda pre, post: detect_paired_puncta(pre, post, voxel_size=VOXEL_NM),
+    "nomads": lambda pre, post: detect(pre, post),
+}
 
 
 def _proc_status(key: str) -> int:
@@ -92,13 +107,14 @@ def _reset_peak_rss() -> bool:
 
 def measure(fn: Callable[[], Any], repeat: int, voxels: int) -> dict[str, Any]:
     """Best wall/CPU time of ``repeat`` calls, then one traced call for memory."""
-    walls, cpus = [], []
+    walls, cpus, steps = [], [], []
     result = None
     for _ in range(repeat):
         w0, c0 = time.perf_counter(), time.process_time()
         result = fn()
         cpus.append(time.process_time() - c0)
         walls.append(time.perf_counter() - w0)
+        steps.append(dict(getattr(result, "timings", {}) or {}))
         del result
     # memory: peak RSS delta and tracemalloc peak, on a separate call
     rss_ok = _reset_peak_rss()
@@ -117,6 +133,8 @@ def measure(fn: Callable[[], Any], repeat: int, voxels: int) -> dict[str, Any]:
         "mvox_per_s_cpu": voxels / cpu / 1e6,
         "tracemalloc_bytes_per_voxel": traced_peak / voxels,
         "rss_delta_bytes_per_voxel": (rss_peak - rss0) / voxels if rss_ok and rss0 else None,
+        "steps_s": steps[int(np.argmin(cpus))],
+        "load_average_1min": os.getloadavg()[0],
         "result": result,
     }
 
@@ -128,8 +146,13 @@ def _fmt(row: dict[str, Any]) -> str:
         f"{row['voxels'] / 1e6:7.1f} Mvox  wall {row['wall_s']:7.3f} s "
         f"({row['mvox_per_s_wall']:6.1f} Mvox/s)  cpu {row['cpu_s']:7.3f} s "
         f"({row['mvox_per_s_cpu']:6.1f} Mvox/s)  peak B/vox: tracemalloc "
-        f"{row['tracemalloc_bytes_per_voxel']:5.1f}  rss {rss_text}"
+        f"{row['tracemalloc_bytes_per_voxel']:5.1f}  rss {rss_text}  "
+        f"load {row['load_average_1min']:.1f}"
     )
+
+
+def _steps(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in row["steps_s"].items())
 
 
 def _score(labels: np.ndarray, exp) -> tuple[float, float]:
@@ -143,11 +166,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="32,64,128,256", help="z sizes of Z x 1024 x 1024")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--detectors", default="pairs,nomads", help="of: pairs, nomads")
     parser.add_argument("--original-shape", default="32,512,512")
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write figures here")
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(DETECTORS))
+    if unknown:
+        parser.error(f"unknown detectors {unknown}; choose from {sorted(DETECTORS)}")
 
     load = os.getloadavg()
     print(
@@ -157,74 +185,87 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     base = make_experiment((32, 1024, 1024), seed=args.seed, channels=[PRE, POST])
     # compile (or load the numba cache) outside the timings
-    detect(base.channels[PRE][:4, :64, :64].copy(), base.channels[POST][:4, :64, :64].copy())
+    for name in names:
+        DETECTORS[name](
+            base.channels[PRE][:4, :64, :64].copy(), base.channels[POST][:4, :64, :64].copy()
+        )
 
-    figures: dict[str, Any] = {"load_average": load, "ours": [], "original": None}
-    print("\nours: detect(), two uint8 channels, Z x 1024 x 1024")
+    figures: dict[str, Any] = {"load_average": load, "detectors": {n: [] for n in names}}
+    print("\ntwo uint8 channels, Z x 1024 x 1024, the detectors taking turns on each volume")
     for z in (int(v) for v in args.sizes.split(",")):
         reps = -(-z // 32)
         pre = np.concatenate([base.channels[PRE]] * reps)[:z]
         post = np.concatenate([base.channels[POST]] * reps)[:z]
-        row = measure(lambda pre=pre, post=post: detect(pre, post), args.repeat, pre.size)
-        n = row.pop("result").n_synapses
-        row["n_synapses"] = n
-        figures["ours"].append(row)
-        print(_fmt(row) + f"  synapses {n}")
+        for name in names:
+            fn = DETECTORS[name]
+            row = measure(lambda pre=pre, post=post, fn=fn: fn(pre, post), args.repeat, pre.size)
+            row["n_synapses"] = row.pop("result").n_synapses
+            figures["detectors"][name].append(row)
+            print(f"{name:7s}" + _fmt(row) + f"  synapses {row['n_synapses']}")
+            if row["steps_s"] and name == "pairs":
+                print(f"{'':7s}  steps (s, fastest call): {_steps(row)}")
         del pre, post
-    first = figures["ours"][0]
-    for row in figures["ours"][1:]:
-        row["time_per_voxel_vs_smallest_cpu"] = (row["cpu_s"] / row["voxels"]) / (
-            first["cpu_s"] / first["voxels"]
-        )
-    if len(figures["ours"]) > 1:
-        print(
-            "linearity (CPU time per voxel relative to the smallest size): "
-            + ", ".join(
-                f"{r['voxels'] / 1e6:.0f}M: {r['time_per_voxel_vs_smallest_cpu']:.2f}"
-                for r in figures["ours"][1:]
+    for name in names:
+        rows = figures["detectors"][name]
+        for row in rows[1:]:
+            row["time_per_voxel_vs_smallest_cpu"] = (row["cpu_s"] / row["voxels"]) / (
+                rows[0]["cpu_s"] / rows[0]["voxels"]
             )
-        )
+        if len(rows) > 1:
+            print(
+                f"{name} linearity (CPU time per voxel relative to the smallest size): "
+                + ", ".join(
+                    f"{r['voxels'] / 1e6:.0f}M: {r['time_per_voxel_vs_smallest_cpu']:.2f}"
+                    for r in rows[1:]
+                )
+            )
 
     if not args.skip_original:
-        shape = tuple(int(v) for v in args.original_shape.split(","))
-        exp = make_experiment(shape, seed=args.seed + 1, channels=[PRE, POST])
-        pre, post = exp.channels[PRE], exp.channels[POST]
-        print(f"\noriginal approach vs ours on {shape} ({pre.size / 1e6:.1f} Mvox)")
-        orig = measure(lambda: original_nomads(pre, post), 1, pre.size)
-        orig_labels, _ = ndimage.label(orig.pop("result") > 0, structure=np.ones((3, 3, 3)))
-        ours = measure(lambda: detect(pre, post), args.repeat, pre.size)
-        ours_labels = ours.pop("result").labels
-        print("original: " + _fmt(orig))
-        print("ours:     " + _fmt(ours))
-        big = figures["ours"][0]
-        ratios = {
-            "same_size_cpu": orig["cpu_s"] / ours["cpu_s"],
-            "same_size_wall": orig["wall_s"] / ours["wall_s"],
-            "ours_32M_vs_original_throughput_cpu": big["mvox_per_s_cpu"] / orig["mvox_per_s_cpu"],
-        }
-        po, ro = _score(orig_labels, exp)
-        pn, rn = _score(ours_labels, exp)
-        print(
-            f"speed-up, same volume: {ratios['same_size_cpu']:.0f}x (CPU), "
-            f"{ratios['same_size_wall']:.0f}x (wall); throughput ours at "
-            f"{big['voxels'] / 1e6:.0f} Mvox vs original at {pre.size / 1e6:.1f} Mvox: "
-            f"{ratios['ours_32M_vs_original_throughput_cpu']:.0f}x (CPU)"
-        )
-        print(
-            f"quality on this volume ({exp.n_synapses} synapses, match {MATCH_NM:.0f} nm): "
-            f"original precision {po:.2f} recall {ro:.2f}; ours precision {pn:.2f} "
-            f"recall {rn:.2f}"
-        )
-        figures["original"] = {
-            "shape": shape,
-            "original": orig,
-            "ours": ours,
-            "ratios": ratios,
-            "quality": {"original": [po, ro], "ours": [pn, rn]},
-        }
+        figures["original"] = _original(args, names, figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=float))
     return figures
+
+
+def _original(args: argparse.Namespace, names: list[str], figures: dict[str, Any]) -> dict:
+    """The original approach and the detectors on one smaller volume: speed and quality."""
+    shape = tuple(int(v) for v in args.original_shape.split(","))
+    exp = make_experiment(shape, seed=args.seed + 1, channels=[PRE, POST])
+    pre, post = exp.channels[PRE], exp.channels[POST]
+    print(f"\noriginal approach vs the detectors on {shape} ({pre.size / 1e6:.1f} Mvox)")
+    orig = measure(lambda: original_nomads(pre, post), 1, pre.size)
+    orig_labels, _ = ndimage.label(orig.pop("result") > 0, structure=np.ones((3, 3, 3)))
+    print(f"{'original':9s}" + _fmt(orig))
+    out: dict[str, Any] = {"shape": shape, "original": orig, "quality": {}}
+    po, ro = _score(orig_labels, exp)
+    out["quality"]["original"] = [po, ro]
+    for name in names:
+        row = measure(lambda name=name: DETECTORS[name](pre, post), args.repeat, pre.size)
+        labels = row.pop("result").labels
+        out[name] = row
+        out["quality"][name] = list(_score(labels, exp))
+        big = figures["detectors"][name][0]
+        ratios = {
+            "same_size_cpu": orig["cpu_s"] / row["cpu_s"],
+            "same_size_wall": orig["wall_s"] / row["wall_s"],
+            "largest_throughput_vs_original_cpu": big["mvox_per_s_cpu"] / orig["mvox_per_s_cpu"],
+        }
+        out[f"{name}_ratios"] = ratios
+        print(
+            f"{name:9s}"
+            + _fmt(row)
+            + f"\n{'':9s}speed-up, same volume: {ratios['same_size_cpu']:.0f}x (CPU), "
+            f"{ratios['same_size_wall']:.0f}x (wall); at {big['voxels'] / 1e6:.0f} Mvox vs "
+            f"the original at {pre.size / 1e6:.1f} Mvox: "
+            f"{ratios['largest_throughput_vs_original_cpu']:.0f}x (CPU throughput)"
+        )
+    print(
+        f"quality on this volume ({exp.n_synapses} synapses, match {MATCH_NM:.0f} nm): "
+        + "; ".join(
+            f"{name} precision {p:.2f} recall {r:.2f}" for name, (p, r) in out["quality"].items()
+        )
+    )
+    return out
 
 
 if __name__ == "__main__":

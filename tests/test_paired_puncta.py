@@ -350,19 +350,17 @@ def test_compiled_equals_reference_on_anisotropic_voxels_and_filters(
     assert fast.n_synapses == slow.n_synapses > 0
 
 
-def test_histogram_bins_of_the_kernels_are_exact() -> None:
+def test_the_kernels_histogram_counts_are_exact() -> None:
     from synapse_pipelines.science.histogram_bins import bin_index
 
-    lut = kernels._bin_lut()
-    v = np.concatenate([np.arange(1 << 14), (1 << np.arange(1, 62)) - 1, 1 << np.arange(62)])
-    got = [int(kernels._bin_slow(int(x))) if x >= 1 << 26 else int(lut_bin(lut, int(x))) for x in v]
-    np.testing.assert_array_equal(got, bin_index(v))
-
-
-def lut_bin(lut: np.ndarray, m: int) -> int:
-    """The table lookup ``_count`` makes (tiers of 4096 entries, shifts of 7 bits)."""
-    tier = int(m >= 1 << 12) + int(m >= 1 << 19)
-    return int(lut[(tier << 12) + (m >> (7 * tier))])
+    edges = np.concatenate([(1 << np.arange(1, 62)) - 1, 1 << np.arange(62)])
+    v = np.concatenate([np.arange(-(1 << 13), 1 << 13), edges, -edges])
+    hist = np.zeros((kernels.SUBS, 2 * pp.N_BINS), np.int64)
+    kernels._count(v, 0, len(v), 1, hist, kernels._bin_lut(), np.zeros(len(v), np.int64))
+    expected = np.zeros(2 * pp.N_BINS, np.int64)
+    np.add.at(expected, bin_index(v[v >= 0]), 1)
+    np.add.at(expected, pp.N_BINS + bin_index(-v[v < 0]), 1)
+    np.testing.assert_array_equal(hist.sum(axis=0), expected)
 
 
 # --------------------------------------------------------------------------- blockwise
