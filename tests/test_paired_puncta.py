@@ -435,11 +435,35 @@ def test_block_primitives_over_uneven_tilings_equal_one_job(case: str) -> None:
     np.testing.assert_array_equal(_blockwise(pre, post, tilings[0], pad=True), expected)
 
 
+def test_block_evidence_of_a_tiling_is_the_evidence_of_the_volume() -> None:
+    pre, post = CASES["uint16"]()
+    g = geometry(pre.shape, VOX)
+    volume = Box.from_shape(pre.shape)
+    thr = section_thresholds(block_histograms(pre, post, volume, volume, g), g)
+    whole = pp.block_evidence(pre, post, volume, volume, thr, g)
+    tiled = np.zeros_like(whole)
+    for box in _tiles(pre.shape, [(2,), (11, 30), (33,)]):
+        r = box.grow(g.halo["labels"], within=volume)
+        tiled[box.slices()] = pp.block_evidence(pre[r.slices()], post[r.slices()], box, r, thr, g)
+    np.testing.assert_array_equal(tiled, whole)
+    assert (whole >= 1).any()
+
+
 def test_block_primitives_of_the_reference_equal_one_job(monkeypatch: pytest.MonkeyPatch) -> None:
     pre, post = CASES["uint8"]()
     expected = detect_paired_puncta(pre, post, voxel_size=VOX).labels
     _reference(monkeypatch)
     np.testing.assert_array_equal(_blockwise(pre, post, [(4,), (30,), (25, 41)]), expected)
+
+
+def test_read_only_inputs_are_used_as_they_are() -> None:
+    pre, post = CASES["one plane"]()
+    expected = detect_paired_puncta(pre, post, voxel_size=VOX)
+    for v in (pre, post):
+        v.flags.writeable = False  # e.g. the synthetic experiments' channels
+    got = detect_paired_puncta(pre, post, voxel_size=VOX)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    assert got.n_synapses == expected.n_synapses > 0
 
 
 def test_halo_and_histogram_hand_offs() -> None:

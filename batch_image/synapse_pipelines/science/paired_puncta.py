@@ -167,9 +167,6 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
 }
 DEFAULTS: dict[str, float] = {name: float(spec.default) for name, spec in PARAMETERS.items()}
 
-Core = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -359,19 +356,27 @@ def halo(
 
 
 def _puncta(
-    pre: np.ndarray, post: np.ndarray, thr: SectionThresholds, g: PairsGeometry
+    pre: np.ndarray,
+    post: np.ndarray,
+    thr: SectionThresholds,
+    g: PairsGeometry,
+    labels: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel puncta: maxima of ``D / T`` >= ``seed_level`` within the seed radius."""
+    """Per-channel puncta: maxima of ``D / T`` >= ``seed_level`` within the seed radius.
+
+    Only run for an empty result, whose (all-zero) ``labels`` lend their memory to the
+    ratio and are zeroed again: the explanation costs no memory beyond the detection's.
+    """
     whole = Box.from_shape(g.volume_shape)
-    core: Core = tuple((0, n) for n in g.volume_shape)  # type: ignore[assignment]
+    core: kernels.Core = tuple((0, n) for n in g.volume_shape)  # type: ignore[assignment]
     level = g.params["seed_level"]
     found = []
     for mode in (1, 2):
         e, _, cand, counts = region_evidence(
-            pre, post, whole, whole, thr, g, mode=mode, level=level
+            pre, post, whole, whole, thr, g, mode=mode, level=level, out=labels.view(np.float32)
         )
         found.append(region_seeds(e, cand, int(counts[0]), core, g, level))
-        del e
+    labels.fill(0)
     return found[0], found[1]
 
 
@@ -558,7 +563,7 @@ def detect_paired_puncta(
     }  # fmt: skip
     if n == 0:
         t0 = time.perf_counter()
-        pre_puncta, post_puncta = _puncta(pre, post, thr, g)
+        pre_puncta, post_puncta = _puncta(pre, post, thr, g, labels)
         explanation = explain_empty(
             g, thr, presynaptic_puncta=pre_puncta, postsynaptic_puncta=post_puncta,
             seeds=len(seeds), largest_region_voxels=largest,

@@ -76,9 +76,6 @@ MAD_TO_SIGMA = 1.4826
 CANDIDATE_FRACTION = 1 / 32
 STAT_KEYS = ("median", "noise_sigma", "otsu_split", "threshold")
 
-Core = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
 # --------------------------------------------------------------------------- channels
 
 
@@ -276,7 +273,9 @@ def section_thresholds(hist: SectionHistograms, g: PairsGeometry) -> SectionThre
 # --------------------------------------------------------------------------- evidence, seeds
 
 
-def _core_in_read(box: Box, read_box: Box, need: tuple[int, int, int], g: PairsGeometry) -> Core:
+def _core_in_read(
+    box: Box, read_box: Box, need: tuple[int, int, int], g: PairsGeometry
+) -> kernels.Core:
     """``box`` in the read array's coordinates, after checking the read covers its halo."""
     volume = Box.from_shape(g.volume_shape)
     if box.is_empty() or not volume.contains(box):
@@ -296,7 +295,7 @@ def _core_in_read(box: Box, read_box: Box, need: tuple[int, int, int], g: PairsG
     return _relative(box, read_box)
 
 
-def _relative(box: Box, origin: Box) -> Core:
+def _relative(box: Box, origin: Box) -> kernels.Core:
     return tuple((s.start, s.stop) for s in box.slices(origin.start))  # type: ignore[return-value]
 
 
@@ -322,18 +321,20 @@ def region_evidence(
     mode: int = 0,
     mark: bool = False,
     level: float | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """``E`` of ``region`` from channels read over ``read_box``; optionally the foreground
     mark (1 where ``E >= assignment_level``) and the candidates (linear indices into ``E``)
     with ``E >= level``. Returns ``(E, mark, candidates, counts)``, ``counts`` as
     :func:`.paired_puncta_kernels.evidence` gives them (-1 candidates: too many, scan E).
-    ``mode`` 1 / 2: the presynaptic / postsynaptic ratio ``D / T`` alone."""
+    ``mode`` 1 / 2: the presynaptic / postsynaptic ratio ``D / T`` alone. ``out``: a
+    float32 array of the region's shape to write ``E`` into (compiled path)."""
     core = _relative(region, read_box)
     inv = thr.inverse(region.start[0], region.stop[0])
     fg_level = np.float32(g.params["assignment_level"])
     seed_level = np.float32(g.params["seed_level"] if level is None else level)
     if kernels.compiled():
-        e = np.empty(region.shape, np.float32)
+        e = np.empty(region.shape, np.float32) if out is None else out
         marks = np.empty(region.shape if mark else kernels.NO_MARK, np.uint8)
         capacity = max(4096, int(region.size * CANDIDATE_FRACTION)) if level is not None else 0
         cand = np.empty(capacity, np.int64)
@@ -357,7 +358,7 @@ def region_evidence(
 
 
 def region_seeds(
-    e: np.ndarray, cand: np.ndarray, n_cand: int, core: Core, g: PairsGeometry, level: float
+    e: np.ndarray, cand: np.ndarray, n_cand: int, core: kernels.Core, g: PairsGeometry, level: float
 ) -> np.ndarray:
     """Seeds (array coordinates of ``e``, raster order) of ``e[core]``."""
     if kernels.compiled():
