@@ -259,11 +259,10 @@ class PairsGeometry:
         return {"histograms": f, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
 
     def filters(self, *dtypes: np.dtype) -> kernels.Filters:
-        """The kernels' filters for inputs of these dtypes: int32 arithmetic when every
-        ``|D|`` (and partial sum) fits, else int64."""
-        top = max(np.iinfo(d).max for d in dtypes)
-        acc = np.dtype(np.int32) if self.scale * top < 2**31 else np.dtype(np.int64)
-        return kernels.Filters.make(self.orders, self.widths, acc)
+        """The kernels' filters for inputs of these dtypes (their integer widths follow the
+        largest possible value)."""
+        top = max(int(np.iinfo(d).max) for d in dtypes)
+        return kernels.Filters.make(self.orders, self.widths, top)
 
     def to_dict(self) -> dict[str, Any]:
         return {

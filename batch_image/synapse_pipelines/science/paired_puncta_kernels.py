@@ -104,37 +104,47 @@ def _bin_lut() -> np.ndarray:
 
 @dataclass(frozen=True)
 class Filters:
-    """The band-pass's integer filters, in the accumulator type the kernels use.
+    """The band-pass's integer filters, in the integer types the kernels use.
 
     ``kz``, ``ky``: binomial weights across sections and along y; ``geo``: int64 (x order,
-    box height, box width); ``consts``: (box area, ``N_s``). int32 when every ``|D|`` fits.
+    box height, box width); ``consts``: (box area, ``N_s``) in the type of ``D``; ``small``:
+    the type of the smoothed and box-summed rows before ``D`` is formed.
     """
 
     kz: np.ndarray
     ky: np.ndarray
     geo: np.ndarray
     consts: np.ndarray
+    small: np.dtype
 
     @classmethod
-    def make(cls, orders: tuple[int, int, int], widths: tuple[int, int], acc: np.dtype) -> Filters:
+    def make(cls, orders: tuple[int, int, int], widths: tuple[int, int], top: int) -> Filters:
+        """Filters for inputs up to ``top``: ``D`` in int32 whenever every ``|D|`` fits,
+        else int64; the rows in int16 when both sums fit (uint8 at the default geometry),
+        which doubles the values per vector instruction."""
+        n_s = 1 << sum(orders)
+        area = widths[0] * widths[1]
+        acc = np.dtype(np.int32) if n_s * area * top < 2**31 else np.dtype(np.int64)
+        small = np.dtype(np.int16) if max(n_s, area) * top < 2**15 else acc
+
         def binomial(order: int) -> np.ndarray:
             return np.array([math.comb(order, i) for i in range(order + 1)], dtype=acc)
 
-        n_s = 1 << sum(orders)
         return cls(
             binomial(orders[0]),
             binomial(orders[1]),
             np.array([orders[2], widths[0], widths[1]], np.int64),
-            np.array([widths[0] * widths[1], n_s], acc),
+            np.array([area, n_s], acc),
+            small,
         )
 
-    def scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row buffers of ``_band_row`` for one channel and rows of ``n`` columns."""
+    def scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Buffers of ``_band_row`` for one channel and rows of ``n`` columns: the rows
+        (``small``), the row ids, one row of ``D``."""
         nx, wx = int(self.geo[0]), int(self.geo[2])
         width = n + max(wx - 1, nx + 1)
-        return np.zeros((len(self.ky) + 6, width), self.consts.dtype), np.zeros(
-            len(self.ky) + 1, np.int64
-        )
+        buf = np.zeros((len(self.ky) + 5, width), self.small)
+        return buf, np.zeros(len(self.ky) + 1, np.int64), np.zeros(n, self.consts.dtype)
 
     def args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.kz, self.ky, self.geo, self.consts
@@ -303,16 +313,19 @@ def _band_row(vol, z, y, x0, n, kz, ky, geo, consts, buf, ids, d):  # type: igno
             _add(plane[min(max(r, 0), n_rows - 1)], x0 - rx, 1, vbox, nb)
     ids[0] = y
     if ny == 2 and wx == 11:
-        # the default geometry: the y smoothing, the 11-wide box and D in one sweep
+        # the default geometry: the y smoothing and the 11-wide box in one sweep in the
+        # rows' own type (int16 for uint8: twice the values per instruction), then D
         a = buf[(y - 1) % 3]
         b = buf[y % 3]
         c = buf[(y + 1) % 3]
         for k in range(n):
-            box = (
+            srow[k] = a[k] + 2 * b[k] + c[k]
+            brow[k] = (
                 vbox[k] + vbox[k + 1] + vbox[k + 2] + vbox[k + 3] + vbox[k + 4] + vbox[k + 5]
                 + vbox[k + 6] + vbox[k + 7] + vbox[k + 8] + vbox[k + 9] + vbox[k + 10]
             )  # fmt: skip
-            d[k] = (a[k] + 2 * b[k] + c[k]) * area - n_s * box
+        for k in range(n):
+            d[k] = srow[k] * area - n_s * brow[k]
         return
     src = buf[(y - hy) % n_ring]
     for k in range(n):
@@ -377,7 +390,7 @@ def _count(d, first, n, step, hist, lut, idx):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _histograms(pre, post, core, lattice, kz, ky, geo, consts, hist, lut, bp, ip, bq, iq):  # type: ignore[no-untyped-def]
+def _histograms(pre, post, core, lattice, kz, ky, geo, consts, hist, lut, bp, ip, dp, bq, iq, dq):  # type: ignore[no-untyped-def]
     """Pass 1: per-section histograms of ``D`` over the lattice voxels of the core
     (``core`` = z0, z1, y0, y1, x0, x1 in array coordinates; ``lattice`` = global y and x
     of array index 0, stride). ``hist[z - z0, channel]`` as in ``_count``."""
@@ -385,8 +398,6 @@ def _histograms(pre, post, core, lattice, kz, ky, geo, consts, hist, lut, bp, ip
     gy, gx, stride = lattice[0], lattice[1], lattice[2]
     n = x1 - x0
     first = (-(gx + x0)) % stride
-    dp = bp[bp.shape[0] - 1]
-    dq = bq[bq.shape[0] - 1]
     for z in range(z0, z1):
         _reset(ip)
         _reset(iq)
@@ -395,8 +406,8 @@ def _histograms(pre, post, core, lattice, kz, ky, geo, consts, hist, lut, bp, ip
                 continue  # off the lattice: the ring and running sums catch up later
             _band_row(pre, z, y, x0, n, kz, ky, geo, consts, bp, ip, dp)
             _band_row(post, z, y, x0, n, kz, ky, geo, consts, bq, iq, dq)
-            _count(dp, first, n, stride, hist[z - z0, 0], lut, bp[bp.shape[0] - 2])
-            _count(dq, first, n, stride, hist[z - z0, 1], lut, bq[bq.shape[0] - 2])
+            _count(dp, first, n, stride, hist[z - z0, 0], lut, bp[bp.shape[0] - 1])
+            _count(dq, first, n, stride, hist[z - z0, 1], lut, bq[bq.shape[0] - 1])
 
 
 def _core(core: Core) -> np.ndarray:
@@ -494,8 +505,10 @@ def _evidence(
     counts,
     bp,
     ip,
+    dp,
     bq,
     iq,
+    dq,
 ):  # type: ignore[no-untyped-def]
     """Pass 2: ``E`` of the core into ``e_out`` (core-shaped), ``mark`` = MARK_FOREGROUND
     where ``E >= levels[0]`` (skipped when ``mark`` has shape NO_MARK), and the linear
@@ -509,8 +522,6 @@ def _evidence(
     n = x1 - x0
     n_y = y1 - y0
     has_mark = mark.shape[2] > 0
-    dp = bp[bp.shape[0] - 1]
-    dq = bq[bq.shape[0] - 1]
     for z in range(z0, z1):
         _reset(ip)
         _reset(iq)
@@ -557,7 +568,7 @@ def evidence(
 
 @_jit
 def _section_band(
-    pre, post, z, lattice, kz, ky, geo, consts, hist, lut, bp, ip, bq, iq, d_pre, d_post
+    pre, post, z, lattice, kz, ky, geo, consts, hist, lut, bp, ip, _dp, bq, iq, _dq, d_pre, d_post
 ):  # type: ignore[no-untyped-def]
     """``D`` of every row of section ``z`` into ``d_pre``/``d_post`` and its lattice samples
     into ``hist[channel]`` (as in ``_count``)."""
@@ -571,8 +582,8 @@ def _section_band(
         _band_row(pre, z, y, 0, n, kz, ky, geo, consts, bp, ip, dp)
         _band_row(post, z, y, 0, n, kz, ky, geo, consts, bq, iq, dq)
         if y % stride == 0:
-            _count(dp, 0, n, stride, hist[0], lut, bp[bp.shape[0] - 2])
-            _count(dq, 0, n, stride, hist[1], lut, bq[bq.shape[0] - 2])
+            _count(dp, 0, n, stride, hist[0], lut, bp[bp.shape[0] - 1])
+            _count(dq, 0, n, stride, hist[1], lut, bq[bq.shape[0] - 1])
 
 
 @_jit
