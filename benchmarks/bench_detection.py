@@ -28,11 +28,23 @@ Figures per run:
 - PAIRS' seconds per step (band-pass with histograms, thresholds with evidence, seeds,
   labels) from its ``timings``.
 
+With ``--real-data DIR`` (the shared ``realdata`` folder; never used by the tests) it also
+scores the detectors on the two real data sets, as the literature does:
+
+- ``weiler14_dev`` (one plane of synapsin and PSD-95, 23 expert points): precision, recall
+  and F1, one-to-one within 3 pixels (``evaluation.evaluate_centroids``);
+- ``at_example`` (8 x 1024 x 1344, about 70 x 100 x 100 nm): detections per cubic
+  micrometre, the share of the peer method's 2,477 objects (26-connected, centroids) with a
+  detection within 400 nm, and the reverse share.
+
+PAIRS is scored by its seeds (the point it reports per synapse, from the block primitives
+on the whole volume) and by its label centroids (what the synapse table holds).
+
 Usage::
 
     python benchmarks/bench_detection.py [--sizes 32,64,128,256] [--repeat 3]
         [--detectors pairs,nomads] [--original-shape 32,512,512] [--skip-original]
-        [--json out.json]
+        [--real-data ../shared/realdata] [--json out.json]
 
 Threads are pinned to one (OMP/MKL/OpenBLAS/numba) before numpy is imported; the script
 re-executes itself once with ``MALLOC_MMAP_THRESHOLD_`` set so that RSS deltas are exact.
@@ -68,10 +80,19 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+import tifffile  # noqa: E402
 from scipy import ndimage  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
 
+from synapse_pipelines.core.errors import DetectionError  # noqa: E402
+from synapse_pipelines.core.geometry import Box  # noqa: E402
+from synapse_pipelines.science import paired_puncta  # noqa: E402
 from synapse_pipelines.science.detection import detect, original_nomads  # noqa: E402
-from synapse_pipelines.science.evaluation import evaluate_labels  # noqa: E402
+from synapse_pipelines.science.evaluation import (  # noqa: E402
+    centroids_from_labels,
+    evaluate_centroids,
+    evaluate_labels,
+)
 from synapse_pipelines.science.paired_puncta import detect_paired_puncta  # noqa: E402
 from synapse_pipelines.science.synthetic import make_experiment  # noqa: E402
 
@@ -170,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--original-shape", default="32,512,512")
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--real-data", type=Path, default=None, help="the realdata folder")
     parser.add_argument("--json", type=Path, default=None, help="also write figures here")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
@@ -222,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if not args.skip_original:
         figures["original"] = _original(args, names, figures)
+    if args.real_data:
+        figures["real_data"] = _real_data(args.real_data, names)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=float))
     return figures
@@ -265,6 +289,61 @@ def _original(args: argparse.Namespace, names: list[str], figures: dict[str, Any
             f"{name} precision {p:.2f} recall {r:.2f}" for name, (p, r) in out["quality"].items()
         )
     )
+    return out
+
+
+def _points(name: str, pre: np.ndarray, post: np.ndarray) -> dict[str, np.ndarray]:
+    """The detector's points (z, y, x voxels): label centroids, and PAIRS' seeds."""
+    result = DETECTORS[name](pre, post)
+    points = {"label centroids": centroids_from_labels(result.labels)[1]}
+    if name == "pairs":
+        g = paired_puncta.geometry(pre.shape, VOXEL_NM)
+        whole = Box.from_shape(pre.shape)
+        thr = paired_puncta.section_thresholds(
+            paired_puncta.block_histograms(pre, post, whole, whole, g), g
+        )
+        points = {"seeds": paired_puncta.block_seeds(pre, post, whole, whole, thr, g), **points}
+    return points
+
+
+def _real_data(folder: Path, names: list[str]) -> dict[str, Any]:
+    """Scores on weiler14_dev (F1 within 3 px) and at_example (density, peer agreement)."""
+    out: dict[str, Any] = {}
+    weiler = np.load(folder / "weiler14_dev" / "crop_400500.npz")
+    truth = np.column_stack([np.zeros(len(weiler["synapses_yx"])), weiler["synapses_yx"]])
+    at = {c: tifffile.imread(folder / "at_example" / f"{c}.tif") for c in ("synapsin", "psd95")}
+    peer_mask = tifffile.imread(folder / "at_example" / "peer_probabilistic_detections.tif")
+    peer_labels, _ = ndimage.label(peer_mask > 0, structure=np.ones((3, 3, 3)))
+    scale = np.asarray(VOXEL_NM)
+    peer = centroids_from_labels(peer_labels)[1] * scale
+    volume_um3 = float(np.prod(np.asarray(peer_mask.shape) * scale / 1000.0))
+    print(f"\nreal data ({folder}): weiler14_dev one plane, 23 expert points; at_example "
+          f"{peer_mask.shape}, {len(peer)} peer objects, {volume_um3:.0f} um^3")  # fmt: skip
+    for name in names:
+        try:
+            weiler_points = _points(name, weiler["synapsin"], weiler["psd95"])
+        except DetectionError as exc:  # NOMADS' window does not fit one plane
+            weiler_points = {}
+            print(f"{name:7s} weiler14_dev: refused: {exc}")
+        for kind, pts in weiler_points.items():
+            ev = evaluate_centroids(pts, truth, max_distance=3.0)
+            out[f"{name} {kind} weiler14_dev"] = ev.f1
+            print(
+                f"{name:7s} {kind:16s} weiler14_dev: {len(pts)} detections, precision "
+                f"{ev.precision:.3f} recall {ev.recall:.3f} F1 {ev.f1:.3f}"
+            )
+        for kind, pts in _points(name, at["synapsin"], at["psd95"]).items():
+            mine = np.asarray(pts, np.float64).reshape(-1, 3) * scale
+            found = reverse = 0.0
+            if len(mine):
+                found = float(np.mean(cKDTree(mine).query(peer)[0] <= 400.0))
+                reverse = float(np.mean(cKDTree(peer).query(mine)[0] <= 400.0))
+            out[f"{name} {kind} at_example"] = [len(mine), found, reverse]
+            print(
+                f"{name:7s} {kind:16s} at_example: {len(mine)} detections = "
+                f"{len(mine) / volume_um3:.2f}/um^3; peer objects found within 400 nm "
+                f"{found:.3f}; detections within 400 nm of a peer object {reverse:.3f}"
+            )
     return out
 
 
