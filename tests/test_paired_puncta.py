@@ -255,6 +255,24 @@ def test_puncta_that_never_meet_are_explained_as_registration() -> None:
         "250 nm of each other (the nearest pair is 1131 nm apart); check the channel choice "
         "and the channels' registration"
     )
+    # a blockwise run explains it the same way, from block_puncta gathered over its blocks
+    g = geometry(pre.shape, VOX)
+    volume = Box.from_shape(pre.shape)
+    thr = section_thresholds(block_histograms(pre, post, volume, volume, g), g)
+    found: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for box in _tiles(pre.shape, [(3,), (40,), (17, 60)]):
+        r = box.grow(g.halo["seeds"], within=volume)
+        for part, points in zip(
+            found, pp.block_puncta(pre[r.slices()], post[r.slices()], box, r, thr, g), strict=True
+        ):
+            part.append(points)
+    text = explain_empty(
+        g,
+        thr,
+        presynaptic_puncta=np.concatenate(found[0]),
+        postsynaptic_puncta=np.concatenate(found[1]),
+    )
+    assert text == res.explanation
 
 
 def test_a_size_filter_that_removes_everything_is_explained() -> None:

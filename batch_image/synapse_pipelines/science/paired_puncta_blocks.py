@@ -29,7 +29,9 @@ rule. ``detect_paired_puncta(pre, post, voxel_size=v, **p)`` is exactly::
 ``SectionHistograms`` and ``SectionThresholds`` have ``to_dict``/``from_dict`` (JSON:
 sparse counts; an infinite threshold, a section without any positive ``D``, is ``null``);
 histograms of any blocks add with ``+``. Seeds are int64 ``(n, 3)`` global coordinates in
-raster order; seed ``i`` of ``number_seeds`` is synapse ``i + 1``.
+raster order; seed ``i`` of ``number_seeds`` is synapse ``i + 1``. When no synapse is
+found, ``block_puncta`` (halo ``"seeds"``) gathered over the blocks gives
+``explain_empty`` its per-channel puncta.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ __all__ = [
     "block_evidence",
     "block_histograms",
     "block_labels",
+    "block_puncta",
     "block_seeds",
     "check_channels",
     "number_seeds",
@@ -420,6 +423,31 @@ def block_seeds(
     e, _, cand, counts = region_evidence(pre, post, read_box, region, thr, g, level=level)
     seeds = region_seeds(e, cand, int(counts[0]), _relative(box, region), g, level)
     return seeds + np.array(region.start)
+
+
+def block_puncta(
+    pre: np.ndarray,
+    post: np.ndarray,
+    box: Box,
+    read_box: Box,
+    thr: SectionThresholds,
+    g: PairsGeometry,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's candidate puncta in ``box`` (halo ``"seeds"``): global (z, y, x) of
+    the maxima of ``D / T`` at or above ``seed_level`` within the seed radius. Only needed
+    to explain an empty result (``explain_empty``); gather them like seeds."""
+    pre, post = _block_inputs(pre, post, read_box)
+    _core_in_read(box, read_box, g.halo["seeds"], g)
+    region = box.grow(g.seed_radii, within=Box.from_shape(g.volume_shape))
+    level = g.params["seed_level"]
+    found = []
+    for mode in (1, 2):
+        e, _, cand, counts = region_evidence(
+            pre, post, read_box, region, thr, g, mode=mode, level=level
+        )
+        seeds = region_seeds(e, cand, int(counts[0]), _relative(box, region), g, level)
+        found.append(seeds + np.array(region.start))
+    return found[0], found[1]
 
 
 def number_seeds(parts: Sequence[np.ndarray]) -> np.ndarray:
