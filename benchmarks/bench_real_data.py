@@ -17,7 +17,7 @@ itself, with tifffile and numpy:
 
 Detectors: every pipeline in the registry (``synapse_pipelines.core.pipelines``; run as a
 request runs them, with the voxel size in nm) and
-:func:`synapse_pipelines.science.detection.original_nomads` (the 2018 code as written,
+:func:`synapse_pipelines.science.nomads_original.original_nomads` (the 2018 code as written,
 typo included: its mask's 26-connected components are its detections). Timings are wall
 and CPU seconds of the detector call alone.
 
@@ -49,8 +49,8 @@ from scipy.spatial import cKDTree
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
-from synapse_pipelines.science.detection import original_nomads
 from synapse_pipelines.science.evaluation import centroids_from_labels, evaluate_points
+from synapse_pipelines.science.nomads_original import original_nomads
 from synapse_pipelines.science.synthetic import (
     AT_EXAMPLE_INTENSITY,
     POSTSYNAPTIC,
