@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from synapse_pipelines.core import cost_estimate as ce, pricing
+from synapse_pipelines.core import pricing
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.local import demo, runtime as lr
@@ -139,7 +139,7 @@ def test_negative_budget_is_a_clear_failure(stack: Stack, monkeypatch: pytest.Mo
     sub = rt.submit(stack.request(y_range=[0, 32]))
     result = rt.wait(sub.execution_arn, timeout=90)
     assert result.status == "FAILED"
-    assert f"{ce.ENV_BUDGET_USD}: '-5' is not a budget" in (result.cause or "")
+    assert f"{wf.ENV_BUDGET_USD}: '-5' is not a budget" in (result.cause or "")
     assert "Fix:" in (result.cause or "")
     assert _submitted_jobs(result.history) == 0 and len(rt.batch_jobs()) == jobs_before
     rt.notifications()

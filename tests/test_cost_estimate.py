@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL
-from synapse_pipelines.core import cost_estimate as ce, pricing
+from synapse_pipelines.core import budget, cost_estimate as ce, pricing
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.workflow import job_costs, wiring as wf
@@ -289,30 +289,30 @@ def test_transitions_cover_the_success_path() -> None:
 
 @pytest.mark.parametrize("value", [None, "", "  "])
 def test_no_budget(value: str | None) -> None:
-    assert ce.parse_budget(value) is None
-    assert ce.budget_from_environment({}) is None
+    assert budget.parse_budget(value) is None
+    assert budget.budget_from_environment({}) is None
 
 
 @pytest.mark.parametrize("value", ["-5", "0", "abc", "nan", "inf", -1.0])
 def test_bad_budget_names_the_setting_and_the_fix(value: object) -> None:
     with pytest.raises(SynapsePipelinesError) as info:
-        ce.budget_from_environment({ce.ENV_BUDGET_USD: str(value)})
+        budget.budget_from_environment({budget.ENV_BUDGET_USD: str(value)})
     text = str(info.value)
-    assert text.startswith(f"{ce.ENV_BUDGET_USD}: ") and "positive number" in text
+    assert text.startswith(f"{budget.ENV_BUDGET_USD}: ") and "positive number" in text
     assert "Fix: set it to e.g. 25" in text
     with pytest.raises(SynapsePipelinesError, match=r"^--budget: "):
-        ce.parse_budget(value, field="--budget")
+        budget.parse_budget(value, field="--budget")
 
 
 def test_budget_check_names_estimate_cap_and_fixes() -> None:
     cost = _estimate(1000, 10_000, 10_000)
-    ce.check_budget(cost, None)
-    ce.check_budget(cost, math.ceil(cost.total_usd))
-    with pytest.raises(ce.BudgetExceededError) as info:
-        ce.check_budget(cost, 10)
+    budget.check_budget(cost, None)
+    budget.check_budget(cost, math.ceil(cost.total_usd))
+    with pytest.raises(budget.BudgetExceededError) as info:
+        budget.check_budget(cost, 10)
     text = str(info.value)
     assert info.value.error_type == "BudgetExceeded"
     assert ce.usd(cost.total_usd) in text and "$10.00" in text
-    assert ce.ENV_BUDGET_USD in text and "budgetUsd" in text
+    assert budget.ENV_BUDGET_USD in text and "budgetUsd" in text
     assert "smaller box" in text and "raise the cap" in text
     assert "400 blocks" in text and "us-east-1" in text

@@ -21,13 +21,8 @@ from pathlib import Path
 
 import typer
 
-from synapse_pipelines.core.cost_estimate import (
-    ENV_BUDGET_USD,
-    CostEstimate,
-    check_budget,
-    parse_budget,
-    usd,
-)
+from synapse_pipelines.core.budget import ENV_BUDGET_USD, check_budget, parse_budget
+from synapse_pipelines.core.cost_estimate import CostEstimate, usd
 from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_table
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow.job_costs import estimate_request

@@ -8,8 +8,8 @@ cannot import the planner). :func:`estimate` turns it into job groups (one per B
 of the state machine, named by the job-name prefix the ASL gives those jobs), their hours
 from the throughput figures below, and a :class:`CostEstimate` with the cost of Batch
 (Fargate Spot or EC2 Spot, whichever the plan uses), Step Functions, Lambda, S3 and the NAT
-gateway the BOSS traffic crosses. :func:`check_budget` refuses an estimate above the
-deployment's cap (``SYNAPSE_PIPELINES_BUDGET_USD``).
+gateway the BOSS traffic crosses. :mod:`.budget` refuses an estimate above the deployment's
+cap.
 
 The throughput figures come from the project's benchmarks, reduced to what AWS is assumed
 to sustain; docs/costs.md explains each and how far to trust the result (a factor of two).
@@ -23,7 +23,6 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.pricing import EC2_SPOT, FARGATE_SPOT, PLATFORM_NAMES, PriceTable
 from synapse_pipelines.core.sizing import ENV_DETECT_MEMORY_MIB, ENV_LARGE_DETECT_MEMORY_MIB
 
@@ -485,58 +484,4 @@ def estimate(
         s3_gets=requests,
         s3_gb_months=stored / 1e9,
         nat_gb=(pulled + voxels * PUSH_WIRE_BYTES_PER_VOXEL) / 1e9,
-    )
-
-
-# -- the budget cap ----------------------------------------------------------------------------
-
-#: ValidateRequest's environment: refuse a request whose estimate exceeds this many USD
-#: (unset or empty: no cap). The CDK context setting ``budgetUsd`` sets it.
-ENV_BUDGET_USD = "SYNAPSE_PIPELINES_BUDGET_USD"
-
-
-class BudgetExceededError(SynapsePipelinesError):
-    """The request's estimated cost is above the deployment's budget cap."""
-
-    error_type = "BudgetExceeded"
-
-
-def parse_budget(value: object, *, field: str = ENV_BUDGET_USD) -> float | None:
-    """A budget cap in USD: ``None`` (or empty) for no cap, else a positive number."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        cap = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        cap = math.nan
-    if not math.isfinite(cap) or cap <= 0:
-        raise SynapsePipelinesError(
-            f"{value!r} is not a budget: it must be a positive number of US dollars",
-            field=field,
-            hint="set it to e.g. 25 (USD per request), or leave it unset for no cap",
-        )
-    return cap
-
-
-def budget_from_environment(environ: Mapping[str, str]) -> float | None:
-    """The cap ``SYNAPSE_PIPELINES_BUDGET_USD`` sets (``None``: no cap)."""
-    return parse_budget(environ.get(ENV_BUDGET_USD))
-
-
-def check_budget(cost: CostEstimate, cap: float | None) -> None:
-    """Refuse an estimate above ``cap`` with the estimate, the cap and the two fixes."""
-    if cap is None or cost.total_usd <= cap:
-        return
-    fits = int(cost.plan.voxel_count * cap / cost.total_usd)
-    raise BudgetExceededError(
-        f"the estimated cost of this request, {usd(cost.total_usd)} (Batch "
-        f"{usd(cost.batch_usd)}, NAT gateway {usd(cost.nat_usd)}, other services "
-        f"{usd(cost.total_usd - cost.batch_usd - cost.nat_usd)}; {cost.plan.voxel_count:,} "
-        f"voxels, {cost.plan.describe(cost.sizes)}; prices {cost.prices.region} of "
-        f"{cost.prices.date}), exceeds the budget cap of {usd(cap)} per request "
-        f"({ENV_BUDGET_USD})",
-        field="z_range/y_range/x_range",
-        hint=f"request a smaller box (roughly {fits:,} voxels fit the cap; "
-        "`synapse-pipelines estimate` prices one), or raise the cap (CDK context "
-        f"budgetUsd, which sets {ENV_BUDGET_USD})",
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from synapse_pipelines.core.cost_estimate import budget_from_environment, check_budget
+from synapse_pipelines.core.budget import budget_from_environment, check_budget
 from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
 from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
 from synapse_pipelines.core.pricing import PricingError, price_table, region_from_environment
@@ -114,7 +114,7 @@ def planned_cost(
     environ: Mapping[str, str],
 ) -> dict[str, Any] | None:
     """The run's estimate, checked against the budget cap (``SYNAPSE_PIPELINES_BUDGET_USD``):
-    above it, :class:`~synapse_pipelines.core.cost_estimate.BudgetExceededError` (estimate,
+    above it, :class:`~synapse_pipelines.core.budget.BudgetExceededError` (estimate,
     cap, fixes) before anything is written or any job starts. Prices are the Lambda's region's
     (``SYNAPSE_PIPELINES_PRICE_REGION`` overrides it); a region without prices is an error
     only when there is a cap to check, otherwise the run just has no estimate."""
