@@ -66,7 +66,7 @@ def print_estimate(request: SynapseRequest, cost: CostEstimate, budget: float | 
     typer.echo(f"request: {request.results_key}")
     for line in cost.lines():
         typer.echo(line)
-    check_budget(cost, budget)
+    check_budget(cost, budget, source="--budget")
     if budget is not None:
         typer.echo(f"within the budget cap of {usd(budget)}")
 
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
             request, region=region, channels=channels, channel_bytes=channel_bytes
         )
         if as_json:
-            check_budget(cost, cap)
+            check_budget(cost, cap, source="--budget")
             typer.echo(json.dumps(cost.record(), indent=2))
             return
         print_estimate(request, cost, cap)

@@ -47,8 +47,9 @@ def budget_from_environment(environ: Mapping[str, str]) -> float | None:
     return parse_budget(environ.get(ENV_BUDGET_USD))
 
 
-def check_budget(cost: CostEstimate, cap: float | None) -> None:
-    """Refuse an estimate above ``cap`` with the estimate, the cap and the two fixes."""
+def check_budget(cost: CostEstimate, cap: float | None, *, source: str = ENV_BUDGET_USD) -> None:
+    """Refuse an estimate above ``cap`` (set by ``source``) with the estimate, the cap and
+    the two fixes."""
     if cap is None or cost.total_usd <= cap:
         return
     fits = int(cost.plan.voxel_count * cap / cost.total_usd)
@@ -58,9 +59,13 @@ def check_budget(cost: CostEstimate, cap: float | None) -> None:
         f"{usd(cost.total_usd - cost.batch_usd - cost.nat_usd)}; {cost.plan.voxel_count:,} "
         f"voxels, {cost.plan.describe(cost.sizes)}; prices {cost.prices.region} of "
         f"{cost.prices.date}), exceeds the budget cap of {usd(cap)} per request "
-        f"({ENV_BUDGET_USD})",
+        f"({source})",
         field="z_range/y_range/x_range",
         hint=f"request a smaller box (roughly {fits:,} voxels fit the cap; "
-        "`synapse-pipelines estimate` prices one), or raise the cap (CDK context "
-        f"budgetUsd, which sets {ENV_BUDGET_USD})",
+        "`synapse-pipelines estimate` prices one), or raise the cap"
+        + (
+            f" (CDK context budgetUsd, which sets {ENV_BUDGET_USD})"
+            if source == ENV_BUDGET_USD
+            else f" ({source})"
+        ),
     )
