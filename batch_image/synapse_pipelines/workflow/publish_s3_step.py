@@ -2,8 +2,8 @@
 
 It writes ``links.csv`` (Neuroglancer links to the BOSS channels), completes ``manifest.json``
 with every file's S3 location and checksum and the run's costs (``manifest["cost"]``,
-:func:`recorded_costs`), presigns the artefacts (the
-bucket is never public) and builds the success notification and the completion event's detail.
+:func:`recorded_costs`), presigns the artefacts (the bucket is never public) and builds the
+success notification and the completion event's detail.
 :func:`presigned_urls` also serves ``synapse-pipelines results``.
 
 Light (no science stack): it runs in the Lambda layer.
