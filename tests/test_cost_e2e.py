@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from synapse_pipelines.cli.cost_commands import request_estimate
 from synapse_pipelines.core import pricing
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
 from synapse_pipelines.local import demo, runtime as lr
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
@@ -35,6 +36,7 @@ SHAPE = (16, 128, 128)
 class Stack:
     boss: LocalBossServer
     rt: lr.LocalRuntime
+    token: str
 
     def request(self, **overrides: Any) -> dict[str, Any]:
         return {**demo.demo_request(self.boss.host, SHAPE), **overrides}
@@ -51,7 +53,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         with lr.LocalRuntime() as rt:
             rt.set_token(token)
-            yield Stack(boss=boss, rt=rt)
+            yield Stack(boss=boss, rt=rt, token=token)
 
 
 def _submitted_jobs(history: list[dict[str, Any]]) -> int:
@@ -104,6 +106,24 @@ def test_manifest_records_each_jobs_duration_and_cost(stack: Stack) -> None:
     )
     assert validated["cost_estimate"]["mode"] == "standard"
     assert validated["cost_estimate"]["total_usd"] == cost["estimate_usd"]
+    # `synapse-pipelines estimate` on the same request, told the experiment's image channels
+    # and given ValidateRequest's settings (the local deployment sizes Detect to this
+    # machine), prices it exactly as ValidateRequest did in the run
+    settings = rt.client("lambda").get_function_configuration(
+        FunctionName=rt.res.functions["ValidateRequest"]
+    )["Environment"]["Variables"]
+    client = BossClient(stack.boss.host, "http", stack.token)
+    channels = image_channels(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT)
+    voxel_bytes = bytes_per_voxel(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, channels)
+    assert voxel_bytes % len(channels) == 0
+    cli = request_estimate(
+        parse_request(stack.request()),
+        region="us-east-1",
+        channels=len(channels),
+        channel_bytes=voxel_bytes // len(channels),
+        environ=settings,
+    )
+    assert cli.record() == validated["cost_estimate"]
     rt.notifications()
     rt.emitted_events()
 
