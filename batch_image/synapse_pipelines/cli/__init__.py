@@ -20,10 +20,12 @@ from . import (
     block_commands,
     boss_commands,
     cost_commands,
+    detect_commands,
+    evaluate_commands,
     local_commands,
     report_commands,
-    science_commands,
     step_commands,
+    synth_commands,
 )
 
 app = typer.Typer(
@@ -41,7 +43,9 @@ def _root() -> None:
 
 
 for module in (
-    science_commands,
+    detect_commands,
+    evaluate_commands,
+    synth_commands,
     report_commands,
     boss_commands,
     aws_commands,
