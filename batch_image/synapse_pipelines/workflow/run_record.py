@@ -40,6 +40,8 @@ class ValidatedRequest(BaseModel):
     detect_mode: str
     execution_name: str | None = None
     validated_at: str
+    #: the run's cost estimate (core.cost_estimate.CostEstimate.record), when priced
+    cost_estimate: dict[str, Any] | None = None
 
     def synapse_request(self) -> SynapseRequest:
         return parse_request(self.request, max_voxels=None)
