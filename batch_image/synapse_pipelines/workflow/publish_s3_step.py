@@ -19,7 +19,7 @@ from typing import Any
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io.boss_links import links_csv_text, result_links
 from synapse_pipelines.io.boss_resources import CoordinateFrame
-from synapse_pipelines.io.s3_objects import get_json, object_exists, put_json, s3_client
+from synapse_pipelines.io.s3_objects import object_exists, s3_client, update_json
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.notification_text import success_notification
 from synapse_pipelines.workflow.run_record import ValidatedRequest, load_validated
@@ -57,24 +57,28 @@ def publish_s3(
     )
 
     manifest_key = wf.artefact_key(results_key, wf.MANIFEST)
-    manifest = get_json(client, bucket, manifest_key)
-    files = dict(manifest.get("files", {}))
-    files[wf.LINKS] = {
-        "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
-        "bytes": len(links_csv.encode()),
-    }
-    for name, entry in files.items():
-        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
-    manifest["files"] = files
-    for name, entry in dict(manifest.get("arrays") or {}).items():
-        # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
-        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
-    manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
-    manifest["links"] = links
-    manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")
-    if execution_id:
-        manifest["execution_id"] = execution_id
-    put_json(client, bucket, manifest_key, manifest)
+
+    def complete(manifest: dict[str, Any]) -> dict[str, Any]:
+        files = dict(manifest.get("files", {}))
+        files[wf.LINKS] = {
+            "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
+            "bytes": len(links_csv.encode()),
+        }
+        for name, entry in files.items():
+            entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
+        manifest["files"] = files
+        for name, entry in dict(manifest.get("arrays") or {}).items():
+            # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
+            entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
+        manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
+        manifest["links"] = links
+        manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if execution_id:
+            manifest["execution_id"] = execution_id
+        return manifest
+
+    # PublishToBoss adds its downsample report to the same object at the same time
+    manifest = update_json(client, bucket, manifest_key, complete)
 
     urls = presigned_urls(client, bucket, results_key, expires=expires)
     counts = manifest.get("counts", {})
