@@ -254,21 +254,20 @@ def request_downsampling(
         if not supported:  # the first channel found the service missing: so is it for this one
             results[name] = dict(results[channels[0]])
             continue
+        before: DownsampleStatus | None = None
         try:
-            entry, status = _downsample_one(conn, collection, experiment, name, wait_seconds, poll)
-            levels = status.num_hierarchy_levels if status is not None else levels
+            before = downsample_status(conn, collection, experiment, name)
+            levels = before.num_hierarchy_levels
+            entry = _downsample_one(conn, collection, experiment, name, before, wait_seconds, poll)
         except DownsampleNotSupported as err:
             supported = False
             entry = {"outcome": NOT_SUPPORTED, "status": None, "message": str(err)}
-        except BossError as err:
-            entry = {"outcome": OUTCOME_FAILED, "status": None, "message": str(err)}
-        except Exception as exc:  # a bug must not fail a run whose data is published
-            log.exception("downsample request for %s failed", name)
-            entry = {
-                "outcome": OUTCOME_FAILED,
-                "status": None,
-                "message": f"{type(exc).__name__}: {exc}",
-            }
+        except Exception as exc:
+            if not isinstance(exc, BossError):  # a bug must not fail a run whose data is out
+                log.exception("downsample request for %s failed", name)
+            message = str(exc) if isinstance(exc, BossError) else f"{type(exc).__name__}: {exc}"
+            status = before.status if before is not None else None
+            entry = {"outcome": OUTCOME_FAILED, "status": status, "message": message}
         results[name] = entry
     outcomes = {e["outcome"] for e in results.values()}
     if OUTCOME_FAILED in outcomes:
@@ -293,23 +292,24 @@ def _downsample_one(
     collection: str,
     experiment: str,
     channel: str,
+    before: DownsampleStatus,
     wait_seconds: float,
     poll: float,
-) -> tuple[dict[str, Any], DownsampleStatus | None]:
+) -> dict[str, Any]:
+    """Start one channel whose status is ``before``; its report entry."""
     where = f"{collection}/{experiment}/{channel}"
-    before = downsample_status(conn, collection, experiment, channel)
     if before.num_hierarchy_levels <= 1:
         message = (
             f"experiment {collection}/{experiment} has one resolution level "
             "(num_hierarchy_levels 1): BOSS builds no lower resolutions"
         )
-        return {"outcome": NOT_NEEDED, "status": before.status, "message": message}, before
+        return {"outcome": NOT_NEEDED, "status": before.status, "message": message}
     if before.running:
         message = f"{where} was already {before.status} before this request"
-        return {"outcome": ALREADY_RUNNING, "status": before.status, "message": message}, before
+        return {"outcome": ALREADY_RUNNING, "status": before.status, "message": message}
     if before.status == DOWNSAMPLED:
         message = f"{where} is already downsampled (nothing was written since)"
-        return {"outcome": ALREADY_DOWNSAMPLED, "status": before.status, "message": message}, before
+        return {"outcome": ALREADY_DOWNSAMPLED, "status": before.status, "message": message}
     try:
         start_downsample(conn, collection, experiment, channel)
     except DownsampleRefused as err:
@@ -318,7 +318,7 @@ def _downsample_one(
         outcome = ALREADY_RUNNING if now.running else OUTCOME_FAILED
         if now.status == DOWNSAMPLED:
             outcome = ALREADY_DOWNSAMPLED
-        return {"outcome": outcome, "status": now.status, "message": str(err)}, now
+        return {"outcome": outcome, "status": now.status, "message": str(err)}
     if wait_seconds > 0:
         after = wait_for_downsample(
             conn, collection, experiment, channel, timeout=wait_seconds, poll=poll
@@ -327,12 +327,12 @@ def _downsample_one(
         after = downsample_status(conn, collection, experiment, channel)
     levels = f"resolutions 1..{after.num_hierarchy_levels - 1}"
     if after.status == DOWNSAMPLED:
-        return {"outcome": FINISHED, "status": after.status, "message": f"built {levels}"}, after
+        return {"outcome": FINISHED, "status": after.status, "message": f"built {levels}"}
     if after.status == FAILED:
         message = f"BOSS reported FAILED while downsampling {where} (see the BOSS logs)"
-        return {"outcome": OUTCOME_FAILED, "status": after.status, "message": message}, after
+        return {"outcome": OUTCOME_FAILED, "status": after.status, "message": message}
     if after.status == NOT_DOWNSAMPLED:
         message = f"the downsample of {where} was cancelled, or the channel written since"
-        return {"outcome": OUTCOME_FAILED, "status": after.status, "message": message}, after
+        return {"outcome": OUTCOME_FAILED, "status": after.status, "message": message}
     message = f"BOSS is building {levels} ({after.status})"
-    return {"outcome": STARTED, "status": after.status, "message": message}, after
+    return {"outcome": STARTED, "status": after.status, "message": message}
