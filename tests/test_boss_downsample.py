@@ -4,6 +4,7 @@ resolution r, and compared with a plain-Python reference of the pooling rules.""
 
 from __future__ import annotations
 
+import http.server
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from intern.resource.boss.resource import ExperimentResource
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io import boss_downsample as ds
+from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_resources import hierarchy_levels_to_fit
 from synapse_pipelines.local.boss_api_errors import METHOD_NOT_ALLOWED, ApiError
 from synapse_pipelines.local.boss_process import LocalBossServer
@@ -241,3 +243,37 @@ def test_read_only_token_may_read_the_status_but_not_start(boss_server: BossServ
     assert report["outcome"] == ds.OUTCOME_FAILED
     assert "lacks permission" in report["channels"]["img"]["message"]
     assert boss_server.read_only_token not in str(report)
+
+
+def test_a_page_that_is_not_json_is_a_clear_error(tmp_path: Any) -> None:
+    """A host that answers 200 with a web page (a proxy, a web app) is not BOSS's service:
+    a BossError quoting the body, and the report says so without raising."""
+    page = b"<html><body>Sign in</body></html>"
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as srv:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            host = f"127.0.0.1:{srv.server_address[1]}"
+            client = BossClient(host, "http", BOSS_TEST_TOKEN, max_retries=0)
+            with pytest.raises(BossError, match="not JSON") as err:
+                ds.downsample_status(client, "col", "exp", "img")
+            assert "text/html" in str(err.value) and "Sign in" in str(err.value)
+            assert "/v1/downsample/col/exp/img/" in str(err.value)
+            assert not isinstance(err.value, ds.DownsampleNotSupported)
+            report = ds.request_downsampling(client, "col", "exp", ["img"])
+            assert report["outcome"] == ds.OUTCOME_FAILED
+            assert "not JSON" in report["channels"]["img"]["message"]
+            assert BOSS_TEST_TOKEN not in str(report)
+        finally:
+            srv.shutdown()

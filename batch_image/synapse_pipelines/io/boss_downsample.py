@@ -31,7 +31,8 @@ API (``conn`` is any :class:`~synapse_pipelines.io.boss_transport.BossConnection
 Errors: :class:`DownsampleNotSupported` when the server has no such endpoint (404 or 405 on
 the URL while the channel exists), :class:`DownsampleRefused` (409) with BOSS's message; the
 rest as every BOSS call (:class:`~synapse_pipelines.core.errors.BossError` naming the
-resource).
+resource), and a 200 whose body is not JSON (a web page or proxy, not BOSS) a BossError
+quoting the start of the body.
 """
 
 from __future__ import annotations
@@ -125,7 +126,19 @@ def _send(method: str, url_tail: str, query: str = "") -> Callable[[BossRemote],
                 request=req,
                 response=resp,
             )
-        return resp.json() if resp.status_code == 200 and resp.content else None
+        if resp.status_code != 200 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            # e.g. a proxy's or a web app's HTML page: not BOSS's downsample service
+            raise BossError(
+                f"{service.url_prefix} answered {method} /{impl.version}/downsample/{url_tail}/ "
+                f"with HTTP 200 and a body that is not JSON "
+                f"({resp.headers.get('Content-Type') or 'no content type'}): "
+                f"{resp.text[:120]!r}",
+                hint="check that boss_host names the BOSS API host, not a web page or proxy",
+            ) from None
 
     return fn
 
