@@ -50,6 +50,7 @@ MEASURED: dict[str, tuple[tuple[float, ...], ...]] = {
     ),
 }
 
+
 def _floors(name: str) -> np.ndarray:
     return np.maximum(np.asarray(MEASURED[name]) - MARGIN, 0.0)
 
