@@ -25,7 +25,7 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pricing import PricingError, price_table, region_from_environment
 from synapse_pipelines.io.boss_links import links_csv_text, result_links
 from synapse_pipelines.io.boss_resources import CoordinateFrame
-from synapse_pipelines.io.s3_objects import get_json, object_exists, put_json, s3_client
+from synapse_pipelines.io.s3_objects import object_exists, s3_client, update_json
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.job_costs import find_request_jobs, milliseconds, run_costs
 from synapse_pipelines.workflow.notification_text import success_notification
@@ -66,25 +66,32 @@ def publish_s3(
     )
 
     manifest_key = wf.artefact_key(results_key, wf.MANIFEST)
-    manifest = get_json(client, bucket, manifest_key)
-    files = dict(manifest.get("files", {}))
-    files[wf.LINKS] = {
-        "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
-        "bytes": len(links_csv.encode()),
-    }
-    for name, entry in files.items():
-        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
-    manifest["files"] = files
-    for name, entry in dict(manifest.get("arrays") or {}).items():
-        # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
-        entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
-    manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
-    manifest["links"] = links
-    manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")
-    if execution_id:
-        manifest["execution_id"] = execution_id
-    manifest["cost"] = recorded_costs(bucket, validated, environ=env, batch=batch)
-    put_json(client, bucket, manifest_key, manifest)
+
+    # the costs read Batch: once, before the conditional write (which may run complete twice)
+    cost = recorded_costs(bucket, validated, environ=env, batch=batch)
+
+    def complete(manifest: dict[str, Any]) -> dict[str, Any]:
+        files = dict(manifest.get("files", {}))
+        files[wf.LINKS] = {
+            "sha256": hashlib.sha256(links_csv.encode()).hexdigest(),
+            "bytes": len(links_csv.encode()),
+        }
+        for name, entry in files.items():
+            entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name))
+        manifest["files"] = files
+        for name, entry in dict(manifest.get("arrays") or {}).items():
+            # a blockwise run's chunked volumes: a prefix (open with zarr), not one object
+            entry["s3_uri"] = wf.s3_uri(bucket, wf.artefact_key(results_key, name)) + "/"
+        manifest["s3"] = {"bucket": bucket, "prefix": wf.results_prefix(results_key)}
+        manifest["links"] = links
+        manifest["published"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if execution_id:
+            manifest["execution_id"] = execution_id
+        manifest["cost"] = cost
+        return manifest
+
+    # PublishToBoss adds its downsample report to the same object at the same time
+    manifest = update_json(client, bucket, manifest_key, complete)
 
     urls = presigned_urls(client, bucket, results_key, expires=expires)
     counts = manifest.get("counts", {})
