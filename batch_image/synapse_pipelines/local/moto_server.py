@@ -34,6 +34,7 @@ from synapse_pipelines.local.moto_stepfunctions import (
     sfn_normalise_parameters,
     sfn_normalise_response,
     sfn_start_execution,
+    sfn_stop_execution,
 )
 
 #: moto's executing mode: run the ASL, never Docker for Lambda or Batch
@@ -53,6 +54,7 @@ _PATCHES: dict[str, Callable[..., Any]] = {
     "sfn.batch.normalise_response": sfn_normalise_response,
     "events.send_to_targets": events_send_to_targets,
     "sfn.start_execution": sfn_start_execution,
+    "sfn.stop_execution": sfn_stop_execution,
 }
 _INSTALL_LOCK = threading.Lock()
 
