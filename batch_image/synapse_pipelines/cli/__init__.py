@@ -21,6 +21,7 @@ from . import (
     boss_commands,
     local_commands,
     report_commands,
+    run_commands,
     science_commands,
     step_commands,
 )
@@ -44,6 +45,7 @@ for module in (
     report_commands,
     boss_commands,
     aws_commands,
+    run_commands,
     local_commands,
     step_commands,
     block_commands,
