@@ -9,6 +9,14 @@
   only: SNS and Lambda already use the API's own casing.
 - ``StartExecution`` without a name gives an ARN ending in ``:None``; the replacement of
   ``StepFunctionsParserBackend.start_execution`` generates a UUID name, as AWS does.
+- moto's Distributed Map counts its failed, aborted and timed-out iterations but never fails:
+  it ignores ``ToleratedFailureCount``/``ToleratedFailurePercentage`` ("no effect on the
+  program evaluation") and ends as success - the fan-out that looks successful but is not.
+  The replacement of ``DistributedIterationComponent._map_run`` runs the iterations as
+  before, then fails the Map Run as AWS does when the failures exceed either threshold:
+  ``States.ExceedToleratedFailureThreshold``, "The specified tolerated failure threshold was
+  exceeded", into the state's Retry/Catch. Unlike AWS, the iterations still running when the
+  threshold is crossed finish first (moto has no hook to stop them early).
 - moto emits no "Step Functions Execution Status Change" events. ``StopExecution`` is the
   one the workflow needs (a rule sends ABORTED executions to FinishCancelledRun): the
   replacement of ``stop_execution`` stops as before, then, once the interpreter has ended the
@@ -27,6 +35,18 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 from moto.events.models import events_backends
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from synapse_pipelines.local.moto_internals import ORIGINALS, MotoCompatError
 from synapse_pipelines.workflow import wiring as wf
@@ -139,3 +159,36 @@ def sfn_stop_execution(self: Any, execution_arn: str) -> Any:
         daemon=True,
     ).start()
     return execution
+
+
+#: AWS's cause of a Map Run that failed more items than it tolerates.
+THRESHOLD_EXCEEDED = "The specified tolerated failure threshold was exceeded"
+
+
+def threshold_exceeded(failed: int, total: int, count: int, percentage: float) -> bool:
+    """AWS's rule: the Map Run fails when its failed items exceed ToleratedFailureCount or
+    (as a share of all items) ToleratedFailurePercentage."""
+    return failed > count or (total > 0 and 100.0 * failed / total > percentage)
+
+
+def sfn_map_run(self: Any, env: Any, eval_input: Any) -> None:
+    ORIGINALS["sfn.map_run"](self, env, eval_input)
+    items = eval_input.map_run_record.item_counter
+    failed = items.failed.get() + items.aborted.get() + items.timed_out.get()
+    tolerated = (eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage)
+    if not env.is_running() or not threshold_exceeded(failed, items.total.get(), *tolerated):
+        return
+    env.stack.pop()  # the iterations' outputs: the Map fails instead
+    error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    raise FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error),
+            event_type=HistoryEventType.MapRunFailed,
+            event_details=EventDetails(
+                mapRunFailedEventDetails=MapRunFailedEventDetails(
+                    error=error.to_name(), cause=THRESHOLD_EXCEEDED
+                )
+            ),
+        )
+    )

@@ -29,8 +29,11 @@ ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 ALL_STATUSES = (*ACTIVE_STATUSES, "SUCCEEDED", "FAILED")
 #: Batch job ids per DescribeJobs call (the API's limit).
 DESCRIBE_BATCH = 100
-#: Jobs are created after their execution starts; allow for clock skew.
-SKEW_MS = 60_000
+#: Jobs are created after their execution starts and before it stops; allow for the skew of
+#: Batch's and Step Functions' clocks (both AWS's, in one region). Kept small: the attempts of
+#: one request share the job names, and a retry starts as soon as the previous attempt has
+#: ended, so a wide margin would count the previous attempt's jobs as the retry's.
+SKEW_MS = 2_000
 
 _FORMAT = re.compile(r"^States\.Format\('([^']*)'")
 
