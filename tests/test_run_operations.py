@@ -190,6 +190,60 @@ def test_list_shows_runs_with_status_synapses_and_where_results_are(ops: OpsStac
     assert none == ["no runs match"]
 
 
+def test_retry_failed_since_retries_each_failed_request_once(ops: OpsStack) -> None:
+    rt = ops.rt
+    failed = ops.results["failed"]
+    out: list[str] = []
+    started = find_execution(ops.deployment, failed.name)["startDate"]
+    outcomes = run_commands.retry_command(
+        ops.deployment, failed_since=started.strftime("%Y-%m-%d"), echo=out.append
+    )
+    # the flat-channel run is the one failed run (the cancelled one's latest attempt succeeded)
+    (outcome,) = outcomes
+    assert outcome.started and outcome.previous == failed.name and outcome.attempt == 2
+    assert outcome.name == wf.execution_name(
+        rt.execution_input(parse_request(ops.request(experiment=FLAT_EXPERIMENT))),
+        failed.results_key,
+        attempt=2,
+    )
+    assert out == [f"{failed.name} (FAILED) -> started {outcome.name}"]
+    result = rt.wait(outcome.execution_arn, timeout=240)
+    assert result.status == "FAILED"  # the channels are still flat
+    # its logs are its own job's, not the first attempt's
+    logs: list[str] = []
+    assert run_commands.logs_command(ops.deployment, outcome.name, echo=logs.append) == 1
+    (notice,) = rt.notifications()
+    assert f"logs {outcome.name} --step Detect" in notice["Message"]
+    rt.emitted_events()
+    # since a day ago: the request's latest attempt (this one) again, the third attempt
+    (third,) = run_commands.retry_command(ops.deployment, failed_since="1d", echo=out.append)
+    assert third.previous == outcome.name and third.name == outcome.name[:-1] + "3"
+    assert rt.wait(third.execution_arn, timeout=240).status == "FAILED"
+    rt.notifications(), rt.emitted_events()
+    ops.results["failed_latest"] = third.name
+
+
+def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack) -> None:
+    from typer.testing import CliRunner
+
+    from synapse_pipelines.cli import app
+
+    env = ops.rt.aws.environment()
+    stack = ["--stack", "synapse-pipelines-local"]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["list", *stack, "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.output)["runs"]
+    assert {r["status"] for r in runs} == {"SUCCEEDED", "FAILED", "CANCELLED"}
+    failed = ops.results["failed_latest"]
+    logs = runner.invoke(app, ["logs", failed, "--step", "Detect", *stack], env=env)
+    assert logs.exit_code == 0 and logs.output.startswith("== Detect: job detect-"), logs.output
+    status = runner.invoke(app, ["status", failed, *stack], env=env)
+    assert status.exit_code == 0 and f"logs {failed} --step Detect" in status.output
+    cancel = runner.invoke(app, ["cancel", failed, *stack], env=env)
+    assert cancel.exit_code == 0 and "already ended: FAILED" in cancel.output
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [

@@ -8,7 +8,8 @@ parameters, environment, ``secrets``, retry strategy), one Lambda function per
 :data:`~synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS` entry (its invocations call the
 real handler in-process), the state machine from the ASL file with every substitution filled,
 the "Synapse Detection Requested" rule targeting StartFromEvent and the default bus's rule
-sending the state machine's stopped (ABORTED) executions to FinishCancelledRun. Names,
+sending the state machine's stopped (ABORTED) executions to FinishCancelledRun, and a
+CloudFormation stack carrying the CDK stack's outputs (so ``--stack`` finds it). Names,
 commands, handler paths, environment variable names and substitution keys all come from
 :mod:`synapse_pipelines.workflow.wiring`; nothing here re-describes the workflow.
 
@@ -102,6 +103,19 @@ def deploy(client: ClientFactory, region: str) -> LocalResources:
     cancel_rule = _create_cancel_rule(
         client("events"), state_machine_arn, functions["FinishCancelledRun"]
     )
+    _publish_outputs(
+        client("cloudformation"),
+        {
+            wf.OUTPUT_STATE_MACHINE_ARN: state_machine_arn,
+            wf.OUTPUT_RESULTS_BUCKET: bucket,
+            wf.OUTPUT_TOKEN_SECRET_ARN: secret_arn,
+            wf.OUTPUT_TOPIC_ARN: topic_arn,
+            wf.OUTPUT_EVENT_BUS_NAME: bus,
+            wf.OUTPUT_JOB_QUEUE_ARN: queues["standard"],
+            wf.OUTPUT_LARGE_JOB_QUEUE_ARN: queues["large"],
+            wf.OUTPUT_JOB_LOG_GROUP: DEFAULT_JOB_LOG_GROUP,
+        },
+    )
     return LocalResources(
         bucket=bucket,
         topic_arn=topic_arn,
@@ -116,6 +130,19 @@ def deploy(client: ClientFactory, region: str) -> LocalResources:
         notices_queue_url=notices_url,
         events_queue_url=events_url,
     )
+
+
+def _publish_outputs(cloudformation: Any, outputs: Mapping[str, str]) -> None:
+    """A CloudFormation stack named :data:`STACK_NAME` holding only the outputs the CDK stack
+    has (``wiring.OUTPUT_*``), so the CLI's ``--stack synapse-pipelines-local`` finds the local
+    deployment as it finds a real one (``list``, ``cancel``, ``retry``, ``logs``, ``status``
+    with ``AWS_ENDPOINT_URL`` pointing at the local endpoint)."""
+    template = {
+        "Description": "synapse-pipelines local runtime: the outputs of the local stack",
+        "Resources": {},  # moto accepts an outputs-only template; the resources exist already
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    cloudformation.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(template))
 
 
 def _create_role(iam: Any) -> str:
