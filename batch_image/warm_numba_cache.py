@@ -29,7 +29,10 @@ def _work() -> None:
     from synapse_pipelines.science.detection import detect
 
     experiment = synthetic.make_experiment(
-        (12, 64, 64), seed=1, channels=(synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC)
+        (12, 64, 64),
+        seed=1,
+        profile="sparse",
+        channels=(synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC),
     )
     pre = experiment.channels[experiment.presynaptic]
     post = experiment.channels[experiment.postsynaptic]

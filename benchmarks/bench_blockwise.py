@@ -175,10 +175,10 @@ def same_results(single: Path, blockwise: Path) -> tuple[bool, bool]:
     """(identical ids and mask, identical synapse table) of the two results folders."""
     import zarr
 
-    from synapse_pipelines.io import outputs
+    from synapse_pipelines.io import ome_tiff, outputs
 
-    ids = outputs.read_volume(single / outputs.SYNAPSE_IDS).data
-    mask = outputs.read_volume(single / outputs.PREDICTIONS).data
+    ids = ome_tiff.read_volume(single / outputs.SYNAPSE_IDS).data
+    mask = ome_tiff.read_volume(single / outputs.PREDICTIONS).data
     same_ids = np.array_equal(
         zarr.open_array(blockwise / outputs.SYNAPSE_IDS_ZARR, mode="r")[:], ids
     ) and np.array_equal(zarr.open_array(blockwise / outputs.PREDICTIONS_ZARR, mode="r")[:], mask)

@@ -24,6 +24,7 @@ from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
 from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import verify_manifest
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science import detection, features
@@ -49,7 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)
     token = "blockwise-" + secrets.token_urlsafe(16)
-    exp = make_experiment(SHAPE, seed=21)
+    exp = make_experiment(SHAPE, seed=21, profile="sparse")
     lines: list[str] = []
     try:
         with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
@@ -167,7 +168,7 @@ def test_blockwise_results_equal_the_single_job(run: dict[str, Any], tmp_path: P
     expected = features.synapse_table(
         single.labels, channels, voxel_size=exp.voxel_size, voxel_unit=exp.voxel_unit
     )
-    features.write_synapse_table(expected, tmp_path / outputs.SYNAPSES_CSV)
+    write_synapse_table(expected, tmp_path / outputs.SYNAPSES_CSV)
     assert files[outputs.SYNAPSES_CSV].read_text() == (tmp_path / outputs.SYNAPSES_CSV).read_text()
     # the Report and PublishToS3 steps consumed the merged result unchanged
     artefacts = {outputs.SYNAPSES_CSV, outputs.MANIFEST, outputs.REPORT, outputs.CLUSTERING}

@@ -23,7 +23,7 @@ from synapse_pipelines.blockwise.sources import ArraySource
 from synapse_pipelines.blockwise.store import LocalStore
 from synapse_pipelines.core.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import detection, features, synthetic
+from synapse_pipelines.science import detection, features, synthetic, window_features
 
 SHAPE = (21, 100, 110)
 #: the request box does not start on the block grid, so the border blocks are uneven
@@ -33,7 +33,7 @@ BLOCK = (8, 32, 32)
 
 @pytest.fixture(scope="module")
 def experiment() -> synthetic.SyntheticExperiment:
-    return synthetic.make_experiment(SHAPE, seed=5, n_synapses=80)
+    return synthetic.make_experiment(SHAPE, seed=5, n_synapses=80, profile="sparse")
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_windows_reach_every_block_they_overlap(box: Box) -> None:
     rng = np.random.default_rng(3)
     anchors = np.stack([rng.integers(0, s, 500) for s in box.shape], axis=1)
     rows = passes.window_blocks(plan, anchors)
-    lo, hi, _ = features.window_bounds(anchors, box.shape)
+    lo, hi, _ = window_features.window_bounds(anchors, box.shape)
     for i, block in enumerate(plan.blocks()):
         local = Box(
             tuple(a - o for a, o in zip(block.start, box.start, strict=True)),  # type: ignore[arg-type]

@@ -49,7 +49,10 @@ def straddle_kinds(labels: np.ndarray, block_shape: tuple[int, int, int]) -> dic
 @pytest.fixture(scope="module")
 def experiment() -> tuple[np.ndarray, np.ndarray]:
     exp = synthetic.make_experiment(
-        (24, 120, 120), seed=11, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+        (24, 120, 120),
+        seed=11,
+        profile="sparse",
+        channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC],
     )
     return exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC]
 
@@ -144,7 +147,10 @@ def test_random_volumes_equal_single_job(seed: int) -> None:
 
 def test_window_5_and_absolute_coordinates() -> None:
     exp = synthetic.make_experiment(
-        (12, 64, 64), seed=3, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+        (12, 64, 64),
+        seed=3,
+        profile="sparse",
+        channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC],
     )
     pre, post = exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC]
     single = detection.detect(pre, post, window=5, min_size=20)
@@ -239,7 +245,10 @@ def test_file_sources_read_block_by_block(tmp_path: Path, suffix: str) -> None:
     from synapse_pipelines.blockwise.sources import open_file_source
 
     exp = synthetic.make_experiment(
-        (10, 48, 40), seed=8, channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC]
+        (10, 48, 40),
+        seed=8,
+        profile="sparse",
+        channels=[synthetic.PRESYNAPTIC, synthetic.POSTSYNAPTIC],
     )
     arrays = [exp.channels[synthetic.PRESYNAPTIC], exp.channels[synthetic.POSTSYNAPTIC]]
     paths = [tmp_path / f"pre{suffix}", tmp_path / f"post{suffix}"]

@@ -9,28 +9,29 @@ from scipy import ndimage
 from synapse_pipelines.core.errors import DetectionError, RequestValidationError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science.detection import (
-    COLLMAN15V2_VOXEL_NM,
-    DEFAULT_MIN_VOLUME_UM3,
     DetectionResult,
-    NomadsUnsupervised,
-    _otsu_256,
     covariance_numerator,
     detect,
     extended_block,
     filter_components,
     label_components,
-    min_size_voxels,
-    original_nomads,
 )
 from synapse_pipelines.science.evaluation import evaluate_labels
+from synapse_pipelines.science.nomads_original import _otsu_256, original_nomads
+from synapse_pipelines.science.nomads_plugin import (
+    COLLMAN15V2_VOXEL_NM,
+    DEFAULT_MIN_VOLUME_UM3,
+    NomadsUnsupervised,
+)
 from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.science.voxel_units import min_size_voxels
 
 MATCH_NM = 300.0  # centroid matching distance: ~3 pixels laterally
 
 
 @pytest.fixture(scope="module")
 def experiment():
-    return make_experiment((12, 192, 192), seed=3)
+    return make_experiment((12, 192, 192), seed=3, profile="sparse")
 
 
 @pytest.fixture(scope="module")

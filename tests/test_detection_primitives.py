@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import detection
+from synapse_pipelines.science import connected_components, detection, nomads_primitives
 from synapse_pipelines.science.detection import (
-    N_BINS,
     ChannelStats,
     CovarianceHistogram,
-    bin_index,
-    bin_lower_edges,
     channel_stats,
     covariance_histogram,
     covariance_numerator,
@@ -26,12 +23,13 @@ from synapse_pipelines.science.detection import (
     pad_to_extended,
     threshold_from_histogram,
 )
+from synapse_pipelines.science.histogram_bins import N_BINS, bin_index, bin_lower_edges
 from synapse_pipelines.science.synthetic import make_experiment
 
 
 @pytest.fixture(scope="module")
 def channels():
-    exp = make_experiment((11, 70, 90), seed=5, n_synapses=12)
+    exp = make_experiment((11, 70, 90), seed=5, n_synapses=12, profile="sparse")
     return exp.channels["Synapsin647"], exp.channels["PSD95_488"]
 
 
@@ -157,7 +155,7 @@ def test_thin_volumes_use_a_per_plane_window() -> None:
             window=(1, 3, 3),
         )
         np.testing.assert_array_equal(num[z : z + 1], plane)
-    ref = detection._numerator_numpy(
+    ref = nomads_primitives.numerator_reference(
         extended_block(pre, whole, (1, 3, 3)), extended_block(post, whole, (1, 3, 3)), (1, 3, 3)
     )
     np.testing.assert_array_equal(num, ref)
@@ -179,7 +177,7 @@ def test_compiled_numerator_equals_numpy_reference(dtype, window) -> None:
     x[:, :8, :8] = top
     y[:, :8, :8] = (np.indices((shape[0], 8, 8)).sum(axis=0) % 2 * top).astype(dtype)
     got = covariance_numerator(x, y, window=window)
-    want = detection._numerator_numpy(x, y, window)
+    want = nomads_primitives.numerator_reference(x, y, window)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
 
@@ -194,7 +192,7 @@ def test_compiled_histogram_equals_numpy_reference() -> None:
         ]
     ).reshape(1, 1, -1)
     got = covariance_histogram(values)
-    want = detection._histogram_numpy(values)
+    want = nomads_primitives.histogram_reference(values)
     np.testing.assert_array_equal(got.positive, want.positive)
     np.testing.assert_array_equal(got.negative, want.negative)
 
@@ -204,7 +202,7 @@ def test_compiled_labels_equal_scipy(density: float) -> None:
     rng = np.random.default_rng(int(density * 100))
     mask = rng.random((9, 31, 29)) < density
     labels, sizes = label_components(mask)
-    want_labels, want_sizes = detection._label_scipy(mask)
+    want_labels, want_sizes = connected_components.label_reference(mask)
     np.testing.assert_array_equal(labels, want_labels)
     np.testing.assert_array_equal(sizes, want_sizes)
 

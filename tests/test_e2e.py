@@ -23,7 +23,8 @@ from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_publish import mask_channel_name
 from synapse_pipelines.io.boss_resources import CoordinateFrame
-from synapse_pipelines.io.outputs import read_volume, verify_manifest
+from synapse_pipelines.io.ome_tiff import read_volume
+from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
@@ -69,7 +70,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     records = _Records()
     loggers = [logging.getLogger(), logging.getLogger(wf.POWERTOOLS_SERVICE)]
     job_lines: list[str] = []
-    exp = make_experiment(SHAPE, seed=3)
+    exp = make_experiment(SHAPE, seed=3, profile="sparse")
     with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
         client = BossClient(boss.host, "http", token)
         demo.seed_synthetic_experiment(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, exp)

@@ -1,4 +1,5 @@
-"""Object-level evaluation: optimal one-to-one centroid matching, edge cases, labels input."""
+"""Object-level evaluation: optimal one-to-one centroid matching, edge cases, labels input,
+point annotations (CSV, npz), 2-D truth and units."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ import numpy as np
 import pytest
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.point_annotations import (
+    read_point_annotations,
+    read_points_csv,
+    read_points_npz,
+)
 from synapse_pipelines.science.evaluation import (
     centroids_from_labels,
+    distance_in_voxel_unit,
     evaluate_centroids,
     evaluate_labels,
     evaluate_per_slice,
+    evaluate_points,
+    length_unit,
+    matching_rule,
     slice_centroids,
 )
 
@@ -160,3 +170,100 @@ def test_per_slice_evaluation_counts_2d_pieces() -> None:
     r_tiny_z = evaluate_per_slice(pred, truth, max_distance=1.0, voxel_size=(0.01, 1, 1))
     assert (r_tiny_z.tp, r_tiny_z.fp, r_tiny_z.fn) == (1, 1, 2)
     assert r.voxel_size == (70.0, 1.0, 1.0)
+
+
+# -- point annotations ------------------------------------------------------------------
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "axes", "first"),
+    [
+        ("1,2,3\n4,5,6\n", "zyx", [1, 2, 3]),
+        ("2.5,3\n4,5\n", "yx", [2.5, 3]),
+        ("z,y,x\n1,2,3\n", "zyx", [1, 2, 3]),
+        ("X, Y\n3, 2\n", "yx", [2, 3]),  # named columns in any order and case
+        ("row,col\n7,8\n", "yx", [7, 8]),
+        ("# made by hand\n\nz,y,x\n\n1,2,3\n# end\n", "zyx", [1, 2, 3]),
+        ("id,centroid_z,centroid_y,centroid_x,volume\n1,1,2,3,40\n", "zyx", [1, 2, 3]),
+    ],
+)
+def test_point_csv_layouts(tmp_path, text, axes, first) -> None:
+    pts = read_points_csv(_write(tmp_path / "p.csv", text))
+    assert pts.axes == axes
+    np.testing.assert_allclose(pts.points[0], first)
+    assert str(tmp_path / "p.csv") in pts.description
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "fix"),
+    [
+        ("1,2,3,4\n", "line 1 has 4 numbers", "header"),
+        ("1,2,3\n4,five,6\n", "line 2", "z,y,x"),
+        ("1,2,3\n4,5\n", "line 2", "z,y,x"),
+        ("a,b,c\n1,2,3\n", "names no y and x columns", "name the columns"),
+        ("\n# nothing\n", "holds no points", "z,y,x"),
+        ("1,2,nan\n", "NaN", "finite"),
+    ],
+)
+def test_malformed_point_csv_names_the_file_and_the_fix(tmp_path, text, words, fix) -> None:
+    path = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(SynapsePipelinesError) as info:
+        read_points_csv(path, option="--truth")
+    err = info.value
+    assert err.field == "--truth"
+    assert str(path) in err.message and words in err.message, err.message
+    assert err.hint and fix in err.hint, err.hint
+
+
+def test_point_npz_weiler_layout(tmp_path) -> None:
+    yx = np.array([[10, 20], [30, 40]], np.int64)
+    np.savez(tmp_path / "crop.npz", synapsin=np.zeros((1, 4, 4)), synapses_yx=yx)
+    pts = read_point_annotations(tmp_path / "crop.npz")
+    assert pts.axes == "yx" and pts.points.tolist() == [[10, 20], [30, 40]]
+    np.savez(tmp_path / "z.npz", synapses_zyx=np.ones((3, 3)))
+    assert read_point_annotations(tmp_path / "z.npz").axes == "zyx"
+    np.savez(tmp_path / "none.npz", synapsin=np.zeros(3))
+    with pytest.raises(SynapsePipelinesError, match="no point array") as info:
+        read_points_npz(tmp_path / "none.npz")
+    assert "synapses_zyx" in info.value.hint
+    np.savez(tmp_path / "flat.npz", synapses_yx=np.ones(4))
+    with pytest.raises(SynapsePipelinesError, match=r"expected \(N, 2\)"):
+        read_points_npz(tmp_path / "flat.npz")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(SynapsePipelinesError, match=r"not a readable \.npz"):
+        read_points_npz(tmp_path / "junk.npz")
+
+
+def test_yx_truth_matches_predictions_in_any_plane() -> None:
+    pred = np.array([[0, 10, 10], [5, 20, 20], [2, 50, 50]], float)
+    truth_yx = np.array([[10, 11], [20, 20], [80, 80]], float)
+    r = evaluate_points(pred, truth_yx, max_distance=150, voxel_size=(70, 100, 100))
+    assert (r.tp, r.fp, r.fn) == (2, 1, 1)
+    assert r.voxel_size == (70.0, 100.0, 100.0)
+    # a z,y,x truth is plain 3-D matching: plane 5 is 350 nm away from plane 0
+    r3 = evaluate_points(pred, [[0, 20, 20]], max_distance=150, voxel_size=(70, 100, 100))
+    assert r3.tp == 0
+
+
+def test_units_convert_to_the_voxel_unit() -> None:
+    assert distance_in_voxel_unit(300, "nm", "micrometers") == pytest.approx(0.3)
+    assert distance_in_voxel_unit(0.3, "um", "nanometers") == pytest.approx(300)
+    assert distance_in_voxel_unit(300, "nanometers", "nanometers") == 300
+    with pytest.raises(SynapsePipelinesError) as info:
+        distance_in_voxel_unit(300, "nm", "pixel")
+    assert info.value.field == "--unit" and "--unit px" in info.value.hint
+    with pytest.raises(SynapsePipelinesError, match="unknown unit"):
+        length_unit("parsecs")
+    rule = matching_rule(
+        mode="2-D (y,x)",
+        max_distance=3,
+        unit="px",
+        voxel_size=(1, 1, 1),
+        voxel_unit=None,
+    )
+    assert rule.startswith("one-to-one") and "within 3 px" in rule and "any plane" in rule

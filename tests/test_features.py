@@ -11,19 +11,20 @@ import pandas as pd
 import pytest
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.io.synapse_table_files import read_synapse_table, write_synapse_table
 from synapse_pipelines.science.features import (
     BASE_COLUMNS,
-    WINDOW_FULL_VOXELS,
     assemble_table,
     feature_columns,
     object_sums,
-    read_synapse_table,
-    slice_sums,
     synapse_table,
     table_channels,
+)
+from synapse_pipelines.science.window_features import (
+    WINDOW_FULL_VOXELS,
+    slice_sums,
     window_raw_sums,
     window_zscore_sums,
-    write_synapse_table,
 )
 
 

@@ -11,8 +11,9 @@ import tifffile
 from scipy import ndimage
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.io import outputs
-from synapse_pipelines.science.features import read_synapse_table, synapse_table
+from synapse_pipelines.io import ome_tiff, outputs
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
+from synapse_pipelines.science.features import synapse_table
 
 TOKEN = "tok-3f9a1c7e5b2d4f60a8e1-SECRET"
 
@@ -43,10 +44,10 @@ def _request():
 
 def test_volume_round_trip_keeps_voxel_size_and_origin(tmp_path) -> None:
     data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
-    p = outputs.write_volume(
+    p = ome_tiff.write_volume(
         tmp_path / "v.ome.tif", data, voxel_size=(70.0, 2.24, 2.24), origin=(5, 6, 7)
     )
-    back = outputs.read_volume(p)
+    back = ome_tiff.read_volume(p)
     np.testing.assert_array_equal(back.data, data)
     assert back.voxel_size == (70.0, 2.24, 2.24)
     assert back.voxel_unit == "nanometers"
@@ -61,21 +62,21 @@ def test_volume_round_trip_keeps_voxel_size_and_origin(tmp_path) -> None:
 def test_multichannel_volume_and_uint64(tmp_path) -> None:
     data = np.zeros((2, 3, 4, 5), np.uint8)
     data[1] = 9
-    p = outputs.write_volume(
+    p = ome_tiff.write_volume(
         tmp_path / "c.ome.tif", data, voxel_size=(1, 1, 1), channel_names=["DAPI1st", "GAD647"]
     )
-    back = outputs.read_volume(p)
+    back = ome_tiff.read_volume(p)
     assert back.channel_names == ("DAPI1st", "GAD647")
     np.testing.assert_array_equal(back.data, data)
     ids = np.zeros((2, 3, 4), np.uint64)
     ids[0, 0, 0] = 7
-    back = outputs.read_volume(
-        outputs.write_volume(tmp_path / "i.ome.tif", ids, voxel_size=(1, 1, 1))
+    back = ome_tiff.read_volume(
+        ome_tiff.write_volume(tmp_path / "i.ome.tif", ids, voxel_size=(1, 1, 1))
     )
     assert back.data.dtype == np.uint32 and back.data[0, 0, 0] == 7
     ids[0, 0, 0] = 2**40
     with pytest.raises(SynapsePipelinesError, match="uint64"):
-        outputs.write_volume(tmp_path / "j.ome.tif", ids, voxel_size=(1, 1, 1))
+        ome_tiff.write_volume(tmp_path / "j.ome.tif", ids, voxel_size=(1, 1, 1))
 
 
 def test_write_results_manifest_and_no_token(tmp_path) -> None:
@@ -114,11 +115,11 @@ def test_write_results_manifest_and_no_token(tmp_path) -> None:
         assert entry == {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
     assert outputs.verify_manifest(folder) == []
 
-    pred = outputs.read_volume(folder / outputs.PREDICTIONS)
+    pred = ome_tiff.read_volume(folder / outputs.PREDICTIONS)
     assert pred.data.dtype == np.uint8 and set(np.unique(pred.data)) <= {0, 255}
     np.testing.assert_array_equal(pred.data > 0, mask > 0)
     assert pred.origin == (0, 100, 200)
-    ids = outputs.read_volume(folder / outputs.SYNAPSE_IDS)
+    ids = ome_tiff.read_volume(folder / outputs.SYNAPSE_IDS)
     assert labels.dtype == np.int32 and ids.data.dtype == np.uint32  # the contract's type
     np.testing.assert_array_equal(ids.data, labels)
     assert len(read_synapse_table(folder / outputs.SYNAPSES_CSV)) == len(table)
@@ -179,11 +180,11 @@ def test_refuses_to_overwrite_results(tmp_path) -> None:
 
 def test_read_errors(tmp_path) -> None:
     with pytest.raises(SynapsePipelinesError, match="no file"):
-        outputs.read_volume(tmp_path / "missing.ome.tif")
+        ome_tiff.read_volume(tmp_path / "missing.ome.tif")
     bad = tmp_path / "bad.ome.tif"
     bad.write_text("not a tiff")
     with pytest.raises(SynapsePipelinesError, match="not a readable TIFF"):
-        outputs.read_volume(bad)
+        ome_tiff.read_volume(bad)
     with pytest.raises(SynapsePipelinesError, match=outputs.MANIFEST):
         outputs.add_files(tmp_path, {"x.txt": "x"})
 

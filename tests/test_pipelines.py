@@ -19,7 +19,8 @@ from synapse_pipelines.core.pipelines import (
     validate_parameters,
 )
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.science.detection import NomadsUnsupervised
+from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
+from synapse_pipelines.science.paired_puncta import PairedPuncta
 
 
 def test_nomads_is_registered_and_loads() -> None:
@@ -33,6 +34,41 @@ def test_nomads_is_registered_and_loads() -> None:
     assert defaults["min_volume_um3"] == pytest.approx(30 * 70 * 2.24 * 2.24 * 1e-9)
 
 
+def test_paired_puncta_is_registered_with_physical_defaults() -> None:
+    assert {"nomads-unsupervised", "paired-puncta"} <= set(available_pipelines())
+    pipe = get_pipeline("paired-puncta")
+    assert isinstance(pipe, PairedPuncta) and isinstance(pipe, Pipeline)
+    assert validate_parameters(pipe) == {
+        "smoothing_sigma_nm": 60.0,
+        "background_radius_nm": 500.0,
+        "pair_offset_nm": 250.0,
+        "punctum_fwhm_nm": 300.0,
+        "noise_floor_sigma": 2.5,
+        "seed_radius_nm": 150.0,
+        "assignment_radius_nm": 250.0,
+        "assignment_level": 0.5,
+        "seed_level": 1.0,
+        "min_volume_um3": 0.0,
+    }
+
+
+def test_every_pipeline_takes_the_voxel_size() -> None:
+    """The protocol's ``voxel_size`` keyword (nm): each detector records the size it used."""
+    pre = np.zeros((4, 16, 16), dtype=np.uint8)
+    pre[1:3, 5:9, 5:9] = 200
+    post = np.roll(pre, 1, axis=2)
+    channels = {"syn": pre, "psd": post}
+    nomads = get_pipeline("nomads-unsupervised")
+    with_size = nomads.run(channels, "syn", "psd", voxel_size=(70.0, 50.0, 50.0))
+    without = nomads.run(channels, "syn", "psd")
+    np.testing.assert_array_equal(with_size.labels, without.labels)
+    assert with_size.parameters["voxel_size"] == [70.0, 50.0, 50.0]
+    assert without.parameters["voxel_size_assumed"] is True
+    assert with_size.n_synapses and with_size.explanation is None
+    pairs = get_pipeline("paired-puncta").run(channels, "syn", "psd", voxel_size=(70.0, 50.0, 50.0))
+    assert pairs.parameters["voxel_size_nm"] == [70.0, 50.0, 50.0]
+
+
 def test_unknown_pipeline_lists_available_names() -> None:
     with pytest.raises(PipelineNotFoundError) as err:
         get_pipeline("nomads-supervised")
@@ -44,8 +80,9 @@ def test_listing_names_imports_no_pipeline_code_nor_numpy() -> None:
     code = (
         "import sys; from synapse_pipelines.core.pipelines import available_pipelines; "
         "names = available_pipelines(); "
-        "assert 'nomads-unsupervised' in names, names; "
-        "heavy = [m for m in ('numpy', 'scipy', 'synapse_pipelines.science.detection') "
+        "assert {'nomads-unsupervised', 'paired-puncta'} <= set(names), names; "
+        "heavy = [m for m in ('numpy', 'scipy', 'synapse_pipelines.science.detection', "
+        "'synapse_pipelines.science.paired_puncta') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run(

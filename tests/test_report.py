@@ -15,21 +15,22 @@ from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.report import (
-    SECTIONS,
-    ReportInputError,
-    analyse_table,
-    build_report,
-    select_feature_columns,
-)
-from synapse_pipelines.report.analysis import (
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
+from synapse_pipelines.report import build_report
+from synapse_pipelines.report.analysis import analyse_table
+from synapse_pipelines.report.clustering import (
     REPRESENTATIVE_ROWS,
     hierarchical_gmm,
     representative_rows,
+)
+from synapse_pipelines.report.feature_statistics import (
+    ReportInputError,
+    select_feature_columns,
     zscore,
 )
 from synapse_pipelines.report.sample_data import clustered_table
-from synapse_pipelines.science.features import synapse_table, write_synapse_table
+from synapse_pipelines.report.sections import SECTIONS
+from synapse_pipelines.science.features import synapse_table
 
 ALL_KEYS = [s[0] for s in SECTIONS]
 PYMEDA_TITLES = {

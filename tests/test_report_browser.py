@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synapse_pipelines.report import SECTIONS, build_report
+from synapse_pipelines.report import build_report
 from synapse_pipelines.report.sample_data import clustered_table
+from synapse_pipelines.report.sections import SECTIONS
 
 pytestmark = pytest.mark.browser
 

@@ -359,7 +359,7 @@ def test_validate_handler_fails_with_the_error_type_and_clear_message(
 
 def test_task_error_uses_error_type_as_class_name() -> None:
     from synapse_pipelines.functions.handler_support import task_error
-    from synapse_pipelines.io.outputs import OutputError
+    from synapse_pipelines.io.ome_tiff import OutputError
 
     err = task_error(OutputError("bad folder", field="out", hint="fix it"))
     assert type(err).__name__ == OutputError.error_type

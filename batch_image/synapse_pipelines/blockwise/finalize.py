@@ -46,7 +46,7 @@ from synapse_pipelines.blockwise.store import (
 )
 from synapse_pipelines.core.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import features
+from synapse_pipelines.science import features, window_features
 
 #: ``read_channels(box) -> {name: array}``: every feature channel over an absolute box
 ChannelReader = Callable[[Box], Mapping[str, np.ndarray]]
@@ -238,7 +238,7 @@ def _chunks_hold(store: Store, recorded: Mapping[str, Mapping[str, Any]]) -> boo
     return True
 
 
-def _slice_arrays(sums: features.SliceSums, small_int: bool) -> dict[str, np.ndarray]:
+def _slice_arrays(sums: window_features.SliceSums, small_int: bool) -> dict[str, np.ndarray]:
     # per-block slice sums fit int64 for 8/16-bit data; the merge adds them as Python ints
     dtype = np.int64 if small_int else np.float64
     return {
@@ -288,8 +288,10 @@ def run_finalize_block(
             raise ValueError(f"channel {name!r} of block {index} has shape {volume.shape}")
         small_int = np.issubdtype(volume.dtype, np.integer) and volume.dtype.itemsize <= 2
         partial[f"sum_{j}"] = geo.reduce_sum(volume)
-        partial[f"window_{j}"] = features.window_raw_sums(volume, windows["anchors"], offset=offset)
-        for key, value in _slice_arrays(features.slice_sums(volume), small_int).items():
+        partial[f"window_{j}"] = window_features.window_raw_sums(
+            volume, windows["anchors"], offset=offset
+        )
+        for key, value in _slice_arrays(window_features.slice_sums(volume), small_int).items():
             partial[f"{key}_{j}"] = value
     outputs = {FEATURES: encode_arrays(partial), CHUNKS: encode_json(chunks)}
     write_outputs(ctx.store, "finalize", index, outputs, inputs=inputs)
@@ -354,7 +356,7 @@ def reduce_table(
     table = features.assemble_table(
         object_sums,
         raw,
-        {name: features.SliceSums(*slices[name]) for name in channel_names},
+        {name: window_features.SliceSums(*slices[name]) for name in channel_names},
         shape=ctx.volume.shape,
         voxel_size=voxel_size,
         voxel_unit=voxel_unit,

@@ -30,6 +30,7 @@ from synapse_pipelines.blockwise.store import MemoryStore, Store
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import detection
+from synapse_pipelines.science.histogram_bins import bin_lower_edges
 
 #: Share of a block's voxels the covariance pass records as foreground candidates (their
 #: numerators, 8 B each with the index): 0.3 B/voxel at most, instead of 4 B/voxel for every
@@ -63,8 +64,8 @@ class NomadsKernel:
         """``sections``: the volume's extent along z, when known: a volume thinner than the
         window is detected plane by plane, as ``detect()`` does (``effective_window``)."""
         # the same validation, and the same messages, as detect()
-        detection._check_window(window)
-        detection._check_min_size(min_size)
+        detection.check_window(window)
+        detection.check_min_size(min_size)
         self.window = int(window)
         self.min_size = int(min_size)
         self.window_shape = detection.effective_window(
@@ -162,7 +163,7 @@ class NomadsKernel:
         ok = np.flatnonzero(tail <= CANDIDATE_FRACTION * n_voxels)
         if ok.size == 0:  # every bin holds more: keep only what lies above the last one
             return int(np.iinfo(np.int64).max)
-        return max(int(detection.bin_lower_edges()[ok[0]]), 1)
+        return max(int(bin_lower_edges()[ok[0]]), 1)
 
     @staticmethod
     def threshold_covers(threshold: dict[str, Any], cutoff: int) -> bool:

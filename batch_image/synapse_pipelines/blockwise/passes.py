@@ -60,7 +60,7 @@ from synapse_pipelines.blockwise.store import (
     write_outputs,
 )
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import features
+from synapse_pipelines.science import features, window_features
 
 THRESHOLD_KEY = "global/threshold.json"
 STITCH_KEY = "global/stitch.json"
@@ -398,9 +398,9 @@ def reduce_stitch(
 
 def window_blocks(plan: BlockPlan, anchors: np.ndarray) -> list[np.ndarray]:
     """Per block, the rows of ``anchors`` (request-box coordinates) whose feature window
-    (:data:`features.WINDOW_OFFSETS`, clipped to the box) overlaps the block: a window is
+    (:data:`window_features.WINDOW_OFFSETS`, clipped to the box) overlaps the block: a window is
     smaller than a block, so it reaches at most two blocks along each axis."""
-    lo, hi, _ = features.window_bounds(anchors, plan.box.shape)
+    lo, hi, _ = window_features.window_bounds(anchors, plan.box.shape)
     first = [plan.box.start[a] // plan.block_shape[a] for a in range(3)]
 
     def grid(coord: np.ndarray, axis: int) -> np.ndarray:

@@ -19,11 +19,13 @@ from . import (
     aws_commands,
     block_commands,
     boss_commands,
+    detect_commands,
+    evaluate_commands,
     local_commands,
     report_commands,
     run_commands,
-    science_commands,
     step_commands,
+    synth_commands,
 )
 
 app = typer.Typer(
@@ -41,7 +43,9 @@ def _root() -> None:
 
 
 for module in (
-    science_commands,
+    detect_commands,
+    evaluate_commands,
+    synth_commands,
     report_commands,
     boss_commands,
     aws_commands,

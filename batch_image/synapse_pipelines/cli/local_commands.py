@@ -345,6 +345,7 @@ def _report_run(result: Any, files: dict[str, Path], notices: list[Any], t0: flo
 
 def _serve(rt: Any) -> None:
     """Keep the local endpoint up until Ctrl-C; say how other shells reach it."""
+    # local/* is imported when the command runs (see demo)
     from synapse_pipelines.local.deployment import STACK_NAME
 
     env = rt.aws.environment()

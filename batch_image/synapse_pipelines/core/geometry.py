@@ -164,9 +164,17 @@ UNIT_ALIASES = {
     "mm": "millimeters",
     "millimeter": "millimeters",
     "millimeters": "millimeters",
+    # a length in voxels (a pixel in-plane, a section along z): no physical size
     "pixel": "pixel",
+    "pixels": "pixel",
+    "px": "pixel",
+    "voxel": "pixel",
+    "voxels": "pixel",
 }
-_NANOMETERS_PER = {"nanometers": 1.0, "micrometers": 1e3, "millimeters": 1e6}
+#: The canonical name of a length in voxels.
+PIXEL = "pixel"
+#: Nanometres per unit of each physical length unit.
+NANOMETERS_PER_UNIT = {"nanometers": 1.0, "micrometers": 1e3, "millimeters": 1e6}
 
 
 def normalise_unit(unit: str | None) -> str | None:
@@ -181,7 +189,7 @@ def voxel_size_nanometers(
 ) -> tuple[float, float, float] | None:
     """The voxel size in nm, for a detector's physical sizes; None when the unit is not a
     length (pixels, unknown): the detector then assumes a sampling and says so."""
-    scale = _NANOMETERS_PER.get(normalise_unit(unit) or "")
+    scale = NANOMETERS_PER_UNIT.get(normalise_unit(unit) or "")
     if scale is None:
         return None
     z, y, x = (float(v) * scale for v in voxel_size)

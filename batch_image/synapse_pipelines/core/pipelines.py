@@ -13,12 +13,13 @@ The target is a class (instantiated with no arguments) or an instance that satis
 - ``description: str`` -- one line for ``--help`` and the report;
 - ``parameters: Mapping[str, ParameterSpec]`` -- every accepted parameter, with its type,
   default (for ``nomads-unsupervised``: the original's values) and bounds;
-- ``run(channels, presynaptic, postsynaptic, *, voxel_size=None, **params) ->
-  DetectionResult`` -- ``channels`` maps channel names to ZYX arrays (never written to);
-  ``voxel_size`` is (z, y, x) in nanometres (from the coordinate frame or the file; a
-  detector assumes array tomography's usual 70 x 100 x 100 nm when it is None and says so
-  in its parameters); ``params`` have already been checked by :func:`validate_parameters`
-  (``run`` validates again, so direct calls are safe too).
+- ``run(channels, presynaptic, postsynaptic, *, voxel_size=None, **params) -> DetectionResult``
+  -- ``channels`` maps channel names to ZYX arrays (never written to); ``voxel_size`` is the
+  (z, y, x) voxel size in **nanometers**, or ``None`` when unknown (a detector that works in
+  physical units then uses its documented default voxel size and records it in the result's
+  ``parameters``; one that works in voxels may ignore it); ``params`` have already been
+  checked by :func:`validate_parameters` (``run`` validates again, so direct calls are safe
+  too).
 
 Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
 imports neither the targets nor numpy, so request validation can use it in a Lambda.
@@ -27,9 +28,11 @@ imports neither the targets nor numpy, so request validation can use it in a Lam
 :func:`validate_parameters` fills defaults and raises
 :class:`~synapse_pipelines.core.errors.RequestValidationError` naming every bad parameter.
 
-The shipped pipeline, ``nomads-unsupervised``, is
-:class:`synapse_pipelines.science.detection.NomadsUnsupervised` (declared in this project's
-``pyproject.toml``).
+The shipped pipelines (declared in this project's ``pyproject.toml``):
+``paired-puncta`` is :class:`synapse_pipelines.science.paired_puncta.PairedPuncta` (PAIRS:
+paired synapsin / PSD-95 puncta, sizes in nm from ``voxel_size``), and
+``nomads-unsupervised`` is :class:`synapse_pipelines.science.nomads_plugin.NomadsUnsupervised`
+(the original NOMADS recipe, in voxels).
 """
 
 from __future__ import annotations
@@ -63,11 +66,16 @@ class DetectionResult:
     """What a detector returns.
 
     ``labels``: uint32 (uint64 if ever needed) ZYX, 0 = background, synapses ``1..n`` in
-    raster order of their first voxel. ``mask``: uint8 0/255 (the original's output).
-    ``threshold``: the threshold in z-scored covariance units (always finite).
-    ``parameters``: the parameters used plus the integer ``threshold_numerator`` and channel
-    statistics. ``timings``: seconds per step. ``explanation``: the likely cause when
-    ``n_synapses`` is 0.
+    raster order (NOMADS: of each synapse's first voxel; paired-puncta: of each synapse's
+    seed voxel). ``mask``: uint8 0/255 (the original's output). ``threshold``: the
+    detector's threshold in its own units, always finite (NOMADS: z-scored covariance;
+    paired-puncta: the evidence level a seed must reach). ``parameters``: the parameters
+    used plus what the detector derived from the data (NOMADS: the integer
+    ``threshold_numerator`` and channel statistics; paired-puncta: per-section thresholds,
+    noise and Otsu levels, voxel radii), JSON-serialisable. ``timings``: seconds per step.
+    ``explanation``: ``None`` when synapses were found; when ``n_synapses == 0`` on a
+    non-empty volume, a plain sentence saying what was found and the likely cause (a
+    detector that cannot tell leaves it ``None``).
     """
 
     labels: np.ndarray
@@ -129,7 +137,9 @@ class Pipeline(Protocol):
         *,
         voxel_size: tuple[float, float, float] | None = None,
         **params: int | float,
-    ) -> DetectionResult: ...
+    ) -> DetectionResult:
+        """Detect synapses; ``voxel_size`` is (z, y, x) in nanometers (``None``: unknown)."""
+        ...
 
 
 def _entry_points() -> dict[str, EntryPoint]:

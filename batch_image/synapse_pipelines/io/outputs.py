@@ -1,4 +1,9 @@
-"""The results folder: fixed artefact names, self-describing volumes and the manifest.
+"""The results folder: what the detect step writes into it, and the manifest.
+
+Owns :func:`write_results` / :func:`write_table_results` (the detect step's artefacts),
+:func:`check_results_folder`, the empty-result explanation, and the manifest
+(:func:`write_manifest`, :func:`update_manifest`, :func:`add_files`,
+:func:`verify_manifest`: checksums of every file, software versions, secrets scrubbed).
 
 Layout of ``<results_key>/`` (the same names locally, in S3 and in links)::
 
@@ -37,7 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT etc.
+# the artefact names are core.artefacts'; they stay importable here as outputs.REPORT etc.
+# because the CLI and the docs (docs/outputs.md) name them so
+from synapse_pipelines.core.artefacts import (
     ARTEFACTS as ARTEFACTS,
     CLUSTERING as CLUSTERING,
     LINKS as LINKS,
@@ -50,14 +57,8 @@ from synapse_pipelines.core.artefacts import (  # re-exported: outputs.REPORT et
     SYNAPSES_CSV as SYNAPSES_CSV,
     SYNAPSES_META as SYNAPSES_META,
 )
-from synapse_pipelines.io.ome_tiff import (  # re-exported: outputs.read_volume etc.
-    OutputError as OutputError,
-    Volume as Volume,
-    atomic_write,
-    read_volume as read_volume,
-    write_volume as write_volume,
-)
-from synapse_pipelines.science.features import write_synapse_table
+from synapse_pipelines.io.ome_tiff import OutputError, atomic_write, write_volume
+from synapse_pipelines.io.synapse_table_files import write_synapse_table
 
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
 

@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.core.geometry import normalise_unit, parse_zyx
+from synapse_pipelines.core.geometry import normalise_unit
 from synapse_pipelines.io.ome_tiff import read_volume
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -260,13 +260,6 @@ def parse_named_path(text: str, *, option: str) -> tuple[str, Path]:
             hint=f"write e.g. {option} Synapsin647=synapsin.tif",
         )
     return name.strip(), Path(path.strip())
-
-
-def parse_triple(text: str, *, option: str, kind: type[int] | type[float] = float) -> tuple:
-    """``"z,y,x"`` -> a 3-tuple of ``kind``: :func:`~synapse_pipelines.core.geometry.parse_zyx`
-    under the CLI's historical spelling (``option=``; integers may be 0, for origins). Kept for
-    ``cli/science_commands.py`` until it calls ``parse_zyx`` itself."""
-    return parse_zyx(text, field=option, kind=kind, allow_zero=kind is int)
 
 
 def load_channels(

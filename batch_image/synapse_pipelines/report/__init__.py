@@ -1,13 +1,19 @@
 """The PyMEDA-style exploratory report of a synapse table, on maintained libraries.
 
 ``build_report(table, title=..., out_html=...)`` is the one entry point: the CLI
-(``synapse-pipelines report``) and the pipeline's report step both call it. It runs three
-pure stages and then writes the files:
+(``synapse-pipelines report``) and the pipeline's report step both call it. This module
+owns it, :class:`ReportSummary` (what it made) and the atomic writes. It runs three pure
+stages and then writes the files:
 
-1. :func:`analysis.analyse_table` — z-scoring, hierarchical GMM, k-means++ seeds, KDEs,
-   correlation, scree, geometry (numbers only);
-2. :func:`figures.make_sections` — one plotly figure per plot, or the reason it is missing;
+1. :func:`analysis.analyse_table` — numbers only: the feature rule, z-scores, KDEs,
+   correlation and scree (``feature_statistics``), the hierarchical GMM and k-means++
+   seeds (``clustering``), centroids, voxel size and the analysed box (``spatial``);
+2. :func:`sections.make_sections` — one plotly figure per plot (``feature_figures``,
+   ``cluster_figures``, ``spatial_figures``, sharing ``figure_common``), or the reason
+   it is missing;
 3. :func:`render.render_html` / :func:`render.clustering_json` — the page and the JSON.
+
+``sample_data`` makes seeded tables with known clusters (tests, benchmark).
 
 See ``docs/report.md`` for the plots, the feature rule and the benchmark.
 """
@@ -23,37 +29,15 @@ from typing import Any
 
 import pandas as pd
 
-from synapse_pipelines.science.features import read_synapse_table
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
-from .analysis import (
-    DEFAULT_FEATURE_SUFFIXES,
-    KDE_SAMPLES,
-    ReportData,
-    ReportInputError,
-    analyse_table,
-    parse_voxel_size,
-    select_feature_columns,
-)
-from .figures import SECTIONS, Section, make_sections
-from .render import clustering_json, clustering_payload, render_html
+from .analysis import analyse_table
+from .feature_statistics import KDE_SAMPLES, ReportInputError
+from .render import clustering_json, render_html
+from .sections import make_sections
+from .spatial import parse_voxel_size
 
-__all__ = [
-    "DEFAULT_FEATURE_SUFFIXES",
-    "SECTIONS",
-    "ReportData",
-    "ReportInputError",
-    "ReportSummary",
-    "Section",
-    "analyse_table",
-    "build_report",
-    "clustering_json",
-    "clustering_payload",
-    "load_table",
-    "make_sections",
-    "parse_voxel_size",
-    "render_html",
-    "select_feature_columns",
-]
+__all__ = ["ReportSummary", "build_report", "load_table"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +107,7 @@ def build_report(
 
     ``table``: the synapse table (DataFrame) or the path of ``synapses.csv``.
     ``features``: explicit feature columns; default rule in
-    :func:`analysis.select_feature_columns`. ``voxel_size`` (z, y, x, or ``"z,y,x"``) and
+    :func:`feature_statistics.select_feature_columns`. ``voxel_size`` (z, y, x, or ``"z,y,x"``) and
     ``voxel_unit`` (default ``table.attrs`` or nanometers) give physical units and the
     density; ``box_shape`` (z, y, x voxels) is the analysed box, by default the request's
     ranges or the table metadata. ``request_info`` (e.g. ``SynapseRequest.public_dict()``)

@@ -27,7 +27,7 @@ from plotly.offline import get_plotlyjs
 from synapse_pipelines import __version__
 
 from .analysis import ReportData
-from .figures import Section
+from .sections import Section
 
 CLUSTERING_SCHEMA = "synapse-pipelines/clustering/1"
 #: Significant digits kept in the clustering JSON.

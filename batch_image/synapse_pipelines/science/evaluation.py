@@ -1,4 +1,5 @@
-"""Object-level precision, recall and F1 by one-to-one centroid matching.
+"""Object-level precision, recall and F1 by one-to-one centroid matching, and the readers
+of point annotations (CSV of z,y,x or y,x; the weiler14 npz layout) it scores against.
 
 A predicted synapse and a true synapse may match when their centroids lie within
 ``max_distance`` of each other (Euclidean, in physical units: voxel coordinates times the
@@ -13,6 +14,10 @@ pair is solved exactly by :func:`scipy.optimize.linear_sum_assignment` on a dens
 of that component only, with cost ``distance - C`` for candidates and 0 otherwise, where
 ``C > (k + 1) * max_distance`` for k the component's smaller side: one more match always
 lowers the cost more than any change of distances, so cardinality comes first.
+
+Point annotations without z (y, x only: one plane, or a projection of a stack) are scored
+in 2-D: predictions are matched by their y, x wherever they are in z
+(:func:`evaluate_points`). :func:`matching_rule` says in words which rule was used.
 
 Conventions for empty inputs (never NaN):
 ``precision = tp / (tp + fp)``, 1.0 when there are no predictions (no false positive was
@@ -34,6 +39,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
+from synapse_pipelines.core.geometry import NANOMETERS_PER_UNIT, PIXEL, normalise_unit
 from synapse_pipelines.science.features import object_geometry
 
 #: Largest dense assignment problem solved for one cluster (cells = predictions x truths,
@@ -303,4 +309,92 @@ def evaluate_labels(
 
     return evaluate_centroids(
         points(predicted), points(truth), max_distance=max_distance, voxel_size=voxel_size
+    )
+
+
+# -- point annotations ------------------------------------------------------------------
+
+
+def length_unit(unit: str) -> str:
+    """Canonical name of a length unit (``nm`` -> ``nanometers``; ``px`` -> ``pixel``: a
+    distance in voxels)."""
+    name = normalise_unit(unit)
+    if name is None:
+        raise EvaluationInputError(
+            f"unknown unit {unit!r}",
+            field="--unit",
+            hint="use nm, um, mm, or px (a distance in voxels)",
+        )
+    return name
+
+
+def distance_in_voxel_unit(distance: float, unit: str, voxel_unit: str | None) -> float:
+    """``distance`` given in ``unit`` expressed in ``voxel_unit`` (the unit the voxel size
+    is recorded in), e.g. 300 nm -> 0.3 when voxels are in micrometers."""
+    unit = length_unit(unit)
+    target = normalise_unit(voxel_unit)
+    if unit == target:
+        return float(distance)
+    if target is None or target == PIXEL:
+        raise EvaluationInputError(
+            f"a distance in {unit} needs a physical voxel size, and the voxel unit is "
+            f"{voxel_unit or 'not recorded'}",
+            field="--unit",
+            hint="pass --voxel-size with its unit (e.g. 70,100,100 and --unit nm), or give "
+            "the distance in voxels with --unit px",
+        )
+    if unit == PIXEL:  # callers match in voxel coordinates instead
+        raise ValueError("a distance in voxels has no physical equivalent")
+    return float(distance) * NANOMETERS_PER_UNIT[unit] / NANOMETERS_PER_UNIT[target]
+
+
+def evaluate_points(
+    predicted: Any,
+    truth: Any,
+    *,
+    max_distance: float,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+) -> EvaluationResult:
+    """:func:`evaluate_centroids` for truth given as (N, 3) z, y, x **or (N, 2) y, x**.
+
+    Two-column truth has no z: predictions (z, y, x) are matched by their y, x only, with
+    the y, x voxel size (the annotation marks a synapse in a single plane, or in whichever
+    plane of the stack it lies).
+    """
+    true = np.asarray(truth, dtype=np.float64)
+    if true.ndim == 2 and true.shape[1] == 2:
+        pred = _as_points(predicted, "predicted")
+        vs = [float(v) for v in voxel_size]
+        flat_pred = np.column_stack([np.zeros(len(pred)), pred[:, 1:]])
+        flat_true = np.column_stack([np.zeros(len(true)), true])
+        result = evaluate_centroids(
+            flat_pred, flat_true, max_distance=max_distance, voxel_size=(1.0, vs[1], vs[2])
+        )
+        return dataclasses.replace(result, voxel_size=(vs[0], vs[1], vs[2]))
+    return evaluate_centroids(predicted, truth, max_distance=max_distance, voxel_size=voxel_size)
+
+
+def matching_rule(
+    *,
+    mode: str,
+    max_distance: float,
+    unit: str,
+    voxel_size: Sequence[float],
+    voxel_unit: str | None,
+) -> str:
+    """One sentence stating how predictions were matched, for summaries and JSON."""
+    vs = ",".join(f"{float(v):g}" for v in voxel_size)
+    where = {
+        "3-D": "3-D centroid distance",
+        "2-D (y,x)": "y,x distance (the truth has no z: a prediction in any plane may match)",
+        "2-D per slice": "2-D distance within each z-slice",
+    }[mode]
+    scale = (
+        "in voxels"
+        if length_unit(unit) == PIXEL
+        else f"voxel size {vs} {voxel_unit or ''}".rstrip()
+    )
+    return (
+        f"one-to-one (optimal: most matches, then least total distance) within "
+        f"{max_distance:g} {unit}, {where}, {scale}"
     )

@@ -1,210 +1,156 @@
-"""Seeded synthetic conjugate-array-tomography (AT) experiments with known synapses.
+"""Seeded synthetic array-tomography (AT) experiments with known synapses.
 
-Used by the tests, the benchmarks and the demo in place of collman15v2, whose channel names
-it copies. Public API::
+Owns the public generator used by the tests, the benchmarks and the demo in place of
+collman15v2 (whose channel names it copies), its calibrated profiles, and the checks that
+keep it honest (:func:`intensity_statistics` against the real at_example figures and
+:func:`oracle_f1`, the score of a perfect pairing of the true puncta). The rendering
+primitives are in :mod:`synapse_pipelines.science.synthetic_render`. Public API::
 
-    make_experiment(shape=(16, 512, 512), *, seed: int, n_synapses: int | None = None,
-                    channels: Sequence[str] | None = None, ...) -> SyntheticExperiment
+    make_experiment(shape=(16, 512, 512), *, seed, profile="realistic", snr=1.0,
+                    density=1.0, drift=1.0, shift_nm=50.0, unpaired=1.0,
+                    misregistration=0.0, voxel_size=(70, 100, 100), channels=None,
+                    dtype="uint8", n_synapses=None, **overrides) -> SyntheticExperiment
 
-``SyntheticExperiment`` (frozen dataclass):
+Profiles
+========
+``"realistic"`` (the default) is calibrated to the real at_example volume (8 x 1024 x
+1344 uint8, synapsin / PSD-95; figures in ``../shared/realdata/README.md`` and
+docs/detection.md): a dark, partly zero background (background-subtracted data), dense
+bright puncta of log-normal brightness, most of them unpaired in each channel, diffuse
+staining along process networks, voids, section-to-section gain drift, shot + correlated
+read noise, soft saturation. Its intensity percentiles, mean and std stay within ~30 % of
+the real ones (``tests/test_synthetic.py`` pins the ranges). Every knob is a multiplier of
+the calibrated value (1.0 = like at_example):
 
-- ``channels: dict[str, np.ndarray]`` -- uint8, C-order ZYX, **read-only** (a detector must
-  never write into its inputs; copy if you need a writable array). Names and biology:
+- ``snr``: punctum amplitudes, relative to noise and diffuse staining;
+- ``density``: the number of every kind of punctum (synapses and unpaired alike);
+- ``unpaired``: the number of unpaired (orphan) puncta in each channel, synapses fixed;
+- ``drift``: section-to-section variation (gain, diffuse level, noise, noisy sections);
+- ``shift_nm``: a constant registration shift of PSD-95 against synapsin, (z, y, x) nm or
+  a float ``s`` for ``(0, s / sqrt 2, s / sqrt 2)``; 50 nm by default (half a pixel:
+  chromatic and mechanical registration is never perfect);
+- ``misregistration``: at_example's per-section misregistration (PSD-95 rotated 0.7 deg,
+  per-section translations of ~0.9 um RMS, tissue jitter and non-rigid warp between
+  sections). 0 by default: at 1 no local detector can tell synapses from chance
+  neighbours, and even a perfect pairing of the true puncta scores F1 ~0.5.
 
-  ==================  ===========================================================
-  ``Synapsin647``     presynaptic vesicle marker: every excitatory synapse, every
-                      inhibitory synapse, plus orphan synapsin-only puncta
-  ``PSD95_488``       excitatory postsynaptic density: every (excitatory) synapse,
-                      plus PSD95-only puncta (extrasynaptic clusters)
-  ``VGluT1_647``      excitatory vesicular glutamate transporter: on a subset
-                      (``vglut1_fraction``) of the synapses' presynaptic puncta
-  ``GAD647``          inhibitory presynaptic marker, at inhibitory synapses
-  ``gephyrin594``     inhibitory postsynaptic scaffold, at inhibitory synapses
-  ``NR1594``          NMDA receptor subunit, on a subset of the synapses' PSDs
-  ``DAPI1st``         nuclei: a few large, smooth, textured ellipsoids
-  ==================  ===========================================================
+What makes the truth well defined (the realistic profile's three rules). At light
+resolution a synapsin punctum and a PSD-95 punctum closer than ~250 nm *look* like a
+synapse whatever they are, so a generator that put unpaired puncta there would score
+detectors against a coin flip. So: (1) a synapse's pre/post centres are 150 +- 40 nm
+apart, never more than ``offset_max_nm`` = 250 nm; (2) unpaired puncta keep
+``orphan_clearance_nm`` = 350 nm from every punctum of the other channel (they are
+unpaired *because* nothing is apposed to them); (3) synapse centres keep
+``synapse_spacing_nm`` = 450 nm from each other (two synapses cannot overlap; puncta of
+neighbours still touch). With these, a detector that pairs the true puncta centres within
+250 nm and reports the midpoints scores F1 >= 0.95 (:func:`oracle_f1`), while most puncta
+in each channel stay unpaired as in real AT.
 
-- ``voxel_size: tuple[float, float, float]`` (z, y, x) and ``voxel_unit = "nanometers"``:
-  default ``(70.0, 100.0, 100.0)`` -- AT cuts 70 nm serial sections and images them at
-  about 100 nm per pixel, so voxels are anisotropic (thinner in z than wide in x/y), as in
-  the native immunofluorescence of collman15v2.
-- ``synapse_centroids: np.ndarray`` -- (N, 3) float64 z, y, x voxel coordinates of the
-  ground-truth synapses (the midpoint of each synapsin/PSD95 pair), in label order.
-- ``annotation: np.ndarray`` -- uint64 ZYX, like collman15v2's ``annotation`` channel:
-  synapse ``i`` (row ``i - 1`` of ``synapse_centroids``) is labelled ``i`` on the voxels
-  within 1.5 sigma of either of its two puncta; 0 elsewhere.
-- ``decoys: dict[str, np.ndarray]`` -- (M, 3) centroids of the things that are *not*
-  synapses for a synapsin/PSD95 detector: ``"synapsin_only"`` (orphan synapsin puncta),
-  ``"inhibitory"`` (synapsin + GAD + gephyrin, no PSD95) and ``"psd_only"``.
-- ``presynaptic``/``postsynaptic`` -- the channel names a synapsin/PSD95 detector uses.
+``"sparse"`` is the first build's clean generator (high SNR, objects one per cell of a
+jittered grid, never touching), kept so that older regression tests can pin it. It takes
+``n_synapses`` and its own keyword options (``synapsin_only_fraction``,
+``inhibitory_fraction``, ``psd_only_fraction``, ``vglut1_fraction``, ``nr1_fraction``,
+``n_nuclei``, ``amplitude_range``, ``noise_scale``), not the realistic knobs.
 
-Image model, per channel: ``background * (1 + smooth illumination gradient)`` + Gaussian
-puncta (anisotropic, sub-voxel centres, random amplitudes) + Gaussian read noise, rounded
-and clipped to uint8. A synapse is a synapsin punctum and a PSD95 punctum whose centres sit
-about 150 nm apart (the cleft plus the vesicle cloud), so the two overlap partially, as in AT.
-Objects are placed one per cell of a jittered grid, so they never merge.
+The result, :class:`SyntheticExperiment`
+========================================
+- ``channels``: read-only C-order ZYX arrays (uint8, or uint16 = the uint8 scale x 257);
+  ``Synapsin647`` (presynaptic: every synapse, inhibitory synapses, synapsin-only puncta),
+  ``PSD95_488`` (postsynaptic: every excitatory synapse, PSD-95-only puncta),
+  ``VGluT1_647``, ``GAD647``, ``gephyrin594``, ``NR1594``, ``DAPI1st`` (nuclei);
+- ``voxel_size`` (z, y, x) in nanometers, default (70, 100, 100): AT cuts 70 nm sections
+  imaged at ~100 nm per pixel;
+- ``synapse_centroids``: (N, 3) z, y, x voxels of the true synapses, the midpoint of each
+  synapsin / PSD-95 pair in the presynaptic channel's frame, in label order;
+- ``annotation``: uint64 labels, synapse ``i`` on the voxels within 1.5 sigma of either of
+  its puncta (like collman15v2's annotation channel);
+- ``decoys``: (M, 3) centres of what is *not* a synapsin/PSD-95 synapse:
+  ``synapsin_only``, ``inhibitory`` and ``psd_only``;
+- extras: ``pre_centroids`` / ``post_centroids`` (each synapse's two puncta),
+  ``registration`` (per channel: per-section y, x translation in voxels and rotation in
+  degrees), ``params`` (the knobs and the achieved densities), ``puncta`` (every
+  synapsin and PSD-95 punctum centre) and ``profile``.
 
-Determinism: everything derives from ``numpy.random.SeedSequence(seed)``; each channel has
-its own child stream, so ``channels=[...]`` (a subset, e.g. for benchmarks) yields exactly
-the same arrays as the full experiment. The default (16, 512, 512) experiment takes about
-0.3 s.
+Determinism: everything derives from ``numpy.random.SeedSequence(seed)``; geometry and the
+tissue fields have their own child streams and so does each channel, so rendering a subset
+of channels gives identical arrays. Shapes: any (Z, Y, X) with Z >= 1, including a single
+plane. The default (16, 512, 512) two-channel experiment takes ~2-3 s of CPU. Pure numpy +
+scipy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import fields, replace
+from typing import Any, Literal
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from synapse_pipelines.science.synthetic_profiles import (
+    ALL_CHANNELS,
+    AT_EXAMPLE_INTENSITY,
+    DEFAULT_SHAPE,
+    DEFAULT_VOXEL_SIZE,
+    POSTSYNAPTIC,
+    PRESYNAPTIC,
+    PROFILES,
+    REALISTIC,
+    VOXEL_UNIT,
+    ChannelStyle,
+    Profile,
+    SyntheticExperiment,
+)
+from synapse_pipelines.science.synthetic_realistic import make_realistic
+from synapse_pipelines.science.synthetic_sparse import make_sparse
 
 __all__ = [
     "ALL_CHANNELS",
+    "AT_EXAMPLE_INTENSITY",
     "DEFAULT_SHAPE",
     "DEFAULT_VOXEL_SIZE",
+    "POSTSYNAPTIC",
+    "PRESYNAPTIC",
+    "PROFILES",
+    "REALISTIC",
+    "ChannelStyle",
+    "Profile",
     "SyntheticExperiment",
+    "intensity_statistics",
     "make_experiment",
+    "oracle_f1",
 ]
 
-DEFAULT_SHAPE: tuple[int, int, int] = (16, 512, 512)
-#: z, y, x in nanometers: 70 nm sections, ~100 nm pixels (array tomography).
-DEFAULT_VOXEL_SIZE: tuple[float, float, float] = (70.0, 100.0, 100.0)
-VOXEL_UNIT = "nanometers"
 
-PRESYNAPTIC = "Synapsin647"
-POSTSYNAPTIC = "PSD95_488"
-ALL_CHANNELS: tuple[str, ...] = (
-    "Synapsin647",
-    "PSD95_488",
-    "VGluT1_647",
-    "GAD647",
-    "gephyrin594",
-    "NR1594",
-    "DAPI1st",
-)
-
-#: Background level and read-noise sigma per channel (uint8 grey levels).
-_BACKGROUND = {
-    "Synapsin647": (22.0, 6.0),
-    "PSD95_488": (18.0, 6.0),
-    "VGluT1_647": (15.0, 5.0),
-    "GAD647": (14.0, 5.0),
-    "gephyrin594": (16.0, 5.0),
-    "NR1594": (15.0, 5.0),
-    "DAPI1st": (10.0, 4.0),
-}
-
-#: Punctum sigma in voxels (z, y, x): ~85 nm in z, ~160 nm in x/y.
-_PUNCTUM_SIGMA = np.array([1.2, 1.6, 1.6])
-#: Default synapse density, per cubic micrometre (cortex has ~1; AT resolves fewer).
-_DEFAULT_DENSITY_PER_UM3 = 0.1
-#: Grid cell (z, y, x voxels) holding at most one object: keeps objects apart.
-_CELL = (4, 10, 10)
-
-
-@dataclass(frozen=True)
-class SyntheticExperiment:
-    """A synthetic multi-channel experiment with its ground truth (see module docstring)."""
-
-    channels: dict[str, np.ndarray]
-    voxel_size: tuple[float, float, float]
-    voxel_unit: str
-    synapse_centroids: np.ndarray
-    annotation: np.ndarray
-    decoys: dict[str, np.ndarray] = field(default_factory=dict)
-    presynaptic: str = PRESYNAPTIC
-    postsynaptic: str = POSTSYNAPTIC
-    seed: int = 0
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.annotation.shape)  # type: ignore[return-value]
-
-    @property
-    def n_synapses(self) -> int:
-        return len(self.synapse_centroids)
-
-
-def _gauss_box(
-    shape: tuple[int, int, int], center: np.ndarray, sigma: np.ndarray
-) -> tuple[tuple[slice, ...], np.ndarray] | None:
-    """Separable anisotropic Gaussian (peak 1) on the clipped box around ``center``."""
-    slices = []
-    profiles = []
-    for axis in range(3):
-        radius = math.ceil(3.0 * sigma[axis])
-        lo = max(0, math.floor(center[axis]) - radius)
-        hi = min(shape[axis], math.floor(center[axis]) + radius + 2)
-        if hi <= lo:
-            return None
-        coords = np.arange(lo, hi, dtype=np.float64)
-        profiles.append(np.exp(-0.5 * ((coords - center[axis]) / sigma[axis]) ** 2))
-        slices.append(slice(lo, hi))
-    blob = profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
-    return tuple(slices), blob.astype(np.float32)
-
-
-def _add_punctum(
-    image: np.ndarray, center: np.ndarray, sigma: np.ndarray, amplitude: float
-) -> None:
-    box = _gauss_box(image.shape, center, sigma)
-    if box is not None:
-        slices, blob = box
-        image[slices] += np.float32(amplitude) * blob
-
-
-def _place_objects(shape: tuple[int, int, int], count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` sub-voxel positions, one per distinct cell of a jittered grid."""
-    grid = tuple(max(1, s // c) for s, c in zip(shape, _CELL, strict=True))
-    n_cells = grid[0] * grid[1] * grid[2]
-    if count > n_cells:
-        raise ValueError(
-            f"n_synapses plus decoys ({count}) do not fit in a {shape} volume "
-            f"(at most {n_cells} objects); ask for fewer synapses or a larger shape"
-        )
-    cells = rng.choice(n_cells, size=count, replace=False)
-    idx = np.stack(np.unravel_index(cells, grid), axis=1).astype(np.float64)
-    cell_size = np.array([s / g for s, g in zip(shape, grid, strict=True)])
-    # Keep centres in the middle half of each cell so neighbours stay apart.
-    jitter = rng.uniform(0.25, 0.75, size=(count, 3))
-    return (idx + jitter) * cell_size
-
-
-def _smooth_gain(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """Uneven illumination: 1 + a separable, slowly varying profile (+-15 %)."""
-    profiles = []
-    for n in shape:
-        t = np.linspace(0.0, 1.0, n)
-        phase, freq = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.2)
-        profiles.append(0.05 * np.sin(2 * np.pi * freq * t + phase))
-    return (
-        1.0 + profiles[0][:, None, None] + profiles[1][None, :, None] + profiles[2][None, None, :]
-    ).astype(np.float32)
-
-
+# ------------------------------------------------------------------------------ public
 def make_experiment(
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     *,
     seed: int,
-    n_synapses: int | None = None,
-    channels: Sequence[str] | None = None,
+    profile: str | Profile = "realistic",
+    snr: float = 1.0,
+    density: float = 1.0,
+    drift: float = 1.0,
+    shift_nm: tuple[float, float, float] | float = 50.0,
+    unpaired: float = 1.0,
+    misregistration: float = 0.0,
     voxel_size: tuple[float, float, float] = DEFAULT_VOXEL_SIZE,
-    synapsin_only_fraction: float = 0.3,
-    inhibitory_fraction: float = 0.2,
-    psd_only_fraction: float = 0.4,
-    vglut1_fraction: float = 0.8,
-    nr1_fraction: float = 0.5,
-    n_nuclei: int | None = None,
-    amplitude_range: tuple[float, float] = (70.0, 170.0),
-    noise_scale: float = 1.0,
+    channels: Sequence[str] | None = None,
+    dtype: Literal["uint8", "uint16"] = "uint8",
+    n_synapses: int | None = None,
+    **overrides: Any,
 ) -> SyntheticExperiment:
     """Generate a seeded synthetic experiment (see the module docstring).
 
-    ``n_synapses`` defaults to 0.1 synapse per cubic micrometre of the volume. The decoy
-    counts are fractions of ``n_synapses``. ``channels`` restricts which channels are
-    rendered (any subset of :data:`ALL_CHANNELS`, default all); the ground truth and the
-    rendered channels do not depend on that choice. ``noise_scale`` multiplies every
-    channel's read noise.
+    ``profile`` is ``"realistic"`` (default), ``"sparse"`` or a :class:`Profile`.
+    ``overrides`` replace scalar fields of a realistic profile (e.g. ``offset_nm=200``,
+    ``orphan_clearance_nm=0``) or are the sparse generator's own options.
+    ``channels`` restricts which channels are rendered (default all); the truth and the
+    rendered arrays do not depend on that choice.
     """
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
     if len(shape) != 3 or min(shape) < 1:
@@ -213,121 +159,152 @@ def make_experiment(
     unknown = [n for n in names if n not in ALL_CHANNELS]
     if unknown:
         raise ValueError(f"unknown synthetic channel(s) {unknown}; choose from {ALL_CHANNELS}")
-
-    volume_um3 = float(np.prod(np.array(shape) * np.array(voxel_size))) / 1e9
-    if n_synapses is None:
-        n_synapses = max(1, round(volume_um3 * _DEFAULT_DENSITY_PER_UM3))
-    if n_synapses < 0:
-        raise ValueError(f"n_synapses must be >= 0, got {n_synapses}")
-
-    root = np.random.SeedSequence(seed)
-    geometry_seq, channel_seq = root.spawn(2)
-    rng = np.random.default_rng(geometry_seq)
-    channel_rngs = {
-        name: np.random.default_rng(s)
-        for name, s in zip(ALL_CHANNELS, channel_seq.spawn(len(ALL_CHANNELS)), strict=True)
-    }
-
-    n_syn_only = round(n_synapses * synapsin_only_fraction)
-    n_inhib = round(n_synapses * inhibitory_fraction)
-    n_psd_only = round(n_synapses * psd_only_fraction)
-    positions = _place_objects(shape, n_synapses + n_syn_only + n_inhib + n_psd_only, rng)
-    syn_pos, rest = positions[:n_synapses], positions[n_synapses:]
-    syn_only_pos, rest = rest[:n_syn_only], rest[n_syn_only:]
-    inhib_pos, psd_only_pos = rest[:n_inhib], rest[n_inhib:]
-
-    # Pre/post offset: ~150 nm, mostly lateral, in a random direction.
-    angle = rng.uniform(0, 2 * np.pi, size=n_synapses)
-    offset = np.stack(
-        [rng.normal(0.0, 0.3, size=n_synapses), 0.75 * np.sin(angle), 0.75 * np.cos(angle)],
-        axis=1,
-    )
-    pre_pos, post_pos = syn_pos - offset, syn_pos + offset
-    inhib_angle = rng.uniform(0, 2 * np.pi, size=n_inhib)
-    inhib_offset = np.stack(
-        [np.zeros(n_inhib), 0.75 * np.sin(inhib_angle), 0.75 * np.cos(inhib_angle)], axis=1
-    )
-    lo, hi = amplitude_range
-
-    def amplitudes(n: int) -> np.ndarray:
-        return rng.uniform(lo, hi, size=n)
-
-    def sigmas(n: int) -> np.ndarray:
-        return _PUNCTUM_SIGMA * rng.uniform(0.8, 1.25, size=(n, 1))
-
-    # Draw every random quantity up front, in a fixed order, whatever channels are asked.
-    puncta: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
-        "Synapsin647": [
-            (pre_pos, amplitudes(n_synapses), sigmas(n_synapses)),
-            (syn_only_pos, amplitudes(n_syn_only), sigmas(n_syn_only)),
-            (inhib_pos - inhib_offset, amplitudes(n_inhib), sigmas(n_inhib)),
-        ],
-        "PSD95_488": [
-            (post_pos, amplitudes(n_synapses), sigmas(n_synapses)),
-            (psd_only_pos, amplitudes(n_psd_only), sigmas(n_psd_only)),
-        ],
-    }
-    vglut = rng.random(n_synapses) < vglut1_fraction
-    puncta["VGluT1_647"] = [
-        (pre_pos[vglut], amplitudes(int(vglut.sum())), 1.15 * sigmas(int(vglut.sum())))
-    ]
-    puncta["GAD647"] = [(inhib_pos - inhib_offset, amplitudes(n_inhib), sigmas(n_inhib))]
-    puncta["gephyrin594"] = [(inhib_pos + inhib_offset, amplitudes(n_inhib), sigmas(n_inhib))]
-    nr1 = rng.random(n_synapses) < nr1_fraction
-    puncta["NR1594"] = [(post_pos[nr1], 0.7 * amplitudes(int(nr1.sum())), sigmas(int(nr1.sum())))]
-    if n_nuclei is None:
-        n_nuclei = max(1, round(shape[1] * shape[2] / (256 * 256)))
-    nuclei_pos = rng.uniform(0, 1, size=(n_nuclei, 3)) * np.array(shape)
-    nuclei_sigma = np.array([max(3.0, shape[0] / 2), 25.0, 25.0]) * rng.uniform(
-        0.8, 1.2, size=(n_nuclei, 1)
-    )
-    puncta["DAPI1st"] = [(nuclei_pos, rng.uniform(90, 140, size=n_nuclei), nuclei_sigma)]
-
-    rendered: dict[str, np.ndarray] = {}
-    for name in names:
-        crng = channel_rngs[name]
-        level, noise = _BACKGROUND[name]
-        image = crng.standard_normal(shape, dtype=np.float32)
-        image *= np.float32(noise * noise_scale)
-        image += np.float32(level) * _smooth_gain(shape, crng)
-        for centers, amps, sig in puncta[name]:
-            for center, amp, s in zip(centers, amps, sig, strict=True):
-                _add_punctum(image, center, s, float(amp))
-        if name == "DAPI1st":
-            # Chromatin texture: nuclei are not uniform blobs.
-            image *= np.float32(1.0) + np.float32(0.1) * crng.standard_normal(
-                shape, dtype=np.float32
+    if dtype not in ("uint8", "uint16"):
+        raise ValueError(f"dtype must be 'uint8' or 'uint16', got {dtype!r}")
+    vs = tuple(float(v) for v in voxel_size)
+    if len(vs) != 3 or not all(math.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size must be three positive numbers (z, y, x), got {vs}")
+    if profile == "sparse":
+        knobs = {"snr": snr, "density": density, "drift": drift, "unpaired": unpaired}
+        changed = [k for k, v in knobs.items() if v != 1.0]
+        if misregistration != 0.0 or shift_nm != 50.0:
+            changed += ["misregistration/shift_nm"]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} apply to the realistic profile, not to "
+                "profile='sparse' (which takes n_synapses and its own fractions)"
             )
-        np.clip(np.rint(image, out=image), 0, 255, out=image)
-        out = image.astype(np.uint8)
-        out.setflags(write=False)
-        rendered[name] = out
-
-    annotation = np.zeros(shape, dtype=np.uint64)
-    core = math.exp(-0.5 * 1.5**2)  # within 1.5 sigma of a punctum centre
-    pre_sig = puncta["Synapsin647"][0][2]
-    post_sig = puncta["PSD95_488"][0][2]
-    for i in range(n_synapses):
-        a = _gauss_box(shape, pre_pos[i], pre_sig[i])
-        b = _gauss_box(shape, post_pos[i], post_sig[i])
-        for box in (a, b):
-            if box is None:
-                continue
-            slices, blob = box
-            view = annotation[slices]
-            view[(blob >= core) & (view == 0)] = i + 1
-    annotation.setflags(write=False)
-
-    return SyntheticExperiment(
-        channels=rendered,
-        voxel_size=tuple(float(v) for v in voxel_size),  # type: ignore[arg-type]
-        voxel_unit=VOXEL_UNIT,
-        synapse_centroids=syn_pos,
-        annotation=annotation,
-        decoys={
-            "synapsin_only": syn_only_pos,
-            "inhibitory": inhib_pos,
-            "psd_only": psd_only_pos,
-        },
+        sp = make_sparse(shape, seed, names, vs, dtype, n_synapses, **overrides)  # type: ignore[arg-type]
+        return SyntheticExperiment(
+            channels=sp.channels,
+            voxel_size=vs,  # type: ignore[arg-type]
+            voxel_unit=VOXEL_UNIT,
+            synapse_centroids=sp.synapse_centroids,
+            annotation=sp.annotation,
+            decoys=sp.decoys,
+            seed=seed,
+            pre_centroids=sp.pre_centroids,
+            post_centroids=sp.post_centroids,
+            profile="sparse",
+        )
+    if isinstance(profile, str):
+        if profile != "realistic":
+            raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
+        profile = REALISTIC
+    if n_synapses is not None:
+        raise ValueError(
+            "n_synapses applies to profile='sparse'; the realistic profile sets the number "
+            "of synapses by density (1.0 = about 1 per cubic micrometre)"
+        )
+    for nm, val in (
+        ("snr", snr),
+        ("density", density),
+        ("drift", drift),
+        ("unpaired", unpaired),
+        ("misregistration", misregistration),
+    ):
+        if not (math.isfinite(val) and val >= 0):
+            raise ValueError(f"{nm} must be a finite number >= 0, got {val}")
+    if overrides:
+        valid = {f.name for f in fields(Profile)} - {"styles"}
+        bad = sorted(set(overrides) - valid)
+        if bad:
+            raise ValueError(f"unknown profile override(s) {bad}; valid: {sorted(valid)}")
+        profile = replace(profile, **overrides)
+    if isinstance(shift_nm, int | float):
+        s = float(shift_nm) / math.sqrt(2.0)
+        shift = np.array([0.0, s, s])
+    else:
+        shift = np.asarray(shift_nm, dtype=np.float64).reshape(3)
+    return make_realistic(
+        shape,  # type: ignore[arg-type]
         seed=seed,
+        prof=profile,
+        knobs={
+            "snr": float(snr),
+            "density": float(density),
+            "drift": float(drift),
+            "unpaired": float(unpaired),
+            "misregistration": float(misregistration),
+        },
+        shift_nm=shift,
+        voxel=np.asarray(vs),
+        names=names,
+        dtype=dtype,
     )
+
+
+def intensity_statistics(volume: np.ndarray) -> dict[str, float]:
+    """Median, 90th / 99th / 99.9th percentile, mean and std of a channel on the uint8
+    scale (uint16 input is divided by 257 first), the figures of
+    :data:`AT_EXAMPLE_INTENSITY`."""
+    v = np.asarray(volume)
+    if v.dtype == np.uint16:
+        v = v.astype(np.float32) / np.float32(257.0)
+    p = np.percentile(v, [50, 90, 99, 99.9])
+    return {
+        "p50": float(p[0]),
+        "p90": float(p[1]),
+        "p99": float(p[2]),
+        "p99.9": float(p[3]),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+    }
+
+
+def oracle_f1(
+    exp: SyntheticExperiment, *, pair_nm: float = 250.0, match_nm: float = 300.0
+) -> dict[str, float]:
+    """Score of a perfect pairing detector: every synapsin punctum centre (synaptic,
+    inhibitory, unpaired) is paired with every PSD-95 punctum centre within ``pair_nm``
+    (exact positions, no noise), and the pair midpoints are matched one-to-one to the true
+    synapses within ``match_nm``. What is left of F1 < 1 is the ambiguity of the truth
+    itself (chance neighbours, crowding), not any detector's fault."""
+    if not exp.puncta:
+        raise ValueError(f"the {exp.profile!r} profile does not record its puncta")
+    v = np.asarray(exp.voxel_size)
+    pre, post = exp.puncta[exp.presynaptic] * v, exp.puncta[exp.postsynaptic] * v
+    mids = np.zeros((0, 3))
+    if len(pre) and len(post):
+        pairs = cKDTree(pre).sparse_distance_matrix(cKDTree(post), pair_nm, output_type="ndarray")
+        mids = 0.5 * (pre[pairs["i"]] + post[pairs["j"]])
+        # puncta beyond the first / last section light the stack, but a pair is reported
+        # only where its midpoint is inside it (as the truth is)
+        z = mids[:, 0] / v[0]
+        mids = mids[(z >= -0.5) & (z < exp.shape[0] - 0.5)]
+    tp = _count_matches(mids, exp.synapse_centroids * v, match_nm)
+    fp, fn = len(mids) - tp, exp.n_synapses - tp
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "f1": f1,
+    }
+
+
+def _count_matches(a: np.ndarray, b: np.ndarray, max_dist: float) -> int:
+    """Size of a maximum one-to-one matching of two physical point sets within
+    ``max_dist`` (solved per connected component of the candidate graph)."""
+    if len(a) == 0 or len(b) == 0:
+        return 0
+    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), max_dist, output_type="ndarray")
+    if len(pairs) == 0:
+        return 0
+    i, j = pairs["i"].astype(np.int64), pairs["j"].astype(np.int64)
+    n = len(a) + len(b)
+    graph = coo_matrix((np.ones(len(i)), (i, len(a) + j)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    tp = 0
+    order = np.argsort(comp[i], kind="stable")
+    bounds = np.flatnonzero(np.diff(comp[i][order])) + 1
+    for group in np.split(order, bounds):
+        ui, ri = np.unique(i[group], return_inverse=True)
+        uj, rj = np.unique(j[group], return_inverse=True)
+        cost = np.ones((len(ui), len(uj)))
+        cost[ri, rj] = 0.0  # a candidate pair costs 0, anything else 1: maximise matches
+        r, c = linear_sum_assignment(cost)
+        tp += int((cost[r, c] == 0).sum())
+    return tp

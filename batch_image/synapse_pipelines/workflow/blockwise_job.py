@@ -69,11 +69,8 @@ from synapse_pipelines.core.sizing import (
 from synapse_pipelines.io import boss_publish, outputs
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
-from synapse_pipelines.science.detection import (
-    NomadsUnsupervised,
-    check_voxel_size,
-    min_size_voxels,
-)
+from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
+from synapse_pipelines.science.voxel_units import check_voxel_size, min_size_voxels
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.run_record import load_validated, publish_boss_key
 

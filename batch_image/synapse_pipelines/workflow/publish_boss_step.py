@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines.io import boss_publish, outputs
+from synapse_pipelines.io import boss_publish, ome_tiff, outputs
 from synapse_pipelines.io.s3_objects import download_files, put_json
 from synapse_pipelines.workflow.batch_run import (
     BossFactory,
@@ -50,8 +50,8 @@ def publish_boss(
         download_files(
             run.s3, bucket, results_key, [outputs.PREDICTIONS, outputs.SYNAPSE_IDS], folder
         )
-        mask = outputs.read_volume(folder / outputs.PREDICTIONS).data
-        labels = outputs.read_volume(folder / outputs.SYNAPSE_IDS).data
+        mask = ome_tiff.read_volume(folder / outputs.PREDICTIONS).data
+        labels = ome_tiff.read_volume(folder / outputs.SYNAPSE_IDS).data
     log(f"publishing predictions to {request.output_collection}/{request.output_experiment}")
     frame = boss.coordinate_frame(request.collection, request.experiment)
     published = boss_publish.publish_predictions(boss, request, mask, labels, frame)

@@ -1,0 +1,305 @@
+"""``synapse-pipelines detect``: run a registered pipeline on local volume files and write a
+results folder (the same one the workflow's Detect step writes).
+
+The command only parses, calls the pipeline and the results writer, and formats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from synapse_pipelines.cli.terminal_output import (
+    TimedSteps,
+    err_console,
+    out_console,
+    progress_display,
+    summary_table,
+)
+from synapse_pipelines.core import pipelines
+from synapse_pipelines.core.errors import (
+    DetectionError,
+    RequestValidationError,
+)
+from synapse_pipelines.core.geometry import normalise_unit, parse_zyx, voxel_size_nanometers
+from synapse_pipelines.core.pipelines import available_pipelines
+from synapse_pipelines.core.request import select_channels
+from synapse_pipelines.io.outputs import (
+    check_results_folder,
+    write_results,
+)
+from synapse_pipelines.io.volumes import (
+    VolumeInputError,
+    load_channels,
+)
+from synapse_pipelines.science.features import synapse_table
+
+DEFAULT_PIPELINE = "nomads-unsupervised"
+
+
+@dataclass(frozen=True)
+class _ChannelChoice:
+    """The two fields of a request that :func:`request.select_channels` reads."""
+
+    presynaptic_channel: str | None
+    postsynaptic_channel: str | None
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
+    params: dict[str, int | float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            number: int | float = int(value)
+        except ValueError:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+        if not sep or not key.strip() or not np.isfinite(number):
+            raise VolumeInputError(
+                f"expected KEY=NUMBER, got {item!r}",
+                field="--param",
+                hint="write e.g. --param window=3 --param min_size=30",
+            )
+        params[key.strip()] = number
+    return params
+
+
+def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, dict]:
+    """The registered pipeline and its checked parameters (defaults filled in)."""
+
+    pipeline = pipelines.get_pipeline(name)
+    try:
+        return pipeline, pipelines.validate_parameters(pipeline, params)
+    except RequestValidationError as exc:
+        listing = "; ".join(
+            f"{f.removeprefix('pipeline_parameters.')}: {m}" for f, m in exc.problems
+        )
+        raise VolumeInputError(
+            f"bad parameter for pipeline {name!r}: {listing}",
+            field="--param",
+            hint="see the pipeline's parameters in docs/detection.md",
+        ) from exc
+
+
+# -- detect -------------------------------------------------------------------------------
+
+
+def _pipeline_names() -> str:
+
+    return ", ".join(available_pipelines()) or "none installed"
+
+
+def detect(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="INPUT",
+            help="Volume files: a multi-channel TIFF/OME-TIFF/.npy/Zarr (channels first) or "
+            "one 3-D file per channel, named after the file (PSD95_488.tif -> PSD95_488).",
+            show_default=False,
+        ),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            "-c",
+            help="A channel as NAME=PATH (a 3-D TIFF, .npy or Zarr). Repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    channel_names: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated names of a multi-channel INPUT's channels, in order."),
+    ] = None,
+    presynaptic_channel: Annotated[
+        str | None,
+        typer.Option(help="Presynaptic channel (default: the one whose name contains 'synapsin')."),
+    ] = None,
+    postsynaptic_channel: Annotated[
+        str | None,
+        typer.Option(help="Postsynaptic channel (default: the one whose name contains 'psd')."),
+    ] = None,
+    voxel_size: Annotated[
+        str | None,
+        typer.Option(help="Voxel size z,y,x (default: from the file's metadata, else 1,1,1)."),
+    ] = None,
+    voxel_unit: Annotated[
+        str | None,
+        typer.Option(
+            help="Unit of the voxel size: nanometers, micrometers or millimeters (default: "
+            "the file's unit when the size comes from the file, else nanometers)."
+        ),
+    ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
+    ] = None,
+    pipeline: Annotated[
+        str, typer.Option(help=f"Registered pipeline to run ({_pipeline_names()}).")
+    ] = DEFAULT_PIPELINE,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Pipeline parameter KEY=NUMBER (e.g. window=3, min_size=30). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Results folder to write (created if needed)."),
+    ] = Path("results"),
+    overwrite: Annotated[bool, typer.Option(help="Replace results already in --out.")] = False,
+) -> None:
+    """Detect synapses in local volumes and write a results folder.
+
+    Writes predictions.ome.tif, synapse_ids.ome.tif, synapses.csv and manifest.json into
+    --out, the same artefacts as a BOSS request.
+
+    Examples:
+
+      synapse-pipelines detect demo/channels.ome.tif --out demo/results
+
+      synapse-pipelines detect Synapsin647.tif PSD95_488.npy --voxel-size 70,100,100 -o out
+
+      synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488 -p min_size=50
+    """
+
+    names = [n.strip() for n in channel_names.split(",")] if channel_names else None
+    vs = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
+    org = parse_zyx(origin, field="--origin", allow_zero=True) if origin else None
+    unit_opt = None
+    if voxel_unit is not None:
+        unit_opt = normalise_unit(voxel_unit)
+        if unit_opt is None:
+            raise VolumeInputError(
+                f"unknown unit {voxel_unit!r}",
+                field="--voxel-unit",
+                hint="use nanometers, micrometers or millimeters",
+            )
+    # an unknown pipeline or parameter, or an occupied --out, fails before any file is read
+    runner, params = _resolve_pipeline(pipeline, _parse_params(param or []))
+    check_results_folder(out_dir, overwrite=overwrite, option="--out")
+
+    with progress_display() as progress:
+        steps = TimedSteps(progress)
+        sources = list(inputs or [])
+        with steps.step("read", f"reading {len(sources) + len(channel or [])} file(s)"):
+            chans = load_channels(sources, channel or [], channel_names=names)
+        selection = select_channels(
+            list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
+        )
+        if vs is None and chans.voxel_size is None:
+            err_console().print(
+                "note: no voxel size in the files or options; using 1,1,1 pixel "
+                "(pass --voxel-size z,y,x for physical units)",
+                highlight=False,
+            )
+        voxel = vs or chans.voxel_size or (1.0, 1.0, 1.0)
+        unit = (
+            unit_opt
+            or (chans.voxel_unit if vs is None else None)
+            or ("pixel" if vs is None and chans.voxel_size is None else "nanometers")
+        )
+        start = org or chans.origin or (0, 0, 0)
+        with steps.step(
+            "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
+        ):
+            try:
+                result = runner.run(
+                    chans.channels,
+                    selection.presynaptic,
+                    selection.postsynaptic,
+                    voxel_size=voxel_size_nanometers(voxel, unit),
+                    **params,
+                )
+            except DetectionError as exc:  # say which files the detector refused
+                used = {
+                    n: chans.sources[n] for n in (selection.presynaptic, selection.postsynaptic)
+                }
+                raise DetectionError(
+                    f"{exc.message} (channels: "
+                    + ", ".join(f"{n} from {src}" for n, src in used.items())
+                    + ")",
+                    field=exc.field,
+                    hint=exc.hint,
+                ) from exc
+        with steps.step("table", "synapse table", total=len(chans.channels)) as advance:
+            table = synapse_table(
+                result.labels,
+                chans.channels,
+                voxel_size=voxel,
+                voxel_unit=unit,
+                origin=start,
+                progress=advance,
+            )
+        with steps.step("write", f"writing {out_dir}"):
+            manifest = write_results(
+                out_dir,
+                mask=result.mask,
+                labels=result.labels,
+                table=table,
+                voxel_size=voxel,
+                voxel_unit=unit,
+                origin=start,
+                request={
+                    "source": "local",
+                    "inputs": chans.sources,
+                    "presynaptic_channel": presynaptic_channel,
+                    "postsynaptic_channel": postsynaptic_channel,
+                },
+                pipeline=pipeline,
+                parameters=dict(getattr(result, "parameters", None) or params),
+                channels={
+                    "presynaptic": selection.presynaptic,
+                    "postsynaptic": selection.postsynaptic,
+                    "all": list(chans.channels),
+                },
+                timings=steps.timings,
+                counts={"synapses_detected": int(result.n_synapses)},
+                explanation=result.explanation,
+                extra={"threshold": _jsonable(getattr(result, "threshold", None))},
+                overwrite=overwrite,
+            )
+    shape = "x".join(str(s) for s in chans.shape)
+    rows = [
+        ("volume", f"{shape} voxels (z,y,x), {len(chans.channels)} channel(s)"),
+        ("voxel size", f"{','.join(f'{v:g}' for v in voxel)} {unit}"),
+        ("channels", f"{selection.presynaptic} (pre), {selection.postsynaptic} (post)"),
+        ("pipeline", f"{pipeline} {json.dumps(params)}"),
+        ("synapses", _synapse_count(manifest)),
+        ("foreground voxels", str(manifest["counts"]["foreground_voxels"])),
+        ("time", ", ".join(f"{k} {v:.2f}s" for k, v in steps.timings.items())),
+        ("results", str(out_dir)),
+    ]
+    out_console().print(summary_table("synapse-pipelines detect", rows))
+
+
+def _synapse_count(manifest: dict[str, Any]) -> str:
+    """The count, and when it is zero, why (never a silent 0)."""
+    count = int(manifest["counts"]["synapses"])
+    return str(count) if count else f"0 - {manifest['explanation']}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``detect`` to the root app."""
+    app.command("detect")(detect)

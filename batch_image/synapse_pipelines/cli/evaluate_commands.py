@@ -1,0 +1,311 @@
+"""``synapse-pipelines evaluate``: object-level precision, recall and F1 of a results folder
+against label volumes or point annotations (CSV, npz), matched one-to-one within a distance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from scipy import ndimage
+
+from synapse_pipelines.cli.terminal_output import (
+    out_console,
+    summary_table,
+)
+from synapse_pipelines.core.geometry import PIXEL, normalise_unit, parse_zyx
+from synapse_pipelines.io.outputs import (
+    SYNAPSE_IDS,
+    SYNAPSES_CSV,
+)
+from synapse_pipelines.io.point_annotations import read_point_annotations
+from synapse_pipelines.io.volumes import (
+    VolumeInputError,
+    read_volume_file,
+)
+from synapse_pipelines.science.evaluation import (
+    centroids_from_labels,
+    distance_in_voxel_unit,
+    evaluate_per_slice,
+    evaluate_points,
+    length_unit,
+    matching_rule,
+)
+
+
+@dataclass
+class _Points:
+    centroids: np.ndarray  # global voxel coordinates, z y x (or y x: a 2-D annotation)
+    voxel_size: tuple[float, float, float] | None
+    description: str
+    labels: np.ndarray | None = None  # the label volume, when read from one
+    origin: tuple[int, int, int] = (0, 0, 0)
+    voxel_unit: str | None = None
+
+
+POINT_SUFFIXES = (".csv", ".npz")
+
+
+def _points_from_file(path: Path, option: str) -> _Points:
+    """A point list: CSV (z,y,x or y,x, header optional; a synapses.csv) or npz."""
+
+    points = read_point_annotations(path, option=option)
+    meta_path = path.with_name(path.name + ".json")  # a synapses.csv's metadata
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    vs = meta.get("voxel_size")
+    return _Points(
+        centroids=points.points,
+        voxel_size=tuple(float(v) for v in vs) if vs else None,  # type: ignore[arg-type]
+        description=points.description,
+        voxel_unit=meta.get("voxel_unit"),
+    )
+
+
+def _points_from_volume(
+    path: Path, option: str, origin: tuple[int, int, int] | None = None
+) -> _Points:
+
+    vf = read_volume_file(path, option=option)
+    data = np.asarray(vf.data)
+    if data.ndim == 4:
+        if data.shape[0] != 1:
+            raise VolumeInputError(
+                f"{path} holds {data.shape[0]} channels; expected one label or mask volume",
+                field=option,
+                hint="pass synapse_ids.ome.tif, predictions.ome.tif or an annotation volume",
+            )
+        data = data[0]
+    if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
+        raise VolumeInputError(
+            f"{path} holds {data.dtype} values, not labels",
+            field=option,
+            hint="pass an integer label volume (0 = background) or a 0/255 mask",
+        )
+    kind = "labels"
+    is_mask = data.dtype == bool
+    if data.dtype == np.uint8:
+        values = set(np.unique(data).tolist())
+        is_mask = values <= {0, 255} or values <= {0, 1}
+    if is_mask:
+        # a 0/255 mask (predictions.ome.tif) or a 0/1 one (published detections):
+        # objects are its 26-connected components
+        data, _ = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
+        kind = "mask components"
+    _, cents = centroids_from_labels(data)
+    start = origin or vf.origin or (0, 0, 0)
+    return _Points(
+        centroids=cents + np.asarray(start, dtype=np.float64),
+        voxel_size=vf.voxel_size,
+        description=f"{len(cents)} {kind} from {path}",
+        labels=data,
+        origin=tuple(int(v) for v in start),  # type: ignore[arg-type]
+        voxel_unit=vf.voxel_unit,
+    )
+
+
+def _load_points(
+    path: Path,
+    option: str,
+    *,
+    want_labels: bool = False,
+    origin: tuple[int, int, int] | None = None,
+) -> _Points:
+
+    if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
+        path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
+    if not path.exists():
+        raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
+    if path.suffix.lower() in POINT_SUFFIXES:
+        if want_labels:
+            raise VolumeInputError(
+                f"--per-slice needs label volumes, and {path} is a list of points",
+                field=option,
+                hint="pass synapse_ids.ome.tif (or a results folder) and an annotation volume",
+            )
+        if origin is not None:
+            raise VolumeInputError(
+                "--truth-origin applies to a truth volume; point files are already global",
+                field="--truth-origin",
+                hint="drop --truth-origin, or pass the annotation volume",
+            )
+        return _points_from_file(path, option)
+    return _points_from_volume(path, option, origin)
+
+
+def evaluate(
+    predicted: Annotated[
+        Path,
+        typer.Argument(
+            help="Predictions: a results folder, its synapses.csv, synapse_ids.ome.tif or "
+            "predictions.ome.tif (0/255 mask, split into 26-connected objects), or a point "
+            "CSV / npz like --truth.",
+            show_default=False,
+        ),
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            help="Ground truth in voxels: a point CSV (z,y,x per line, or y,x for one plane "
+            "or a 2-D annotation of every plane; header optional; synapses.csv and synth's "
+            "truth.csv work too), an .npz with a 'synapses_zyx' or 'synapses_yx' array, or "
+            "a labelled annotation volume (TIFF/.npy/Zarr).",
+            show_default=False,
+        ),
+    ],
+    max_distance: Annotated[
+        float,
+        typer.Option(
+            help="Largest centroid distance of a match, in --unit.",
+            show_default=False,
+        ),
+    ],
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            help="Unit of --max-distance: nm, um, mm, or px (voxels; matching then runs in "
+            "voxel coordinates). Default: the voxel size's unit.",
+        ),
+    ] = None,
+    voxel_size: Annotated[
+        str | None,
+        typer.Option(help="Voxel size z,y,x (default: from the predictions' metadata)."),
+    ] = None,
+    voxel_unit: Annotated[
+        str | None,
+        typer.Option(help="Unit of --voxel-size (default: nanometers)."),
+    ] = None,
+    truth_origin: Annotated[
+        str | None,
+        typer.Option(
+            help="Global z,y,x voxel of a truth volume's first voxel (default: recorded in "
+            "the file, else 0,0,0)."
+        ),
+    ] = None,
+    per_slice: Annotated[
+        bool,
+        typer.Option(
+            "--per-slice",
+            help="2-D evaluation: each (label, z-slice) piece is an object and matches stay "
+            "within a slice (how published collman15v2 scores were computed). Needs label "
+            "volumes on both sides.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the scores (and matches) as JSON here."),
+    ] = None,
+) -> None:
+    """Object-level precision, recall and F1 by one-to-one centroid matching.
+
+    Examples:
+
+      synapse-pipelines evaluate results --truth truth.csv --max-distance 300 --unit nm
+
+      synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
+    """
+
+    vs_opt = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
+    t_org = (
+        parse_zyx(truth_origin, field="--truth-origin", allow_zero=True) if truth_origin else None
+    )
+    unit_name = length_unit(unit) if unit is not None else None  # a bad --unit fails first
+    vu_opt = None
+    if voxel_unit is not None:
+        vu_opt = normalise_unit(voxel_unit)
+        if vu_opt is None:
+            raise VolumeInputError(
+                f"unknown unit {voxel_unit!r}",
+                field="--voxel-unit",
+                hint="use nanometers, micrometers or millimeters",
+            )
+    pred = _load_points(predicted, "PREDICTED", want_labels=per_slice)
+    true = _load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
+    if pred.centroids.ndim == 2 and pred.centroids.shape[1] == 2:
+        raise VolumeInputError(
+            f"{pred.description}: predictions need z,y,x (a 2-D list can only be the truth)",
+            field="PREDICTED",
+            hint="pass the results folder or its synapses.csv, or give the points a z column",
+        )
+    if vs_opt is not None:
+        vs, vunit = vs_opt, vu_opt or "nanometers"
+    elif pred.voxel_size is not None:
+        vs, vunit = pred.voxel_size, pred.voxel_unit
+    else:
+        vs, vunit = true.voxel_size, true.voxel_unit
+    in_voxels = unit_name == PIXEL
+    if vs is None and not in_voxels:
+        raise VolumeInputError(
+            "the voxel size is not recorded in the predictions or the truth",
+            field="--voxel-size",
+            hint="pass --voxel-size z,y,x (and --voxel-unit), or give --max-distance in "
+            "voxels with --unit px",
+        )
+    if in_voxels:
+        scale, distance, shown_unit = (1.0, 1.0, 1.0), max_distance, "px"
+    else:
+        assert vs is not None
+        scale = vs
+        distance = (
+            max_distance
+            if unit is None
+            else distance_in_voxel_unit(max_distance, unit_name or "", vunit)
+        )
+        shown_unit = unit or vunit or "(voxel size unit)"
+    if per_slice:
+        assert pred.labels is not None and true.labels is not None
+        if pred.labels.shape != true.labels.shape or pred.origin != true.origin:
+            raise VolumeInputError(
+                f"per-slice evaluation needs both volumes on one box; predictions "
+                f"{pred.labels.shape} at {pred.origin}, truth {true.labels.shape} at "
+                f"{true.origin}",
+                field="--truth",
+                hint="cut the annotation from the same z,y,x box (or set --truth-origin)",
+            )
+        result = evaluate_per_slice(
+            pred.labels, true.labels, max_distance=distance, voxel_size=scale
+        )
+        mode = "2-D per slice"
+    else:
+        result = evaluate_points(
+            pred.centroids, true.centroids, max_distance=distance, voxel_size=scale
+        )
+        mode = "2-D (y,x)" if true.centroids.shape[1] == 2 else "3-D"
+    rule = matching_rule(
+        mode=mode,
+        max_distance=max_distance,
+        unit=shown_unit,
+        voxel_size=scale if in_voxels else vs,  # type: ignore[arg-type]
+        voxel_unit=None if in_voxels else vunit,
+    )
+    rows = [
+        ("predicted", pred.description),
+        ("truth", true.description),
+        ("matching", rule),
+        ("TP / FP / FN", f"{result.tp} / {result.fp} / {result.fn}"),
+        ("precision", f"{result.precision:.4f}"),
+        ("recall", f"{result.recall:.4f}"),
+        ("F1", f"{result.f1:.4f}"),
+    ]
+    out_console().print(summary_table("synapse-pipelines evaluate", rows))
+    if json_out is not None:
+        data = result.to_dict(include_matches=True)
+        data["predicted"] = str(predicted)
+        data["truth"] = str(truth)
+        data["mode"] = mode
+        data["rule"] = rule
+        data["unit"] = shown_unit
+        data["requested_max_distance"] = max_distance
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# -- synth --------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` to the root app."""
+    app.command("evaluate")(evaluate)

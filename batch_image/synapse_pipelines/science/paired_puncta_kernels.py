@@ -1,0 +1,790 @@
+"""Compiled (numba, one core) kernels of the paired-puncta (PAIRS) detector.
+
+Owns the fast versions of the per-voxel steps of
+:mod:`~synapse_pipelines.science.paired_puncta`; each gives exactly the output of its
+numpy/scipy counterpart in :mod:`~synapse_pipelines.science.paired_puncta_reference`
+(tests compare them). ``compiled()`` is False when numba is missing: callers then use the
+reference.
+
+How they are fast. The band-pass ``D`` is produced one image row at a time, never as a
+volume: a row of the binomial sum ``S`` is the weighted sum of the input rows of the
+neighbouring sections (read straight from the uint8/uint16 input), smoothed along x, then
+combined along y from a ring of such rows; the in-plane box sum ``B`` is a running sum of
+input rows along y and a sliding sum along x. Reads outside the array are clamped to the
+nearest voxel, which *is* the edge-replication border rule, so no padded copy is made.
+Integer arithmetic is int32 whenever the largest possible ``|D|`` fits (uint8 always,
+uint16 at the default geometry). Histogram bins come from one 24 KiB table.
+
+- Blocks: ``histograms`` (pass 1: lattice rows only) and ``evidence`` (pass 2: ``E``, the
+  foreground mark, the seed candidates) each compute ``D`` of their block.
+- One job: thresholds are per section, so a section's evidence needs only that section's
+  histogram. ``SectionPasses`` computes ``D`` of a section once into two plane buffers,
+  histograms it, and (once the caller has the section's thresholds) writes its ``E``:
+  ``D`` is computed once per voxel and only two planes of it are ever held.
+- ``seeds`` tests only the candidates; ``assign`` writes the labels (into ``E``'s memory in
+  the one-job path, once ``E`` is no longer needed) and ``finalize`` makes the mask.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synapse_pipelines.science.histogram_bins import N_BINS, SUB_BITS, bin_index
+
+try:  # pragma: no branch
+    import numba as _numba
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    _numba = None
+
+__all__ = [
+    "MARK_FOREGROUND",
+    "MARK_LABELLED",
+    "NO_MARK",
+    "Filters",
+    "SectionPasses",
+    "assign",
+    "compiled",
+    "evidence",
+    "finalize",
+    "histograms",
+    "seeds",
+]
+
+#: Values of the per-voxel mark array between evidence and assignment.
+MARK_FOREGROUND = 1  # E >= the assignment level, no label yet
+MARK_LABELLED = 255  # labelled: the label array holds a valid (local) seed number
+#: Shape of the mark argument when no mark is wanted (one empty row keeps the type).
+NO_MARK = (1, 1, 0)
+#: The histogram bin of |D| < 2**26 by one lookup in a 24 KiB table (fits the L1 cache):
+#: tier t (|D| < 2**12, < 2**19, < 2**26) looks up |D| >> 7t at offset 4096 t.
+_TIER_BITS = 12
+_TIER_SHIFT = 7
+_LUT_LIMIT = 1 << 26
+_SIGN_OFFSET = 3 << _TIER_BITS
+#: Sub-histograms per channel the kernels count into (a power of two; see _count).
+SUBS = 4
+
+Core = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def compiled() -> bool:
+    """Whether the compiled kernels are available (numba is installed)."""
+    return _numba is not None
+
+
+def _jit(func: Any) -> Any:
+    """Compile with a persistent cache (falls back to no cache on a read-only install)."""
+    if _numba is None:  # pragma: no cover
+        return func
+    options = {"nogil": True, "boundscheck": False, "error_model": "numpy"}
+    try:
+        return _numba.njit(cache=True, **options)(func)
+    except RuntimeError:  # pragma: no cover - read-only install without a cache dir
+        return _numba.njit(**options)(func)
+
+
+@functools.cache
+def _bin_lut() -> np.ndarray:
+    """int16 table of ``_count``: entry ``4096 t + i`` is ``bin_index(i << 7t)``, and the
+    second half (offset ``_SIGN_OFFSET``) the same plus ``N_BINS``: the counter of ``-D``.
+
+    A bin is set by the leading ``SUB_BITS + 1`` bits of the value, so for
+    ``|D| >= 2**(7t + SUB_BITS)`` (true in tier t >= 1) dropping the low ``7t`` bits keeps
+    the bin: the table is exact on every tier's range.
+    """
+    i = np.arange(1 << _TIER_BITS, dtype=np.int64)
+    bins = np.concatenate([bin_index(i << (_TIER_SHIFT * t)) for t in range(3)])
+    return np.concatenate([bins, bins + N_BINS]).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The band-pass's integer filters, in the integer types the kernels use.
+
+    ``kz``, ``ky``: binomial weights across sections and along y; ``geo``: int64 (x order,
+    box height, box width); ``consts``: (box area, ``N_s``) in the type of ``D``; ``small``:
+    the type of the smoothed and box-summed rows before ``D`` is formed.
+    """
+
+    kz: np.ndarray
+    ky: np.ndarray
+    geo: np.ndarray
+    consts: np.ndarray
+    small: np.dtype
+
+    @classmethod
+    def make(cls, orders: tuple[int, int, int], widths: tuple[int, int], top: int) -> Filters:
+        """Filters for inputs up to ``top``: ``D`` in int32 whenever every ``|D|`` fits,
+        else int64; the rows in int16 when both sums fit (uint8 at the default geometry),
+        which doubles the values per vector instruction."""
+        n_s = 1 << sum(orders)
+        area = widths[0] * widths[1]
+        acc = np.dtype(np.int32) if n_s * area * top < 2**31 else np.dtype(np.int64)
+        small = np.dtype(np.int16) if max(n_s, area) * top < 2**15 else acc
+
+        def binomial(order: int) -> np.ndarray:
+            return np.array([math.comb(order, i) for i in range(order + 1)], dtype=acc)
+
+        return cls(
+            binomial(orders[0]),
+            binomial(orders[1]),
+            np.array([orders[2], widths[0], widths[1]], np.int64),
+            np.array([area, n_s], acc),
+            small,
+        )
+
+    def scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Buffers of ``_band_row`` for one channel and rows of ``n`` columns: the rows
+        (``small``), the row ids, one row of ``D``."""
+        nx, wx = int(self.geo[0]), int(self.geo[2])
+        width = n + max(wx - 1, nx + 1)
+        buf = np.zeros((len(self.ky) + 5, width), self.small)
+        return buf, np.zeros(len(self.ky) + 1, np.int64), np.zeros(n, self.consts.dtype)
+
+    def args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.kz, self.ky, self.geo, self.consts
+
+
+# --------------------------------------------------------------------------- row helpers
+
+
+# Indexing ``src[xs + k]`` with an arbitrary offset makes numba check for negative indices
+# on every element, which stops vectorisation (10x slower): the interior loops below index
+# slices from 0 instead.
+
+
+@_jit
+def _span(size, xs, n):  # type: ignore[no-untyped-def]
+    """Columns ``k < n`` of ``xs + k``: ``[0, lo)`` left of the array, ``[lo, hi)`` inside."""
+    lo = min(max(-xs, 0), n)
+    return lo, max(min(size - xs, n), lo)
+
+
+@_jit
+def _load(src, xs, out, n):  # type: ignore[no-untyped-def]
+    """``out[k] = src[clamp(xs + k)]`` for ``k < n`` (edge replication along x)."""
+    size = src.shape[0]
+    lo, hi = _span(size, xs, n)
+    for k in range(lo):
+        out[k] = src[0]
+    s = src[xs + lo : xs + hi]
+    o = out[lo:hi]
+    for k in range(hi - lo):
+        o[k] = s[k]
+    for k in range(hi, n):
+        out[k] = src[size - 1]
+
+
+@_jit
+def _add(src, xs, weight, out, n):  # type: ignore[no-untyped-def]
+    """``out[k] += weight * src[clamp(xs + k)]`` for ``k < n``."""
+    size = src.shape[0]
+    lo, hi = _span(size, xs, n)
+    for k in range(lo):
+        out[k] += weight * src[0]
+    s = src[xs + lo : xs + hi]
+    o = out[lo:hi]
+    for k in range(hi - lo):
+        o[k] += weight * s[k]
+    for k in range(hi, n):
+        out[k] += weight * src[size - 1]
+
+
+@_jit
+def _load121(a, b, c, xs, out, n):  # type: ignore[no-untyped-def]
+    """``out[k] = a + 2 b + c`` at ``clamp(xs + k)``: the [1, 2, 1] sum over sections."""
+    size = a.shape[0]
+    lo, hi = _span(size, xs, n)
+    for k in range(lo):
+        out[k] = a[0] + 2 * b[0] + c[0]
+    sa = a[xs + lo : xs + hi]
+    sb = b[xs + lo : xs + hi]
+    sc = c[xs + lo : xs + hi]
+    o = out[lo:hi]
+    for k in range(hi - lo):
+        o[k] = sa[k] + 2 * sb[k] + sc[k]
+    for k in range(hi, n):
+        out[k] = a[size - 1] + 2 * b[size - 1] + c[size - 1]
+
+
+@_jit
+def _add_sub(plus, minus, xs, out, n):  # type: ignore[no-untyped-def]
+    """``out[k] += plus[clamp(xs + k)] - minus[clamp(xs + k)]`` (a running box sum step)."""
+    size = plus.shape[0]
+    lo, hi = _span(size, xs, n)
+    for k in range(lo):
+        out[k] += plus[0] - minus[0]
+    sp = plus[xs + lo : xs + hi]
+    sm = minus[xs + lo : xs + hi]
+    o = out[lo:hi]
+    for k in range(hi - lo):
+        o[k] += sp[k] - sm[k]
+    for k in range(hi, n):
+        out[k] += plus[size - 1] - minus[size - 1]
+
+
+@_jit
+def _smoothed_row(vol, z, r, xs, n, kz, nx, tmp, out):  # type: ignore[no-untyped-def]
+    """Row ``r`` of section ``z`` summed over sections with ``kz`` and smoothed along x with
+    the binomial kernel of order ``nx``; ``out[:n]`` gets the ``n`` columns starting at
+    ``xs + nx // 2`` (clamped reads)."""
+    n_sections = vol.shape[0]
+    hz = (kz.shape[0] - 1) // 2
+    length = n + nx
+    if kz.shape[0] == 3:  # [1, 2, 1] across sections, the default geometry: one sweep
+        last = n_sections - 1
+        _load121(vol[max(z - 1, 0), r], vol[z, r], vol[min(z + 1, last), r], xs, tmp, length)
+    else:
+        p = min(max(z - hz, 0), n_sections - 1)
+        _load(vol[p, r], xs, tmp, length)  # binomial weights start with 1
+        for j in range(1, kz.shape[0]):
+            p = min(max(z + j - hz, 0), n_sections - 1)
+            _add(vol[p, r], xs, kz[j], tmp, length)
+    if nx == 0:
+        for k in range(n):
+            out[k] = tmp[k]
+    elif nx == 2:  # the default geometry: one fused [1, 2, 1] sweep
+        for k in range(n):
+            out[k] = tmp[k] + 2 * tmp[k + 1] + tmp[k + 2]
+    else:  # order nx as nx passes of [1, 1]
+        for p in range(nx):
+            for k in range(length - 1 - p):
+                tmp[k] = tmp[k] + tmp[k + 1]
+        for k in range(n):
+            out[k] = tmp[k]
+
+
+@_jit
+def _box_row(vbox, wx, out, n):  # type: ignore[no-untyped-def]
+    """``out[k] = sum(vbox[k : k + wx])`` for ``k < n``."""
+    for k in range(n):
+        out[k] = vbox[k]
+    for t in range(1, wx):
+        for k in range(n):
+            out[k] += vbox[k + t]
+
+
+@_jit
+def _band_row(vol, z, y, x0, n, kz, ky, geo, consts, buf, ids, d):  # type: ignore[no-untyped-def]
+    """``D`` of row ``y`` of section ``z``, columns ``x0 .. x0 + n``, into ``d[:n]``.
+
+    ``geo`` = (x smoothing order, box height, box width); ``consts`` = (box area,
+    ``N_s``) in the accumulator type. ``buf`` (see ``Filters.scratch``) holds the ring of
+    smoothed rows (rows ``0 .. len(ky) - 1``, keyed by unclamped row number in
+    ``ids[1:]``), the vertical box sum of row ``ids[0]``, and scratch rows. Both are valid
+    within one section: ``_reset`` before a new section.
+    """
+    n_rows = vol.shape[1]
+    nx, wy, wx = geo[0], geo[1], geo[2]
+    area, n_s = consts[0], consts[1]
+    ny = ky.shape[0] - 1
+    hy = ny // 2
+    n_ring = ny + 1
+    vbox = buf[n_ring]
+    tmp = buf[n_ring + 1]
+    srow = buf[n_ring + 2]
+    brow = buf[n_ring + 3]
+    for j in range(n_ring):
+        yy = y - hy + j
+        slot = yy % n_ring
+        if ids[1 + slot] != yy:
+            _smoothed_row(
+                vol, z, min(max(yy, 0), n_rows - 1), x0 - nx // 2, n, kz, nx, tmp, buf[slot]
+            )
+            ids[1 + slot] = yy
+    ry = wy // 2
+    rx = wx // 2
+    nb = n + wx - 1
+    last = ids[0]
+    plane = vol[z]
+    if last < y and y - last <= wy:
+        for r in range(last + 1, y + 1):
+            plus = plane[min(r + ry, n_rows - 1)]
+            minus = plane[max(r - ry - 1, 0)]
+            _add_sub(plus, minus, x0 - rx, vbox, nb)
+    else:
+        _load(plane[min(max(y - ry, 0), n_rows - 1)], x0 - rx, vbox, nb)
+        for r in range(y - ry + 1, y + ry + 1):
+            _add(plane[min(max(r, 0), n_rows - 1)], x0 - rx, 1, vbox, nb)
+    ids[0] = y
+    if ny == 2 and wx == 11:
+        # the default geometry: the y smoothing and the 11-wide box in one sweep in the
+        # rows' own type (int16 for uint8: twice the values per instruction), then D
+        a = buf[(y - 1) % 3]
+        b = buf[y % 3]
+        c = buf[(y + 1) % 3]
+        for k in range(n):
+            srow[k] = a[k] + 2 * b[k] + c[k]
+            brow[k] = (
+                vbox[k] + vbox[k + 1] + vbox[k + 2] + vbox[k + 3] + vbox[k + 4] + vbox[k + 5]
+                + vbox[k + 6] + vbox[k + 7] + vbox[k + 8] + vbox[k + 9] + vbox[k + 10]
+            )  # fmt: skip
+        for k in range(n):
+            d[k] = srow[k] * area - n_s * brow[k]
+        return
+    src = buf[(y - hy) % n_ring]
+    for k in range(n):
+        srow[k] = src[k]
+    for j in range(1, n_ring):
+        src = buf[(y - hy + j) % n_ring]
+        w = ky[j]
+        for k in range(n):
+            srow[k] += w * src[k]
+    _box_row(vbox, wx, brow, n)
+    for k in range(n):
+        d[k] = srow[k] * area - n_s * brow[k]
+
+
+@_jit
+def _reset(ids):  # type: ignore[no-untyped-def]
+    for j in range(ids.shape[0]):
+        ids[j] = -(1 << 62)
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@_jit
+def _bin_slow(m):  # type: ignore[no-untyped-def]
+    """Bin of ``m >= 2**26`` (rare: large uint16 values or coarse geometries)."""
+    e = 0
+    t = m
+    while t > 1:  # floor(log2 m), exact for every int64
+        t >>= 1
+        e += 1
+    sub = 1 << SUB_BITS
+    return (e - SUB_BITS + 1) * sub + (m >> (e - SUB_BITS)) - sub
+
+
+@_jit
+def _count(d, first, n, step, hist, lut, idx):  # type: ignore[no-untyped-def]
+    """Histogram ``d[first:n:step]`` into ``hist`` ([SUBS, 2 N_BINS]: ``[0, N_BINS)`` counts
+    ``D >= 0`` by the bin of ``D``, ``[N_BINS, 2 N_BINS)`` counts ``D < 0`` by the bin of
+    ``-D``; sample ``i`` goes to sub-histogram ``i % SUBS``, the caller adds them up).
+
+    Two sweeps: the table index of every value without a branch (vectorised; ``idx`` is a
+    scratch row), then the lookups and increments. Branching on the sign or the tier per
+    value mispredicted often enough to triple the cost. Neighbouring samples of the smooth
+    ``D`` often share a bin: the sub-histograms keep their increments independent.
+    """
+    for k in range(n):
+        v = np.int64(d[k])
+        s = v >> 63  # -1 when negative, else 0
+        m = (v ^ s) - s
+        t = np.int64(m >= (1 << _TIER_BITS)) + np.int64(m >= (1 << (_TIER_BITS + _TIER_SHIFT)))
+        j = (t << _TIER_BITS) + (m >> (_TIER_SHIFT * t)) + (s & _SIGN_OFFSET)
+        idx[k] = j if m < _LUT_LIMIT else -1
+    for i, k in enumerate(range(first, n, step)):
+        j = idx[k]
+        if j >= 0:
+            b = lut[j]
+        else:  # |D| >= 2**26: rare
+            v = np.int64(d[k])
+            b = _bin_slow(-v) + N_BINS if v < 0 else _bin_slow(v)
+        hist[i & (SUBS - 1), b] += 1
+
+
+@_jit
+def _histograms(pre, post, core, lattice, kz, ky, geo, consts, hist, lut, bp, ip, dp, bq, iq, dq):  # type: ignore[no-untyped-def]
+    """Pass 1: per-section histograms of ``D`` over the lattice voxels of the core
+    (``core`` = z0, z1, y0, y1, x0, x1 in array coordinates; ``lattice`` = global y and x
+    of array index 0, stride). ``hist[z - z0, channel]`` as in ``_count``."""
+    z0, z1, y0, y1, x0, x1 = core[0], core[1], core[2], core[3], core[4], core[5]
+    gy, gx, stride = lattice[0], lattice[1], lattice[2]
+    n = x1 - x0
+    first = (-(gx + x0)) % stride
+    for z in range(z0, z1):
+        _reset(ip)
+        _reset(iq)
+        for y in range(y0, y1):
+            if (gy + y) % stride != 0:
+                continue  # off the lattice: the ring and running sums catch up later
+            _band_row(pre, z, y, x0, n, kz, ky, geo, consts, bp, ip, dp)
+            _band_row(post, z, y, x0, n, kz, ky, geo, consts, bq, iq, dq)
+            _count(dp, first, n, stride, hist[z - z0, 0], lut, bp[bp.shape[0] - 1])
+            _count(dq, first, n, stride, hist[z - z0, 1], lut, bq[bq.shape[0] - 1])
+
+
+def _core(core: Core) -> np.ndarray:
+    return np.array([v for pair in core for v in pair], np.int64)
+
+
+def histograms(
+    pre: np.ndarray,
+    post: np.ndarray,
+    core: Core,
+    lattice: tuple[int, int, int],
+    filters: Filters,
+    out: np.ndarray,
+) -> None:
+    """Add pass 1's counts for the core box (array coordinates) to ``out`` (int64
+    ``[sections of the core, 2 channels, 2 signs, N_BINS]``); ``lattice`` = (global y, x of
+    the array's first voxel, stride)."""
+    n = core[2][1] - core[2][0]
+    subs = np.zeros((out.shape[0], 2, SUBS, 2 * N_BINS), np.int64)
+    _histograms(
+        pre, post, _core(core), np.array(lattice, np.int64), *filters.args(), subs,
+        _bin_lut(), *filters.scratch(n), *filters.scratch(n),
+    )  # fmt: skip
+    out += subs.sum(axis=2).reshape(out.shape)
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+@_jit
+def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base):  # type: ignore[no-untyped-def]
+    """One row of ``E`` from the rows of ``D``: ``er``; the mark ``mr``; candidates with
+    linear index ``base + k`` appended to ``cand``; the tallies in ``counts``."""
+    fg_level, seed_level = levels[0], levels[1]
+    cp = 0
+    cq = 0
+    cb = 0
+    if mode == 0:
+        for k in range(n):
+            a = dp[k] * ia
+            b = dq[k] * ib
+            e = np.float32(a if a < b else b)
+            er[k] = e
+            cp += a >= 1.0
+            cq += b >= 1.0
+            cb += e >= seed_level
+    elif mode == 1:
+        for k in range(n):
+            a = dp[k] * ia
+            e = np.float32(a)
+            er[k] = e
+            cp += a >= 1.0
+            cb += e >= seed_level
+    else:
+        for k in range(n):
+            b = dq[k] * ib
+            e = np.float32(b)
+            er[k] = e
+            cq += b >= 1.0
+            cb += e >= seed_level
+    if has_mark:
+        for k in range(n):
+            mr[k] = 1 if er[k] >= fg_level else 0
+    counts[1] += cp
+    counts[2] += cq
+    counts[3] += cb
+    nc = counts[0]
+    if cb > 0 and nc >= 0:
+        cap = cand.shape[0]
+        for k in range(n):
+            if er[k] >= seed_level:
+                if nc == cap:
+                    nc = -1  # overflow: the caller scans E instead
+                    break
+                cand[nc] = base + k
+                nc += 1
+        counts[0] = nc
+
+
+@_jit
+def _evidence(
+    pre,
+    post,
+    core,
+    kz,
+    ky,
+    geo,
+    consts,
+    inv,
+    mode,
+    e_out,
+    mark,
+    levels,
+    cand,
+    counts,
+    bp,
+    ip,
+    dp,
+    bq,
+    iq,
+    dq,
+):  # type: ignore[no-untyped-def]
+    """Pass 2: ``E`` of the core into ``e_out`` (core-shaped), ``mark`` = MARK_FOREGROUND
+    where ``E >= levels[0]`` (skipped when ``mark`` has shape NO_MARK), and the linear
+    indices (into ``e_out``) of voxels with ``E >= levels[1]`` appended to ``cand``.
+
+    ``inv[c, z - z0]``: reciprocal thresholds. ``counts``: [candidates (-1: ``cand``
+    overflowed), voxels with ``D_pre >= T_pre``, with ``D_post >= T_post``, with
+    ``E >= levels[1]``]. ``mode`` 1 / 2: ``E`` is the presynaptic / postsynaptic ratio.
+    """
+    z0, z1, y0, y1, x0, x1 = core[0], core[1], core[2], core[3], core[4], core[5]
+    n = x1 - x0
+    n_y = y1 - y0
+    has_mark = mark.shape[2] > 0
+    for z in range(z0, z1):
+        _reset(ip)
+        _reset(iq)
+        for y in range(y0, y1):
+            if mode != 2:
+                _band_row(pre, z, y, x0, n, kz, ky, geo, consts, bp, ip, dp)
+            if mode != 1:
+                _band_row(post, z, y, x0, n, kz, ky, geo, consts, bq, iq, dq)
+            mr = mark[z - z0, y - y0] if has_mark else mark[0, 0]
+            base = ((z - z0) * n_y + (y - y0)) * n
+            e_row = e_out[z - z0, y - y0]
+            ia, ib = inv[0, z - z0], inv[1, z - z0]
+            _e_row(dp, dq, n, ia, ib, mode, e_row, mr, has_mark, levels, cand, counts, base)
+
+
+def evidence(
+    pre: np.ndarray,
+    post: np.ndarray,
+    core: Core,
+    filters: Filters,
+    inv: np.ndarray,
+    e_out: np.ndarray,
+    mark: np.ndarray,
+    levels: tuple[float, float],
+    cand: np.ndarray,
+    mode: int = 0,
+) -> np.ndarray:
+    """Pass 2 over the core (array coordinates); returns ``counts`` (see ``_evidence``).
+
+    ``inv``: float64 ``[2, sections of the core]`` reciprocal thresholds; ``levels``:
+    (assignment level, seed level), compared in float32.
+    """
+    n = core[2][1] - core[2][0]
+    counts = np.zeros(4, np.int64)
+    _evidence(
+        pre, post, _core(core), *filters.args(), inv, mode, e_out, mark,
+        np.array(levels, np.float32), cand, counts, *filters.scratch(n), *filters.scratch(n),
+    )  # fmt: skip
+    return counts
+
+
+# --------------------------------------------------------------------------- one job
+
+
+@_jit
+def _section_band(
+    pre, post, z, lattice, kz, ky, geo, consts, hist, lut, bp, ip, _dp, bq, iq, _dq, d_pre, d_post
+):  # type: ignore[no-untyped-def]
+    """``D`` of every row of section ``z`` into ``d_pre``/``d_post`` and its lattice samples
+    into ``hist[channel]`` (as in ``_count``)."""
+    n_y, n = pre.shape[1], pre.shape[2]
+    stride = lattice[2]
+    _reset(ip)
+    _reset(iq)
+    for y in range(n_y):
+        dp = d_pre[y]
+        dq = d_post[y]
+        _band_row(pre, z, y, 0, n, kz, ky, geo, consts, bp, ip, dp)
+        _band_row(post, z, y, 0, n, kz, ky, geo, consts, bq, iq, dq)
+        if y % stride == 0:
+            _count(dp, 0, n, stride, hist[0], lut, bp[bp.shape[0] - 1])
+            _count(dq, 0, n, stride, hist[1], lut, bq[bq.shape[0] - 1])
+
+
+@_jit
+def _section_evidence(d_pre, d_post, ia, ib, e_z, mark_z, levels, cand, counts, base):  # type: ignore[no-untyped-def]
+    """``E``, the mark and the candidates of one section from its stored ``D`` planes."""
+    n = d_pre.shape[1]
+    for y in range(d_pre.shape[0]):
+        row_base = base + y * n
+        _e_row(d_pre[y], d_post[y], n, ia, ib, 0, e_z[y], mark_z[y], True, levels, cand, counts,
+               row_base)  # fmt: skip
+
+
+class SectionPasses:
+    """The one-job path, one section at a time (see the module docstring).
+
+    ``band(z, hist)`` computes ``D`` of section ``z`` into two plane buffers and histograms
+    its lattice voxels; the caller derives the section's thresholds; ``evidence(z, ...)``
+    then writes the section's ``E`` and mark from the stored planes.
+    """
+
+    def __init__(self, pre: np.ndarray, post: np.ndarray, stride: int, filters: Filters):
+        _, n_y, n_x = pre.shape
+        acc = filters.consts.dtype
+        self.pre, self.post, self.filters = pre, post, filters
+        self.lattice = np.array([0, 0, stride], np.int64)
+        self.planes = (np.empty((n_y, n_x), acc), np.empty((n_y, n_x), acc))
+        self.scratch = (*filters.scratch(n_x), *filters.scratch(n_x))
+        self.subs = np.zeros((2, SUBS, 2 * N_BINS), np.int64)
+
+    def band(self, z: int, hist: np.ndarray) -> None:
+        """``D`` of section ``z``; lattice counts added to ``hist`` ([2, 2, N_BINS])."""
+        self.subs[:] = 0
+        _section_band(
+            self.pre, self.post, z, self.lattice, *self.filters.args(), self.subs,
+            _bin_lut(), *self.scratch, *self.planes,
+        )  # fmt: skip
+        hist += self.subs.sum(axis=1).reshape(hist.shape)
+
+    def evidence(
+        self,
+        z: int,
+        inv: tuple[float, float],
+        e: np.ndarray,
+        mark: np.ndarray,
+        levels: np.ndarray,
+        cand: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
+        """``E`` and the mark of section ``z`` (the last ``band``) into ``e[z]``,
+        ``mark[z]``; candidates are linear indices into ``e``; tallies add to ``counts``
+        (as ``evidence``'s); ``levels`` = float32 (assignment level, seed level)."""
+        base = z * e.shape[1] * e.shape[2]
+        _section_evidence(*self.planes, inv[0], inv[1], e[z], mark[z], levels, cand, counts, base)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@_jit
+def _is_seed(e, z, y, x, rz, ry, rx):  # type: ignore[no-untyped-def]
+    """No larger value in the box and no equal value earlier in raster order."""
+    n_z, n_y, n_x = e.shape
+    v = e[z, y, x]
+    for zz in range(max(z - rz, 0), min(z + rz + 1, n_z)):
+        for yy in range(max(y - ry, 0), min(y + ry + 1, n_y)):
+            row = e[zz, yy]
+            before = zz < z or (zz == z and yy < y)
+            same_row = zz == z and yy == y
+            for xx in range(max(x - rx, 0), min(x + rx + 1, n_x)):
+                u = row[xx]
+                if u > v:
+                    return False
+                if u == v and (before or (same_row and xx < x)):
+                    return False
+    return True
+
+
+@_jit
+def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1):  # type: ignore[no-untyped-def]
+    """Keep the candidates (raster order) inside the core that are seeds; compacts them in
+    place at the front of ``cand`` and returns how many."""
+    n_y, n_x = e.shape[1], e.shape[2]
+    plane = n_y * n_x
+    n = 0
+    for i in range(n_cand):
+        idx = cand[i]
+        z = idx // plane
+        rem = idx - z * plane
+        y = rem // n_x
+        x = rem - y * n_x
+        if z < z0 or z >= z1 or y < y0 or y >= y1 or x < x0 or x >= x1:
+            continue
+        if _is_seed(e, z, y, x, rz, ry, rx):
+            cand[n] = idx
+            n += 1
+    return n
+
+
+@_jit
+def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out):  # type: ignore[no-untyped-def]
+    """Seeds of the core by a full scan (the candidate list overflowed); writes linear
+    indices into ``out`` when it is large enough and returns how many there are."""
+    n_y, n_x = e.shape[1], e.shape[2]
+    n = 0
+    for z in range(z0, z1):
+        for y in range(y0, y1):
+            row = e[z, y]
+            for x in range(x0, x1):
+                if row[x] >= level and _is_seed(e, z, y, x, rz, ry, rx):
+                    if n < out.shape[0]:
+                        out[n] = (z * n_y + y) * n_x + x
+                    n += 1
+    return n
+
+
+def seeds(
+    e: np.ndarray,
+    cand: np.ndarray,
+    n_cand: int,
+    radii: tuple[int, int, int],
+    level: np.float32,
+    core: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+) -> np.ndarray:
+    """Seeds of ``e[core]`` as int64 linear indices into ``e`` (raster order).
+
+    ``cand[:n_cand]`` are the candidates pass 2 collected; ``n_cand < 0`` means it
+    overflowed, and ``e`` is scanned instead. The result may be a view of ``cand``.
+    """
+    (z0, z1), (y0, y1), (x0, x1) = core
+    rz, ry, rx = radii
+    if n_cand >= 0:
+        n = _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1)
+        return cand[:n]
+    empty = np.zeros(0, np.int64)
+    n = _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, empty)
+    out = np.zeros(n, np.int64)
+    _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out)
+    return out
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@_jit
+def _assign(mark, labels, seeds, rz, ry, rx, vz, vy, vx, r2):  # type: ignore[no-untyped-def]
+    """Give each foreground voxel (``mark``) within the ellipsoid of a seed the number
+    ``1 + row`` of the nearest seed (ties: the lower number keeps it)."""
+    n_z, n_y, n_x = mark.shape
+    for i in range(seeds.shape[0]):
+        sz = seeds[i, 0]
+        sy = seeds[i, 1]
+        sx = seeds[i, 2]
+        sid = i + 1
+        for z in range(max(sz - rz, 0), min(sz + rz + 1, n_z)):
+            dz = ((z - sz) * vz) ** 2
+            for y in range(max(sy - ry, 0), min(sy + ry + 1, n_y)):
+                dy = dz + ((y - sy) * vy) ** 2
+                mrow = mark[z, y]
+                lrow = labels[z, y]
+                for x in range(max(sx - rx, 0), min(sx + rx + 1, n_x)):
+                    d2 = dy + ((x - sx) * vx) ** 2
+                    if d2 > r2:
+                        continue
+                    m = mrow[x]
+                    if m == 0:
+                        continue
+                    if m == 1:
+                        lrow[x] = sid
+                        mrow[x] = 255
+                        continue
+                    c = lrow[x] - 1
+                    dc = ((z - seeds[c, 0]) * vz) ** 2 + ((y - seeds[c, 1]) * vy) ** 2
+                    dc = dc + ((x - seeds[c, 2]) * vx) ** 2
+                    if d2 < dc:
+                        lrow[x] = sid
+
+
+def assign(
+    mark: np.ndarray,
+    labels: np.ndarray,
+    seeds: np.ndarray,
+    radii: tuple[int, int, int],
+    voxel_size: tuple[float, float, float],
+    radius_nm: float,
+) -> None:
+    """Assignment in place (see ``_assign``); ``labels`` need not be initialised."""
+    _assign(
+        mark, labels, np.ascontiguousarray(seeds, dtype=np.int64), radii[0], radii[1], radii[2],
+        float(voxel_size[0]), float(voxel_size[1]), float(voxel_size[2]),
+        float(radius_nm) ** 2,
+    )  # fmt: skip
+
+
+@_jit
+def _finalize(mark, labels):  # type: ignore[no-untyped-def]
+    for i in range(mark.shape[0]):
+        on = mark[i] == 255
+        labels[i] = labels[i] if on else 0
+        mark[i] = 255 if on else 0
+
+
+def finalize(mark: np.ndarray, labels: np.ndarray) -> None:
+    """Labels outside the labelled voxels become 0 and ``mark`` becomes the 0/255 mask."""
+    _finalize(mark.reshape(-1), labels.reshape(-1))

@@ -1,0 +1,149 @@
+"""numpy/scipy reference implementation of the paired-puncta (PAIRS) steps.
+
+Owns the plain, slow and obviously-correct version of every per-voxel step of
+:mod:`~synapse_pipelines.science.paired_puncta`: the integer band-pass, the per-section
+histograms on the fixed lattice, the evidence, the seeds and the voxel assignment. It runs
+when numba is missing, and the tests require the compiled kernels
+(:mod:`~synapse_pipelines.science.paired_puncta_kernels`) to give exactly its output. Every
+function takes plain arrays and integers (the geometry is derived in ``paired_puncta``) and
+works on whole arrays with edge replication at the array border: a caller computing a block
+passes the block read with its halo, clipped to the volume (so the array border is the
+volume border wherever a halo is missing), and crops the core.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
+
+__all__ = ["assign", "bandpass", "evidence", "find_seeds", "section_histograms"]
+
+
+def _binomial(order: int) -> np.ndarray:
+    return np.array([math.comb(order, i) for i in range(order + 1)], dtype=np.int64)
+
+
+def bandpass(
+    volume: np.ndarray, orders: tuple[int, int, int], widths: tuple[int, int]
+) -> np.ndarray:
+    """``D = S * w_y * w_x - N_s * B``, exact int64, edge replication at the array border.
+
+    ``S``: integer binomial sum of order ``orders[axis]`` along each axis (weight
+    ``N_s = 2**sum(orders)``); ``B``: in-plane box sum over ``widths = (w_y, w_x)``.
+    """
+    s = volume.astype(np.int64)
+    for axis, order in enumerate(orders):
+        if order:
+            s = ndimage.correlate1d(s, _binomial(order), axis=axis, mode="nearest")
+    b = volume.astype(np.int64)
+    for axis, width in ((1, widths[0]), (2, widths[1])):
+        if width > 1:
+            b = ndimage.correlate1d(b, np.ones(width, np.int64), axis=axis, mode="nearest")
+    n_s = 1 << sum(orders)
+    return s * (widths[0] * widths[1]) - n_s * b
+
+
+def section_histograms(d: np.ndarray, stride: int, origin: tuple[int, int]) -> np.ndarray:
+    """int64 ``[sections, 2, N_BINS]``: ``[:, 0]`` counts ``D >= 0`` by the bin of ``D``,
+    ``[:, 1]`` counts ``D < 0`` by the bin of ``-D``.
+
+    Only voxels on the fixed lattice are counted: global ``y`` and ``x`` both multiples of
+    ``stride``; ``origin`` is the global (y, x) of ``d[:, 0, 0]``, so any tiling counts the
+    same voxels.
+    """
+    hist = np.zeros((d.shape[0], 2, N_BINS), np.int64)
+    oy, ox = (-origin[0]) % stride, (-origin[1]) % stride
+    for z in range(d.shape[0]):
+        v = d[z, oy::stride, ox::stride].ravel()
+        hist[z, 0] = np.bincount(bin_index(v[v >= 0]), minlength=N_BINS)
+        hist[z, 1] = np.bincount(bin_index(-v[v < 0]), minlength=N_BINS)
+    return hist
+
+
+def evidence(
+    d_pre: np.ndarray,
+    d_post: np.ndarray | None,
+    inv_pre: np.ndarray,
+    inv_post: np.ndarray,
+    mode: int = 0,
+) -> np.ndarray:
+    """``E = min(D_pre * inv_pre[z], D_post * inv_post[z])`` in float64, stored as float32.
+
+    ``inv_*`` are per-section reciprocals of the thresholds. ``mode`` 1 (2) gives the
+    presynaptic (postsynaptic) ratio alone, for the explanation of an empty result.
+    """
+    if mode == 2:
+        assert d_post is not None
+        return (d_post.astype(np.float64) * inv_post[:, None, None]).astype(np.float32)
+    a = d_pre.astype(np.float64) * inv_pre[:, None, None]
+    if mode == 1:
+        return a.astype(np.float32)
+    assert d_post is not None
+    b = d_post.astype(np.float64) * inv_post[:, None, None]
+    return np.minimum(a, b).astype(np.float32)
+
+
+def find_seeds(
+    e: np.ndarray,
+    radii: tuple[int, int, int],
+    level: np.float32,
+    core: tuple[slice, slice, slice],
+) -> np.ndarray:
+    """Seeds in ``e[core]``: ``E >= level``, the maximum of its box (``radii`` per axis, the
+    box clipped at the array border), and no earlier voxel (raster order) of the box with
+    the same value. Returns int64 ``(n, 3)`` array coordinates in raster order."""
+    size = tuple(2 * r + 1 for r in radii)
+    peak = ndimage.maximum_filter(e, size=size, mode="constant", cval=-np.inf)
+    inside = np.zeros(e.shape, bool)
+    inside[core] = True
+    found = np.argwhere((e >= level) & (e >= peak) & inside)
+    keep = np.ones(len(found), bool)
+    shape = np.array(e.shape)
+    r = np.array(radii)
+    for n, (z, y, x) in enumerate(found):
+        lo = np.maximum([z, y, x] - r, 0)
+        hi = np.minimum([z, y, x] + r + 1, shape)
+        window = e[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        same = np.argwhere(window == e[z, y, x]) + lo
+        linear = (same[:, 0] * shape[1] + same[:, 1]) * shape[2] + same[:, 2]
+        if linear.min() < (z * shape[1] + y) * shape[2] + x:
+            keep[n] = False  # an earlier voxel of the box holds the same maximum
+    return found[keep].astype(np.int64)
+
+
+def assign(
+    foreground: np.ndarray,
+    seeds: np.ndarray,
+    radii: tuple[int, int, int],
+    voxel_size: tuple[float, float, float],
+    radius_nm: float,
+) -> np.ndarray:
+    """Label each foreground voxel within ``radius_nm`` of a seed with the nearest seed's
+    number (``1 + row`` of ``seeds``; squared physical distance, ties to the lower number).
+
+    ``seeds`` are array coordinates (they may lie outside the array: a block's neighbours);
+    ``radii`` bound the ellipsoid in voxels per axis.
+    """
+    labels = np.zeros(foreground.shape, np.uint32)
+    best = np.full(foreground.shape, np.inf)
+    r2 = float(radius_nm) ** 2
+    for n, (z, y, x) in enumerate(seeds):
+        lo = [max(c - r, 0) for c, r in zip((z, y, x), radii, strict=True)]
+        hi = [min(c + r + 1, s) for c, r, s in zip((z, y, x), radii, foreground.shape, strict=True)]
+        if any(a >= b for a, b in zip(lo, hi, strict=True)):
+            continue
+        dz = ((np.arange(lo[0], hi[0]) - z) * voxel_size[0]) ** 2
+        dy = ((np.arange(lo[1], hi[1]) - y) * voxel_size[1]) ** 2
+        dx = ((np.arange(lo[2], hi[2]) - x) * voxel_size[2]) ** 2
+        d2 = dz[:, None, None] + dy[None, :, None] + dx[None, None, :]
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        sub_best = best[box]
+        # strictly closer only: on a tie the earlier (lower-numbered) seed keeps the voxel
+        take = (d2 <= r2) & foreground[box] & (d2 < sub_best)
+        sub_best[take] = d2[take]
+        labels[box][take] = n + 1
+    return labels

@@ -1,0 +1,587 @@
+"""PAIRS (paired puncta): the science on synthetic scenes, the compiled kernels against the
+numpy/scipy reference, block primitives against one job, and every input error.
+
+Scenes are drawn here (Gaussian puncta on a flat background with read noise), small enough
+that the whole file stays within a minute of CPU with a warm numba cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from synapse_pipelines.core.errors import DetectionError, RequestValidationError
+from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.pipelines import Pipeline, get_pipeline
+from synapse_pipelines.science import paired_puncta as pp, paired_puncta_kernels as kernels
+from synapse_pipelines.science.paired_puncta import (
+    PairedPuncta,
+    SectionHistograms,
+    SectionThresholds,
+    block_histograms,
+    block_labels,
+    block_seeds,
+    detect_paired_puncta,
+    explain_empty,
+    geometry,
+    halo,
+    number_seeds,
+    section_thresholds,
+)
+
+VOX = (70.0, 100.0, 100.0)
+PUNCTUM_SIGMA_NM = (110.0, 127.0, 127.0)  # 300 nm FWHM in-plane
+
+
+def _scene(
+    shape: tuple[int, int, int] = (8, 96, 96),
+    *,
+    pairs: Sequence[tuple[float, float, float]] = (),
+    pre_only: Sequence[tuple[float, float, float]] = (),
+    post_only: Sequence[tuple[float, float, float]] = (),
+    offset_nm: tuple[float, float, float] = (0.0, 0.0, 150.0),
+    amplitude: float = 120.0,
+    background: float = 20.0,
+    noise: float = 3.0,
+    seed: int = 0,
+    dtype: type = np.uint8,
+    voxel: tuple[float, float, float] = VOX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two channels; ``pairs`` are presynaptic centres (nm) with the postsynaptic punctum
+    ``offset_nm`` away; ``*_only`` are unpaired puncta. Brightness varies +-30 %."""
+    grid = np.meshgrid(
+        *(np.arange(n) * v for n, v in zip(shape, voxel, strict=True)), indexing="ij"
+    )
+    rng = np.random.default_rng(seed)
+
+    def render(centres: Sequence[tuple[float, float, float]]) -> np.ndarray:
+        out = np.zeros(shape)
+        for c in centres:
+            d2 = sum(
+                ((g - ci) / s) ** 2 for g, ci, s in zip(grid, c, PUNCTUM_SIGMA_NM, strict=True)
+            )
+            out += amplitude * rng.uniform(0.7, 1.3) * np.exp(-0.5 * d2)
+        return out
+
+    post_centres = [tuple(np.add(c, offset_nm)) for c in pairs]
+    top = np.iinfo(dtype).max
+    channels = []
+    for centres in ([*pairs, *pre_only], [*post_centres, *post_only]):
+        v = background + render(centres) + rng.normal(0.0, noise, shape)
+        channels.append(np.clip(np.rint(v), 0, top).astype(dtype))
+    return channels[0], channels[1]
+
+
+Points = list[tuple[float, float, float]]
+
+
+def _layout(
+    shape: tuple[int, int, int] = (8, 96, 96), cells: int = 6, seed: int = 0
+) -> tuple[Points, Points, Points]:
+    """Synapses and unpaired puncta of each channel, one per cell of a jittered in-plane
+    grid (half synapses, a quarter unpaired in each channel), at random depths: every
+    section sees a population of puncta, as in neuropil."""
+    rng = np.random.default_rng(seed)
+    step = (shape[1] * VOX[1] / cells, shape[2] * VOX[2] / cells)
+    kinds = rng.permutation([0, 0, 1, 2] * (cells * cells // 4))
+    out: tuple[Points, Points, Points] = ([], [], [])
+    depth = (1.5, shape[0] - 2.5) if shape[0] > 4 else (0.0, shape[0] - 1.0)
+    for (i, j), kind in zip(itertools.product(range(cells), range(cells)), kinds, strict=True):
+        z = rng.uniform(*depth) * VOX[0]
+        y = (i + 0.5 + rng.uniform(-0.2, 0.2)) * step[0]
+        x = (j + 0.5 + rng.uniform(-0.2, 0.2)) * step[1] - 75.0  # the pair is centred
+        out[kind].append((float(z), float(y), float(x)))
+    return out
+
+
+def _labels_near(result, nm: tuple[float, float, float], voxel=VOX) -> set[int]:  # type: ignore[no-untyped-def]
+    """Labels within one voxel of a point (nm)."""
+    z, y, x = (round(c / v) for c, v in zip(nm, voxel, strict=True))
+    near = result.labels[max(z - 1, 0) : z + 2, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]
+    return {int(v) for v in np.unique(near)} - {0}
+
+
+def _midpoint(pre: tuple[float, float, float]) -> tuple[float, float, float]:
+    return (pre[0], pre[1], pre[2] + 75.0)  # half the default 150 nm offset along x
+
+
+def _check_population(result, pairs: Points, *unpaired: Points, voxel=VOX) -> None:  # type: ignore[no-untyped-def]
+    """Every synapse found once, no unpaired punctum found, nothing else found."""
+    found = [_labels_near(result, _midpoint(p), voxel) for p in pairs]
+    assert all(len(f) == 1 for f in found), found
+    assert len(set().union(*found)) == len(pairs) == result.n_synapses
+    for points in unpaired:
+        assert not any(_labels_near(result, p, voxel) for p in points)
+
+
+# --------------------------------------------------------------------------- the science
+
+
+def test_pairs_are_found_and_unpaired_puncta_are_not() -> None:
+    pairs, pre_only, post_only = _layout(seed=0)
+    pre, post = _scene(pairs=pairs, pre_only=pre_only, post_only=post_only)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _check_population(res, pairs, pre_only, post_only)
+    assert res.explanation is None and res.threshold == 1.0
+    assert res.labels.dtype == np.uint32 and res.mask.dtype == np.uint8
+    assert set(np.unique(res.mask)) == {0, 255}
+    np.testing.assert_array_equal(res.mask > 0, res.labels > 0)
+    json.dumps(res.parameters)  # the manifest stores them
+    for ch in ("presynaptic", "postsynaptic"):
+        assert len(res.parameters[ch]["threshold"]) == pre.shape[0]
+        assert set(res.parameters[ch]) == {"median", "noise_sigma", "otsu_split", "threshold"}
+
+
+def test_touching_synapses_give_two_detections() -> None:
+    pairs, pre_only, post_only = _layout(seed=1)
+    z, y, x = pairs.pop()
+    touching = [(z, y - 225.0, x), (z, y + 225.0, x)]  # 450 nm apart: the puncta touch
+    pre, post = _scene(pairs=[*pairs, *touching], pre_only=pre_only, post_only=post_only, seed=1)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _check_population(res, [*pairs, *touching], pre_only, post_only)
+
+
+def test_section_gain_drift_does_not_change_the_detections() -> None:
+    pairs, pre_only, post_only = _layout(seed=2)
+    pre, post = _scene(
+        pairs=pairs,
+        pre_only=pre_only,
+        post_only=post_only,
+        dtype=np.uint16,
+        background=10.0,
+        amplitude=400.0,
+        noise=5.0,
+        seed=2,
+    )
+    ref = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _check_population(ref, pairs, pre_only, post_only)
+    # Thresholds are statistics of one section and channel, so each section's gain cancels
+    # in D / T. Only the [1, 2, 1] smoothing across sections mixes neighbouring gains (into
+    # D, not into the background box), so drift moves voxels at the edges of synapses but
+    # not which synapses are found: here log-sd 0.15 per section and channel, about twice
+    # the section-to-section variation measured on real AT data.
+    rng = np.random.default_rng(102)
+    drifted = [
+        np.rint(v * np.exp(rng.normal(0.0, 0.15, (v.shape[0], 1, 1)))).astype(np.uint16)
+        for v in (pre, post)
+    ]
+    res = detect_paired_puncta(*drifted, voxel_size=VOX)
+    _check_population(res, pairs, pre_only, post_only)
+    assert np.mean((res.labels > 0) == (ref.labels > 0)) > 0.99
+
+
+def test_a_constant_offset_changes_nothing() -> None:
+    pairs, pre_only, post_only = _layout(seed=2)
+    pre, post = _scene(pairs=pairs, pre_only=pre_only, post_only=post_only, dtype=np.uint16, seed=2)
+    ref = detect_paired_puncta(pre, post, voxel_size=VOX)
+    # the smoothing and the background box weigh a constant the same: D is unchanged
+    moved = detect_paired_puncta(pre + np.uint16(700), post + np.uint16(41), voxel_size=VOX)
+    np.testing.assert_array_equal(moved.labels, ref.labels)
+
+
+def test_uint8_and_uint16_times_16_give_the_same_result() -> None:
+    pairs, pre_only, post_only = _layout(seed=3)
+    pre, post = _scene(pairs=pairs, pre_only=pre_only, post_only=post_only, seed=3)
+    a = detect_paired_puncta(pre, post, voxel_size=VOX)
+    b = detect_paired_puncta(
+        pre.astype(np.uint16) * 16, post.astype(np.uint16) * 16, voxel_size=VOX
+    )
+    assert a.n_synapses == len(pairs)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("n_z", [1, 2])
+def test_a_single_plane_and_a_thin_stack_are_detected(n_z: int) -> None:
+    pairs, pre_only, post_only = _layout((n_z, 96, 96), seed=4)
+    pre, post = _scene((n_z, 96, 96), pairs=pairs, pre_only=pre_only, post_only=post_only, seed=4)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert res.parameters["smoothing_orders"][0] == (0 if n_z == 1 else 2)
+    _check_population(res, pairs, pre_only, post_only)
+
+
+def test_anisotropic_pixels_are_handled() -> None:
+    vox = (70.0, 100.0, 50.0)  # x pixels half the size of y pixels
+    pairs, pre_only, post_only = _layout(seed=5)  # laid out in nm on a 96 x 96 grid of VOX
+    pre, post = _scene(
+        (8, 96, 192), pairs=pairs, pre_only=pre_only, post_only=post_only, voxel=vox, seed=5
+    )
+    res = detect_paired_puncta(pre, post, voxel_size=vox)
+    assert res.parameters["background_width_voxels"] == [11, 21]
+    assert res.parameters["smoothing_orders"][1:] == [2, 6]
+    _check_population(res, pairs, pre_only, post_only, voxel=vox)
+
+
+def test_noise_only_gives_no_synapse_and_says_why() -> None:
+    rng = np.random.default_rng(7)
+    pre, post = (np.rint(1000 + rng.normal(0, 30, (8, 64, 64))).astype(np.uint16) for _ in "ab")
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert res.n_synapses == 0 and not res.labels.any() and not res.mask.any()
+    assert res.explanation is not None
+    assert "noise floor" in res.explanation and "SNR too low" in res.explanation
+    assert "presynaptic and the postsynaptic channels" in res.explanation
+
+
+def test_a_flat_channel_is_explained() -> None:
+    pairs, pre_only, _ = _layout(seed=6)
+    pre, _ = _scene(pairs=pairs, pre_only=pre_only)
+    res = detect_paired_puncta(pre, np.full_like(pre, 37), voxel_size=VOX)
+    assert res.n_synapses == 0
+    assert res.explanation is not None
+    assert res.explanation.startswith("the postsynaptic channel is flat")
+    assert json.loads(json.dumps(res.parameters))["postsynaptic"]["threshold"][0] is None
+
+
+def test_puncta_that_never_meet_are_explained_as_registration() -> None:
+    # bright puncta on a 1.6 um grid in both channels, but the postsynaptic grid is shifted
+    # by half a cell diagonally: every pre/post pair of puncta is 1131 nm apart
+    rng = np.random.default_rng(7)
+    grid = [
+        (rng.uniform(1.5, 5.5) * VOX[0], (i + 0.5) * 1600.0, (j + 0.5) * 1600.0)
+        for i in range(5)
+        for j in range(5)
+    ]
+    pre, post = _scene(pairs=grid, offset_nm=(0.0, 800.0, 800.0), seed=7)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert res.n_synapses == 0
+    n = res.parameters["puncta"]
+    assert n["presynaptic"] >= 25 and n["postsynaptic"] >= 25
+    assert res.explanation == (
+        "no voxel where both channels exceed their thresholds: the presynaptic channel has "
+        f"{n['presynaptic']} candidate puncta, the postsynaptic {n['postsynaptic']}, none within "
+        "250 nm of each other (the nearest pair is 1131 nm apart); check the channel choice "
+        "and the channels' registration"
+    )
+    # a blockwise run explains it the same way, from block_puncta gathered over its blocks
+    g = geometry(pre.shape, VOX)
+    volume = Box.from_shape(pre.shape)
+    thr = section_thresholds(block_histograms(pre, post, volume, volume, g), g)
+    found: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for box in _tiles(pre.shape, [(3,), (40,), (17, 60)]):
+        r = box.grow(g.halo["seeds"], within=volume)
+        for part, points in zip(
+            found, pp.block_puncta(pre[r.slices()], post[r.slices()], box, r, thr, g), strict=True
+        ):
+            part.append(points)
+    text = explain_empty(
+        g,
+        thr,
+        presynaptic_puncta=np.concatenate(found[0]),
+        postsynaptic_puncta=np.concatenate(found[1]),
+    )
+    assert text == res.explanation
+
+
+def test_a_size_filter_that_removes_everything_is_explained() -> None:
+    pairs, pre_only, post_only = _layout(seed=8)
+    pre, post = _scene(pairs=pairs, pre_only=pre_only, post_only=post_only, seed=8)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX, min_volume_um3=5.0)
+    assert res.n_synapses == 0
+    assert f"{len(pairs)} synapse(s) were detected" in (res.explanation or "")
+    assert "smaller than min_volume_um3 = 5 um^3" in (res.explanation or "")
+
+
+def test_a_channel_without_puncta_is_explained() -> None:
+    g = geometry((4, 32, 32), VOX)
+    stats = {
+        "median": np.zeros(4),
+        "noise_sigma": np.full(4, 10.0),
+        "otsu_split": np.full(4, 5.0),
+        "threshold": np.full(4, 25.0),
+    }
+    thr = SectionThresholds({"presynaptic": stats, "postsynaptic": stats})
+    text = explain_empty(
+        g, thr, presynaptic_puncta=np.zeros((0, 3)), postsynaptic_puncta=np.zeros((4, 3))
+    )
+    assert text.startswith("every section's threshold sits at the noise floor")
+    assert "the presynaptic channel has no punctum above its threshold (2.5 sigma" in text
+
+
+def test_the_size_filter_keeps_large_synapses_renumbered() -> None:
+    pairs, pre_only, post_only = _layout(seed=9)
+    pre, post = _scene(pairs=pairs, pre_only=pre_only, post_only=post_only, seed=9)
+    full = detect_paired_puncta(pre, post, voxel_size=VOX)
+    voxels = np.bincount(full.labels.ravel())
+    cut_voxels = int(np.median(voxels[1:]))
+    cut = cut_voxels * float(np.prod(VOX)) / 1e9
+    kept = detect_paired_puncta(pre, post, voxel_size=VOX, min_volume_um3=cut)
+    keep = voxels >= cut_voxels
+    keep[0] = False
+    lut = np.where(keep, np.cumsum(keep), 0)
+    assert 0 < kept.n_synapses == keep.sum() < full.n_synapses
+    np.testing.assert_array_equal(kept.labels, lut[full.labels])
+    np.testing.assert_array_equal(kept.mask > 0, kept.labels > 0)
+
+
+# --------------------------------------------------------------------------- numba = reference
+
+
+def _reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "compiled", lambda: False)
+
+
+def _population_case(shape: tuple[int, int, int], seed: int, **kw):  # type: ignore[no-untyped-def]
+    pairs, pre_only, post_only = _layout(shape, cells=4, seed=seed)
+    return _scene(shape, pairs=pairs, pre_only=pre_only, post_only=post_only, seed=seed, **kw)
+
+
+CASES = {
+    "uint8": lambda: _population_case((7, 64, 56), 11),
+    "uint16": lambda: _population_case(
+        (5, 48, 64), 12, dtype=np.uint16, amplitude=2000.0, background=300.0, noise=40.0
+    ),
+    "one plane": lambda: _population_case((1, 64, 64), 13),
+    "noise": lambda: _scene((3, 32, 40), noise=6.0, seed=14),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compiled_kernels_equal_the_reference(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pre, post = CASES[case]()
+    fast = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _reference(monkeypatch)
+    slow = detect_paired_puncta(pre, post, voxel_size=VOX)
+    np.testing.assert_array_equal(fast.labels, slow.labels)
+    np.testing.assert_array_equal(fast.mask, slow.mask)
+    assert fast.parameters == slow.parameters
+    assert fast.explanation == slow.explanation
+    assert (fast.n_synapses > 0) == (case != "noise")
+
+
+def test_compiled_equals_reference_on_anisotropic_voxels_and_filters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vox = (50.0, 80.0, 120.0)  # every axis different: orders 6, 2, 0; widths 13, 9
+    pairs, pre_only, post_only = _layout((7, 48, 48), cells=4, seed=15)
+    pre, post = _scene(
+        (10, 60, 40), pairs=pairs, pre_only=pre_only, post_only=post_only, voxel=vox, seed=15
+    )
+    params = {"min_volume_um3": 0.003, "seed_radius_nm": 100.0, "assignment_level": 0.3}
+    fast = detect_paired_puncta(pre, post, voxel_size=vox, **params)
+    _reference(monkeypatch)
+    slow = detect_paired_puncta(pre, post, voxel_size=vox, **params)
+    assert fast.parameters["smoothing_orders"] == [6, 2, 0]
+    np.testing.assert_array_equal(fast.labels, slow.labels)
+    assert fast.n_synapses == slow.n_synapses > 0
+
+
+def test_the_kernels_histogram_counts_are_exact() -> None:
+    from synapse_pipelines.science.histogram_bins import bin_index
+
+    edges = np.concatenate([(1 << np.arange(1, 62)) - 1, 1 << np.arange(62)])
+    v = np.concatenate([np.arange(-(1 << 13), 1 << 13), edges, -edges])
+    hist = np.zeros((kernels.SUBS, 2 * pp.N_BINS), np.int64)
+    kernels._count(v, 0, len(v), 1, hist, kernels._bin_lut(), np.zeros(len(v), np.int64))
+    expected = np.zeros(2 * pp.N_BINS, np.int64)
+    np.add.at(expected, bin_index(v[v >= 0]), 1)
+    np.add.at(expected, pp.N_BINS + bin_index(-v[v < 0]), 1)
+    np.testing.assert_array_equal(hist.sum(axis=0), expected)
+
+
+# --------------------------------------------------------------------------- blockwise
+
+
+def _tiles(shape: tuple[int, int, int], cuts: Sequence[Sequence[int]]) -> Iterator[Box]:
+    edges = [list(itertools.pairwise([0, *c, s])) for s, c in zip(shape, cuts, strict=True)]
+    for (z0, z1), (y0, y1), (x0, x1) in itertools.product(*edges):
+        yield Box((z0, y0, x0), (z1, y1, x1))
+
+
+def _blockwise(
+    pre: np.ndarray, post: np.ndarray, cuts: Sequence[Sequence[int]], vox=VOX, pad: bool = False
+) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The three passes, with every hand-off through JSON as a Distributed Map would."""
+    g = geometry(pre.shape, vox)
+    volume = Box.from_shape(pre.shape)
+
+    def read(box: Box, name: str) -> tuple[np.ndarray, np.ndarray, Box]:
+        h = g.halo[name]
+        if pad:  # an edge-padded read past the border is accepted too
+            grown = box.grow(h)
+            clipped = box.grow(h, within=volume)
+            pads = [
+                (c0 - g0, g1 - c1)
+                for c0, c1, g0, g1 in zip(
+                    clipped.start, clipped.stop, grown.start, grown.stop, strict=True
+                )
+            ]
+            return (
+                np.pad(pre[clipped.slices()], pads, mode="edge"),
+                np.pad(post[clipped.slices()], pads, mode="edge"),
+                grown,
+            )
+        r = box.grow(h, within=volume)
+        return pre[r.slices()], post[r.slices()], r
+
+    hist = SectionHistograms.empty()
+    for box in _tiles(pre.shape, cuts):
+        a, b, r = read(box, "histograms")
+        part = block_histograms(a, b, box, r, g)
+        hist = hist + SectionHistograms.from_dict(json.loads(json.dumps(part.to_dict())))
+    thr = section_thresholds(hist, g)
+    thr = SectionThresholds.from_dict(json.loads(json.dumps(thr.to_dict())))
+    parts = []
+    for box in _tiles(pre.shape, cuts):
+        a, b, r = read(box, "seeds")
+        parts.append(np.array(json.loads(json.dumps(block_seeds(a, b, box, r, thr, g).tolist()))))
+    seeds = number_seeds(parts[::-1])  # any gathering order
+    labels = np.zeros(pre.shape, np.uint32)
+    for box in _tiles(pre.shape, cuts):
+        a, b, r = read(box, "labels")
+        labels[box.slices()] = block_labels(a, b, box, r, thr, g, seeds)
+    return labels
+
+
+BLOCK_CASES = {
+    "uint8": (CASES["uint8"], [[(3, 5), (13, 40), (21, 22, 50)], [(4,), (32,), ()]]),
+    "uint16": (CASES["uint16"], [[(1, 2, 4), (17,), (9, 30)], [(), (20,), (28,)]]),
+    "one plane": (CASES["one plane"], [[(), (5, 19, 33), (24,)], [(), (), (1, 47)]]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BLOCK_CASES))
+def test_block_primitives_over_uneven_tilings_equal_one_job(case: str) -> None:
+    make, tilings = BLOCK_CASES[case]
+    pre, post = make()
+    expected = detect_paired_puncta(pre, post, voxel_size=VOX).labels
+    assert expected.any()
+    for cuts in tilings:
+        np.testing.assert_array_equal(_blockwise(pre, post, cuts), expected)
+    np.testing.assert_array_equal(_blockwise(pre, post, tilings[0], pad=True), expected)
+
+
+def test_block_evidence_of_a_tiling_is_the_evidence_of_the_volume() -> None:
+    pre, post = CASES["uint16"]()
+    g = geometry(pre.shape, VOX)
+    volume = Box.from_shape(pre.shape)
+    thr = section_thresholds(block_histograms(pre, post, volume, volume, g), g)
+    whole = pp.block_evidence(pre, post, volume, volume, thr, g)
+    tiled = np.zeros_like(whole)
+    for box in _tiles(pre.shape, [(2,), (11, 30), (33,)]):
+        r = box.grow(g.halo["labels"], within=volume)
+        tiled[box.slices()] = pp.block_evidence(pre[r.slices()], post[r.slices()], box, r, thr, g)
+    np.testing.assert_array_equal(tiled, whole)
+    assert (whole >= 1).any()
+
+
+def test_block_primitives_of_the_reference_equal_one_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    pre, post = CASES["uint8"]()
+    expected = detect_paired_puncta(pre, post, voxel_size=VOX).labels
+    _reference(monkeypatch)
+    np.testing.assert_array_equal(_blockwise(pre, post, [(4,), (30,), (25, 41)]), expected)
+
+
+def test_read_only_inputs_are_used_as_they_are() -> None:
+    pre, post = CASES["one plane"]()
+    expected = detect_paired_puncta(pre, post, voxel_size=VOX)
+    for v in (pre, post):
+        v.flags.writeable = False  # e.g. the synthetic experiments' channels
+    got = detect_paired_puncta(pre, post, voxel_size=VOX)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    assert got.n_synapses == expected.n_synapses > 0
+
+
+def test_halo_and_histogram_hand_offs() -> None:
+    assert halo(VOX) == {"histograms": (1, 5, 5), "seeds": (3, 7, 7), "labels": (1, 5, 5)}
+    assert halo(VOX, (1, 512, 512))["seeds"] == (0, 7, 7)  # one plane: no z context
+    a = SectionHistograms(2, np.ones((2, 2, 2, pp.N_BINS), np.int64))
+    b = SectionHistograms(3, np.ones((3, 2, 2, pp.N_BINS), np.int64))
+    total = a + b + SectionHistograms.empty()
+    assert total.z0 == 2 and total.counts.shape[0] == 4
+    assert total.counts[1].min() == 2 and total.counts[0].max() == 1
+    same = SectionHistograms.from_dict(json.loads(json.dumps(total.to_dict())))
+    np.testing.assert_array_equal(same.counts, total.counts)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error(exc: pytest.ExceptionInfo[DetectionError], field: str) -> str:
+    assert exc.value.field == field, exc.value
+    assert exc.value.hint, "every error names the fix"
+    return str(exc.value)
+
+
+U8 = np.zeros((2, 16, 16), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("pre", "post", "field", "words"),
+    [
+        (U8.astype(np.float32), U8, "presynaptic", "float32 is not supported"),
+        (U8, U8.astype(np.int16), "postsynaptic", "int16 is not supported"),
+        (U8[0], U8[0], "presynaptic", "3-D"),
+        (U8, U8[:, :8], "postsynaptic", "shapes differ"),
+        (U8[:0], U8[:0], "volume", "empty"),
+        ([[[1]]], U8, "presynaptic", "numpy array"),
+    ],
+)
+def test_bad_channels_name_their_field(pre, post, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DetectionError) as exc:
+        detect_paired_puncta(pre, post)
+    assert words in _error(exc, field)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "words"),
+    [
+        ({"voxel_size": (70.0, 100.0)}, "voxel_size", "three finite positive"),
+        ({"voxel_size": (70.0, -1.0, 100.0)}, "voxel_size", "three finite positive"),
+        ({"voxel_size": (70.0, float("nan"), 100.0)}, "voxel_size", "three finite positive"),
+        ({"voxel_size": "70,100,100"}, "voxel_size", "three finite positive"),
+        ({"voxel_size": 70.0}, "voxel_size", "three numbers"),
+        ({"voxel_size": (5.0, 5.0, 5.0)}, "smoothing_sigma_nm", "would overflow"),
+        ({"seed_radius_nm": -1.0}, "seed_radius_nm", ">= 0.0"),
+        ({"noise_floor_sigma": "high"}, "noise_floor_sigma", "must be a number"),
+        ({"smoothing_sigma_nm": float("inf")}, "smoothing_sigma_nm", "finite"),
+        ({"assignment_level": 2.0}, "assignment_level", "above seed_level"),
+        ({"window": 3}, "window", "unknown parameter"),
+    ],
+)
+def test_bad_parameters_name_their_field(kwargs, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DetectionError) as exc:
+        detect_paired_puncta(U8, U8, **kwargs)
+    assert words in _error(exc, field)
+
+
+def test_bad_block_hand_offs_name_their_field() -> None:
+    pre, post = CASES["one plane"]()
+    g = geometry(pre.shape, VOX)
+    box = Box((0, 10, 10), (1, 20, 20))
+    short = box.grow((0, 2, 2))  # less than the 5-voxel halo, inside the volume
+    with pytest.raises(DetectionError) as exc:
+        block_histograms(pre[short.slices()], post[short.slices()], box, short, g)
+    assert "does not cover" in _error(exc, "read_box")
+    with pytest.raises(DetectionError) as exc:
+        block_histograms(pre, post, Box((0, 60, 0), (1, 70, 10)), Box.from_shape(pre.shape), g)
+    assert "not inside the volume" in _error(exc, "box")
+    right = box.grow(g.halo["histograms"])
+    with pytest.raises(DetectionError) as exc:
+        block_histograms(pre, post, box, right, g)
+    assert "expected (1, 20, 20)" in _error(exc, "read_box")
+    with pytest.raises(DetectionError) as exc:
+        section_thresholds(SectionHistograms.empty(), g)
+    _error(exc, "histograms")
+
+
+# --------------------------------------------------------------------------- plug-in
+
+
+def test_the_plugin_is_registered_and_runs_with_a_voxel_size() -> None:
+    pipe = get_pipeline("paired-puncta")
+    assert isinstance(pipe, PairedPuncta) and isinstance(pipe, Pipeline)
+    pre, post = CASES["uint8"]()
+    channels = {"Synapsin647": pre, "PSD95_488": post}
+    res = pipe.run(channels, "Synapsin647", "PSD95_488", voxel_size=VOX)
+    assert res.n_synapses == 8 and res.parameters["voxel_size_assumed"] is False
+    default = pipe.run(channels, "Synapsin647", "PSD95_488")
+    assert default.parameters["voxel_size_assumed"] is True
+    assert default.parameters["voxel_size_nm"] == list(VOX)
+    with pytest.raises(RequestValidationError, match=r"pipeline_parameters\.seed_level"):
+        pipe.run(channels, "Synapsin647", "PSD95_488", seed_level=0.0)
+    with pytest.raises(DetectionError) as exc:
+        pipe.run(channels, "Synapsin647", "GAD647")
+    assert "'GAD647' is not among" in _error(exc, "postsynaptic")
