@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,7 +224,7 @@ def test_retry_failed_since_retries_each_failed_request_once(ops: OpsStack) -> N
     ops.results["failed_latest"] = third.name
 
 
-def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack) -> None:
+def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from synapse_pipelines.cli import app
@@ -242,6 +243,13 @@ def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack) -> None:
     assert status.exit_code == 0 and f"logs {failed} --step Detect" in status.output
     cancel = runner.invoke(app, ["cancel", failed, *stack], env=env)
     assert cancel.exit_code == 0 and "already ended: FAILED" in cancel.output
+    # the request file names its latest attempt: `logs REQUEST --step NAME`
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(ops.request(experiment=FLAT_EXPERIMENT)))
+    by_request = runner.invoke(
+        app, ["logs", str(request_file), "--step", "detect", *stack], env=env
+    )
+    assert by_request.exit_code == 0 and by_request.output == logs.output
 
 
 @pytest.mark.parametrize(
