@@ -24,6 +24,7 @@ from . import (
     evaluate_commands,
     local_commands,
     report_commands,
+    run_commands,
     step_commands,
     synth_commands,
 )
@@ -50,6 +51,7 @@ for module in (
     boss_commands,
     aws_commands,
     cost_commands,
+    run_commands,
     local_commands,
     step_commands,
     block_commands,
