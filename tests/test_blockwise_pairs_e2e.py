@@ -70,7 +70,8 @@ def test_the_default_detector_runs_blockwise_and_equals_the_one_job(
     run: dict[str, Any],
 ) -> None:
     result = run["result"]
-    assert result.succeeded, (result.error, result.cause, run["lines"][-30:])
+    # on failure, the jobs' own output (a traceback) in full, not a truncated repr
+    assert result.succeeded, "\n".join([str(result.error), str(result.cause), *run["lines"][-80:]])
     entered = result.states_entered()
     assert "BlockwisePlan" in entered and "BlockwiseStitch" in entered
     assert "Detect" not in entered

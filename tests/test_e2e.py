@@ -240,7 +240,8 @@ def test_batch_failure_is_retried_then_notified_with_its_cause(e2e: E2E) -> None
     # a Spot reclaim on the first attempt (Batch retries it), then a real error: both
     # channels of this experiment are empty, which the detector refuses (not retried)
     moto_batch.inject_batch_host_failure(deployment.STACK_NAME + "-Detect", count=1)
-    sub = rt.submit(e2e.request(experiment=FLAT_EXPERIMENT))
+    # NOMADS refuses a flat channel (PAIRS, the default, explains it as an empty result)
+    sub = rt.submit(e2e.request(experiment=FLAT_EXPERIMENT, pipeline="nomads-unsupervised"))
     result = rt.wait(sub.execution_arn, timeout=120)
     e2e.results["batch_failure"] = result
     assert result.status == "FAILED"
@@ -262,6 +263,24 @@ def test_batch_failure_is_retried_then_notified_with_its_cause(e2e: E2E) -> None
     assert "DetectionError" in notice["Message"]
     assert (result.cause or "") in notice["Message"]
     assert [e["detail-type"] for e in rt.emitted_events()] == [wf.DETAIL_TYPE_FAILED]
+
+
+def test_an_empty_result_runs_through_and_is_explained(e2e: E2E, tmp_path: Path) -> None:
+    """The default detector on the flat experiment: the run succeeds with zero synapses and
+    the manifest, the report header and the success notice say why (never a silent 0)."""
+    rt = e2e.rt
+    rt.notifications(), rt.emitted_events()
+    sub = rt.submit(e2e.request(experiment=FLAT_EXPERIMENT))
+    result = rt.wait(sub.execution_arn, timeout=300)
+    assert result.succeeded, (result.error, result.cause)
+    files = rt.download_results(sub.results_key, tmp_path)
+    manifest = json.loads(files[wf.MANIFEST].read_text())
+    assert manifest["counts"]["synapses"] == 0
+    explanation = manifest["explanation"]
+    assert "flat" in explanation, explanation
+    assert explanation in files[wf.REPORT].read_text()
+    (notice,) = rt.notifications()
+    assert f"Synapses found: 0 -- {explanation}" in notice["Message"]
 
 
 def test_token_never_leaks(e2e: E2E) -> None:

@@ -440,7 +440,7 @@ def test_cli_request_file_sets_header_title_and_box(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     html = (tmp_path / "mine.html").read_text()
-    key = "nomads-unsupervised_collman_collman15v2_z_0_27_y_0_1024_x_0_1024"
+    key = "paired-puncta_collman_collman15v2_z_0_27_y_0_1024_x_0_1024"  # the default pipeline
     assert f"<title>{key}</title>" in html and f"results key: {key}" in html
     assert "request z/y/x ranges" in html  # the density uses the request's box
     assert "SECRET-TOKEN-VALUE" not in html

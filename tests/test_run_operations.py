@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.operations import FLAT_EXPERIMENT, OpsStack, local_stack, running_jobs, wait_until
+from fixtures.operations import (
+    FLAT_EXPERIMENT,
+    REFUSES_FLAT,
+    OpsStack,
+    local_stack,
+    running_jobs,
+    wait_until,
+)
 
 from synapse_pipelines.cli import run_commands
 from synapse_pipelines.cli.aws_commands import run_summary
@@ -130,7 +137,7 @@ def test_retry_runs_the_cancelled_request_again_under_a_related_name(ops: OpsSta
 def test_a_failed_job_names_its_log_stream_and_logs_prints_it(ops: OpsStack) -> None:
     rt = ops.rt
     rt.notifications(), rt.emitted_events()
-    sub = rt.submit(ops.request(experiment=FLAT_EXPERIMENT))
+    sub = rt.submit(ops.request(experiment=FLAT_EXPERIMENT, pipeline=REFUSES_FLAT))
     result = rt.wait(sub.execution_arn, timeout=240)
     assert result.status == "FAILED" and result.error == "DetectionError"
     (notice,) = rt.notifications()
@@ -169,14 +176,14 @@ def test_list_shows_runs_with_status_synapses_and_where_results_are(ops: OpsStac
     assert f"s3://{ops.rt.res.bucket}/{cancelled.results_key}/" in names[retried.name]
     assert names[cancelled.name].startswith("CANCELLED")
     assert names[ops.results["failed"].name].startswith("FAILED")
-    # JSON, status filter (CANCELLED is ABORTED), cost "-" without a cost record
+    # JSON, status filter (CANCELLED is ABORTED), the cost PublishToS3 recorded
     text: list[str] = []
     run_commands.list_command(dep, status="cancelled", as_json=True, echo=text.append)
     listed = json.loads(text[0])
     assert [r["name"] for r in listed["runs"]] == [cancelled.name]
     run_commands.list_command(dep, status="SUCCEEDED", as_json=True, echo=text.append)
     (done,) = json.loads(text[1])["runs"]
-    assert done["synapses"] > 0 and done["cost_usd"] is None and done["attempt"] == 2
+    assert done["synapses"] > 0 and done["cost_usd"] > 0 and done["attempt"] == 2
     # paging: one run per page, the token continues where the page ended
     page: list[str] = []
     run_commands.list_command(dep, limit=1, echo=page.append)
@@ -203,7 +210,9 @@ def test_retry_failed_since_retries_each_failed_request_once(ops: OpsStack) -> N
     (outcome,) = outcomes
     assert outcome.started and outcome.previous == failed.name and outcome.attempt == 2
     assert outcome.name == wf.execution_name(
-        rt.execution_input(parse_request(ops.request(experiment=FLAT_EXPERIMENT))),
+        rt.execution_input(
+            parse_request(ops.request(experiment=FLAT_EXPERIMENT, pipeline=REFUSES_FLAT))
+        ),
         failed.results_key,
         attempt=2,
     )
@@ -245,7 +254,9 @@ def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack, tmp_path:
     assert cancel.exit_code == 0 and "already ended: FAILED" in cancel.output
     # the request file names its latest attempt: `logs REQUEST --step NAME`
     request_file = tmp_path / "request.json"
-    request_file.write_text(json.dumps(ops.request(experiment=FLAT_EXPERIMENT)))
+    request_file.write_text(
+        json.dumps(ops.request(experiment=FLAT_EXPERIMENT, pipeline=REFUSES_FLAT))
+    )
     by_request = runner.invoke(
         app, ["logs", str(request_file), "--step", "detect", *stack], env=env
     )

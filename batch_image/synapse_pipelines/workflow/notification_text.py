@@ -35,7 +35,8 @@ def success_notification(
     """Subject and message of a finished run (``detail``: the completion event's detail)."""
     lines = [
         f"Synapse detection finished for {request.collection}/{request.experiment} {request.box}.",
-        f"Synapses found: {detail.get('synapses', 0)}",
+        f"Synapses found: {detail.get('synapses', 0)}"
+        + (f" -- {detail['explanation']}" if detail.get("explanation") else ""),
         f"Results: s3://{detail['bucket']}/{detail['prefix']}",
     ]
     if detail.get("neuroglancer_url"):

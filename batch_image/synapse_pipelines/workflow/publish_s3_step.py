@@ -104,6 +104,8 @@ def publish_s3(
         "execution_id": execution_id,
         "neuroglancer_url": links.get("all"),
     }
+    if manifest.get("explanation"):  # zero synapses on a non-empty box: say why
+        detail["explanation"] = manifest["explanation"]
     return {
         "manifest_key": manifest_key,
         "notification": success_notification(request, detail, urls, expires),
