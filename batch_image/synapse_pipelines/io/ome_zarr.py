@@ -201,9 +201,7 @@ class OmeZarrSpec:
             shape = self.level_shape(level)
             hi = tuple(min(a + s, n) for a, s, n in zip(lo, region.shape, shape, strict=True))
             chunks = self.level_chunks(level)
-            grids = [
-                range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, chunks, strict=True)
-            ]
+            grids = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, chunks, strict=True)]
             for index in product(*grids):
                 c0 = [i * c for i, c in zip(index, chunks, strict=True)]
                 buf = np.zeros(chunks, dtype=region.dtype)
