@@ -25,6 +25,7 @@ from . import (
     report_commands,
     step_commands,
     synth_commands,
+    view_commands,
 )
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ for module in (
     local_commands,
     step_commands,
     block_commands,
+    view_commands,
 ):
     module.register(app)
 
@@ -69,6 +71,7 @@ EXTRA_OF_MODULE = {
     "moto": "local",
     "flask": "local",
     "waitress": "local",
+    "neuroglancer": "local",
     "aws_lambda_powertools": "lambda",
     "aws_xray_sdk": "lambda",
     "aws_cdk": "infra",

@@ -2,7 +2,8 @@
 
 Owns :class:`OmeZarrSpec` (one z, y, x image or label volume: level-0 shape, chunks, the
 absolute voxel offset of its first voxel, voxel size, pyramid depth), its metadata objects
-(``.zgroup``, ``.zattrs`` with ``multiscales``, ``<level>/.zarray``), the encoding of a
+(``.zgroup``, ``.zattrs`` with ``multiscales``, ``<level>/.zarray`` and an empty
+``<level>/.zattrs``), the encoding of a
 region into the chunk objects of every level (:meth:`OmeZarrSpec.encode_region`: a blockwise
 job encodes its own block and puts the objects wherever its results go),
 :func:`write_ome_zarr` (a whole volume into a local folder) and :class:`OmeZarrReader`
@@ -180,6 +181,8 @@ class OmeZarrSpec:
         }
         for level in range(self.levels):
             objects[f"{level}/.zarray"] = _json(self.zarray(level))
+            # empty, but present: readers (Neuroglancer) ask for it, and a 404 is noise
+            objects[f"{level}/.zattrs"] = _json({})
         return objects
 
     # -- chunks --------------------------------------------------------------------------
