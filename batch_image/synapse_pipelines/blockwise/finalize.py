@@ -348,16 +348,24 @@ def reduce_table(
     acc: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
     slices: dict[str, list[np.ndarray]] = {}
-    written: dict[str, Any] = {"chunks": 0, "bytes": 0, "raw_dtypes": {}}
+    written: dict[str, Any] = {
+        "chunks": 0,
+        "bytes": 0,
+        "ome_chunks": 0,
+        "ome_bytes": 0,
+        "raw_dtypes": {},
+    }
     for i in range(ctx.plan.n_blocks):
         out = completed(ctx.store, "finalize", i, inputs=inputs, verify=False)
         if out is None:
             raise passes.MissingBlockError("finalize", i)
         if i == 0 and RAW_DTYPES in out:
             written["raw_dtypes"] = json.loads(out[RAW_DTYPES])
-        for digest in json.loads(out[CHUNKS]).values():
-            written["chunks"] += 1
-            written["bytes"] += int(digest["bytes"])
+        for key, digest in json.loads(out[CHUNKS]).items():
+            # the Zarr v3 arrays' chunks, apart from the OME-Zarr copies' (all levels, raw)
+            kind = "" if key.split("/", 1)[0] in (SYNAPSE_IDS_ZARR, PREDICTIONS_ZARR) else "ome_"
+            written[f"{kind}chunks"] += 1
+            written[f"{kind}bytes"] += int(digest["bytes"])
         part = decode_arrays(out[FEATURES])
         rows = part["object_ids"].astype(np.int64) - 1  # unique per block
         wrows = part["window_ids"].astype(np.int64) - 1

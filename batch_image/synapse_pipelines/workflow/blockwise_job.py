@@ -375,6 +375,8 @@ class BlockwiseJob:
                         "alignment": list(plan.alignment),
                         "chunks_written": written["chunks"],
                         "chunk_bytes": written["bytes"],
+                        "ome_zarr_chunks_written": written["ome_chunks"],
+                        "ome_zarr_chunk_bytes": written["ome_bytes"],
                     },
                 },
                 channels={
