@@ -1,12 +1,13 @@
 """Compile the detector's numba kernels into ``NUMBA_CACHE_DIR`` (run while building the image).
 
-``detection.py`` compiles its kernels with ``cache=True``. In the Batch image the package
+The detectors' kernels (``science/nomads_kernels.py``, ``science/paired_puncta_kernels*``)
+are compiled with ``cache=True``. In the Batch image the package
 directory belongs to root, so without a baked cache every job process would JIT-compile them
 again (~8 s of CPU). ``batch_image/Dockerfile`` runs this script in the final stage, against the
 installed package, so the cache index matches the files jobs import (same path, same source
-stamp, same Python and numba). It runs ``detect()`` and the blockwise path (the same
-primitives, block by block) on small synthetic uint8 and uint16 volumes with synapses, which
-compiles every kernel signature those paths use.
+stamp, same Python and numba). It runs both detectors (``paired-puncta``, the default, and
+NOMADS' ``detect()`` and its blockwise path) on small synthetic uint8 and uint16 volumes with
+synapses, which compiles every kernel signature those paths use.
 
 ``--check`` runs the same work and fails unless every kernel came from the cache (no
 compilation): the build runs it right after warming, and it is how the cache is checked
@@ -27,6 +28,7 @@ def _work() -> None:
     from synapse_pipelines.blockwise import blockwise_detect
     from synapse_pipelines.science import synthetic
     from synapse_pipelines.science.detection import detect
+    from synapse_pipelines.science.paired_puncta import detect_paired_puncta
 
     experiment = synthetic.make_experiment(
         (12, 64, 64),
@@ -40,6 +42,9 @@ def _work() -> None:
         a, b = pre.astype(dtype), post.astype(dtype)
         if dtype == np.uint16:  # 12-bit camera range: the int64 numerator kernels
             a, b = a * np.uint16(16), b * np.uint16(16)
+        pairs = detect_paired_puncta(a, b, voxel_size=experiment.voxel_size)
+        if pairs.n_synapses == 0:
+            raise SystemExit("warm-up volume gave PAIRS no synapse: not exercised")
         single = detect(a, b)
         blocks = blockwise_detect(a, b, block_shape=(6, 32, 32))
         if single.n_synapses == 0 or blocks.n_synapses != single.n_synapses:
@@ -47,18 +52,20 @@ def _work() -> None:
 
 
 def _kernel_stats() -> tuple[int, int, set[str]]:
-    """Cache hits, misses (= compilations) and cache folders of the compiled kernels."""
-    from synapse_pipelines.science import detection
+    """Cache hits, misses (= compilations) and cache folders of every compiled kernel the
+    package has loaded (whichever module defines it)."""
+    from numba.core.registry import CPUDispatcher
 
     hits = misses = 0
     paths: set[str] = set()
-    for name in dir(detection):
-        kernel = getattr(detection, name)
-        stats = getattr(kernel, "stats", None)
-        if name.startswith("_k_") and name.endswith("_j") and stats is not None:
-            hits += sum(stats.cache_hits.values())
-            misses += sum(stats.cache_misses.values())
-            paths.add(str(stats.cache_path))
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("synapse_pipelines."):
+            continue
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher):
+                hits += sum(value.stats.cache_hits.values())
+                misses += sum(value.stats.cache_misses.values())
+                paths.add(str(value.stats.cache_path))
     return hits, misses, paths
 
 

@@ -94,7 +94,8 @@ def acknowledge_findings(
             fn,
             "IAM5[Resource::*]",
             "X-Ray tracing: xray:PutTraceSegments/PutTelemetryRecords do not support "
-            "resource-level permissions.",
+            "resource-level permissions; nor do PublishToS3's read-only Batch calls "
+            "(DescribeJobQueues, ListJobs, DescribeJobs: the run's job costs).",
         )
     ack(
         functions["PublishToS3"],

@@ -107,6 +107,8 @@ class Settings:
     #: numeric ASL settings by substitution name (e.g. BlockwiseMaxConcurrency); checked by
     #: synapse_pipelines.workflow.wiring.setting_substitutions
     asl_settings: dict[str, int | float]
+    #: ValidateRequest refuses a request estimated above this many USD (None: no cap)
+    budget_usd: float | None = None
 
 
 def check_fargate_size(key: str, size: JobSize) -> None:
@@ -255,6 +257,7 @@ def load_settings(context: Mapping[str, Any] | str) -> Settings:
         presign_expiry_seconds=_int(raw, "presignExpirySeconds", 60, 604800),
         neuroglancer_url=str(raw.get("neuroglancerUrl") or wf.DEFAULT_NEUROGLANCER_URL),
         asl_settings=_asl_settings(raw.get("stateMachineSettings")),
+        budget_usd=_budget(raw.get("budgetUsd")),
     )
     for key in ("detectJob", "reportJob", "publishJob"):
         check_fargate_size(key, getattr(settings, _attr(key)))
@@ -302,6 +305,18 @@ def _asl_settings(value: Any) -> dict[str, int | float]:
             'e.g. {"BlockwiseMaxConcurrency": 100}',
         )
     return dict(value)
+
+
+def _budget(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise ConfigError(
+            "budgetUsd",
+            f"{value!r} is not a positive number of US dollars",
+            "e.g. 25 (the most one request may be estimated to cost), or null for no cap",
+        )
+    return float(value)
 
 
 def _attr(key: str) -> str:

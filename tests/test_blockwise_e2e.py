@@ -125,7 +125,7 @@ def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]
     entered = result.states_entered()
     flow = ["BlockwisePlan", "BlockwiseCovariance", "BlockwiseThreshold", "BlockwiseLabel"]
     flow += ["BlockwiseStitch", "BlockwiseFinalize", "BlockwiseMerge", "Report"]
-    flow += ["PublishToBossPrepare", "PublishToBossBlocks"]
+    flow += ["PublishToBossPrepare", "PublishToBossBlocks", "PublishToBossFinish"]
     assert [s for s in entered if s in flow] == flow
     assert "Detect" not in entered and "DetectLarge" not in entered
     assert run["plan"]["n_blocks"] == 64 and run["plan"]["block_shape"] == [4, 32, 32]
@@ -140,6 +140,7 @@ def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]
         == 4
     )
     assert sum(n.startswith("publish-bp-") for n in names) == 1
+    assert sum(n.startswith("publish-bd-") for n in names) == 1  # downsample, once
     assert not any(n.startswith("publish-boss-") for n in names)  # no one-job push
     # every block recorded with checksums; the Maps wrote their results (ResultWriter)
     keys = run["keys"]
@@ -181,6 +182,10 @@ def test_blockwise_results_equal_the_single_job(run: dict[str, Any], tmp_path: P
     assert verify_manifest(folder) == []
     assert manifest["blockwise"]["n_blocks"] == 64
     assert manifest["blockwise"]["chunks_written"] == 128  # ids + mask, one chunk per block
+    # PublishToBossFinish asked BOSS to downsample once every block was written: this
+    # 128 x 128 frame fits one cuboid, so the output experiment has one level
+    report = manifest["boss_downsample"]
+    assert report["outcome"] == "not_needed" and report["num_hierarchy_levels"] == 1, report
     assert manifest["counts"]["foreground_voxels"] == int(np.count_nonzero(single.mask))
     assert manifest["arrays"][outputs.SYNAPSE_IDS_ZARR]["s3_uri"].endswith("synapse_ids.zarr/")
     # the OME-Zarr copies and the raw cutout, written block by block (tests/test_ome_zarr.py

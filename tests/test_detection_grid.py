@@ -2,8 +2,8 @@
 
 Asserts the F1 *curve*, not one point: F1 does not fall as SNR rises, does not rise as
 density rises (both within ``TOLERANCE``), and stays above per-cell floors. The floors are
-the paired-puncta research reference (``pairs_ref``) measured on exactly these volumes
-minus ``MARGIN``; the measured grid is in docs/detection.md ("Synthetic experiments").
+each detector's F1 measured on exactly these volumes minus ``MARGIN``; the measured grids
+are in docs/detection.md ("Synthetic experiments").
 
 Detectors are run through the registry, as a user's request runs them. The parametrisation
 is the union of what is installed and what must be (``REQUIRED``): a required pipeline that
@@ -35,9 +35,8 @@ MARGIN = 0.05
 
 REQUIRED = ("nomads-unsupervised", "paired-puncta")
 
-#: Measured F1 (mean of SEEDS) of the paired-puncta research reference on this grid; rows
-#: SNR, columns density. NOMADS as shipped finds nothing on the realistic profile (its null
-#: floor rises above every synapse: issue 12), measured 0.00-0.004 in every cell.
+#: Measured F1 (mean of SEEDS) of each detector on this grid; rows SNR, columns density.
+#: NOMADS with the first build's null-floor threshold measured 0.00-0.004 in every cell.
 MEASURED: dict[str, tuple[tuple[float, ...], ...]] = {
     "paired-puncta": (
         (0.627, 0.568, 0.482),
@@ -45,18 +44,10 @@ MEASURED: dict[str, tuple[tuple[float, ...], ...]] = {
         (0.748, 0.706, 0.638),
     ),
     "nomads-unsupervised": (
-        (0.0, 0.0, 0.0),
-        (0.0, 0.004, 0.0),
-        (0.003, 0.002, 0.0),
+        (0.485, 0.495, 0.439),
+        (0.522, 0.517, 0.453),
+        (0.588, 0.567, 0.516),
     ),
-}
-
-#: Pipelines known not to detect on the realistic profile yet, and why. Their "finds
-#: synapses" test is a strict xfail: it turns into a failure the day they start to work,
-#: so that their floors get measured and raised from zero.
-KNOWN_EMPTY = {
-    "nomads-unsupervised": "NOMADS as shipped: the null-floor threshold rises above every "
-    "synapse on realistic data (issue 12, point 2); measure its grid and set floors when fixed",
 }
 
 
@@ -131,17 +122,7 @@ def test_f1_curve_over_snr_and_density(name: str, grid: dict) -> None:
     assert np.all(f1 >= floors), f"{shown}\nfloors:\n{_table(floors)}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_EMPTY[n])
-        )
-        if n in KNOWN_EMPTY
-        else n
-        for n in PIPELINES
-    ],
-)
+@pytest.mark.parametrize("name", PIPELINES)
 def test_pipeline_finds_synapses_on_the_default_profile(name: str, grid: dict) -> None:
     """A curve of zeros satisfies every ordering: each pipeline must also find synapses,
     and do best in the easiest cell (high SNR, low density)."""

@@ -3,7 +3,7 @@
 | function | may |
 |---|---|
 | ValidateRequest | write each request's validated copy; read the BOSS token; subscribe requesters |
-| PublishToS3 | read and write results; list the bucket (a missing artefact is a 404) |
+| PublishToS3 | read and write results; list the bucket (a 404 for a missing artefact); read jobs |
 | DescribeFailure | read the step error records |
 | StartFromEvent | start the state machine (granted by ``LambdaFunctions.start_runs_of``) |
 
@@ -63,6 +63,13 @@ def grant_function_access(
         )
     )
     publish.add_to_role_policy(listing_statement(results, sid="SeeMissingArtefacts"))
+    publish.add_to_role_policy(
+        iam.PolicyStatement(  # none of the three supports resource-level permissions
+            sid="ReadJobCosts",
+            actions=["batch:DescribeJobQueues", "batch:ListJobs", "batch:DescribeJobs"],
+            resources=["*"],
+        )
+    )
     functions["DescribeFailure"].add_to_role_policy(
         objects_statement(
             results, sid="ReadStepErrors", actions=["s3:GetObject"], keys=STEP_ERROR_RECORDS

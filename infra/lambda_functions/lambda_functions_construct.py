@@ -51,6 +51,7 @@ def function_environment(
             wf.ENV_TOPIC_ARN: topic.topic_arn,
             wf.ENV_DETECT_MEMORY_MIB: str(settings.detect_job.memory_mib),
             wf.ENV_LARGE_DETECT_MEMORY_MIB: str(settings.large_detect_job.memory_mib),
+            **({wf.ENV_BUDGET_USD: f"{settings.budget_usd:g}"} if settings.budget_usd else {}),
         },
         "PublishToS3": {
             wf.ENV_RESULTS_BUCKET: bucket,

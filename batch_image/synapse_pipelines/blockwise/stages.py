@@ -51,6 +51,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("merge", "reduce", DETECT, "synapses.csv, the arrays' metadata, manifest.json"),
     Stage("publish-prepare", "setup", PUBLISH_TO_BOSS, "check and create the output channels"),
     Stage("publish", "map", PUBLISH_TO_BOSS, "push the block's mask and ids to BOSS"),
+    Stage(
+        "publish-finish",
+        "reduce",
+        PUBLISH_TO_BOSS,
+        "every block written: start BOSS's downsampling of the channels, report it",
+    ),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)

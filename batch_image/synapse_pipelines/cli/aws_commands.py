@@ -3,11 +3,13 @@
 The stack is found by name; its CloudFormation outputs (names in
 ``synapse_pipelines.workflow.wiring.OUTPUT_*``) give the state machine, bucket and event bus.
 
-- ``submit request.json --stack NAME [--wait] [--via-events]``: validates the request locally
-  (same model and messages as everywhere), then StartExecution with the execution name derived
-  from the request, so submitting the same request twice never starts a second run; or puts a
-  "Synapse Detection Requested" event on the stack's bus (``--via-events``), whose rule starts
-  the same named execution. ``--wait`` follows the execution step by step.
+- ``submit request.json --stack NAME [--wait] [--via-events] [--dry-run]``: validates the
+  request locally (same model and messages as everywhere), then StartExecution with the
+  execution name derived from the request, so submitting the same request twice never starts
+  a second run; or puts a "Synapse Detection Requested" event on the stack's bus
+  (``--via-events``), whose rule starts the same named execution. ``--wait`` follows the
+  execution step by step; ``--dry-run`` prints the plan and its estimated cost
+  (``cost_commands``) and starts nothing.
 - ``status [EXECUTION|request.json] --stack NAME``: state, current/failed step, error and cause.
 - ``results RESULTS_KEY|request.json --stack NAME``: the manifest and fresh presigned links,
   signed with your own credentials (the links in the notification expire with the signing
@@ -29,6 +31,8 @@ from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+
+from . import cost_commands
 
 STACK = typer.Option(..., "--stack", help="Name of the deployed CloudFormation stack.")
 REGION = typer.Option(None, "--region", help="AWS region (default: your AWS configuration).")
@@ -257,9 +261,24 @@ def register(app: typer.Typer) -> None:
         ),
         poll: float = typer.Option(10.0, "--poll", help="Seconds between progress checks."),
         region: str | None = REGION,
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="Print the plan and its estimated cost (prices of --region, default "
+            "us-east-1; see `estimate`) and start nothing.",
+        ),
+        channels: int = cost_commands.CHANNELS,
+        channel_bytes: int = cost_commands.CHANNEL_BYTES,
     ) -> None:
         """Start a run on AWS (the same request twice starts one run)."""
         request = _load_request(request_file)
+        if dry_run:
+            cost = cost_commands.request_estimate(
+                request, region=region, channels=channels, channel_bytes=channel_bytes
+            )
+            cost_commands.print_estimate(request, cost, None)
+            typer.echo("dry run: nothing started")
+            return
         session = _session(region)
         outputs = stack_outputs(session.client("cloudformation"), stack)
         sfn = session.client("stepfunctions")

@@ -63,6 +63,7 @@ from synapse_pipelines.io.boss_resources import (
     CoordinateFrame,
     boss_voxel_unit,
     check_box_in_frame,
+    hierarchy_levels_to_fit,
 )
 from synapse_pipelines.io.boss_transport import BossConnection, get_cutout, post_cutout
 
@@ -331,15 +332,19 @@ class BossClient(BossConnection):
         """Create the collection / experiment if missing. A new experiment uses ``frame``'s
         coordinate frame by name (created here if this host lacks it); if this host has a
         *different* frame of that name, an equivalent frame ``<name>_synapse_pipelines`` is
-        used instead. Returns the experiment's actual frame (an existing experiment is left
-        as it is: callers check their box against the returned frame)."""
+        used instead. Its ``num_hierarchy_levels`` lets BOSS's downsampling reach one cuboid
+        (:func:`hierarchy_levels_to_fit`); an earlier output experiment of ours with fewer
+        levels is raised to that. Returns the experiment's actual frame (an existing
+        experiment keeps its frame: callers check their box against the returned frame)."""
         if self._get_or_none(CollectionResource(collection), f"collection {collection!r}") is None:
             self._create(
                 CollectionResource(collection, f"{OUTPUT_MARKER}: predictions"),
                 f"collection {collection!r}",
             )
         exp_label = f"experiment {collection}/{experiment}"
-        if self._get_or_none(ExperimentResource(experiment, collection), exp_label) is None:
+        levels = hierarchy_levels_to_fit(frame.extent)
+        exp = self._get_or_none(ExperimentResource(experiment, collection), exp_label)
+        if exp is None:
             frame_name = self._ensure_frame(frame)
             self._create(
                 ExperimentResource(
@@ -347,11 +352,18 @@ class BossClient(BossConnection):
                     collection,
                     frame_name,
                     f"{OUTPUT_MARKER}: synapse predictions",
-                    num_hierarchy_levels=1,
+                    num_hierarchy_levels=levels,
                     hierarchy_method="anisotropic",
                 ),
                 exp_label,
             )
+        elif str(exp.description or "").startswith(OUTPUT_MARKER) and (
+            int(exp.num_hierarchy_levels or 1) < levels
+        ):
+            # an earlier output experiment of ours, made with too few levels for BOSS's
+            # downsampling to reach one cuboid: raise them (a user's experiment is left alone)
+            exp.num_hierarchy_levels = levels
+            self._call("update", exp_label, lambda r: r.update_project(experiment, exp))
         return self.coordinate_frame(collection, experiment)
 
     def _ensure_frame(self, frame: CoordinateFrame) -> str:

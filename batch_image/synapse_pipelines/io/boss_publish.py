@@ -9,6 +9,7 @@ manifests), :func:`prepare_publication` (checks and creates the output once),
     prepare_publication(client, request, frame=None, *, labels=True) -> PublishedChannels
     published_channels(client, request, *, labels=True) -> PublishedChannels   # no BOSS call
     push_predictions(client, published, box, mask, labels=None) -> None
+    downsample_predictions(client, published, *, wait_seconds=0.0) -> dict   # never raises
     mask_channel_name(results_key) / labels_channel_name(results_key) -> str
 
 Overwrite guards: never into the request's input channels (when the output experiment is
@@ -35,6 +36,7 @@ import numpy as np
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_downsample import request_downsampling
 from synapse_pipelines.io.boss_resources import OUTPUT_MARKER, CoordinateFrame, check_box_in_frame
 
 if TYPE_CHECKING:
@@ -174,6 +176,20 @@ def push_predictions(
         if labels.size and labels.min() < 0:
             raise BossError("synapse ids must be non-negative integers")
         client.push(col, exp, published.labels_channel, box, labels.astype(np.uint64, copy=False))
+
+
+def downsample_predictions(
+    client: BossClient, published: PublishedChannels, *, wait_seconds: float = 0.0
+) -> dict[str, Any]:
+    """After every block of the channels is written: start BOSS's downsampling of the mask
+    and ids channels where the server has the service, and return the JSON-safe report
+    (:func:`~synapse_pipelines.io.boss_downsample.request_downsampling`: started / already
+    downsampled / not supported / failed with the reason). Never raises for BOSS's answer:
+    the pushed data stays as it is."""
+    channels = [c for c in (published.mask_channel, published.labels_channel) if c]
+    return request_downsampling(
+        client, published.collection, published.experiment, channels, wait_seconds=wait_seconds
+    )
 
 
 def _refuse_input_channels(

@@ -2,8 +2,9 @@
 
 Owns the value types every BOSS module shares (:class:`ChannelInfo`,
 :class:`CoordinateFrame`), the datatypes and name length BOSS accepts, its spelling of voxel
-units, the check that a box lies in a frame, and :data:`OUTPUT_MARKER`, the description
-prefix of every resource this project creates. No I/O: the client
+units, the check that a box lies in a frame, the resolution levels a frame needs
+(:func:`hierarchy_levels_to_fit`), and :data:`OUTPUT_MARKER`, the description prefix of every
+resource this project creates. No I/O: the client
 (:mod:`synapse_pipelines.io.boss_client`) reads and creates these resources; publication and
 links only describe them.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synapse_pipelines.core.errors import BossError
-from synapse_pipelines.core.geometry import AXES, Box
+from synapse_pipelines.core.geometry import AXES, CUBOID_SHAPE, Box
 
 #: The channel datatypes BOSS (through intern) stores.
 SUPPORTED_DATATYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint64": np.uint64}
@@ -53,6 +54,19 @@ class CoordinateFrame:
     voxel_size: tuple[float, float, float]  # z, y, x
     voxel_unit: str
     name: str
+
+
+def hierarchy_levels_to_fit(extent: Box) -> int:
+    """How many resolution levels BOSS's anisotropic (2x2x1) downsampling needs until the
+    frame's x and y fit one cuboid (512x512): the ``num_hierarchy_levels`` an output
+    experiment is created with. BOSS measures the extent of level r as ``ceil(stop / 2**r)``
+    (spdb ``get_downsampled_extent_dims`` uses the frame's stop, not stop - start)."""
+    y, x = extent.stop[1], extent.stop[2]
+    levels = 1
+    while y > CUBOID_SHAPE[1] or x > CUBOID_SHAPE[2]:
+        y, x = -(-y // 2), -(-x // 2)
+        levels += 1
+    return levels
 
 
 def boss_voxel_unit(unit: str) -> str:

@@ -1,7 +1,8 @@
 """S3 objects: the one S3 client factory and the object helpers every S3 user shares.
 
 :func:`s3_client` is where every S3 client of the package comes from (the workflow steps, the
-blockwise store); the helpers read and write JSON objects, test for an object, and move a
+blockwise store); the helpers read and write JSON objects (:func:`update_json`: a
+read-modify-write that concurrent writers cannot undo), test for an object, and move a
 local folder to and from an S3 prefix with checksums and content types. Light (boto3 only,
 no numpy), so the Lambda handlers use it too.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ from synapse_pipelines.core.errors import aws_error_code
 
 #: Error codes of a HEAD or GET on a key that does not exist.
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+#: Error codes of a conditional write that lost to another writer.
+CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 #: Content types of the files a results folder holds (anything else: octet-stream).
 CONTENT_TYPES: dict[str, str] = {
@@ -62,6 +67,30 @@ def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:
 
 def get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def update_json(
+    s3: Any, bucket: str, key: str, change: Callable[[Any], Any], *, attempts: int = 10
+) -> Any:
+    """Read-modify-write of a JSON object that several writers update at once (PublishToS3
+    and PublishToBoss both complete manifest.json): ``change(data)`` returns the new data,
+    written only if the object is still the one read (``If-Match`` on its ETag); on a
+    conflict it is read and changed again. Returns what was written."""
+    for attempt in range(attempts):
+        got = s3.get_object(Bucket=bucket, Key=key)
+        data = change(json.loads(got["Body"].read()))
+        body = json.dumps(data, indent=2, sort_keys=False, default=str).encode()
+        try:
+            s3.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+                IfMatch=got["ETag"],
+            )  # fmt: skip
+            return data
+        except Exception as exc:
+            if aws_error_code(exc) not in CONFLICT_CODES or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # another writer got in first
+    raise AssertionError("unreachable")
 
 
 def object_exists(s3: Any, bucket: str, key: str) -> bool:

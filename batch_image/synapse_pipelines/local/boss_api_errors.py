@@ -9,15 +9,18 @@ from __future__ import annotations
 
 # BOSS error codes used by the local server.
 INVALID_CUTOUT_ARGS = 1001
+TYPE_ERROR = 1002  # BOSS's code for a resolution outside the channel's hierarchy
 INVALID_REQUEST = 1004
 METHOD_NOT_ALLOWED = 1005
 REQUEST_TOO_LARGE = 2000
 DATATYPE_MISMATCH = 2001
+INVALID_STATE = 2006  # 409: e.g. a downsample of a channel already queued or in progress
 INVALID_TOKEN = 3000
 MISSING_PERMISSION = 3001
 RESOURCE_NOT_FOUND = 4000
 RESOURCE_EXISTS = 4003
 RESOURCE_IN_USE = 4004
+BOSS_SYSTEM_ERROR = 9001  # BOSS answers it with HTTP 400
 UNHANDLED = 9002
 
 

@@ -8,14 +8,19 @@ answers:
 * ``collection/``, ``coord/``, ``collection/C/experiment/``, ``.../channel/`` lists;
   ``collection/C``, ``coord/CF``, ``collection/C/experiment/E``, ``.../channel/CH`` create
   (POST 201) / get / update (PUT 200) / delete (204), with BOSS's JSON shapes;
-* ``cutout/C/E/CH/0/x0:x1/y0:y1/z0:z1/[t0:t1/]`` GET (``application/blosc``: blosc-compressed
+* ``cutout/C/E/CH/R/x0:x1/y0:y1/z0:z1/[t0:t1/]`` GET (``application/blosc``: blosc-compressed
   C-order ZYX or TZYX array in the channel's dtype; ``?filter=id,id`` on annotation channels)
-  and POST (same body, 201); ``cutout/to_black/...`` PUT (200);
+  and POST (same body, 201); ``cutout/to_black/...`` PUT (200); resolution R within the
+  experiment's ``num_hierarchy_levels`` (coordinates in that level's voxels); a write makes
+  a DOWNSAMPLED channel NOT_DOWNSAMPLED, as BOSS does;
+* ``downsample/C/E/CH/`` GET / POST / DELETE
+  (:class:`~synapse_pipelines.local.boss_pyramid.Downsampler`; ``app.downsampler = None``
+  makes the server answer like a BOSS without that service);
 * ``reserve/C/E/CH/N``, ``ids/C/E/CH/0/x/y/z/``, ``boundingbox/C/E/CH/0/ID/`` (loose,
   cuboid-aligned);
 * errors as BOSS answers them (:mod:`synapse_pipelines.local.boss_api_errors`); a request
   body whose blosc header announces the wrong size is refused before decompression; more than
-  520 MiB uncompressed per cutout is refused (413). Only resolution 0 exists.
+  520 MiB uncompressed per cutout is refused (413).
 
 Storage is :class:`~synapse_pipelines.local.boss_storage.BossStore`; running the app is
 :mod:`synapse_pipelines.local.boss_process`'s.
@@ -50,6 +55,7 @@ from synapse_pipelines.local.boss_api_errors import (
     ApiError,
 )
 from synapse_pipelines.local.boss_metadata import ChannelVolume
+from synapse_pipelines.local.boss_pyramid import Downsampler, level_volume
 from synapse_pipelines.local.boss_storage import BossStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
     413: "Request Entity Too Large",
     500: "Internal Server Error",
 }
@@ -117,7 +124,7 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 def _json_response(status: int, payload: Any) -> Response:
-    body = b"" if status == 204 else json.dumps(payload).encode()
+    body = b"" if status == 204 or payload is None else json.dumps(payload).encode()
     return status, [("Content-Type", "application/json")], body
 
 
@@ -157,6 +164,8 @@ class BossApp:
         self._count_lock = threading.Lock()
         #: log every request at INFO (``boss serve`` turns it on; embedded servers stay quiet)
         self.access_log = False
+        #: the downsample service; None answers ``/v1/downsample/`` like a BOSS without it
+        self.downsampler: Downsampler | None = Downsampler(store)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -237,6 +246,8 @@ class BossApp:
             return self._ids(req, rest)
         if service == "boundingbox" and req.method == "GET":
             return self._bounding_box(req, rest)
+        if service == "downsample" and self.downsampler is not None:
+            return _json_response(*self.downsampler.handle(req.method, rest, req.query))
         raise ApiError(404, RESOURCE_NOT_FOUND, f"no such API endpoint: /{'/'.join(p)}")
 
     def _method_error(self, req: _Request) -> ApiError:
@@ -291,8 +302,11 @@ class BossApp:
         raise self._method_error(req)
 
     # -- cutouts
-    def _region(self, vol: ChannelVolume, args: list[str]) -> tuple[tuple[slice, ...], bool]:
-        """Array-index region (t, z, y, x) for res/x/y/z[/t]; and whether t was given."""
+    def _region(
+        self, vol: ChannelVolume, args: list[str]
+    ) -> tuple[ChannelVolume, tuple[slice, ...], bool]:
+        """The array of the resolution, the array-index region (t, z, y, x) for
+        res/x/y/z[/t], and whether t was given."""
         if len(args) not in (4, 5):
             raise ApiError(
                 400,
@@ -303,12 +317,7 @@ class BossApp:
             resolution = int(args[0])
         except ValueError:
             raise ApiError(400, INVALID_CUTOUT_ARGS, "resolution must be an integer") from None
-        if resolution != 0:
-            raise ApiError(
-                400,
-                INVALID_CUTOUT_ARGS,
-                f"resolution {resolution} is not available: this server stores resolution 0 only",
-            )
+        vol = level_volume(vol, resolution)  # BOSS's resolution check (400, code 1002)
         x, y, z = (_parse_range(a, ax) for a, ax in zip(args[1:4], "xyz", strict=True))
         has_t = len(args) == 5
         if has_t:
@@ -335,13 +344,12 @@ class BossApp:
                 f"cutout of {nbytes} bytes exceeds the {self.max_cutout_bytes} byte limit: "
                 "request smaller pieces",
             )
-        return tuple(region), has_t
+        return vol, tuple(region), has_t
 
     def _cutout(self, req: _Request, rest: list[str]) -> Response:
         if len(rest) < 3:
             raise ApiError(400, INVALID_CUTOUT_ARGS, "cutout needs collection/experiment/channel")
-        vol = self.store.resolve_volume(*rest[:3])
-        region, has_t = self._region(vol, rest[3:])
+        vol, region, has_t = self._region(self.store.resolve_volume(*rest[:3]), rest[3:])
         if req.method == "GET":
             data = self.store.read(vol, region)
             if "filter" in req.query:
@@ -356,6 +364,7 @@ class BossApp:
             shape = tuple(sl.stop - sl.start for sl in region)
             data = self._decode(vol, req.body(self.max_cutout_bytes + 65536), shape)
             self.store.write(vol, region, data)
+            self._written(rest[:3])
             return 201, [("Content-Type", "application/json")], b""
         raise self._method_error(req)
 
@@ -398,10 +407,16 @@ class BossApp:
     def _to_black(self, req: _Request, rest: list[str]) -> Response:
         if len(rest) < 3:
             raise ApiError(400, INVALID_CUTOUT_ARGS, "cutout needs collection/experiment/channel")
-        vol = self.store.resolve_volume(*rest[:3])
-        region, _ = self._region(vol, rest[3:])
+        vol, region, _ = self._region(self.store.resolve_volume(*rest[:3]), rest[3:])
         self.store.write(vol, region, 0)
+        self._written(rest[:3])
         return _json_response(200, {})
+
+    def _written(self, names: list[str]) -> None:
+        # as BOSS: new data makes a DOWNSAMPLED channel NOT_DOWNSAMPLED again
+        self.store.set_downsample_status(
+            names[0], names[1], names[2], "NOT_DOWNSAMPLED", only_from=("DOWNSAMPLED",)
+        )
 
     def _ids(self, req: _Request, rest: list[str]) -> Response:
         if len(rest) < 3:
@@ -409,7 +424,7 @@ class BossApp:
         vol = self.store.resolve_volume(*rest[:3])
         if vol.type != "annotation":
             raise ApiError(400, INVALID_REQUEST, f"{vol.name} is not an annotation channel")
-        region, _ = self._region(vol, rest[3:])
+        vol, region, _ = self._region(vol, rest[3:])
         ids = np.unique(self.store.read(vol, region))
         return _json_response(200, {"ids": [str(int(i)) for i in ids if i != 0]})
 

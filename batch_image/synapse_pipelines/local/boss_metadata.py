@@ -7,6 +7,8 @@ coordinate frame still used by an experiment, is not deleted), id reservations, 
 that a cutout needs. Persisted as ``<data_dir>/metadata.json``, rewritten atomically under a
 lock. Channels have internal uids, so renames move no data and a deleted-then-recreated
 channel starts empty; the voxels themselves are :mod:`synapse_pipelines.local.boss_storage`'s.
+A channel's ``downsample_status`` changes through :meth:`BossMetadata.set_downsample_status`
+(the downsample jobs are :mod:`synapse_pipelines.local.boss_pyramid`'s).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class ChannelVolume:
     start: tuple[int, int, int, int]  # t, z, y, x (frame coordinates)
     stop: tuple[int, int, int, int]
     name: str
+    base_resolution: int = 0
+    num_hierarchy_levels: int = 1
+    hierarchy_method: str = "anisotropic"
+    resolution: int = 0  # of this snapshot's array (boss_pyramid.level_volume makes r > 0)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -433,7 +439,36 @@ class BossMetadata:
                 start=start,
                 stop=stop,
                 name=f"{c}/{e}/{ch}",
+                base_resolution=int(chan.get("base_resolution", 0)),
+                num_hierarchy_levels=int(exp.get("num_hierarchy_levels", 1)),
+                hierarchy_method=str(exp.get("hierarchy_method") or "anisotropic"),
             )
+
+    # -- downsample service (the jobs are boss_pyramid's)
+    def set_downsample_status(
+        self, c: str, e: str, ch: str, status: str, *, only_from: tuple[str, ...] | None = None
+    ) -> str:
+        """Set the channel's ``downsample_status`` (only when it is one of ``only_from``,
+        if given: a compare-and-set); return the status it had."""
+        with self._meta_lock:
+            chan = self._channel(c, e, ch)
+            before = str(chan.get("downsample_status", "NOT_DOWNSAMPLED"))
+            if before != status and (only_from is None or before in only_from):
+                chan["downsample_status"] = status
+                self._save()
+            return before
+
+    def channels_with_status(self, statuses: tuple[str, ...]) -> list[tuple[str, str, str]]:
+        """(collection, experiment, channel) of every channel whose downsample status is one
+        of ``statuses``."""
+        with self._meta_lock:
+            return [
+                (c, e, ch)
+                for c, col in self.meta["collections"].items()
+                for e, exp in col["experiments"].items()
+                for ch, chan in exp["channels"].items()
+                if chan.get("downsample_status") in statuses
+            ]
 
 
 def _check_name(kind: str, name: str, body: dict[str, Any]) -> None:

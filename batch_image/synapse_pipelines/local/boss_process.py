@@ -128,6 +128,8 @@ class LocalBossServer:
             pass
         finally:
             self._server.close()
+            if self.app.downsampler is not None:
+                self.app.downsampler.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -152,6 +154,8 @@ class LocalBossServer:
         self._thread.join(timeout=10)
         server.task_dispatcher.shutdown(timeout=5)
         self._thread = None
+        if self.app.downsampler is not None:
+            self.app.downsampler.close()
 
     def __enter__(self) -> LocalBossServer:
         return self.start()

@@ -51,6 +51,11 @@ class BossStore(BossMetadata):
     def delete_channel(self, c: str, e: str, ch: str) -> str:
         """Delete the channel and its voxels; return its uid."""
         uid = super().delete_channel(c, e, ch)
+        self._remove_array(uid)
+        self.drop_levels(uid)
+        return uid
+
+    def _remove_array(self, uid: str) -> None:
         with self._arrays_lock:
             self._arrays.pop(uid, None)
         path = self._volume_path(uid)
@@ -59,7 +64,15 @@ class BossStore(BossMetadata):
             trash = path.with_name(f"{path.name}.deleted-{secrets.token_hex(4)}")
             os.replace(path, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        return uid
+
+    def drop_levels(self, uid: str) -> None:
+        """Remove the channel's downsampled resolutions (arrays ``<uid>.r<N>.zarr``)."""
+        for path in (self.data_dir / "volumes").glob(f"{uid}.r*.zarr"):
+            self._remove_array(path.name[: -len(".zarr")])
+
+    def has_chunks(self, vol: ChannelVolume, region: tuple[slice, ...]) -> bool:
+        """Whether any cuboid of ``region`` (array indices) has been written."""
+        return any(self._chunk_file(vol, key).exists() for key in self._chunk_keys(region))
 
     def _volume_path(self, uid: str) -> Path:
         return self.data_dir / "volumes" / f"{uid}.zarr"

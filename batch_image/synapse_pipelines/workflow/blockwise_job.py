@@ -4,7 +4,8 @@ For a request ValidateRequest marked ``detect_mode: blockwise``, the state machi
 stages of :data:`~synapse_pipelines.blockwise.stages.STAGES` in order, each as
 ``step blocks --stage <name> [--block i]``: the ``Detect`` stages (plan, the map and reduce
 passes, merge), then the unchanged Report, then the ``PublishToBoss`` stages (prepare the
-output channels once, push block by block). :meth:`BlockwiseJob.run_stage` runs one.
+output channels once, push block by block, then start BOSS's downsampling of the channels
+once every block is written). :meth:`BlockwiseJob.run_stage` runs one.
 
 All per-block state lives under ``s3://<bucket>/<results_key>/_workflow/blockwise/`` with
 completion records (:mod:`synapse_pipelines.blockwise.store`), so a retried or re-run job skips
@@ -73,7 +74,12 @@ from synapse_pipelines.io.viewable_volumes import ome_zarr_section
 from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
 from synapse_pipelines.science.voxel_units import check_voxel_size, min_size_voxels
 from synapse_pipelines.workflow import wiring as wf
-from synapse_pipelines.workflow.run_record import load_validated, publish_boss_key
+from synapse_pipelines.workflow.run_record import (
+    downsample_wait_seconds,
+    load_validated,
+    publish_boss_key,
+    record_boss_downsample,
+)
 
 Log = Callable[[str], None]
 #: What a map stage runs for one block: True when computed, False when already recorded.
@@ -410,14 +416,28 @@ class BlockwiseJob:
         boss_publish.push_predictions(client, published, arrays.plan.block(index), ids, ids)
         return True
 
+    def finish_publication(self) -> dict[str, Any]:
+        """After every block is pushed: start BOSS's downsampling of the output channels and
+        record the report (PublishToBoss's record, ``manifest["boss_downsample"]``)."""
+        return {"boss_downsample": self._downsample()["outcome"]}
+
+    def _downsample(self) -> dict[str, Any]:
+        client = self._client()
+        published = boss_publish.published_channels(client, self.request)
+        wait = downsample_wait_seconds(self.env)
+        report = boss_publish.downsample_predictions(client, published, wait_seconds=wait)
+        record_boss_downsample(self.s3, self.bucket, self.results_key, report, log=self.log)
+        return report
+
     def publish_all(self) -> dict[str, Any]:
-        """The whole PublishToBoss in one job, block after block (memory: one block)."""
+        """The whole PublishToBoss in one job, block after block (memory: one block), then
+        the downsample request."""
         info = self.prepare_publication()
         ctx = self.context()
         arrays = self.arrays(ctx)
         for i in range(ctx.plan.n_blocks):
             self.publish_block(arrays, i)
-        return info
+        return {**info, "boss_downsample": self._downsample()}
 
 
 #: The job's method of each stage that runs once (setup and reduce stages).
@@ -427,6 +447,7 @@ ONE_JOB_STAGES: dict[str, Callable[[BlockwiseJob], dict[str, Any]]] = {
     "stitch": BlockwiseJob.reduce_stitch,
     "merge": BlockwiseJob.merge,
     "publish-prepare": BlockwiseJob.prepare_publication,
+    "publish-finish": BlockwiseJob.finish_publication,
 }
 #: The job's method giving each map stage's per-block function.
 BLOCK_STAGES: dict[str, Callable[[BlockwiseJob, passes.PassContext], BlockFunction]] = {

@@ -2,14 +2,19 @@
 
 The request's output collection/experiment gets two channels (mask and ids, named from the
 results key); what was written is recorded at
-:func:`~synapse_pipelines.workflow.run_record.publish_boss_key`. A blockwise run's volumes are
-chunked Zarr: they are pushed block by block (:meth:`.blockwise_job.BlockwiseJob.publish_all`;
-the state machine runs the same blocks as a Distributed Map, this is the one-job path, e.g. a
-re-publish).
+:func:`~synapse_pipelines.workflow.run_record.publish_boss_key`. Once both are written,
+BOSS's downsample service is started on them
+(:func:`~synapse_pipelines.io.boss_publish.downsample_predictions`), so the outputs are
+viewable at every zoom; its report (started / already downsampled / not supported / failed
+with the reason) goes to the step's output, that record and ``manifest["boss_downsample"]``.
+A blockwise run's volumes are chunked Zarr: they are pushed block by block
+(:meth:`.blockwise_job.BlockwiseJob.publish_all`; the state machine runs the same blocks as a
+Distributed Map, this is the one-job path, e.g. a re-publish).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,11 @@ from synapse_pipelines.workflow.batch_run import (
     scratch_folder,
 )
 from synapse_pipelines.workflow.blockwise_job import BlockwiseJob
-from synapse_pipelines.workflow.run_record import publish_boss_key
+from synapse_pipelines.workflow.run_record import (
+    downsample_wait_seconds,
+    publish_boss_key,
+    record_boss_downsample,
+)
 
 
 def publish_boss(
@@ -58,4 +67,10 @@ def publish_boss(
     info = published.to_dict()
     put_json(run.s3, bucket, publish_boss_key(results_key), info)
     log(f"published channels {info.get('mask_channel')} and {info.get('labels_channel')}")
+    env = os.environ if environ is None else environ
+    wait = downsample_wait_seconds(env)
+    info["boss_downsample"] = boss_publish.downsample_predictions(
+        boss, published, wait_seconds=wait
+    )
+    record_boss_downsample(run.s3, bucket, results_key, info["boss_downsample"], log=log)
     return info

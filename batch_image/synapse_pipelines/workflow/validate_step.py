@@ -3,6 +3,7 @@
 It parses the request (the same model and messages as the CLI), refuses a literal token or
 a foreign ``token_secret``, checks the pipeline parameters, the channels, the box against the
 coordinate frame and its size (:func:`~synapse_pipelines.core.sizing.choose_detect_mode`),
+prices the run and refuses it above the deployment's budget cap (:func:`planned_cost`),
 stores the validated request (:mod:`.run_record`) and subscribes the request's email. It
 returns the small ``$.job`` state (:class:`~synapse_pipelines.workflow.wiring.JobState`).
 
@@ -19,8 +20,10 @@ from typing import Any
 
 import boto3
 
+from synapse_pipelines.core.budget import budget_from_environment, check_budget
 from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
 from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
+from synapse_pipelines.core.pricing import PricingError, price_table, region_from_environment
 from synapse_pipelines.core.request import (
     SynapseRequest,
     parse_request,
@@ -32,6 +35,7 @@ from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_
 from synapse_pipelines.io.s3_objects import put_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.events import ValidateEvent
+from synapse_pipelines.workflow.job_costs import estimate_request
 from synapse_pipelines.workflow.run_record import ValidatedRequest
 
 
@@ -66,6 +70,7 @@ def validate(
 
     voxel_bytes = bytes_per_voxel(boss, request.collection, request.experiment, channels)
     mode = choose_detect_mode(request, voxel_bytes, env)
+    planned = planned_cost(request, len(channels), voxel_bytes, mode, env)
     key = request.results_key
     record = ValidatedRequest(
         request=request.public_dict(),
@@ -81,6 +86,7 @@ def validate(
         detect_mode=mode,
         execution_name=parsed.execution_name,
         validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        cost_estimate=planned,
     )
     client = s3_client(s3)
     put_json(client, bucket, wf.validated_request_key(key), record.model_dump(mode="json"))
@@ -98,6 +104,38 @@ def validate(
         postsynaptic_channel=selection.postsynaptic,
         notify=request.notification_email or wf.NO_EMAIL,
     ).to_state()
+
+
+def planned_cost(
+    request: SynapseRequest,
+    channels: int,
+    voxel_bytes: int,
+    mode: str,
+    environ: Mapping[str, str],
+) -> dict[str, Any] | None:
+    """The run's estimate, checked against the budget cap (``SYNAPSE_PIPELINES_BUDGET_USD``):
+    above it, :class:`~synapse_pipelines.core.budget.BudgetExceededError` (estimate,
+    cap, fixes) before anything is written or any job starts. Prices are the Lambda's region's
+    (``SYNAPSE_PIPELINES_PRICE_REGION`` overrides it); a region without prices is an error
+    only when there is a cap to check, otherwise the run just has no estimate."""
+    cap = budget_from_environment(environ)
+    region, source = region_from_environment(environ)
+    try:
+        prices = price_table(region, field=source)
+    except PricingError:
+        if cap is None:
+            return None
+        raise
+    cost = estimate_request(
+        request,
+        prices,
+        channels=channels,
+        bytes_per_channel=voxel_bytes / max(channels, 1),
+        environ=environ,
+        mode=mode,
+    )
+    check_budget(cost, cap)
+    return cost.record()
 
 
 def _secret_matches(requested: str, deployed: str) -> bool:

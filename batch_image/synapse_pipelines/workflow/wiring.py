@@ -49,6 +49,8 @@ from synapse_pipelines.core.artefacts import (  # re-exported: the S3 layout's f
     SYNAPSE_IDS as SYNAPSE_IDS,
     SYNAPSES_CSV as SYNAPSES_CSV,
 )
+from synapse_pipelines.core.budget import ENV_BUDGET_USD as ENV_BUDGET_USD
+from synapse_pipelines.core.pricing import ENV_PRICE_REGION as ENV_PRICE_REGION
 from synapse_pipelines.core.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 from synapse_pipelines.core.sizing import (  # re-exported: ValidateRequest's environment
     ENV_DETECT_MEMORY_MIB as ENV_DETECT_MEMORY_MIB,
@@ -91,6 +93,7 @@ ENV_TOPIC_ARN = "NOTIFICATION_TOPIC_ARN"  # ValidateRequest subscribes per-reque
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"  # StartFromEvent
 ENV_PRESIGN_SECONDS = "PRESIGN_EXPIRY_SECONDS"
 ENV_NEUROGLANCER_URL = "NEUROGLANCER_URL"
+# optional, not in a LambdaSpec: ENV_BUDGET_USD (ValidateRequest's cap), ENV_PRICE_REGION
 
 #: powertools service name and CloudWatch metrics namespace of the Lambda handlers.
 POWERTOOLS_SERVICE = "synapse-pipelines"

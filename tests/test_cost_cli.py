@@ -1,0 +1,131 @@
+"""``synapse-pipelines estimate`` and ``submit --dry-run``: the plan, hours and each service's
+cost for a small and a very large request, and a clear error for every bad input (request
+file, region, budget) - through the console entry point, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from synapse_pipelines.cli import app
+from synapse_pipelines.core import cost_estimate as ce, pricing
+from synapse_pipelines.core.errors import SynapsePipelinesError
+
+SMALL = {
+    "boss_host": "api.bossdb.io",
+    "collection": "collman",
+    "experiment": "collman15v2",
+    "z_range": "0,27",
+    "y_range": [0, 1024],
+    "x_range": [0, 1024],
+}
+LARGE = dict(SMALL, z_range=[0, 1000], y_range=[0, 10_000], x_range=[0, 10_000])
+
+
+def _file(tmp_path: Path, data: Any, name: str = "request.json") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The console script's ``main`` (user errors: one message, exit status 2)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "AWS_"))}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    code = "import sys; from synapse_pipelines.cli import main; sys.argv[0] = 'x'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_estimate_small_request(tmp_path: Path) -> None:
+    result = _run("estimate", str(_file(tmp_path, SMALL)))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "one Detect job on the standard queue: 4 vCPU / 30 GiB (Fargate Spot)" in out
+    assert "27 x 1024 x 1024 = 28,311,552 voxels" in out
+    assert "us-east-1, price table of 2026-11-30" in out
+    for heading in ("vCPU-h", "GiB-h", "Batch on Fargate Spot", "Step Functions", "Lambda"):
+        assert heading in out
+    assert "\nS3 " in out and "NAT gateway" in out and "\ntotal " in out
+
+
+def test_estimate_very_large_request_is_blockwise(tmp_path: Path) -> None:
+    result = _run("estimate", str(_file(tmp_path, LARGE)), "--region", "us-west-2", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["mode"] == "blockwise" and record["n_blocks"] == 400
+    assert "400 blocks of 1008 x 512 x 512" in record["plan"]
+    assert record["price_table"] == {"date": pricing.PRICE_TABLE_DATE, "region": "us-west-2"}
+    assert record["total_usd"] == pytest.approx(sum(record["services_usd"].values()), abs=1e-5)
+    assert {j["step"] for j in record["jobs"]} >= set(ce.MAP_STEPS)
+    text = _run("estimate", str(_file(tmp_path, LARGE))).output
+    assert "grid 1 x 20 x 20" in text and "detect-bc  covariance" in text
+
+
+def test_estimate_with_budget(tmp_path: Path) -> None:
+    request = str(_file(tmp_path, SMALL))
+    fine = _run("estimate", request, "--budget", "5")
+    assert fine.exit_code == 0 and "within the budget cap of $5.00" in fine.output
+    done = _cli("estimate", str(_file(tmp_path, LARGE)), "--budget", "10")
+    assert done.returncode == 2, done.stderr
+    assert "total" in done.stdout  # the estimate is printed, then the refusal
+    assert "exceeds the budget cap of $10.00" in done.stderr
+    assert "smaller box" in done.stderr and "raise the cap" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--region", "ap-south-1"], ["--region: ", "'ap-south-1'", "us-east-1, us-east-2"]),
+        (["--budget=-5"], ["--budget: ", "positive number", "Fix:"]),
+        (["--budget", "lots"], ["--budget: ", "'lots'"]),
+    ],
+)
+def test_estimate_bad_options(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    result = _run("estimate", str(_file(tmp_path, SMALL)), *args)
+    assert isinstance(result.exception, SynapsePipelinesError), result.output
+    for needle in needles:
+        assert needle in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("{not json", ["request: ", "not valid JSON", "line 1"]),
+        ('["a list"]', ["request: ", "JSON list, not an object"]),
+        (dict(SMALL, z_range="27,0"), ["z_range"]),
+        ({k: v for k, v in SMALL.items() if k != "experiment"}, ["experiment"]),
+    ],
+)
+def test_estimate_bad_request_file(tmp_path: Path, content: Any, needles: list[str]) -> None:
+    result = _run("estimate", str(_file(tmp_path, content)))
+    assert isinstance(result.exception, SynapsePipelinesError), result.output
+    for needle in needles:
+        assert needle in str(result.exception)
+    missing = _run("estimate", str(tmp_path / "nope.json"))
+    assert "no such file" in str(missing.exception)
+
+
+def test_submit_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> None:
+    # no AWS at all: the environment has no endpoint and the stack does not exist
+    done = _cli("submit", str(_file(tmp_path, LARGE)), "--stack", "Nowhere", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "blockwise: 400 blocks" in done.stdout and "Step Functions" in done.stdout
+    assert done.stdout.rstrip().endswith("dry run: nothing started")
+    request = str(_file(tmp_path, SMALL))
+    region = _run("submit", request, "--stack", "S", "--dry-run", "--region", "eu-west-1")
+    assert region.exit_code == 0 and "eu-west-1, price table" in region.output
+    bad = _run("submit", request, "--stack", "S", "--dry-run", "--region", "mars-1")
+    assert "--region: " in str(bad.exception) and "'mars-1'" in str(bad.exception)
