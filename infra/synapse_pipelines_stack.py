@@ -17,6 +17,7 @@ from constructs import Construct
 from infra.batch_compute.batch_compute_construct import BatchCompute
 from infra.cdk_nag_checks import acknowledge_findings
 from infra.event_triggers.event_triggers_construct import EventTriggers
+from infra.lambda_functions.function_policies import RunResources
 from infra.lambda_functions.lambda_functions_construct import LambdaFunctions
 from infra.log_groups import log_retention
 from infra.notifications.notifications_construct import Notifications
@@ -67,6 +68,11 @@ class SynapsePipelinesStack(cdk.Stack):
             results=results,
             boss_token=boss_token,
             topic=topic,
+            runs=RunResources(
+                job_queues=(self.batch_compute.queue, self.batch_compute.large_queue),
+                job_log_group=self.batch_compute.log_group,
+                event_bus=event_bus,
+            ),
             log_retention=retention,
         )
         functions = self.lambda_functions.functions
@@ -86,8 +92,14 @@ class SynapsePipelinesStack(cdk.Stack):
         )
         state_machine = self.state_machine.state_machine
         self.lambda_functions.start_runs_of(state_machine)
+        self.lambda_functions.finish_runs_of(self.state_machine.state_machine_name)
         self.event_triggers = EventTriggers(
-            self, "Triggers", event_bus=event_bus, starter=functions["StartFromEvent"]
+            self,
+            "Triggers",
+            event_bus=event_bus,
+            starter=functions["StartFromEvent"],
+            finisher=functions["FinishCancelledRun"],
+            state_machine=state_machine,
         )
         self._add_outputs()
         acknowledge_findings(
@@ -124,7 +136,7 @@ class SynapsePipelinesStack(cdk.Stack):
                 compute.large_queue.job_queue_arn,
                 "EC2 Spot large-memory job queue",
             ),
-            "JobLogGroup": (compute.log_group.log_group_name, "Batch job logs"),
+            wf.OUTPUT_JOB_LOG_GROUP: (compute.log_group.log_group_name, "Batch job logs"),
             "ExecutionLogGroup": (
                 self.state_machine.log_group.log_group_name,
                 "State machine logs",

@@ -109,20 +109,17 @@ def test_grouped_manifest_items_cover_every_block_once() -> None:
 
 
 def test_map_settings_substitutions_are_checked() -> None:
-    assert wf.setting_substitutions() == {
-        "BlockwiseMaxConcurrency": "100",
-        "BlockwiseToleratedFailurePercentage": "0",
-    }
+    assert wf.setting_substitutions() == {"BlockwiseMaxConcurrency": "100"}
     env = {"SYNAPSE_BLOCKWISE_MAX_CONCURRENCY": "8"}
     assert wf.setting_substitutions(environ=env)["BlockwiseMaxConcurrency"] == "8"
-    assert wf.setting_substitutions({"BlockwiseToleratedFailurePercentage": 2.5}, environ=env) == {
-        "BlockwiseMaxConcurrency": "8",
-        "BlockwiseToleratedFailurePercentage": "2.5",
+    assert wf.setting_substitutions({"BlockwiseMaxConcurrency": 3}, environ=env) == {
+        "BlockwiseMaxConcurrency": "3"
     }
     with pytest.raises(ValueError, match="MaxConcurrency"):
         wf.setting_substitutions({"BlockwiseMaxConcurrency": 20_000})
-    with pytest.raises(ValueError, match="ToleratedFailure"):
-        wf.setting_substitutions({"BlockwiseToleratedFailurePercentage": 101})
+    # failed blocks are never tolerated: the ASL fixes it, no setting can change it
+    with pytest.raises(ValueError, match="never tolerated"):
+        wf.setting_substitutions({"BlockwiseToleratedFailurePercentage": 0})
 
 
 def test_asl_blockwise_maps_read_the_manifest_and_write_results() -> None:
@@ -132,7 +129,7 @@ def test_asl_blockwise_maps_read_the_manifest_and_write_results() -> None:
         assert state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
         assert state["ItemReader"]["ReaderConfig"]["InputType"] == "JSON"
         assert "ResultWriter" in state and "ItemBatcher" not in state  # moto rejects it
-        assert state["MaxConcurrencyPath"] and state["ToleratedFailurePercentagePath"]
+        assert state["MaxConcurrencyPath"] and state["ToleratedFailurePercentage"] == 0
         assert state["Catch"][0]["Next"] == "DetectFailed"
     choices = {c["StringEquals"]: c["Next"] for c in states["ChooseDetectMode"]["Choices"]}
     assert choices["blockwise"] == "BlockwiseSettings"

@@ -48,6 +48,13 @@ ENV = {
 }
 
 
+def nomads_request(boss_host: str, **kwargs: Any) -> dict[str, Any]:
+    """The demo's request, pinned to NOMADS: this file checks NOMADS' blockwise answer
+    (``detection.detect``) and its refusal of a flat channel (tests/test_blockwise_pairs.py
+    checks PAIRS, the default)."""
+    return {**demo.demo_request(boss_host, SHAPE, **kwargs), "pipeline": "nomads-unsupervised"}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     saved = {k: os.environ.get(k) for k in ENV}
@@ -73,7 +80,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 )
             with lr.LocalRuntime(job_log_sink=lambda n, i, line: lines.append(line)) as rt:
                 rt.set_token(token)
-                sub = rt.submit(demo.demo_request(boss.host, SHAPE))
+                sub = rt.submit(nomads_request(boss.host))
                 result = rt.wait(sub.execution_arn, timeout=1500)
                 out = tmp_path_factory.mktemp("results")
                 files = rt.download_results(sub.results_key, out) if result.succeeded else {}
@@ -272,7 +279,7 @@ def test_blockwise_failure_is_retried_then_notified_with_its_cause(run: dict[str
     rt.notifications()  # drop the successful run's notice
     moto_batch.inject_batch_host_failure(deployment.STACK_NAME + "-Blockwise", count=1)
     try:
-        sub = rt.submit(demo.demo_request(run["boss_host"], SHAPE, experiment=FLAT))
+        sub = rt.submit(nomads_request(run["boss_host"], experiment=FLAT))
         result = rt.wait(sub.execution_arn, timeout=600)
     finally:
         moto_batch.clear_batch_host_failures()

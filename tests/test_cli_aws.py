@@ -65,13 +65,13 @@ def test_submit_twice_starts_one_named_execution(
     first = _run("submit", str(request_file), "--stack", STACK)
     assert first.exit_code == 0, first.output
     assert "started arn:aws:states:" in first.output
-    assert "nomads-unsupervised_collman_collman15v2_z_0_16_y_0_512_x_0_512" in first.output
+    assert "paired-puncta_collman_collman15v2_z_0_16_y_0_512_x_0_512" in first.output
     second = _run("submit", str(request_file), "--stack", STACK)
     assert second.exit_code == 0, second.output
     executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack["machine"])
     names = [e["name"] for e in executions["executions"]]
     assert len(names) == 1
-    assert names[0].startswith("nomads-unsupervised_collman_collman15v2")
+    assert names[0].startswith("paired-puncta_collman_collman15v2")
     # moto lets a same-name start through or refuses it; either way there is one execution
     assert "already submitted" in second.output or "started" in second.output
 
@@ -110,13 +110,13 @@ def test_status_by_request_file(aws: Any, stack: dict[str, str], request_file: P
     assert _run("submit", str(request_file), "--stack", STACK).exit_code == 0
     result = _run("status", str(request_file), "--stack", STACK)
     assert result.exit_code == 0, result.output
-    assert "nomads-unsupervised_collman_collman15v2" in result.output
+    assert "paired-puncta_collman_collman15v2" in result.output
     assert any(s in result.output for s in ("RUNNING", "SUCCEEDED"))
 
 
 def test_results_prints_the_manifest_and_fresh_links(aws: Any, stack: dict[str, str]) -> None:
     s3 = aws.client("s3")
-    key = "nomads-unsupervised_collman_collman15v2_z_0_16_y_0_512_x_0_512"
+    key = "paired-puncta_collman_collman15v2_z_0_16_y_0_512_x_0_512"
     manifest = {"results_key": key, "counts": {"synapses": 42}, "links": {"all": "https://ng/#"}}
     s3.put_object(Bucket="res", Key=f"{key}/{wf.MANIFEST}", Body=json.dumps(manifest).encode())
     s3.put_object(Bucket="res", Key=f"{key}/{wf.SYNAPSES_CSV}", Body=b"id\n1\n")

@@ -74,7 +74,8 @@ def test_help_everywhere() -> None:
 
 
 def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
-    # the sparse profile: ROUND_TRIP_MIN_F1 was measured there with the NOMADS default
+    # the sparse profile with the default pipeline, PAIRS (ROUND_TRIP_MIN_F1 was first
+    # measured there with NOMADS)
     args = ["--shape", "16,256,256", "--seed", "1", "--profile", "sparse"]
     out = _ok(["synth", "--out", str(tmp_path), *args])
     assert "true synapses" in out
@@ -85,7 +86,8 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
     manifest = outputs.read_manifest(results)
     assert manifest["volume"]["voxel_size"] == [70.0, 100.0, 100.0]  # from the OME metadata
     assert manifest["channels"]["presynaptic"] == "Synapsin647"
-    assert manifest["pipeline"]["parameters"]["window"] == 3
+    assert manifest["pipeline"]["name"] == "paired-puncta"  # the default
+    assert manifest["pipeline"]["parameters"]["seed_level"] == 1.0
     assert set(manifest["timings_seconds"]) == {
         "read",
         "detect",
@@ -224,10 +226,10 @@ def test_explicit_channels_and_parameters(small, tmp_path) -> None:
     m = outputs.read_manifest(out_dir)
     assert m["channels"]["presynaptic"] == "VGluT1_647"
     assert m["pipeline"]["parameters"]["min_volume_um3"] == 0.035
-    assert m["pipeline"]["parameters"]["min_size"] == 50
+    assert m["pipeline"]["parameters"]["min_voxels"] == 50  # PAIRS keeps >= 50 voxels
     assert m["volume"]["origin"] == [100, 2000, 3000]
     t = read_synapse_table(out_dir / outputs.SYNAPSES_CSV)
-    assert (t["volume_voxels"] > 50).all()
+    assert len(t) and (t["volume_voxels"] >= 50).all()
     assert (t["bbox_z0"] >= 100).all() and (t["bbox_y0"] >= 2000).all()
     ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
     assert ids.origin == (100, 2000, 3000)
@@ -264,7 +266,12 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         (["detect", chans, "--voxel-size", "70,100"], "--voxel-size", "three"),
         (["detect", chans, "--voxel-unit", "parsecs"], "--voxel-unit", "unknown unit"),
         (["detect", chans, "--param", "window"], "--param", "KEY=NUMBER"),
-        (["detect", chans, "--param", "window=4"], "--param", "odd"),
+        (["detect", chans, "--param", "window=4"], "--param", "unknown parameter"),  # PAIRS
+        (
+            ["detect", chans, "--pipeline", "nomads-unsupervised", "--param", "window=4"],
+            "--param",
+            "odd",
+        ),
         (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
         (["detect", chans, "--postsynaptic-channel", "psd95"], "postsynaptic_channel", "PSD95"),
         (["detect"], "INPUT", "no input volumes"),

@@ -321,7 +321,8 @@ def test_state_machine_role_has_what_the_asl_needs(synth: Synth) -> None:
 
 
 def test_event_rule_starts_runs_through_the_named_starter(synth: Synth) -> None:
-    rule = synth.one("AWS::Events::Rule")
+    rules = synth.resources("AWS::Events::Rule")
+    rule = rules[_logical_id(synth, synth.stack.event_triggers.rule)]["Properties"]
     assert rule["EventPattern"] == wf.REQUESTED_EVENT_PATTERN
     bus_id = _logical_id(synth, synth.stack.notifications.event_bus)
     assert rule["EventBusName"] == {"Ref": bus_id}

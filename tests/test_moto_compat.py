@@ -370,6 +370,24 @@ def test_retry_action_without_rules_retries() -> None:
     assert moto_batch.retry_action(rules, exit_code=1, status_reason=None, reason=None) == "retry"
 
 
+@pytest.mark.parametrize(
+    ("failed", "total", "count", "percentage", "exceeded"),
+    [
+        (0, 8, 0, 0.0, False),  # the project's ASL: nothing tolerated, nothing failed
+        (1, 8, 0, 0.0, True),  # one failed item fails the Map Run
+        (1, 8, 1, 100.0, False),  # within both thresholds
+        (2, 8, 1, 100.0, True),  # over the count
+        (2, 8, 5, 20.0, True),  # 25 % over the percentage
+        (2, 10, 5, 20.0, False),  # 20 % is not over 20 %
+        (0, 0, 0, 0.0, False),  # no items
+    ],
+)
+def test_map_run_fails_over_either_tolerated_threshold(
+    failed: int, total: int, count: int, percentage: float, exceeded: bool
+) -> None:
+    assert moto_stepfunctions.threshold_exceeded(failed, total, count, percentage) is exceeded
+
+
 # ------------------------------------------------------------------ the tiny ASL, executed
 
 

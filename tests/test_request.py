@@ -67,7 +67,10 @@ def test_original_style_ranges_and_results_key():
     assert request.box.shape == (16, 512, 512)
     assert request.voxel_count == 16 * 512 * 512
     # exactly the original's "_".join([...]) for a request whose names are already clean
-    assert request.results_key == (
+    assert request.pipeline == "paired-puncta"  # the default: PAIRS
+    assert request.results_key == "paired-puncta_collman_collman15v2_z_0_16_y_1000_1512_x_2000_2512"
+    nomads = parse_request(base(pipeline="nomads-unsupervised"))  # still accepted by name
+    assert nomads.results_key == (
         "nomads-unsupervised_collman_collman15v2_z_0_16_y_1000_1512_x_2000_2512"
     )
     assert request.boss_url == "https://api.bossdb.io"
@@ -152,7 +155,7 @@ def test_voxel_limit_is_configurable():
 
 
 def test_one_job_limit_does_not_stop_a_blockwise_request():
-    # nomads-unsupervised runs blockwise: a box above what one job may take is accepted
+    # PAIRS (the default) runs blockwise: a box above what one job may take is accepted
     # (ValidateRequest then chooses detect_mode "blockwise"); the teravoxel ceiling still holds
     huge = base(z_range="0,1000", y_range="0,100000", x_range="0,100000")  # 10^13 voxels
     env = {"SYNAPSE_PIPELINES_MAX_VOXELS": "10"}

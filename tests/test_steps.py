@@ -288,7 +288,7 @@ def test_start_from_event_names_the_execution_from_the_request(aws: Any) -> None
     sfn = aws.client("stepfunctions")
     first = start_from_event(event, state_machine_arn=arn, sfn=sfn)
     assert not first["duplicate"]
-    assert first["name"].startswith("nomads-unsupervised_col_exp_z_0_16")
+    assert first["name"].startswith("paired-puncta_col_exp_z_0_16")
     assert len(first["name"]) <= wf.EXECUTION_NAME_MAX
     executions = sfn.list_executions(stateMachineArn=arn)["executions"]
     assert [e["name"] for e in executions] == [first["name"]]
@@ -498,7 +498,7 @@ def test_start_from_event_handler_starts_one_named_run(
 
     request = parse_request(event["detail"])
     assert started["name"] == wf.execution_name(request.public_dict(), request.results_key)
-    assert started["name"].startswith("nomads-unsupervised_c_e_z_0_16_y_0_64_x_0_64-")
+    assert started["name"].startswith("paired-puncta_c_e_z_0_16_y_0_64_x_0_64-")
     sfn = aws.client("stepfunctions")
     names = [e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
     assert names == [started["name"]]

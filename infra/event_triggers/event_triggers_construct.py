@@ -1,9 +1,16 @@
-"""Event triggers: the EventBridge rule that starts a run for "Synapse Detection Requested".
+"""Event triggers: the EventBridge rules that start a run and finish a cancelled one.
 
-EventBridge cannot name a Step Functions execution, and the execution name is what makes a
-duplicate request harmless, so the rule targets the StartFromEvent Lambda, which starts the
-state machine with the name derived from the request. Undeliverable events go to an SQS
-dead-letter queue (encrypted, TLS only) after EventBridge's retries.
+- "Synapse Detection Requested" (the stack's bus): EventBridge cannot name a Step Functions
+  execution, and the execution name is what makes a duplicate request harmless, so the rule
+  targets the StartFromEvent Lambda, which starts the state machine with the name derived
+  from the request.
+- The state machine's ABORTED executions (Step Functions' "Execution Status Change" events,
+  on the default bus; ``wiring.aborted_event_pattern``): a stopped execution runs no further
+  state, so the FinishCancelledRun Lambda terminates its Batch jobs, marks it cancelled and
+  notifies.
+
+Undeliverable events go to an SQS dead-letter queue (encrypted, TLS only) after EventBridge's
+retries.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from aws_cdk import (
     aws_events_targets as targets,
     aws_lambda as lambda_,
     aws_sqs as sqs,
+    aws_stepfunctions as sfn,
 )
 from constructs import Construct
 
@@ -21,7 +29,8 @@ from synapse_pipelines.workflow import wiring as wf
 
 
 class EventTriggers(Construct):
-    """The "Synapse Detection Requested" rule, targeting ``starter``, and its dead letters."""
+    """The "Synapse Detection Requested" rule (-> ``starter``), the rule on the stopped
+    executions of ``state_machine`` (-> ``finisher``), and their dead letters."""
 
     def __init__(
         self,
@@ -30,6 +39,8 @@ class EventTriggers(Construct):
         *,
         event_bus: events.IEventBus,
         starter: lambda_.IFunction,
+        finisher: lambda_.IFunction,
+        state_machine: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = sqs.Queue(
@@ -50,6 +61,25 @@ class EventTriggers(Construct):
             targets=[
                 targets.LambdaFunction(
                     starter,
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=4,
+                    max_event_age=cdk.Duration.hours(2),
+                )
+            ],
+        )
+        aborted = wf.aborted_event_pattern(state_machine.state_machine_arn)
+        self.cancelled_rule = events.Rule(
+            self,
+            "CancelledRule",
+            description="Finish synapse-pipelines runs whose execution was stopped",
+            event_pattern=events.EventPattern(
+                source=aborted["source"],
+                detail_type=aborted["detail-type"],
+                detail=aborted["detail"],
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    finisher,
                     dead_letter_queue=self.dead_letters,
                     retry_attempts=4,
                     max_event_age=cdk.Duration.hours(2),

@@ -1,10 +1,12 @@
 """The Lambda functions: one per ``synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS`` entry.
 
-Code: ``functions/<name>/app.py`` (tiny, one asset each) plus the shared dependencies layer
-(``dependencies_layer.py``). Each function gets its log group, the environment its spec
+Code: ``functions/<name>/<name>.py`` (tiny, one asset each) plus the shared dependencies
+layer (``dependencies_layer.py``). Each function gets its log group, the environment its spec
 declares (:func:`function_environment`; a declared name without a value stops the synth)
 and its permissions (``function_policies.py``). StartFromEvent needs the state machine, which
-needs the other functions: :meth:`LambdaFunctions.start_runs_of` connects it afterwards.
+needs the other functions: :meth:`LambdaFunctions.start_runs_of` connects it afterwards;
+FinishCancelledRun is granted its state machine's executions the same way
+(:meth:`LambdaFunctions.finish_runs_of`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from aws_cdk import (
 from constructs import Construct
 
 from infra.lambda_functions.dependencies_layer import ARCHITECTURE, RUNTIME, dependencies_layer
-from infra.lambda_functions.function_policies import grant_function_access
+from infra.lambda_functions.function_policies import (
+    RunResources,
+    grant_describe_executions,
+    grant_function_access,
+)
 from infra.log_groups import retained_log_group
 from infra.stack_settings import Settings
 from infra.wiring_checks import require_values
@@ -41,9 +47,11 @@ def function_environment(
     results: s3.IBucket,
     boss_token: secretsmanager.ISecret,
     topic: sns.ITopic,
+    runs: RunResources,
 ) -> dict[str, dict[str, str]]:
     """Each function's environment beyond powertools' (names: ``wiring.ENV_*``)."""
     bucket = results.bucket_name
+    queues = ",".join(q.job_queue_arn for q in runs.job_queues)
     return {
         "ValidateRequest": {
             wf.ENV_RESULTS_BUCKET: bucket,
@@ -58,7 +66,19 @@ def function_environment(
             wf.ENV_PRESIGN_SECONDS: str(settings.presign_expiry_seconds),
             wf.ENV_NEUROGLANCER_URL: settings.neuroglancer_url,
         },
-        "DescribeFailure": {wf.ENV_RESULTS_BUCKET: bucket},
+        "DescribeFailure": {
+            wf.ENV_RESULTS_BUCKET: bucket,
+            wf.ENV_JOB_QUEUES: queues,
+            wf.ENV_JOB_LOG_GROUP: runs.job_log_group.log_group_name,
+            wf.ENV_STACK_NAME: settings.stack_name,
+        },
+        "FinishCancelledRun": {
+            wf.ENV_RESULTS_BUCKET: bucket,
+            wf.ENV_JOB_QUEUES: queues,
+            wf.ENV_TOPIC_ARN: topic.topic_arn,
+            wf.ENV_EVENT_BUS: runs.event_bus.event_bus_name,
+            wf.ENV_STACK_NAME: settings.stack_name,
+        },
         "StartFromEvent": {wf.ENV_STATE_MACHINE_ARN: _STATE_MACHINE_ARN_PENDING},
     }
 
@@ -75,12 +95,13 @@ class LambdaFunctions(Construct):
         results: s3.IBucket,
         boss_token: secretsmanager.ISecret,
         topic: sns.ITopic,
+        runs: RunResources,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         self.layer = dependencies_layer(self)
         environment = function_environment(
-            settings, results=results, boss_token=boss_token, topic=topic
+            settings, results=results, boss_token=boss_token, topic=topic, runs=runs
         )
         self.functions: dict[str, lambda_.Function] = {}
         for logical_id, spec in wf.LAMBDA_FUNCTIONS.items():
@@ -106,10 +127,17 @@ class LambdaFunctions(Construct):
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
-        grant_function_access(self.functions, results=results, boss_token=boss_token, topic=topic)
+        grant_function_access(
+            self.functions, results=results, boss_token=boss_token, topic=topic, runs=runs
+        )
 
     def start_runs_of(self, state_machine: sfn.StateMachine) -> None:
         """Let StartFromEvent start ``state_machine`` (its ARN and the permission)."""
         starter = self.functions["StartFromEvent"]
         starter.add_environment(wf.ENV_STATE_MACHINE_ARN, state_machine.state_machine_arn)
         state_machine.grant_start_execution(starter)
+
+    def finish_runs_of(self, state_machine_name: str) -> None:
+        """Let FinishCancelledRun read the stopped executions of ``state_machine_name``
+        (their input is the request; EventBridge leaves it out above 256 KiB)."""
+        grant_describe_executions(self.functions["FinishCancelledRun"], state_machine_name)

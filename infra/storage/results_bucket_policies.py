@@ -21,6 +21,10 @@ from synapse_pipelines.workflow import wiring as wf
 EVERY_RESULT = "*"
 #: Each request's validated copy, written by ValidateRequest: ``*/_workflow/request.json``.
 VALIDATED_REQUESTS = wf.validated_request_key("*")
+#: How each request's run ended (failed, cancelled): ``*/_workflow/run_status.json``.
+RUN_STATUS_RECORDS = wf.run_status_key("*")
+#: Each request's manifest (marked failed or cancelled): ``*/manifest.json``.
+MANIFESTS = wf.artefact_key("*", wf.MANIFEST)
 #: The user errors Batch steps record: ``*/_workflow/errors/*``.
 STEP_ERROR_RECORDS = posixpath.join(posixpath.dirname(wf.step_error_key("*", "step")), "*")
 #: The workflow's bookkeeping of each request (Distributed Map items and results):

@@ -1,4 +1,4 @@
-"""Blockwise NOMADS: plan blocks, run reducible passes per block, stitch, identical to one job.
+"""Blockwise detection: plan blocks, run reducible passes per block, stitch, identical to one job.
 
 Modules: :mod:`.plan` (blocks aligned to BOSS cuboids, the Distributed Map manifest),
 :mod:`.stitch` (26-connected labelling across block borders, global sizes and ids),
@@ -6,7 +6,8 @@ Modules: :mod:`.plan` (blocks aligned to BOSS cuboids, the Distributed Map manif
 (reading boxes of the two channels), :mod:`.passes` (the per-block passes and reductions),
 :mod:`.finalize` (result arrays as Zarr chunks and the synapse table from per-block
 partials), :mod:`.runner` (all passes on one machine), :mod:`.nomads` (NOMADS primitives as
-a blockwise kernel; ``blockwise_detect`` = ``detection.detect`` block by block).
+a blockwise kernel; ``blockwise_detect`` = ``detection.detect`` block by block), :mod:`.pairs`
+(PAIRS as a seeded kernel; ``blockwise_paired_puncta`` = ``detect_paired_puncta``).
 See ``docs/scale.md`` for the design.
 """
 
@@ -41,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "open_store": "store",
     "blockwise_detect": "nomads",
     "NomadsKernel": "nomads",
+    "blockwise_paired_puncta": "pairs",
+    "PairsKernel": "pairs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -133,6 +133,43 @@ class Kernel(Protocol):
         ...
 
 
+class SeededKernel(Kernel, Protocol):
+    """A kernel that runs the passes its own way (PAIRS: per-section histograms, seeds).
+
+    The passes use these methods when a kernel has them (``covariance``, ``histogram``,
+    ``mask`` and ``label`` are then not called):
+
+    - ``covariance`` stage: ``owned_histogram`` of each block's owned voxels (any array;
+      ``add_histogram(total or None, part)`` sums them for ``threshold``);
+    - ``label`` stage: ``label_extended`` gives the extended block's labels, each with the
+      key of its seed (:func:`~synapse_pipelines.blockwise.stitch.label_block`), and extra
+      small arrays the stitch hands to ``summarize``;
+    - ``stitch`` stage: ``summarize(blocks, result, threshold)`` adds JSON values to the
+      stitch summary (e.g. the explanation of an empty result).
+    """
+
+    def owned_histogram(
+        self, pre: np.ndarray, post: np.ndarray, block: Box, read_box: Box, volume: Box
+    ) -> np.ndarray: ...
+
+    def add_histogram(self, total: Any, part: np.ndarray) -> Any: ...
+
+    def label_extended(
+        self,
+        pre: np.ndarray,
+        post: np.ndarray,
+        block: Box,
+        ext: Box,
+        read_box: Box,
+        volume: Box,
+        threshold: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
+
+    def summarize(
+        self, blocks: Sequence[dict[str, np.ndarray]], result: Any, threshold: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
 @dataclass
 class PassContext:
     """What every pass of one run needs."""
@@ -223,6 +260,12 @@ def run_covariance_block(ctx: PassContext, index: int, *, force: bool = False) -
     block, ext, read_box, pre, post = _read_extended(ctx, index)
     owned = block.slices(read_box.start)
     sums = ctx.kernel.block_stats(pre[owned], post[owned])
+    owned_histogram = getattr(ctx.kernel, "owned_histogram", None)
+    if owned_histogram is not None:  # a SeededKernel histograms its owned voxels itself
+        part = owned_histogram(pre, post, block, read_box, ctx.volume)
+        outputs = {"stats.json": encode_json(sums), "hist.npy": encode_array(part)}
+        write_outputs(ctx.store, "covariance", index, outputs, inputs=inputs)
+        return True
     cov = ctx.kernel.covariance(pre, post, ext, read_box, ctx.volume)
     del pre, post
     # histogram of the owned voxels = whole extended block minus its thin shell slabs
@@ -250,16 +293,21 @@ def run_covariance_block(ctx: PassContext, index: int, *, force: bool = False) -
     return True
 
 
+def _add_arrays(total: np.ndarray | None, part: np.ndarray) -> np.ndarray:
+    return part if total is None else total + part
+
+
 def reduce_threshold(ctx: PassContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """Global statistics and threshold from every block's sums and histogram."""
     inputs = covariance_inputs(ctx)
     parts = []
-    total: np.ndarray | None = None
+    total: Any = None
+    add = getattr(ctx.kernel, "add_histogram", None) or _add_arrays  # a SeededKernel's own
     for i in range(ctx.plan.n_blocks):
         out = _block_output(ctx, "covariance", i, inputs, ("stats.json", "hist.npy"))
         parts.append(json.loads(out["stats.json"]))
         hist = decode_array(out["hist.npy"]).astype(np.int64)
-        total = hist if total is None else total + hist
+        total = add(total, hist)
     assert total is not None
     stats = ctx.kernel.reduce_stats(parts)
     threshold = ctx.kernel.threshold(total, stats)
@@ -294,6 +342,10 @@ def run_label_block(
     inputs = label_inputs(ctx, stats, threshold)
     if not force and completed(ctx.store, "label", index, inputs=inputs) is not None:
         return False
+    label_extended = getattr(ctx.kernel, "label_extended", None)
+    if label_extended is not None:  # a SeededKernel: labels with seed keys
+        _seeded_label_block(ctx, index, threshold, label_extended, inputs)
+        return True
     mask = _candidate_mask(ctx, index, threshold)
     block = ctx.plan.block(index)
     if mask is None:  # the threshold is below this block's cutoff: recompute the numerators
@@ -310,6 +362,26 @@ def run_label_block(
     }
     write_outputs(ctx.store, "label", index, outputs, inputs=inputs)
     return True
+
+
+def _seeded_label_block(
+    ctx: PassContext,
+    index: int,
+    threshold: dict[str, Any],
+    label_extended: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]],
+    inputs: str,
+) -> None:
+    block, ext, read_box, pre, post = _read_extended(ctx, index)
+    raw, keys, extras = label_extended(pre, post, block, ext, read_box, ctx.volume, threshold)
+    del pre, post
+    labels = label_block(
+        raw > 0, block, ctx.volume, label=lambda _mask: (raw, len(keys)), keys=keys
+    )
+    outputs = {
+        VOXELS: encode_arrays(labels.voxel_arrays()),
+        BORDERS: encode_arrays({**labels.border_arrays(), **extras}),
+    }
+    write_outputs(ctx.store, "label", index, outputs, inputs=inputs)
 
 
 def _candidate_mask(ctx: PassContext, index: int, threshold: dict[str, Any]) -> np.ndarray | None:
@@ -367,6 +439,8 @@ def reduce_stitch(
     objects' geometry, and per block the feature windows that reach into it."""
     blocks = [load_block_borders(ctx, i, stats, threshold) for i in range(ctx.plan.n_blocks)]
     result = stitch(blocks, min_size=ctx.kernel.min_size)
+    summarize = getattr(ctx.kernel, "summarize", None)  # a SeededKernel's additions
+    extra = summarize(blocks, result, threshold) if summarize is not None else {}
     del blocks
     for i, table in enumerate(result.tables):
         ctx.store.put(stitch_key(i), encode_array(table))
@@ -391,6 +465,7 @@ def reduce_stitch(
         "n_voxels": int(result.sizes.sum()),
         "n_components": result.n_components,
         "largest_component": result.largest,
+        **extra,
     }
     ctx.store.put(STITCH_KEY, encode_json(summary))
     return summary

@@ -16,13 +16,17 @@ by their first voxel in C (raster) order, which is the order a full-volume
 ``scipy.ndimage.label`` assigns, so the blockwise ids equal the single-job ids whenever the
 single job also numbers by raster order.
 
+A seeded detector (PAIRS) gives every label the key of its seed (:attr:`BlockLabels.keys`):
+its synapses need not be connected, so the stitch also joins every label of one key across
+all blocks, and numbers the objects in raster order of their seeds, as PAIRS numbers them.
+
 All arrays here are plain NumPy; nothing reads or writes files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -75,6 +79,11 @@ class BlockLabels:
     coord_sums: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
+    #: Seeded detectors (PAIRS): per local label, the raster index (request box) of the
+    #: seed it belongs to. Labels of one seed are one object wherever they lie, connected
+    #: or not, and objects are numbered by seed (``first`` holds the key). Empty: labels
+    #: are 26-connected components, joined across borders only.
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     #: the fields a reduce needs (kilobytes); ``index`` and ``labels`` are the voxel data
     VOXEL_FIELDS = ("shape", "index", "labels")
@@ -102,7 +111,7 @@ class BlockLabels:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
-        return cls(**{k: np.asarray(arrays[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: np.asarray(arrays[k]) for k in cls.__dataclass_fields__ if k in arrays})
 
 
 def dense_labels(voxels: Mapping[str, np.ndarray], table: np.ndarray | None = None) -> np.ndarray:
@@ -150,9 +159,18 @@ def _offset(coords: Sequence[np.ndarray], origin: Sequence[int]) -> list[np.ndar
 
 
 def label_block(
-    mask_ext: np.ndarray, block: Box, volume: Box, *, label: LabelFunction = scipy_label
+    mask_ext: np.ndarray,
+    block: Box,
+    volume: Box,
+    *,
+    label: LabelFunction = scipy_label,
+    keys: np.ndarray | None = None,
 ) -> BlockLabels:
-    """Label one block from the mask of its extended box (:func:`extended_box`)."""
+    """Label one block from the mask of its extended box (:func:`extended_box`).
+
+    ``keys``: a seeded detector's labels (``label`` returns them for the extended box,
+    1..n) and ``keys[i - 1]``, the raster index in ``volume`` of label ``i``'s seed; the
+    stitch then joins labels by seed and numbers objects in raster order of their seeds."""
     ext = extended_box(block, volume)
     if mask_ext.shape != ext.shape:
         raise ValueError(f"mask shape {mask_ext.shape} is not the extended box {ext.shape}")
@@ -184,6 +202,13 @@ def label_block(
     first = np.full(n_raw, np.iinfo(np.int64).max, dtype=np.int64)
     first_coords = [c[first_pos[order]] for c in coords]
     first[: present.size] = _raster_index(_offset(first_coords, block.start), volume)
+    local_keys = np.zeros(0, np.int64)
+    if keys is not None:
+        if len(keys) != n_raw:
+            raise ValueError(f"{len(keys)} keys for {n_raw} labels")
+        local_keys = np.zeros(n_raw, np.int64)
+        local_keys[lut[1:].astype(np.int64) - 1] = np.asarray(keys, np.int64)
+        first = local_keys.copy()  # objects are numbered by their seed
 
     # shell: labelled extended voxels outside the owned block
     in_shell = ~is_owned
@@ -222,7 +247,20 @@ def label_block(
         coord_sums=coord_sums,
         bbox_min=bbox_min,
         bbox_max=bbox_max,
+        keys=local_keys,
     )
+
+
+def _key_links(keys: Sequence[np.ndarray], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining the nodes (all blocks' labels) that share a seed key."""
+    node = np.concatenate(
+        [offsets[i] + np.arange(len(k), dtype=np.int64) for i, k in enumerate(keys)] or [[]]
+    ).astype(np.int64)
+    key = np.concatenate([np.asarray(k, np.int64) for k in keys] or [[]]).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key, node = key[order], node[order]
+    same = key[1:] == key[:-1]
+    return node[:-1][same], node[1:][same]
 
 
 @dataclass
@@ -296,6 +334,11 @@ def stitch(
             )
         src.append(s_node)
         dst.append(face_node[pos])
+    keyed = [np.asarray(_get_keys(b), np.int64) for b in blocks]
+    if any(len(k) for k in keyed):  # a seeded detector: one object per seed
+        a_, b2 = _key_links(keyed, offsets)
+        src.append(a_)
+        dst.append(b2)
     if n_nodes == 0:
         return GlobalLabels(
             tables=[np.zeros(1, np.uint32) for _ in blocks],
@@ -345,6 +388,12 @@ def stitch(
         n_components=int(n_comp),
         largest=int(comp_size.max(initial=0)),
     )
+
+
+def _get_keys(block: BlockLabels | Mapping[str, np.ndarray]) -> np.ndarray:
+    if isinstance(block, BlockLabels):
+        return block.keys
+    return block.get("keys", np.zeros(0, np.int64))
 
 
 def reference_labels(mask: np.ndarray, *, min_size: int) -> np.ndarray:

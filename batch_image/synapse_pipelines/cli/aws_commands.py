@@ -10,7 +10,10 @@ The stack is found by name; its CloudFormation outputs (names in
   (``--via-events``), whose rule starts the same named execution. ``--wait`` follows the
   execution step by step; ``--dry-run`` prints the plan and its estimated cost
   (``cost_commands``) and starts nothing.
-- ``status [EXECUTION|request.json] --stack NAME``: state, current/failed step, error and cause.
+- ``status [EXECUTION|request.json] --stack NAME``: state, current/failed step, error and
+  cause; for a failed run the failing job's log stream, the command that prints it and the
+  failed blocks; for a cancelled one when and what was terminated. A request file names its
+  latest attempt (a retry's execution, ``run_commands``).
 - ``results RESULTS_KEY|request.json --stack NAME``: the manifest and fresh presigned links,
   signed with your own credentials (the links in the notification expire with the signing
   session).
@@ -31,6 +34,14 @@ from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+from synapse_pipelines.workflow.run_status import read_run_status
+from synapse_pipelines.workflow.runs import (
+    Deployment,
+    failure_notice_of,
+    find_execution,
+    history,
+    request_of,
+)
 
 from . import cost_commands
 
@@ -74,6 +85,22 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
             hint="is it a synapse-pipelines stack, completely deployed?",
         )
     return outputs
+
+
+def deployment_of(stack: str, region: str | None) -> Deployment:
+    """The deployment a stack's outputs describe, with clients of ``region``."""
+    session = _session(region)
+    outputs = stack_outputs(session.client("cloudformation"), stack)
+
+    def client(service: str) -> Any:
+        return s3_client(session=session) if service == "s3" else session.client(service)
+
+    return Deployment.from_outputs(outputs, stack=stack, client=client)
+
+
+def load_request(path: Path) -> Any:
+    """The request of a JSON file (refused if it holds a literal token)."""
+    return _load_request(path)
 
 
 def _load_request(path: Path) -> Any:
@@ -168,6 +195,27 @@ def execution_summary(sfn: Any, execution_arn: str) -> dict[str, Any]:
     return summary
 
 
+def run_summary(deployment: Deployment, description: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`execution_summary` plus how a failed or cancelled run ended: DescribeFailure's
+    notice (failing job's log stream, the command printing it, failed blocks) or the cancel
+    record."""
+    sfn = deployment.client("stepfunctions")
+    arn = str(description["executionArn"])
+    summary = execution_summary(sfn, arn)
+    if summary["status"] in ("FAILED", "TIMED_OUT"):
+        notice = failure_notice_of(history(sfn, arn)) or {}
+        detail = notice.get("detail") or {}
+        for key in ("log_group", "log_stream", "logs_command", "failed_blocks"):
+            if detail.get(key):
+                summary[key] = detail[key]
+    request = request_of(description)
+    if summary["status"] == "ABORTED" and request is not None:
+        record = read_run_status(deployment.client("s3"), deployment.bucket, request.results_key)
+        if record and record.get("execution_arn") == arn:
+            summary["cancelled"] = record
+    return summary
+
+
 def _steps(sfn: Any, execution_arn: str) -> list[dict[str, str]]:
     """Each state entered, in order, with how it ended."""
     out: list[dict[str, str]] = []
@@ -237,17 +285,6 @@ def _results_key(value: str) -> str:
     return value
 
 
-def _execution_arn(value: str, outputs: Mapping[str, str]) -> str:
-    if value.startswith("arn:"):
-        return value
-    path = Path(value)
-    if value.endswith(".json") and path.is_file():
-        request = _load_request(path)
-        value = wf.execution_name(request.public_dict(), request.results_key)
-    machine = outputs[wf.OUTPUT_STATE_MACHINE_ARN]
-    return machine.replace(":stateMachine:", ":execution:") + f":{value}"
-
-
 def register(app: typer.Typer) -> None:
     """Add submit, status and results."""
 
@@ -308,11 +345,11 @@ def register(app: typer.Typer) -> None:
         region: str | None = REGION,
     ) -> None:
         """Show a run's state, its steps, and the error and cause if it failed."""
-        session = _session(region)
-        outputs = stack_outputs(session.client("cloudformation"), stack)
-        summary = execution_summary(
-            session.client("stepfunctions"), _execution_arn(execution, outputs)
-        )
+        deployment = deployment_of(stack, region)
+        path = Path(execution)
+        request = _load_request(path) if execution.endswith(".json") and path.is_file() else None
+        found = find_execution(deployment, execution, request=request)
+        summary = run_summary(deployment, found)
         _print_summary(summary)
 
     @app.command()
@@ -337,6 +374,9 @@ def register(app: typer.Typer) -> None:
             return
         manifest = found["manifest"]
         typer.echo(f"results key: {manifest.get('results_key')}")
+        if manifest.get("status"):  # failed or cancelled: the folder is not a finished run's
+            run = manifest.get("run") or {}
+            typer.echo(f"status:      {manifest['status']} ({run.get('at')}; incomplete results)")
         typer.echo(f"synapses:    {manifest.get('counts', {}).get('synapses')}")
         for name, url in (manifest.get("links") or {}).items():
             if name == "all":
@@ -372,6 +412,19 @@ def _print_summary(summary: Mapping[str, Any]) -> None:
         typer.echo(f"error: {summary['error']}")
     if summary.get("cause"):
         typer.echo(f"cause: {summary['cause']}")
+    for block in summary.get("failed_blocks") or []:
+        typer.echo(
+            f"failed block: {block.get('step')} {block.get('block')} job {block.get('job_name')}"
+            f" ({block.get('status_reason') or 'failed'}), log stream {block.get('log_stream')}"
+        )
+    if summary.get("log_stream"):
+        typer.echo(f"log stream: {summary.get('log_group')} {summary['log_stream']}")
+    if summary.get("logs_command"):
+        typer.echo(f"print it: {summary['logs_command']}")
+    cancelled = summary.get("cancelled")
+    if cancelled:
+        jobs = cancelled.get("terminated_jobs") or []
+        typer.echo(f"cancelled at {cancelled.get('at')}: {len(jobs)} Batch job(s) terminated")
     output = summary.get("output")
     if isinstance(output, Mapping):
         for key in ("results_key", "synapses", "neuroglancer_url"):

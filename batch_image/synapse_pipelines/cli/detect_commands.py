@@ -28,7 +28,7 @@ from synapse_pipelines.core.errors import (
     RequestValidationError,
 )
 from synapse_pipelines.core.geometry import normalise_unit, parse_zyx, voxel_size_nanometers
-from synapse_pipelines.core.pipelines import available_pipelines
+from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE, available_pipelines
 from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.outputs import (
     check_results_folder,
@@ -39,8 +39,6 @@ from synapse_pipelines.io.volumes import (
     load_channels,
 )
 from synapse_pipelines.science.features import synapse_table
-
-DEFAULT_PIPELINE = "nomads-unsupervised"
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ def detect(
         typer.Option(
             "--param",
             "-p",
-            help="Pipeline parameter KEY=NUMBER (e.g. window=3, min_size=30). Repeatable.",
+            help="Pipeline parameter KEY=NUMBER (e.g. seed_level=1.5, or window=3). Repeatable.",
             show_default=False,
         ),
     ] = None,

@@ -273,6 +273,14 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show every line the Batch jobs print.")
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Keep the local AWS endpoint up afterwards, for list, cancel, retry, logs, "
+            "status and results with --stack synapse-pipelines-local (Ctrl-C stops it).",
+        ),
+    ] = False,
 ) -> None:
     """Run a request through the real workflow on this machine, against any BOSS.
 
@@ -297,18 +305,34 @@ def run(
         )
     t0 = time.perf_counter()
     progress = _Progress(verbose=verbose)
-    with progress, LocalRuntime(job_log_sink=progress.job_line, quiet_lambdas=True) as rt:
-        progress.phase("local AWS (moto) ready; starting the state machine")
-        rt.set_token(token)
-        if via_events:
-            rt.put_request_event(LocalRuntime.execution_input(request))
-            arn = _wait_for_event_execution(rt)
-        else:
-            sub = rt.submit(request)
-            arn = sub.execution_arn
-        result = rt.wait(arn, on_event=progress.event)
-        files = rt.download_results(request.results_key, out)
-        notices = rt.notifications()
+    with LocalRuntime(job_log_sink=progress.job_line, quiet_lambdas=True) as rt:
+        with progress:
+            progress.phase("local AWS (moto) ready; starting the state machine")
+            rt.set_token(token)
+            if via_events:
+                rt.put_request_event(LocalRuntime.execution_input(request))
+                arn = _wait_for_event_execution(rt)
+            else:
+                sub = rt.submit(request)
+                arn = sub.execution_arn
+            result = rt.wait(arn, on_event=progress.event)
+            files = rt.download_results(request.results_key, out)
+            notices = rt.notifications()
+        if serve:
+            _report_run(result, files, notices, t0)
+            _serve(rt)
+    if serve:
+        if not result.succeeded:
+            raise typer.Exit(1)
+        return
+    _report_run(result, files, notices, t0)
+    if not result.succeeded:
+        raise typer.Exit(1)
+    if isinstance(result.output, dict):
+        console.print(escape(json.dumps({k: result.output.get(k) for k in ("synapses",)})))
+
+
+def _report_run(result: Any, files: dict[str, Path], notices: list[Any], t0: float) -> None:
     console.print(_step_table(result.step_seconds))
     if files:
         console.print(_files_table(files))
@@ -317,9 +341,21 @@ def run(
     console.print(f"{result.status} in {time.perf_counter() - t0:.1f} s")
     if not result.succeeded:
         _print_failure(result)
-        raise typer.Exit(1)
-    if isinstance(result.output, dict):
-        console.print(escape(json.dumps({k: result.output.get(k) for k in ("synapses",)})))
+
+
+def _serve(rt: Any) -> None:
+    """Keep the local endpoint up until Ctrl-C; say how other shells reach it."""
+    # local/* is imported when the command runs (see demo)
+    from synapse_pipelines.local.deployment import STACK_NAME
+
+    env = rt.aws.environment()
+    console.print("local AWS endpoint still running; in another shell:")
+    for name, value in env.items():
+        console.print(f"  export {name}={value}")
+    console.print(f"  synapse-pipelines list --stack {STACK_NAME}")
+    console.print("Ctrl-C stops it (and every run still going).")
+    _wait_for_interrupt()
+    console.print("stopping the local AWS endpoint")
 
 
 def _wait_for_event_execution(rt: Any, timeout: float = 30) -> str:

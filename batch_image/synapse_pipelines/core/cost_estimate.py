@@ -89,7 +89,7 @@ BLOCKWISE_STORED_BYTES_PER_VOXEL = 0.33
 #: checks them against the ASL's ``JobName`` formats.
 ONCE_STEPS: tuple[str, ...] = (
     "detect", "report", "publish-boss",
-    "detect-bp", "detect-bt", "detect-bs", "detect-bm", "publish-bp",
+    "detect-bp", "detect-bt", "detect-bs", "detect-bm", "publish-bp", "publish-bd",
 )  # fmt: skip
 MAP_STEPS: tuple[str, ...] = ("detect-bc", "detect-bl", "detect-bf", "publish-bb")
 
@@ -442,6 +442,7 @@ def _blockwise_groups(plan: WorkPlan, sizes: Mapping[str, JobSize]) -> list[JobG
         _report_group(voxels, sizes),
         once("publish-bp", "create BOSS channels"),
         JobGroup("publish-bb", "push to BOSS", items, start + push, size),
+        once("publish-bd", "start BOSS downsampling"),
     ]
 
 

@@ -32,7 +32,8 @@ The shipped pipelines (declared in this project's ``pyproject.toml``):
 ``paired-puncta`` is :class:`synapse_pipelines.science.paired_puncta.PairedPuncta` (PAIRS:
 paired synapsin / PSD-95 puncta, sizes in nm from ``voxel_size``), and
 ``nomads-unsupervised`` is :class:`synapse_pipelines.science.nomads_plugin.NomadsUnsupervised`
-(the original NOMADS recipe, in voxels).
+(the original NOMADS recipe, in voxels). :data:`DEFAULT_PIPELINE` (``paired-puncta``, the
+detector that works on real data) is what a request or the CLI runs when none is named.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "synapse_pipelines.pipelines"
+#: The pipeline a request (``core.request``) and the CLI run when none is named: PAIRS.
+DEFAULT_PIPELINE = "paired-puncta"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The detection request: one model shared by the CLI, the Lambda handlers and the container.
 
-A request names a box of a BOSS experiment, the two channels NOMADS correlates, the pipeline
-and where results go. It never carries a usable token into a log or a state payload: the token
+A request names a box of a BOSS experiment, the presynaptic and postsynaptic channels, the
+pipeline (default ``paired-puncta``: PAIRS; ``nomads-unsupervised`` when named) and where
+results go. It never carries a usable token into a log or a state payload: the token
 lives in Secrets Manager (``token_secret``); a literal ``token`` is accepted for local runs
 only, is a :class:`pydantic.SecretStr`, and is dropped by :meth:`SynapseRequest.public_dict`.
 
@@ -48,7 +49,7 @@ from synapse_pipelines.core.errors import (
     aws_error_code,
 )
 from synapse_pipelines.core.geometry import AXES, Box
-from synapse_pipelines.core.pipelines import available_pipelines
+from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE, available_pipelines
 from synapse_pipelines.core.sizing import request_voxel_cap
 
 #: BOSS stores names in 255-character fields; keep results keys well below so that the
@@ -141,7 +142,7 @@ class SynapseRequest(BaseModel):
     x_range: tuple[int, int] = Field(validation_alias=AliasChoices("x_range", "x-range"))
     presynaptic_channel: str | None = None
     postsynaptic_channel: str | None = None
-    pipeline: str = "nomads-unsupervised"
+    pipeline: str = DEFAULT_PIPELINE
     pipeline_parameters: dict[str, int | float] = Field(default_factory=dict)
     output_collection: str = "collman_nomads"
     output_experiment: str = "nomads_predictions"

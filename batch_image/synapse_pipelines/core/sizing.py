@@ -26,7 +26,7 @@ from synapse_pipelines.core.geometry import Box
 #: Pipelines with a blockwise implementation (a kernel the blockwise passes run, which
 #: reproduces the pipeline's single-job answer exactly). The kernels themselves are in
 #: ``workflow.blockwise_job.BLOCKWISE_KERNELS`` (a test keeps the two in step).
-BLOCKWISE_PIPELINES: frozenset[str] = frozenset({"nomads-unsupervised"})
+BLOCKWISE_PIPELINES: frozenset[str] = frozenset({"nomads-unsupervised", "paired-puncta"})
 
 
 def has_blockwise(pipeline: str) -> bool:

@@ -7,8 +7,10 @@ Batch compute environment with its two job queues and one job definition per
 parameters, environment, ``secrets``, retry strategy), one Lambda function per
 :data:`~synapse_pipelines.workflow.wiring.LAMBDA_FUNCTIONS` entry (its invocations call the
 real handler in-process), the state machine from the ASL file with every substitution filled,
-and the "Synapse Detection Requested" rule targeting StartFromEvent. Names, commands, handler
-paths, environment variable names and substitution keys all come from
+the "Synapse Detection Requested" rule targeting StartFromEvent and the default bus's rule
+sending the state machine's stopped (ABORTED) executions to FinishCancelledRun, and a
+CloudFormation stack carrying the CDK stack's outputs (so ``--stack`` finds it). Names,
+commands, handler paths, environment variable names and substitution keys all come from
 :mod:`synapse_pipelines.workflow.wiring`; nothing here re-describes the workflow.
 
 Two resources exist only locally, to read what a user or automation would receive: an SQS
@@ -28,6 +30,7 @@ from typing import Any
 from synapse_pipelines.local.moto_lambda import register_lambda_handler
 from synapse_pipelines.local.moto_server import DEFAULT_ACCOUNT
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.job_logs import DEFAULT_JOB_LOG_GROUP
 
 #: the names of the local resources (one local "stack" per process)
 STACK_NAME = "synapse-pipelines-local"
@@ -47,6 +50,7 @@ class LocalResources:
     secret_arn: str
     event_bus: str
     rule_name: str
+    cancel_rule_name: str  # default bus: ABORTED executions -> FinishCancelledRun
     state_machine_arn: str
     functions: dict[str, str]  # logical id -> function ARN
     job_queues: dict[str, str]  # "standard" / "large" -> ARN
@@ -74,6 +78,8 @@ def deploy(client: ClientFactory, region: str) -> LocalResources:
 
     env_values = _environment_values(bucket, secret_arn, topic_arn)
     queues = _create_job_queues(client("batch"), role)
+    env_values[wf.ENV_JOB_QUEUES] = ",".join(queues.values())
+    env_values[wf.ENV_EVENT_BUS] = bus
     job_definitions = _register_job_definitions(client("batch"), env_values, secret_arn)
     # the state machine's ARN is known before it exists (it is named): the Lambdas need it
     state_machine_name = f"{STACK_NAME}-workflow"
@@ -94,12 +100,29 @@ def deploy(client: ClientFactory, region: str) -> LocalResources:
     if created != state_machine_arn:
         raise RuntimeError(f"state machine ARN {created} != expected {state_machine_arn}")
     rule = _create_request_rule(client("events"), bus, functions["StartFromEvent"])
+    cancel_rule = _create_cancel_rule(
+        client("events"), state_machine_arn, functions["FinishCancelledRun"]
+    )
+    _publish_outputs(
+        client("cloudformation"),
+        {
+            wf.OUTPUT_STATE_MACHINE_ARN: state_machine_arn,
+            wf.OUTPUT_RESULTS_BUCKET: bucket,
+            wf.OUTPUT_TOKEN_SECRET_ARN: secret_arn,
+            wf.OUTPUT_TOPIC_ARN: topic_arn,
+            wf.OUTPUT_EVENT_BUS_NAME: bus,
+            wf.OUTPUT_JOB_QUEUE_ARN: queues["standard"],
+            wf.OUTPUT_LARGE_JOB_QUEUE_ARN: queues["large"],
+            wf.OUTPUT_JOB_LOG_GROUP: DEFAULT_JOB_LOG_GROUP,
+        },
+    )
     return LocalResources(
         bucket=bucket,
         topic_arn=topic_arn,
         secret_arn=secret_arn,
         event_bus=bus,
         rule_name=rule,
+        cancel_rule_name=cancel_rule,
         state_machine_arn=state_machine_arn,
         functions=functions,
         job_queues=queues,
@@ -107,6 +130,19 @@ def deploy(client: ClientFactory, region: str) -> LocalResources:
         notices_queue_url=notices_url,
         events_queue_url=events_url,
     )
+
+
+def _publish_outputs(cloudformation: Any, outputs: Mapping[str, str]) -> None:
+    """A CloudFormation stack named :data:`STACK_NAME` holding only the outputs the CDK stack
+    has (``wiring.OUTPUT_*``), so the CLI's ``--stack synapse-pipelines-local`` finds the local
+    deployment as it finds a real one (``list``, ``cancel``, ``retry``, ``logs``, ``status``
+    with ``AWS_ENDPOINT_URL`` pointing at the local endpoint)."""
+    template = {
+        "Description": "synapse-pipelines local runtime: the outputs of the local stack",
+        "Resources": {},  # moto accepts an outputs-only template; the resources exist already
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    cloudformation.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(template))
 
 
 def _create_role(iam: Any) -> str:
@@ -162,6 +198,8 @@ def _environment_values(bucket: str, secret_arn: str, topic_arn: str) -> dict[st
         wf.ENV_LARGE_DETECT_MEMORY_MIB: str(int(memory * 0.8)),
         wf.ENV_PRESIGN_SECONDS: str(wf.DEFAULT_PRESIGN_SECONDS),
         wf.ENV_NEUROGLANCER_URL: wf.DEFAULT_NEUROGLANCER_URL,
+        wf.ENV_JOB_LOG_GROUP: DEFAULT_JOB_LOG_GROUP,  # where the local Batch writes job output
+        wf.ENV_STACK_NAME: STACK_NAME,
     }
 
 
@@ -266,6 +304,15 @@ def _create_request_rule(events: Any, bus: str, start_function_arn: str) -> str:
     events.put_targets(
         Rule=rule, EventBusName=bus, Targets=[{"Id": "start", "Arn": start_function_arn}]
     )
+    return rule
+
+
+def _create_cancel_rule(events: Any, state_machine_arn: str, finish_function_arn: str) -> str:
+    """Default bus: the state machine's ABORTED executions -> FinishCancelledRun (the local
+    runtime emits Step Functions' status-change event, ``moto_stepfunctions``)."""
+    rule = f"{STACK_NAME}-cancelled"
+    events.put_rule(Name=rule, EventPattern=json.dumps(wf.aborted_event_pattern(state_machine_arn)))
+    events.put_targets(Rule=rule, Targets=[{"Id": "finish", "Arn": finish_function_arn}])
     return rule
 
 

@@ -12,7 +12,10 @@ in order, retrying when no rule matches, as Batch documents). A failed job gets 
 ``statusReason`` and per-attempt ``exitCode``; output goes to CloudWatch Logs
 ``/aws/batch/job`` and, line by line, to :attr:`BatchSettings.log_sink`.
 :func:`inject_batch_host_failure` makes the next attempts end like a Spot reclaim, so the job
-definitions' Spot retry rules can be tested; :func:`kill_running_jobs` leaves no process
+definitions' Spot retry rules can be tested; :func:`inject_job_fault` makes the next attempts
+of the jobs whose name matches a pattern (one block of a Distributed Map, say) run a stand-in
+process instead that prints a line and exits with a code, or runs until it is terminated, so
+failed blocks and cancellation can be tested; :func:`kill_running_jobs` leaves no process
 behind.
 """
 
@@ -101,6 +104,56 @@ def _take_host_failure(job_definition_name: str) -> str | None:
     with _HOST_FAILURES_LOCK:
         queue = _HOST_FAILURES.get(job_definition_name)
         return queue.pop(0) if queue else None
+
+
+@dataclass
+class JobFault:
+    """A stand-in for the next attempts of the jobs whose name matches ``pattern``."""
+
+    pattern: str  # fnmatch glob on the job name, e.g. "detect-bl-4-8-*"
+    count: int  # attempts still to replace
+    exit_code: int
+    message: str
+    hold: bool  # run until terminated (TerminateJob, the attempt timeout) instead of exiting
+
+
+_JOB_FAULTS: list[JobFault] = []
+
+
+def inject_job_fault(
+    pattern: str,
+    *,
+    count: int = 1,
+    exit_code: int = 1,
+    message: str = "injected failure",
+    hold: bool = False,
+) -> None:
+    """Make the next ``count`` attempts of jobs named like ``pattern`` run a stand-in process
+    (same environment, logs and retry strategy as the job): it prints ``message`` and exits
+    with ``exit_code``, or, with ``hold``, prints it and runs until the job is terminated."""
+    with _HOST_FAILURES_LOCK:
+        _JOB_FAULTS.append(JobFault(pattern, count, exit_code, message, hold))
+
+
+def clear_job_faults() -> None:
+    with _HOST_FAILURES_LOCK:
+        _JOB_FAULTS.clear()
+
+
+def _take_job_fault(job_name: str) -> JobFault | None:
+    with _HOST_FAILURES_LOCK:
+        for fault in _JOB_FAULTS:
+            if fault.count > 0 and fnmatch.fnmatchcase(job_name, fault.pattern):
+                fault.count -= 1
+                return fault
+    return None
+
+
+def _fault_argv(fault: JobFault) -> list[str]:
+    code = f"import sys, time; print({fault.message!r}, flush=True); " + (
+        "time.sleep(3600)" if fault.hold else f"sys.exit({int(fault.exit_code)})"
+    )
+    return [sys.executable, "-c", code]
 
 
 def _glob(pattern: str | None, value: str | None) -> bool:
@@ -235,6 +288,9 @@ def _run_attempt(job: Any, attempt_no: int) -> dict[str, Any]:
         attempt.update(stoppedAt=_now_ms(), statusReason="Task failed to start")
         return attempt
     env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt_no)
+    fault = _take_job_fault(job.job_name)
+    if fault is not None:
+        argv = _fault_argv(fault)
     timeout = job._get_attempt_duration()
     proc = subprocess.Popen(
         argv,

@@ -1,6 +1,6 @@
 """The guard on moto's internals: the version and the exact signatures this package patches.
 
-moto 5.2.5 is pinned (``pyproject.toml``) because the local runtime replaces six of its
+moto 5.2.5 is pinned (``pyproject.toml``) because the local runtime replaces eight of its
 methods (:mod:`~synapse_pipelines.local.moto_lambda`, :mod:`~synapse_pipelines.local.moto_batch`,
 :mod:`~synapse_pipelines.local.moto_stepfunctions`, :mod:`~synapse_pipelines.local.moto_events`;
 installed by :mod:`~synapse_pipelines.local.moto_server`). Owns :data:`PATCHED` (what is
@@ -63,6 +63,19 @@ PATCHED: dict[str, tuple[str, str, str, list[str]]] = {
         "StepFunctionsParserBackend",
         "start_execution",
         ["self", "state_machine_arn", "name", "execution_input", "trace_header"],
+    ),
+    "sfn.map_run": (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration."
+        "distributed_iteration_component",
+        "DistributedIterationComponent",
+        "_map_run",
+        ["self", "env", "eval_input"],
+    ),
+    "sfn.stop_execution": (
+        "moto.stepfunctions.parser.models",
+        "StepFunctionsParserBackend",
+        "stop_execution",
+        ["self", "execution_arn"],
     ),
 }
 

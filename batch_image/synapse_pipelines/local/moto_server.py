@@ -31,9 +31,11 @@ from synapse_pipelines.local.moto_events import events_send_to_targets
 from synapse_pipelines.local.moto_internals import ORIGINALS, check_moto_internals, internals
 from synapse_pipelines.local.moto_lambda import lambda_invoke
 from synapse_pipelines.local.moto_stepfunctions import (
+    sfn_map_run,
     sfn_normalise_parameters,
     sfn_normalise_response,
     sfn_start_execution,
+    sfn_stop_execution,
 )
 
 #: moto's executing mode: run the ASL, never Docker for Lambda or Batch
@@ -53,6 +55,8 @@ _PATCHES: dict[str, Callable[..., Any]] = {
     "sfn.batch.normalise_response": sfn_normalise_response,
     "events.send_to_targets": events_send_to_targets,
     "sfn.start_execution": sfn_start_execution,
+    "sfn.stop_execution": sfn_stop_execution,
+    "sfn.map_run": sfn_map_run,
 }
 _INSTALL_LOCK = threading.Lock()
 

@@ -9,17 +9,47 @@
   only: SNS and Lambda already use the API's own casing.
 - ``StartExecution`` without a name gives an ARN ending in ``:None``; the replacement of
   ``StepFunctionsParserBackend.start_execution`` generates a UUID name, as AWS does.
+- moto's Distributed Map counts its failed, aborted and timed-out iterations but never fails:
+  it ignores ``ToleratedFailureCount``/``ToleratedFailurePercentage`` ("no effect on the
+  program evaluation") and ends as success - the fan-out that looks successful but is not.
+  The replacement of ``DistributedIterationComponent._map_run`` runs the iterations as
+  before, then fails the Map Run as AWS does when the failures exceed either threshold:
+  ``States.ExceedToleratedFailureThreshold``, "The specified tolerated failure threshold was
+  exceeded", into the state's Retry/Catch. Unlike AWS, the iterations still running when the
+  threshold is crossed finish first (moto has no hook to stop them early).
+- moto emits no "Step Functions Execution Status Change" events. ``StopExecution`` is the
+  one the workflow needs (a rule sends ABORTED executions to FinishCancelledRun): the
+  replacement of ``stop_execution`` stops as before, then, once the interpreter has ended the
+  execution, puts the event AWS would put on the default bus (``source`` aws.states, the
+  execution's ARN, name, status, start/stop dates in epoch ms, input), asynchronously as AWS.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import uuid
 from typing import Any
 
 import botocore.session
 from botocore import xform_name
+from moto.events.models import events_backends
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from synapse_pipelines.local.moto_internals import ORIGINALS, MotoCompatError
+from synapse_pipelines.workflow import wiring as wf
 
 
 def _operation_model(service: str, action_snake: str) -> Any:
@@ -73,4 +103,92 @@ def sfn_start_execution(
 ) -> Any:
     return ORIGINALS["sfn.start_execution"](
         self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
+    )
+
+
+#: How long the status-change event waits for the interpreter to end a stopped execution.
+STOP_WAIT_SECONDS = 30.0
+
+
+def _epoch_ms(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def status_change_detail(execution: Any) -> dict[str, Any]:
+    """The detail of Step Functions' "Execution Status Change" event for ``execution``."""
+    return {
+        "executionArn": execution.execution_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": execution.status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": _epoch_ms(execution.stop_date),
+        "input": execution.execution_input,
+        "inputDetails": {"included": True},
+        "output": None,
+        "outputDetails": None,
+        "error": execution.error,
+        "cause": execution.cause,
+    }
+
+
+def _emit_when_ended(execution: Any, account_id: str, region: str) -> None:
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    while execution.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if execution.status != "ABORTED":  # it ended otherwise before the stop took
+        return
+    events_backends[account_id][region].put_events(
+        [
+            {
+                "Source": "aws.states",
+                "DetailType": wf.EXECUTION_STATUS_CHANGE,
+                "Detail": json.dumps(status_change_detail(execution), default=str),
+                "Resources": [execution.execution_arn],
+            }
+        ]
+    )
+
+
+def sfn_stop_execution(self: Any, execution_arn: str) -> Any:
+    execution = ORIGINALS["sfn.stop_execution"](self, execution_arn)
+    threading.Thread(
+        target=_emit_when_ended,
+        args=(execution, self.account_id, self.region_name),
+        name="sfn-status-change",
+        daemon=True,
+    ).start()
+    return execution
+
+
+#: AWS's cause of a Map Run that failed more items than it tolerates.
+THRESHOLD_EXCEEDED = "The specified tolerated failure threshold was exceeded"
+
+
+def threshold_exceeded(failed: int, total: int, count: int, percentage: float) -> bool:
+    """AWS's rule: the Map Run fails when its failed items exceed ToleratedFailureCount or
+    (as a share of all items) ToleratedFailurePercentage."""
+    return failed > count or (total > 0 and 100.0 * failed / total > percentage)
+
+
+def sfn_map_run(self: Any, env: Any, eval_input: Any) -> None:
+    ORIGINALS["sfn.map_run"](self, env, eval_input)
+    items = eval_input.map_run_record.item_counter
+    failed = items.failed.get() + items.aborted.get() + items.timed_out.get()
+    tolerated = (eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage)
+    if not env.is_running() or not threshold_exceeded(failed, items.total.get(), *tolerated):
+        return
+    env.stack.pop()  # the iterations' outputs: the Map fails instead
+    error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    raise FailureEventException(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error),
+            event_type=HistoryEventType.MapRunFailed,
+            event_details=EventDetails(
+                mapRunFailedEventDetails=MapRunFailedEventDetails(
+                    error=error.to_name(), cause=THRESHOLD_EXCEEDED
+                )
+            ),
+        )
     )

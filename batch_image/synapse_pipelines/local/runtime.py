@@ -28,11 +28,13 @@ from typing import Any
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.local import moto_batch
-from synapse_pipelines.local.deployment import LocalResources, deploy, function_name
+from synapse_pipelines.local.deployment import STACK_NAME, LocalResources, deploy, function_name
 from synapse_pipelines.local.moto_lambda import unregister_lambda_handler
 from synapse_pipelines.local.moto_server import LocalAws
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+from synapse_pipelines.workflow.job_logs import DEFAULT_JOB_LOG_GROUP
+from synapse_pipelines.workflow.runs import Deployment
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,21 @@ class LocalRuntime:
         if self.resources is None:
             raise RuntimeError("LocalRuntime is not started")
         return self.resources
+
+    def deployment(self) -> Deployment:
+        """The local stack as the run commands see a deployment (``list``, ``cancel``,
+        ``retry``, ``logs`` take it: the functions behind them serve both)."""
+        res = self.res
+        return Deployment(
+            state_machine_arn=res.state_machine_arn,
+            bucket=res.bucket,
+            job_queues=tuple(res.job_queues.values()),
+            job_log_group=DEFAULT_JOB_LOG_GROUP,
+            stack_name=STACK_NAME,
+            client=self.client,
+            topic_arn=res.topic_arn,
+            event_bus=res.event_bus,
+        )
 
     # -- token ------------------------------------------------------------------------------
 

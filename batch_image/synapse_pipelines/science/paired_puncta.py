@@ -1,9 +1,10 @@
 """PAIRS (paired puncta): the synapse detector, built from exactly reducible primitives.
 
-Owns the method, its parameters (:data:`PARAMETERS`) and geometry (:func:`geometry`,
-:func:`halo`), the one-job entry point :func:`detect_paired_puncta`, the explanation of an
-empty result (:func:`explain_empty`) and the ``paired-puncta`` plug-in
-(:class:`PairedPuncta`). The block primitives live in :mod:`.paired_puncta_blocks`.
+Owns the method (described below), the one-job entry point :func:`detect_paired_puncta`
+and the ``paired-puncta`` plug-in (:class:`PairedPuncta`). Its parameters (:data:`PARAMETERS`)
+and geometry (:func:`geometry`, :func:`halo`) live in :mod:`.paired_puncta_geometry`, the
+explanation of an empty result (:func:`explain_empty`) in :mod:`.paired_puncta_explain`, the
+block primitives in :mod:`.paired_puncta_blocks`; all are re-exported here.
 
 What it computes
 ================
@@ -61,14 +62,10 @@ which tests require to give identical output.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
@@ -80,7 +77,6 @@ from synapse_pipelines.science import (
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_blocks import (
     CANDIDATE_FRACTION,
-    CHANNELS,
     SectionHistograms,
     SectionThresholds,
     block_evidence,
@@ -91,13 +87,19 @@ from synapse_pipelines.science.paired_puncta_blocks import (
     check_channels,
     number_seeds,
     region_evidence,
-    region_seeds,
     region_voxels,
     section_stats,
     section_thresholds,
     size_filter_lut,
 )
-from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
+from synapse_pipelines.science.paired_puncta_explain import explain_empty, whole_volume_puncta
+from synapse_pipelines.science.paired_puncta_geometry import (
+    DEFAULT_VOXEL_SIZE,
+    PARAMETERS,
+    PairsGeometry,
+    geometry,
+    halo,
+)
 
 __all__ = [
     "DEFAULT_VOXEL_SIZE",
@@ -120,322 +122,6 @@ __all__ = [
     "section_thresholds",
     "size_filter_lut",
 ]
-
-#: Voxel size assumed when none is given: array tomography, 70 nm sections, 100 nm pixels.
-DEFAULT_VOXEL_SIZE = ASSUMED_VOXEL_NM
-#: Lattice samples per section the histogram stride keeps at least.
-HIST_SAMPLES = 1 << 18
-#: |D| must stay below 2**53: exact as float64 (the evidence) and in int64.
-_MAX_D_BITS = 53
-
-PARAMETERS: Mapping[str, ParameterSpec] = {
-    "smoothing_sigma_nm": ParameterSpec(
-        float, 60.0, "sigma of the integer binomial smoothing, nm", 0.0, 2000.0
-    ),
-    "background_radius_nm": ParameterSpec(
-        float, 500.0, "half-width of the in-plane local-background box, nm", 1.0, 20000.0
-    ),
-    "pair_offset_nm": ParameterSpec(
-        float,
-        250.0,
-        "largest expected distance between a synapse's pre and post puncta, nm",
-        0.0,
-        5000.0,
-    ),
-    "punctum_fwhm_nm": ParameterSpec(
-        float, 300.0, "full width at half maximum of a punctum, nm", 1.0, 5000.0
-    ),
-    "noise_floor_sigma": ParameterSpec(
-        float, 2.5, "no threshold below this many noise standard deviations", 0.0, 100.0
-    ),
-    "seed_radius_nm": ParameterSpec(
-        float, 150.0, "a seed is the maximum of the evidence within this radius, nm", 0.0, 5000.0
-    ),
-    "assignment_radius_nm": ParameterSpec(
-        float,
-        250.0,
-        "voxels within this distance of a seed may join its synapse, nm",
-        0.0,
-        5000.0,
-    ),
-    "assignment_level": ParameterSpec(
-        float, 0.5, "evidence a voxel needs to join a synapse (<= seed_level)", 0.01, 100.0
-    ),
-    "seed_level": ParameterSpec(
-        float, 1.0, "evidence a seed needs (1: both channels at their thresholds)", 0.01, 100.0
-    ),
-    "min_volume_um3": ParameterSpec(
-        float, 0.0, "drop synapses smaller than this, cubic micrometres (0: keep all)", 0.0, 1000.0
-    ),
-}
-DEFAULTS: dict[str, float] = {name: float(spec.default) for name, spec in PARAMETERS.items()}
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_params(params: Mapping[str, Any]) -> dict[str, float]:
-    """Parameters with defaults filled in; DetectionError naming the first bad one."""
-    resolved = dict(DEFAULTS)
-    for name, value in params.items():
-        if name not in PARAMETERS:
-            raise DetectionError(
-                f"unknown parameter {name!r}",
-                field=name,
-                hint=f"use one of: {', '.join(sorted(PARAMETERS))}",
-            )
-        checked, message = PARAMETERS[name].check(name, value)
-        if message is not None:
-            spec = PARAMETERS[name]
-            raise DetectionError(
-                message, field=name, hint=f"{spec.description}; default {spec.default}"
-            )
-        resolved[name] = float(checked)  # type: ignore[arg-type]
-    if resolved["assignment_level"] > resolved["seed_level"]:
-        raise DetectionError(
-            f"assignment_level {resolved['assignment_level']} is above seed_level "
-            f"{resolved['seed_level']}, so a seed could fall outside its own synapse",
-            field="assignment_level",
-            hint="use an assignment_level no larger than seed_level (default 0.5 and 1.0)",
-        )
-    return resolved
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-@dataclass(frozen=True)
-class PairsGeometry:
-    """Everything derived from the volume shape, the voxel size and the parameters."""
-
-    volume_shape: tuple[int, int, int]
-    voxel_size: tuple[float, float, float]
-    params: dict[str, float]
-    orders: tuple[int, int, int]  # binomial order per axis (z, y, x)
-    widths: tuple[int, int]  # in-plane background box (w_y, w_x)
-    seed_radii: tuple[int, int, int]
-    assignment_radii: tuple[int, int, int]
-    smoothing_nm: tuple[float, float, float]  # sigma actually applied per axis
-    k: float  # Otsu fraction from the pair geometry
-    hist_stride: int
-    min_voxels: int  # size filter in voxels (<= 1: keep every region)
-
-    @property
-    def n_s(self) -> int:
-        return 1 << sum(self.orders)
-
-    @property
-    def scale(self) -> int:
-        """``D`` units per grey level: ``N_s w_y w_x``."""
-        return self.n_s * self.widths[0] * self.widths[1]
-
-    @property
-    def filter_halo(self) -> tuple[int, int, int]:
-        """Context ``D`` needs: smoothing in z; the larger of smoothing and box in y, x."""
-        nz, ny, nx = self.orders
-        return (nz // 2, max(ny // 2, self.widths[0] // 2), max(nx // 2, self.widths[1] // 2))
-
-    @property
-    def halo(self) -> dict[str, tuple[int, int, int]]:
-        f = self.filter_halo
-        seeds = tuple(a + b for a, b in zip(f, self.seed_radii, strict=True))
-        return {"histograms": f, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
-
-    def filters(self, *dtypes: np.dtype) -> kernels.Filters:
-        """The kernels' filters for inputs of these dtypes (their integer widths follow the
-        largest possible value)."""
-        top = max(int(np.iinfo(d).max) for d in dtypes)
-        return kernels.Filters.make(self.orders, self.widths, top)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.params,
-            "voxel_size_nm": list(self.voxel_size),
-            "smoothing_orders": list(self.orders),
-            "smoothing_applied_nm": [round(s, 3) for s in self.smoothing_nm],
-            "background_width_voxels": list(self.widths),
-            "seed_radius_voxels": list(self.seed_radii),
-            "assignment_radius_voxels": list(self.assignment_radii),
-            "halo_voxels": {name: list(h) for name, h in self.halo.items()},
-            "otsu_fraction_k": self.k,
-            "histogram_stride": self.hist_stride,
-            "band_pass_units_per_grey_level": self.scale,
-            "min_voxels": self.min_voxels,
-        }
-
-
-def _radius(length_nm: float, voxel_nm: float, axis_len: int) -> int:
-    return math.floor(length_nm / voxel_nm + 0.5) if axis_len > 1 else 0
-
-
-def geometry(
-    volume_shape: Sequence[int],
-    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
-    **params: float,
-) -> PairsGeometry:
-    """Validated geometry of a detection on a volume of ``volume_shape`` (z, y, x)."""
-    p = _check_params(params)
-    vs = check_voxel_size(voxel_size)
-    if len(volume_shape) != 3 or any(int(n) < 1 for n in volume_shape):
-        raise DetectionError(
-            f"volume shape {tuple(volume_shape)} is not three positive sizes",
-            field="volume",
-            hint="pass the (z, y, x) shape of a non-empty volume",
-        )
-    shape = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
-    sigma = p["smoothing_sigma_nm"]
-    orders = tuple(
-        2 * round(2.0 * (sigma / v) ** 2) if n > 1 else 0 for v, n in zip(vs, shape, strict=True)
-    )
-    widths = tuple(
-        2 * _radius(p["background_radius_nm"], v, n) + 1
-        for v, n in zip(vs[1:], shape[1:], strict=True)
-    )
-    seed_radii = tuple(_radius(p["seed_radius_nm"], v, n) for v, n in zip(vs, shape, strict=True))
-    assignment_radii = tuple(
-        math.floor(p["assignment_radius_nm"] / v) if n > 1 else 0
-        for v, n in zip(vs, shape, strict=True)
-    )
-    # a binomial kernel of order n has variance n / 4 voxels**2
-    smoothing_nm = tuple(math.sqrt(n / 4.0) * v for n, v in zip(orders, vs, strict=True))
-    in_plane = [s**2 for s, n in zip(smoothing_nm[1:], shape[1:], strict=True) if n > 1]
-    s_s2 = sum(in_plane) / len(in_plane) if in_plane else 0.0  # the pair lies in the plane
-    s_p = p["punctum_fwhm_nm"] / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    k = math.exp(-((p["pair_offset_nm"] / 2.0) ** 2) / (2.0 * (s_p**2 + s_s2)))
-    bits = sum(orders) + math.log2(widths[0] * widths[1]) + 16  # uint16 input, the worst case
-    if bits >= _MAX_D_BITS:
-        raise DetectionError(
-            f"smoothing_sigma_nm {sigma:g} and background_radius_nm "
-            f"{p['background_radius_nm']:g} at voxels of {vs} nm need binomial orders "
-            f"{orders} and a {widths[0]}x{widths[1]} box: the exact integer band-pass would "
-            "overflow",
-            field="smoothing_sigma_nm",
-            hint="use coarser voxels (downsample) or smaller lengths",
-        )
-    voxel_um3 = vs[0] * vs[1] * vs[2] / 1e9
-    min_voxels = math.ceil(p["min_volume_um3"] / voxel_um3 - 1e-9)
-    stride = max(1, math.isqrt(shape[1] * shape[2] // HIST_SAMPLES))
-    return PairsGeometry(
-        shape, vs, p, orders, widths, seed_radii, assignment_radii, smoothing_nm, k, stride,
-        min_voxels,
-    )  # type: ignore[arg-type]  # fmt: skip
-
-
-def halo(
-    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
-    volume_shape: Sequence[int] | None = None,
-    **params: float,
-) -> dict[str, tuple[int, int, int]]:
-    """Voxels of context each blockwise pass reads around a block (per axis, each side).
-
-    Without ``volume_shape`` every axis is assumed longer than one voxel (a bound that holds
-    for any volume); with it, axes of length 1 need none.
-    """
-    return geometry(volume_shape or (2, 2, 2), voxel_size, **params).halo
-
-
-# --------------------------------------------------------------------------- explanation
-
-
-def _puncta(
-    pre: np.ndarray,
-    post: np.ndarray,
-    thr: SectionThresholds,
-    g: PairsGeometry,
-    labels: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel puncta: maxima of ``D / T`` >= ``seed_level`` within the seed radius.
-
-    Only run for an empty result, whose (all-zero) ``labels`` lend their memory to the
-    ratio and are zeroed again: the explanation costs no memory beyond the detection's.
-    """
-    whole = Box.from_shape(g.volume_shape)
-    core: kernels.Core = tuple((0, n) for n in g.volume_shape)  # type: ignore[assignment]
-    level = g.params["seed_level"]
-    found = []
-    for mode in (1, 2):
-        e, _, cand, counts = region_evidence(
-            pre, post, whole, whole, thr, g, mode=mode, level=level, out=labels.view(np.float32)
-        )
-        found.append(region_seeds(e, cand, int(counts[0]), core, g, level))
-    labels.fill(0)
-    return found[0], found[1]
-
-
-def explain_empty(
-    g: PairsGeometry,
-    thr: SectionThresholds,
-    *,
-    presynaptic_puncta: np.ndarray,
-    postsynaptic_puncta: np.ndarray,
-    seeds: int = 0,
-    largest_region_voxels: int = 0,
-) -> str:
-    """Why no synapse was found, in a sentence, from what the detector measured.
-
-    ``*_puncta``: (n, 3) voxel coordinates of each channel's candidate puncta (maxima of
-    ``D / T`` at or above ``seed_level``); ``seeds``/``largest_region_voxels``: what the
-    size filter removed, when it removed everything.
-    """
-    floor = g.params["noise_floor_sigma"]
-    flat = [c for c in CHANNELS if not np.isfinite(thr.stats[c]["threshold"]).any()]
-    if flat:
-        which = " and the ".join(flat)
-        return (
-            f"the {which} channel{'s are' if len(flat) > 1 else ' is'} flat: no voxel is "
-            f"brighter than its surroundings within {g.params['background_radius_nm']:g} nm, "
-            "so there are no puncta; check that the box covers imaged tissue and that the "
-            "right channels were selected"
-        )
-    if seeds:
-        um3 = largest_region_voxels * math.prod(g.voxel_size) / 1e9
-        return (
-            f"{seeds} synapse(s) were detected but every one is smaller than min_volume_um3 = "
-            f"{g.params['min_volume_um3']:g} um^3 (the largest is {um3:.4f} um^3, "
-            f"{largest_region_voxels} voxels); lower min_volume_um3"
-        )
-    at_floor = []
-    for c in CHANNELS:
-        s = thr.stats[c]
-        finite = np.isfinite(s["otsu_split"])
-        noise, otsu = s["noise_sigma"][finite], s["otsu_split"][finite]
-        if finite.any() and np.all(floor * noise >= g.k * otsu):
-            at_floor.append(c)
-    counts = {"presynaptic": len(presynaptic_puncta), "postsynaptic": len(postsynaptic_puncta)}
-    none = [c for c in CHANNELS if counts[c] == 0]
-    if none:
-        c = none[0]
-        text = (
-            f"the {c} channel has no punctum above its threshold"
-            + (f" ({floor:g} sigma of its noise)" if c in at_floor else "")
-            + f"; the {CHANNELS[1 - CHANNELS.index(c)]} channel has "
-            f"{counts[CHANNELS[1 - CHANNELS.index(c)]]}"
-        )
-    else:
-        scale = np.array(g.voxel_size)
-        dist, _ = cKDTree(presynaptic_puncta * scale).query(postsynaptic_puncta * scale)
-        nearest = float(np.min(dist))
-        offset = g.params["pair_offset_nm"]
-        text = (
-            "no voxel where both channels exceed their thresholds: the presynaptic channel "
-            f"has {counts['presynaptic']} candidate puncta, the postsynaptic "
-            f"{counts['postsynaptic']}, "
-            + (
-                f"none within {offset:g} nm of each other (the nearest pair is "
-                f"{nearest:.0f} nm apart)"
-                if nearest > offset
-                else f"and even the nearest pair ({nearest:.0f} nm apart) does not overlap "
-                "enough for both channels to exceed their thresholds at one voxel"
-            )
-        )
-    if at_floor:
-        which = " and the ".join(at_floor)
-        return (
-            f"every section's threshold sits at the noise floor ({floor:g} sigma of the noise) "
-            f"in the {which} channel{'s' if len(at_floor) > 1 else ''}: SNR too low for puncta "
-            f"to stand out; {text}"
-        )
-    return f"{text}; check the channel choice and the channels' registration"
-
 
 # --------------------------------------------------------------------------- one job
 
@@ -544,7 +230,7 @@ def detect_paired_puncta(
     }  # fmt: skip
     if n == 0:
         t0 = time.perf_counter()
-        pre_puncta, post_puncta = _puncta(pre, post, thr, g, labels)
+        pre_puncta, post_puncta = whole_volume_puncta(pre, post, thr, g, labels)
         explanation = explain_empty(
             g, thr, presynaptic_puncta=pre_puncta, postsynaptic_puncta=post_puncta,
             seeds=len(seeds), largest_region_voxels=largest,

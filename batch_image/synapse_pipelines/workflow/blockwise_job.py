@@ -38,6 +38,7 @@ from synapse_pipelines.blockwise.finalize import (
     TableSpec,
 )
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
+from synapse_pipelines.blockwise.pairs import PairsKernel
 from synapse_pipelines.blockwise.passes import Kernel
 from synapse_pipelines.blockwise.plan import (
     DEFAULT_JOB_MEMORY_BYTES,
@@ -72,6 +73,7 @@ from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
 from synapse_pipelines.io.viewable_volumes import ome_zarr_section
 from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
+from synapse_pipelines.science.paired_puncta import PairedPuncta
 from synapse_pipelines.science.voxel_units import check_voxel_size, min_size_voxels
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.run_record import (
@@ -118,6 +120,18 @@ def nomads_kernel(
     )
 
 
+def pairs_kernel(
+    parameters: Mapping[str, int | float],
+    voxel_size_nm: tuple[float, float, float] | None,
+    volume_shape: tuple[int, int, int],
+) -> PairsKernel:
+    """The PAIRS kernel with the request's (checked) parameters and the geometry of the
+    whole request box (no voxel size: the plug-in's assumed one)."""
+    resolved = validate_parameters(PairedPuncta(), parameters)
+    voxel = check_voxel_size(voxel_size_nm)
+    return PairsKernel.make(volume_shape, voxel, **resolved)
+
+
 #: ``factory(parameters, voxel size in nm or None, volume shape) -> Kernel``.
 KernelFactory = Callable[
     [Mapping[str, int | float], tuple[float, float, float] | None, tuple[int, int, int]], Kernel
@@ -126,6 +140,7 @@ KernelFactory = Callable[
 #: the request's pipeline parameters and coordinate frame.
 BLOCKWISE_KERNELS: dict[str, KernelFactory] = {
     "nomads-unsupervised": nomads_kernel,
+    "paired-puncta": pairs_kernel,  # type: ignore[dict-item]
 }
 
 
@@ -187,7 +202,7 @@ class BlockwiseJob:
             alignment=_shape(self.env, ENV_ALIGNMENT) or CUBOID_SHAPE,
             halo=self.kernel.halo,
             memory_bytes=int(memory_mib) * 2**20 if memory_mib else DEFAULT_JOB_MEMORY_BYTES,
-            bytes_per_voxel=BYTES_PER_VOXEL,
+            bytes_per_voxel=getattr(self.kernel, "bytes_per_voxel", BYTES_PER_VOXEL),
         )
 
     def plan(self) -> dict[str, Any]:
@@ -302,7 +317,7 @@ class BlockwiseJob:
     def reduce_threshold(self) -> dict[str, Any]:
         _stats, threshold = passes.reduce_threshold(self.context())
         self.log(f"threshold {threshold}")
-        return {"threshold_numerator": threshold["numerator"]}
+        return {"threshold_numerator": threshold.get("numerator")}
 
     def reduce_stitch(self) -> dict[str, Any]:
         ctx = self.context()

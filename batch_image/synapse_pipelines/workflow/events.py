@@ -2,11 +2,12 @@
 
 Every Lambda handler parses its payload with one of the models here (``Model.parse``):
 :class:`ValidateEvent` (ValidateRequest), :class:`ResultsEvent` (PublishToS3),
-:class:`FailureEvent` (DescribeFailure) and :class:`RequestedEvent` (StartFromEvent, the
-EventBridge rule's target). :func:`start_from_event` names the execution from the request
-(EventBridge cannot), :func:`start_execution` starts one and treats "already exists" as the
-duplicate it is (the CLI and the local runtime use it too), and :func:`correlation_id` gives
-the logs a request's results key.
+:class:`FailureEvent` (DescribeFailure), :class:`RequestedEvent` (StartFromEvent, the
+EventBridge rule's target) and :class:`StatusChangeEvent` (FinishCancelledRun, the target of
+the rule on the state machine's ABORTED executions). :func:`start_from_event` names the
+execution from the request (EventBridge cannot), :func:`start_execution` starts one and
+treats "already exists" as the duplicate it is (the CLI and the local runtime use it too),
+and :func:`correlation_id` gives the logs a request's results key.
 
 Light (pydantic, boto3): the Lambdas import it.
 """
@@ -64,10 +65,34 @@ class ResultsEvent(WorkflowEvent):
 
 
 class FailureEvent(WorkflowEvent):
-    """DescribeFailure's payload: the whole state at the failure and the execution id."""
+    """DescribeFailure's payload: the whole state at the failure, the execution id and its
+    start time (the run's Batch jobs were created after it)."""
 
     state: dict[str, Any]
     execution_id: str | None = None
+    execution_start: str | None = None
+
+
+class StatusChangeEvent(WorkflowEvent):
+    """A "Step Functions Execution Status Change" EventBridge event (FinishCancelledRun's
+    payload: the rule sends it the ABORTED ones of the state machine)."""
+
+    id: str | None = None
+    detail: dict[str, Any]
+
+    @property
+    def execution_arn(self) -> str:
+        return str(self.detail.get("executionArn", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.detail.get("status", ""))
+
+    @property
+    def is_child_execution(self) -> bool:
+        """A Distributed Map's child execution (``...:execution:<machine>/<map run>:<id>``):
+        its parent's run is what gets finished."""
+        return "/" in self.execution_arn.partition(":execution:")[2]
 
 
 class RequestedEvent(WorkflowEvent):

@@ -16,7 +16,8 @@ import this module, so AWS and a laptop execute the same state machine with the 
 * The S3 layout: ``s3://<bucket>/<results_key>/<artefact>``; :func:`artefact_key` and the
   workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
 * :func:`execution_name` — the execution name derived from the request, so the same request
-  submitted twice (CLI, EventBridge, local) never starts a second run.
+  submitted twice (CLI, EventBridge, local) never starts a second run; a retry's name adds
+  its attempt. :func:`job_name_stem` names a run's Batch jobs (:func:`job_of_run`).
 
 The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
 repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
@@ -34,7 +35,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,19 @@ EVENT_SOURCE = "synapse-pipelines"
 DETAIL_TYPE_REQUESTED = "Synapse Detection Requested"
 DETAIL_TYPE_SUCCEEDED = "Synapse Detection Succeeded"
 DETAIL_TYPE_FAILED = "Synapse Detection Failed"
+DETAIL_TYPE_CANCELLED = "Synapse Detection Cancelled"
 #: The EventBridge rule pattern (CDK rule and the local runtime's pattern matcher).
 REQUESTED_EVENT_PATTERN: dict[str, Any] = {"detail-type": [DETAIL_TYPE_REQUESTED]}
+
+#: Step Functions' own event when an execution changes status (the local runtime emits it).
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def aborted_event_pattern(state_machine_arn: str) -> dict[str, Any]:
+    """The default bus's rule sending a stopped execution to FinishCancelledRun."""
+    detail = {"status": ["ABORTED"], "stateMachineArn": [state_machine_arn]}
+    return {"source": ["aws.states"], "detail-type": [EXECUTION_STATUS_CHANGE], "detail": detail}
+
 
 #: SNS message attribute carrying the request's ``notification_email`` ("-" when none);
 #: per-request email subscriptions filter on it.
@@ -93,6 +105,10 @@ ENV_TOPIC_ARN = "NOTIFICATION_TOPIC_ARN"  # ValidateRequest subscribes per-reque
 ENV_STATE_MACHINE_ARN = "STATE_MACHINE_ARN"  # StartFromEvent
 ENV_PRESIGN_SECONDS = "PRESIGN_EXPIRY_SECONDS"
 ENV_NEUROGLANCER_URL = "NEUROGLANCER_URL"
+ENV_EVENT_BUS = "EVENT_BUS_NAME"  # FinishCancelledRun's "Synapse Detection Cancelled" event
+ENV_JOB_QUEUES = "JOB_QUEUE_ARNS"  # comma-separated: where a run's Batch jobs are found
+ENV_JOB_LOG_GROUP = "JOB_LOG_GROUP"  # the Batch jobs' CloudWatch log group
+ENV_STACK_NAME = "STACK_NAME"  # names the deployment in the commands a notice prints
 # optional, not in a LambdaSpec: ENV_BUDGET_USD (ValidateRequest's cap), ENV_PRICE_REGION
 
 #: powertools service name and CloudWatch metrics namespace of the Lambda handlers.
@@ -127,6 +143,11 @@ def artefact_key(results_key: str, name: str) -> str:
 def validated_request_key(results_key: str) -> str:
     """S3 key of the validated request that every step after ValidateRequest reads."""
     return f"{results_key}/{WORKFLOW_PREFIX}/request.json"
+
+
+def run_status_key(results_key: str) -> str:
+    """S3 key of the run's end record (failed or cancelled; see ``workflow/run_status.py``)."""
+    return f"{results_key}/{WORKFLOW_PREFIX}/run_status.json"
 
 
 def step_error_key(results_key: str, step: str) -> str:
@@ -164,25 +185,16 @@ SUBSTITUTIONS: tuple[Substitution, ...] = (
     Substitution("ResultsBucket", "name of the results bucket"),
     Substitution("BlockwiseJobDefinitionArn", "job definition of the blockwise Detect stages"),
     Substitution("BlockwiseMaxConcurrency", "blockwise Distributed Map MaxConcurrency (number)"),
-    Substitution(
-        "BlockwiseToleratedFailurePercentage",
-        "blockwise Distributed Map ToleratedFailurePercentage (number, 0-100)",
-    ),
 )
 
 #: Values of the blockwise Distributed Map settings when the deployment says nothing: at
-#: most 100 block jobs at once (Batch queues them anyway), and no failed block tolerated
-#: (a missing block would make the answer differ from the single job's).
-BLOCKWISE_SETTING_DEFAULTS: dict[str, int] = {
-    "BlockwiseMaxConcurrency": 100,
-    "BlockwiseToleratedFailurePercentage": 0,
-}
-
-
+#: most 100 block jobs at once (Batch queues them anyway). No failed block is ever tolerated:
+#: the ASL's Maps say ToleratedFailureCount/Percentage 0 (a missing block would make the
+#: answer differ from the single job's), so that is no setting.
+BLOCKWISE_SETTING_DEFAULTS: dict[str, int] = {"BlockwiseMaxConcurrency": 100}
 #: Environment variables that override :data:`BLOCKWISE_SETTING_DEFAULTS` (local runtime).
 BLOCKWISE_SETTING_ENV: dict[str, str] = {
     "BlockwiseMaxConcurrency": "SYNAPSE_BLOCKWISE_MAX_CONCURRENCY",
-    "BlockwiseToleratedFailurePercentage": "SYNAPSE_BLOCKWISE_TOLERATED_FAILURE_PERCENTAGE",
 }
 
 
@@ -191,8 +203,14 @@ def setting_substitutions(
     *,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The numeric ASL settings (blockwise Map concurrency and failure tolerance), checked:
-    defaults, then ``environ`` (:data:`BLOCKWISE_SETTING_ENV`), then ``overrides``."""
+    """The numeric ASL settings (the blockwise Map concurrency), checked: defaults, then
+    ``environ`` (:data:`BLOCKWISE_SETTING_ENV`), then ``overrides``."""
+    unknown = sorted(set(overrides or {}) - set(BLOCKWISE_SETTING_DEFAULTS))
+    if unknown:  # e.g. the former BlockwiseToleratedFailurePercentage
+        raise ValueError(
+            f"unknown state machine settings {unknown}: only {sorted(BLOCKWISE_SETTING_DEFAULTS)}"
+            " (failed blocks are never tolerated: the ASL's Maps fix that at 0)"
+        )
     from_env = {
         name: float(environ[var])
         for name, var in BLOCKWISE_SETTING_ENV.items()
@@ -200,15 +218,9 @@ def setting_substitutions(
     }
     values = {**BLOCKWISE_SETTING_DEFAULTS, **from_env, **dict(overrides or {})}
     concurrency = int(values["BlockwiseMaxConcurrency"])
-    tolerated = float(values["BlockwiseToleratedFailurePercentage"])
     if not 0 <= concurrency <= 10_000:  # 0 = no limit; Distributed Map runs at most 10,000
         raise ValueError(f"BlockwiseMaxConcurrency {concurrency} is not within 0..10000")
-    if not 0 <= tolerated <= 100:
-        raise ValueError(f"BlockwiseToleratedFailurePercentage {tolerated} is not within 0..100")
-    return {
-        "BlockwiseMaxConcurrency": str(concurrency),
-        "BlockwiseToleratedFailurePercentage": f"{tolerated:g}",
-    }
+    return {"BlockwiseMaxConcurrency": str(concurrency)}
 
 
 SUBSTITUTION_NAMES: tuple[str, ...] = tuple(s.name for s in SUBSTITUTIONS)
@@ -250,15 +262,30 @@ def request_fingerprint(public_request: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def execution_name(public_request: Mapping[str, Any], results_key: str) -> str:
-    """Deterministic execution name: readable results key prefix + request fingerprint.
+def execution_name(public_request: Mapping[str, Any], results_key: str, *, attempt: int = 1) -> str:
+    """Deterministic execution name: readable results key prefix + request fingerprint, and
+    for a retry (``attempt`` 2, 3, ...) the suffix ``-r<attempt>`` (the prefix gives way).
 
     Step Functions refuses a second execution with the same name (for 90 days), so a
     duplicate request - the same JSON submitted twice - cannot start a second run.
     """
+    if attempt < 1:
+        raise ValueError(f"attempt {attempt} < 1")
     digest = request_fingerprint(public_request)[:16]
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: EXECUTION_NAME_MAX - len(digest) - 1]
-    return f"{stem}-{digest}"
+    tail = f"-{digest}" + (f"{RETRY_SUFFIX}{attempt}" if attempt > 1 else "")
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: EXECUTION_NAME_MAX - len(tail)]
+    return stem + tail
+
+
+#: A retry's execution name ends in ``-r<attempt>``; see :func:`execution_name`.
+RETRY_SUFFIX = "-r"
+_NAME = re.compile(r"-(?P<digest>[0-9a-f]{16})(?:-r(?P<attempt>[0-9]+))?$")
+
+
+def parse_execution_name(name: str) -> tuple[str, int] | None:
+    """(request digest, attempt) of a name made by :func:`execution_name`, else None."""
+    found = _NAME.search(name)
+    return (found["digest"], int(found["attempt"] or 1)) if found else None
 
 
 #: Longest Batch job-name stem: the ASL prefixes it with the step ("publish-boss-", 13 chars)
@@ -271,6 +298,12 @@ def job_name_stem(results_key: str) -> str:
     digest = hashlib.sha256(results_key.encode()).hexdigest()[:8]
     head = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: JOB_NAME_STEM_MAX - len(digest) - 1]
     return f"{head}-{digest}"
+
+
+def job_of_run(job_name: str, stem: str) -> bool:
+    """True when a Batch job belongs to the run whose :func:`job_name_stem` is ``stem``
+    (the ASL names every job ``<step>-[<block>-]<stem>``)."""
+    return job_name.endswith(f"-{stem}")
 
 
 # -- Lambda tasks -----------------------------------------------------------------------------
@@ -290,7 +323,7 @@ class LambdaSpec:
     @property
     def handler(self) -> str:
         """The Lambda ``handler`` setting: ``<module>.handler`` (a unique module name, so the
-        four handlers never shadow one another, in the package or in one process)."""
+        handlers never shadow one another, in the package or in one process)."""
         return f"{self.name}.handler"
 
     @property
@@ -334,7 +367,13 @@ LAMBDA_FUNCTIONS: dict[str, LambdaSpec] = {
             "DescribeFailure",
             "describe_failure",
             "Turn a caught failure into a clear notification, error and cause",
-            (ENV_RESULTS_BUCKET,),
+            (ENV_RESULTS_BUCKET, ENV_JOB_QUEUES, ENV_JOB_LOG_GROUP, ENV_STACK_NAME),
+        ),
+        LambdaSpec(
+            "FinishCancelledRun",
+            "finish_cancelled_run",
+            "Finish a stopped run: terminate its Batch jobs, mark it cancelled, notify",
+            (ENV_RESULTS_BUCKET, ENV_JOB_QUEUES, ENV_TOPIC_ARN, ENV_EVENT_BUS, ENV_STACK_NAME),
         ),
         LambdaSpec(
             "StartFromEvent",
@@ -408,8 +447,10 @@ def _ref(arg: str, parameters: Mapping[str, str]) -> str:
     return arg
 
 
-def _step_command(step: str) -> tuple[str, ...]:
-    return ("step", step, "--results-key", f"Ref::{PARAM_RESULTS_KEY}")
+def _step_command(step: str, *parameters: str) -> tuple[str, ...]:
+    """``step <step> [--<param> Ref::<param> ...] --results-key Ref::results_key``."""
+    options = [arg for name in parameters for arg in (f"--{name}", f"Ref::{name}")]
+    return ("step", step, *options, "--results-key", f"Ref::{PARAM_RESULTS_KEY}")
 
 
 BATCH_JOBS: dict[str, BatchJobSpec] = {
@@ -442,16 +483,7 @@ BATCH_JOBS: dict[str, BatchJobSpec] = {
             "blocks",
             "One stage of a blockwise run: plan, a block's covariance, labels, result chunks "
             "or BOSS push, a reduction, or the merge (synapse_pipelines.workflow.blockwise_job)",
-            (
-                "step",
-                "blocks",
-                "--stage",
-                f"Ref::{PARAM_BLOCK_STAGE}",
-                "--block",
-                f"Ref::{PARAM_BLOCK}",
-                "--results-key",
-                f"Ref::{PARAM_RESULTS_KEY}",
-            ),
+            _step_command("blocks", PARAM_BLOCK_STAGE, PARAM_BLOCK),
             parameters=(PARAM_RESULTS_KEY, PARAM_BLOCK_STAGE, PARAM_BLOCK),
         ),
         BatchJobSpec(
@@ -501,6 +533,7 @@ OUTPUT_TOPIC_ARN = "NotificationTopicArn"
 OUTPUT_EVENT_BUS_NAME = "EventBusName"
 OUTPUT_JOB_QUEUE_ARN = "JobQueueArn"
 OUTPUT_LARGE_JOB_QUEUE_ARN = "LargeJobQueueArn"
+OUTPUT_JOB_LOG_GROUP = "JobLogGroup"
 
 
 # -- what the state carries -------------------------------------------------------------------
@@ -521,14 +554,4 @@ class JobState:
     notify: str = NO_EMAIL
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "results_key": self.results_key,
-            "request_key": self.request_key,
-            "job_name": self.job_name,
-            "detect_mode": self.detect_mode,
-            "voxel_count": self.voxel_count,
-            "presynaptic_channel": self.presynaptic_channel,
-            "postsynaptic_channel": self.postsynaptic_channel,
-            "notify": self.notify,
-        }
+        return asdict(self)

@@ -1,0 +1,243 @@
+"""PAIRS' parameters and geometry: everything derived from the volume shape, the voxel
+size and the parameters of :mod:`~synapse_pipelines.science.paired_puncta`.
+
+Owns :data:`PARAMETERS` (with their defaults and checks), :class:`PairsGeometry` (binomial
+orders, background box, seed and assignment radii, the Otsu fraction ``k``, the histogram
+stride, the size filter in voxels, the halo each blockwise pass reads) and the functions
+:func:`geometry` and :func:`halo`. Sizes are physical lengths turned into voxels; see the
+method's description in :mod:`~synapse_pipelines.science.paired_puncta`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synapse_pipelines.core.errors import DetectionError
+from synapse_pipelines.core.pipelines import ParameterSpec
+from synapse_pipelines.science import paired_puncta_kernels as kernels
+from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_VOXEL_SIZE",
+    "PARAMETERS",
+    "PairsGeometry",
+    "geometry",
+    "halo",
+]
+
+#: Voxel size assumed when none is given: array tomography, 70 nm sections, 100 nm pixels.
+DEFAULT_VOXEL_SIZE = ASSUMED_VOXEL_NM
+#: Lattice samples per section the histogram stride keeps at least.
+HIST_SAMPLES = 1 << 18
+#: |D| must stay below 2**53: exact as float64 (the evidence) and in int64.
+_MAX_D_BITS = 53
+
+PARAMETERS: Mapping[str, ParameterSpec] = {
+    "smoothing_sigma_nm": ParameterSpec(
+        float, 60.0, "sigma of the integer binomial smoothing, nm", 0.0, 2000.0
+    ),
+    "background_radius_nm": ParameterSpec(
+        float, 500.0, "half-width of the in-plane local-background box, nm", 1.0, 20000.0
+    ),
+    "pair_offset_nm": ParameterSpec(
+        float,
+        250.0,
+        "largest expected distance between a synapse's pre and post puncta, nm",
+        0.0,
+        5000.0,
+    ),
+    "punctum_fwhm_nm": ParameterSpec(
+        float, 300.0, "full width at half maximum of a punctum, nm", 1.0, 5000.0
+    ),
+    "noise_floor_sigma": ParameterSpec(
+        float, 2.5, "no threshold below this many noise standard deviations", 0.0, 100.0
+    ),
+    "seed_radius_nm": ParameterSpec(
+        float, 150.0, "a seed is the maximum of the evidence within this radius, nm", 0.0, 5000.0
+    ),
+    "assignment_radius_nm": ParameterSpec(
+        float,
+        250.0,
+        "voxels within this distance of a seed may join its synapse, nm",
+        0.0,
+        5000.0,
+    ),
+    "assignment_level": ParameterSpec(
+        float, 0.5, "evidence a voxel needs to join a synapse (<= seed_level)", 0.01, 100.0
+    ),
+    "seed_level": ParameterSpec(
+        float, 1.0, "evidence a seed needs (1: both channels at their thresholds)", 0.01, 100.0
+    ),
+    "min_volume_um3": ParameterSpec(
+        float, 0.0, "drop synapses smaller than this, cubic micrometres (0: keep all)", 0.0, 1000.0
+    ),
+}
+DEFAULTS: dict[str, float] = {name: float(spec.default) for name, spec in PARAMETERS.items()}
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_params(params: Mapping[str, Any]) -> dict[str, float]:
+    """Parameters with defaults filled in; DetectionError naming the first bad one."""
+    resolved = dict(DEFAULTS)
+    for name, value in params.items():
+        if name not in PARAMETERS:
+            raise DetectionError(
+                f"unknown parameter {name!r}",
+                field=name,
+                hint=f"use one of: {', '.join(sorted(PARAMETERS))}",
+            )
+        checked, message = PARAMETERS[name].check(name, value)
+        if message is not None:
+            spec = PARAMETERS[name]
+            raise DetectionError(
+                message, field=name, hint=f"{spec.description}; default {spec.default}"
+            )
+        resolved[name] = float(checked)  # type: ignore[arg-type]
+    if resolved["assignment_level"] > resolved["seed_level"]:
+        raise DetectionError(
+            f"assignment_level {resolved['assignment_level']} is above seed_level "
+            f"{resolved['seed_level']}, so a seed could fall outside its own synapse",
+            field="assignment_level",
+            hint="use an assignment_level no larger than seed_level (default 0.5 and 1.0)",
+        )
+    return resolved
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class PairsGeometry:
+    """Everything derived from the volume shape, the voxel size and the parameters."""
+
+    volume_shape: tuple[int, int, int]
+    voxel_size: tuple[float, float, float]
+    params: dict[str, float]
+    orders: tuple[int, int, int]  # binomial order per axis (z, y, x)
+    widths: tuple[int, int]  # in-plane background box (w_y, w_x)
+    seed_radii: tuple[int, int, int]
+    assignment_radii: tuple[int, int, int]
+    smoothing_nm: tuple[float, float, float]  # sigma actually applied per axis
+    k: float  # Otsu fraction from the pair geometry
+    hist_stride: int
+    min_voxels: int  # size filter in voxels (<= 1: keep every region)
+
+    @property
+    def n_s(self) -> int:
+        return 1 << sum(self.orders)
+
+    @property
+    def scale(self) -> int:
+        """``D`` units per grey level: ``N_s w_y w_x``."""
+        return self.n_s * self.widths[0] * self.widths[1]
+
+    @property
+    def filter_halo(self) -> tuple[int, int, int]:
+        """Context ``D`` needs: smoothing in z; the larger of smoothing and box in y, x."""
+        nz, ny, nx = self.orders
+        return (nz // 2, max(ny // 2, self.widths[0] // 2), max(nx // 2, self.widths[1] // 2))
+
+    @property
+    def halo(self) -> dict[str, tuple[int, int, int]]:
+        f = self.filter_halo
+        seeds = tuple(a + b for a, b in zip(f, self.seed_radii, strict=True))
+        return {"histograms": f, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
+
+    def filters(self, *dtypes: np.dtype) -> kernels.Filters:
+        """The kernels' filters for inputs of these dtypes (their integer widths follow the
+        largest possible value)."""
+        top = max(int(np.iinfo(d).max) for d in dtypes)
+        return kernels.Filters.make(self.orders, self.widths, top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.params,
+            "voxel_size_nm": list(self.voxel_size),
+            "smoothing_orders": list(self.orders),
+            "smoothing_applied_nm": [round(s, 3) for s in self.smoothing_nm],
+            "background_width_voxels": list(self.widths),
+            "seed_radius_voxels": list(self.seed_radii),
+            "assignment_radius_voxels": list(self.assignment_radii),
+            "halo_voxels": {name: list(h) for name, h in self.halo.items()},
+            "otsu_fraction_k": self.k,
+            "histogram_stride": self.hist_stride,
+            "band_pass_units_per_grey_level": self.scale,
+            "min_voxels": self.min_voxels,
+        }
+
+
+def _radius(length_nm: float, voxel_nm: float, axis_len: int) -> int:
+    return math.floor(length_nm / voxel_nm + 0.5) if axis_len > 1 else 0
+
+
+def geometry(
+    volume_shape: Sequence[int],
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    **params: float,
+) -> PairsGeometry:
+    """Validated geometry of a detection on a volume of ``volume_shape`` (z, y, x)."""
+    p = _check_params(params)
+    vs = check_voxel_size(voxel_size)
+    if len(volume_shape) != 3 or any(int(n) < 1 for n in volume_shape):
+        raise DetectionError(
+            f"volume shape {tuple(volume_shape)} is not three positive sizes",
+            field="volume",
+            hint="pass the (z, y, x) shape of a non-empty volume",
+        )
+    shape = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
+    sigma = p["smoothing_sigma_nm"]
+    orders = tuple(
+        2 * round(2.0 * (sigma / v) ** 2) if n > 1 else 0 for v, n in zip(vs, shape, strict=True)
+    )
+    widths = tuple(
+        2 * _radius(p["background_radius_nm"], v, n) + 1
+        for v, n in zip(vs[1:], shape[1:], strict=True)
+    )
+    seed_radii = tuple(_radius(p["seed_radius_nm"], v, n) for v, n in zip(vs, shape, strict=True))
+    assignment_radii = tuple(
+        math.floor(p["assignment_radius_nm"] / v) if n > 1 else 0
+        for v, n in zip(vs, shape, strict=True)
+    )
+    # a binomial kernel of order n has variance n / 4 voxels**2
+    smoothing_nm = tuple(math.sqrt(n / 4.0) * v for n, v in zip(orders, vs, strict=True))
+    in_plane = [s**2 for s, n in zip(smoothing_nm[1:], shape[1:], strict=True) if n > 1]
+    s_s2 = sum(in_plane) / len(in_plane) if in_plane else 0.0  # the pair lies in the plane
+    s_p = p["punctum_fwhm_nm"] / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    k = math.exp(-((p["pair_offset_nm"] / 2.0) ** 2) / (2.0 * (s_p**2 + s_s2)))
+    bits = sum(orders) + math.log2(widths[0] * widths[1]) + 16  # uint16 input, the worst case
+    if bits >= _MAX_D_BITS:
+        raise DetectionError(
+            f"smoothing_sigma_nm {sigma:g} and background_radius_nm "
+            f"{p['background_radius_nm']:g} at voxels of {vs} nm need binomial orders "
+            f"{orders} and a {widths[0]}x{widths[1]} box: the exact integer band-pass would "
+            "overflow",
+            field="smoothing_sigma_nm",
+            hint="use coarser voxels (downsample) or smaller lengths",
+        )
+    voxel_um3 = vs[0] * vs[1] * vs[2] / 1e9
+    min_voxels = math.ceil(p["min_volume_um3"] / voxel_um3 - 1e-9)
+    stride = max(1, math.isqrt(shape[1] * shape[2] // HIST_SAMPLES))
+    return PairsGeometry(
+        shape, vs, p, orders, widths, seed_radii, assignment_radii, smoothing_nm, k, stride,
+        min_voxels,
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def halo(
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    volume_shape: Sequence[int] | None = None,
+    **params: float,
+) -> dict[str, tuple[int, int, int]]:
+    """Voxels of context each blockwise pass reads around a block (per axis, each side).
+
+    Without ``volume_shape`` every axis is assumed longer than one voxel (a bound that holds
+    for any volume); with it, axes of length 1 need none.
+    """
+    return geometry(volume_shape or (2, 2, 2), voxel_size, **params).halo
