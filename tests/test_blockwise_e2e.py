@@ -18,11 +18,14 @@ import numpy as np
 import pytest
 import zarr
 
+from synapse_pipelines.core.artefacts import SYNAPSE_IDS_OME_ZARR
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io import outputs
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
 from synapse_pipelines.io.boss_resources import CoordinateFrame
+from synapse_pipelines.io.neuroglancer_state import viewer_layout
+from synapse_pipelines.io.ome_zarr import OmeZarrReader
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
@@ -192,6 +195,17 @@ def test_blockwise_results_equal_the_single_job(run: dict[str, Any], tmp_path: P
     assert report["outcome"] == "not_needed" and report["num_hierarchy_levels"] == 1, report
     assert manifest["counts"]["foreground_voxels"] == int(np.count_nonzero(single.mask))
     assert manifest["arrays"][outputs.SYNAPSE_IDS_ZARR]["s3_uri"].endswith("synapse_ids.zarr/")
+    # the OME-Zarr copies and the raw cutout, written block by block (tests/test_ome_zarr.py
+    # checks their voxels): the folder is viewable and the report drew the synaptograms
+    assert manifest["blockwise"]["ome_zarr_chunks_written"] > 0
+    assert set(manifest["ome_zarr"]["raw"]) == set(exp.channels)
+    layout = viewer_layout(folder)
+    assert [i.name for i in layout.images if i.visible] == [exp.presynaptic, exp.postsynaptic]
+    np.testing.assert_array_equal(
+        OmeZarrReader.open(folder / SYNAPSE_IDS_OME_ZARR).read((0, 0, 0), SHAPE),
+        single.labels,
+    )
+    assert 'id="synaptograms"' in files[outputs.REPORT].read_text()
 
 
 def test_blockwise_publish_lands_in_boss_block_by_block(run: dict[str, Any]) -> None:

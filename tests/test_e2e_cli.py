@@ -17,6 +17,7 @@ import pytest
 
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.neuroglancer_state import viewer_layout
 from synapse_pipelines.local import demo
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
@@ -52,6 +53,7 @@ def test_demo_command(tmp_path: Path) -> None:
     assert folder.name == parse_request(demo.demo_request("h", (16, 128, 128))).results_key
     assert set(wf.ARTEFACTS) <= {p.name for p in folder.iterdir()}
     assert "Traceback" not in proc.stderr
+    _viewable(folder)
 
 
 def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
@@ -81,8 +83,18 @@ def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
     key = parse_request(request).results_key
     assert set(wf.ARTEFACTS) <= {p.name for p in (out / key).iterdir()}
     assert token not in proc.stdout + proc.stderr
-    for p in (out / key).iterdir():
-        assert token.encode() not in p.read_bytes()
+    for p in (out / key).rglob("*"):
+        assert p.is_dir() or token.encode() not in p.read_bytes()
+    _viewable(out / key)
+
+
+def _viewable(folder: Path) -> None:
+    """The results hold what `view` and the report's pictures need (the raw cutout too)."""
+    layout = viewer_layout(folder)
+    assert [i.name for i in layout.images if i.visible] == ["Synapsin647", "PSD95_488"]
+    assert layout.centre_synapse is not None
+    html = (folder / wf.REPORT).read_text()
+    assert 'id="synaptograms"' in html and html.count("data:image/png;base64,") >= 4
 
 
 def test_run_local_without_a_token_says_how_to_give_one(tmp_path: Path) -> None:

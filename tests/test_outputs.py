@@ -10,6 +10,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
+from synapse_pipelines.core.artefacts import PREDICTIONS_OME_ZARR, SYNAPSE_IDS_OME_ZARR
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io import ome_tiff, outputs
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
@@ -104,11 +105,13 @@ def test_write_results_manifest_and_no_token(tmp_path) -> None:
     assert manifest["counts"]["foreground_voxels"] == int((mask > 0).sum())
     assert manifest["software"]["numpy"] == np.__version__
     assert manifest["pipeline"]["parameters"] == {"window": 3, "min_size": 30}
-    assert set(manifest["files"]) == {
+    assert {name.split("/")[0] for name in manifest["files"]} == {
         outputs.PREDICTIONS,
         outputs.SYNAPSE_IDS,
         outputs.SYNAPSES_CSV,
         outputs.SYNAPSES_META,
+        PREDICTIONS_OME_ZARR,  # the viewable copies (tests/test_ome_zarr.py)
+        SYNAPSE_IDS_OME_ZARR,
     }
     for name, entry in manifest["files"].items():
         raw = (folder / name).read_bytes()

@@ -5,11 +5,14 @@ volume in one place:
 
     finalize (map)   per block: ids = lookup table[local labels]; encode the block as one
                      chunk of ``synapse_ids.zarr`` and of ``predictions.zarr`` in the results
-                     folder; read every feature channel of the block once and record the
+                     folder, and the block's chunks of the OME-Zarr copies and of the raw
+                     cutout at every pyramid level (:mod:`.ome_chunks`); read every
+                     feature channel of the block once and record the
                      synapse table's exactly reducible partials (per-object channel sums,
                      per-slice sums, the raw sums of the feature windows reaching the block)
     merge (reduce)   add the partials up -> ``synapses.csv`` (the single job's table, same
-                     rows and values), then the arrays' ``zarr.json`` and the manifest
+                     rows and values), then the arrays' ``zarr.json`` (and the OME-Zarr
+                     metadata) and the manifest
 
 Memory: finalize holds one block; merge holds a few numbers per synapse. The arrays are
 Zarr v3 in **absolute BOSS voxel coordinates** (shape = the request box's stop; only the box
@@ -32,6 +35,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import MemoryStore as ZarrMemoryStore  # not blockwise.store.MemoryStore
 
 from synapse_pipelines.blockwise import passes
+from synapse_pipelines.blockwise.ome_chunks import OmeZarrBlocks
 from synapse_pipelines.blockwise.passes import PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan
 from synapse_pipelines.blockwise.store import (
@@ -57,6 +61,8 @@ ZSTD_LEVEL = 1
 
 FEATURES = "features.npz"
 CHUNKS = "chunks.json"
+#: the dtypes the raw channels were read in (the merge writes their OME-Zarr metadata)
+RAW_DTYPES = "raw_dtypes.json"
 
 
 def ids_dtype(n_objects: int) -> np.dtype:
@@ -72,6 +78,13 @@ class ResultArrays:
     plan: BlockPlan
     store: Store
     ids_dtype: np.dtype
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0)
+    voxel_unit: str = "nanometers"
+
+    @property
+    def ome(self) -> OmeZarrBlocks:
+        """The OME-Zarr copies (and raw cutout) written next to the Zarr v3 arrays."""
+        return OmeZarrBlocks(self.plan, self.ids_dtype, self.voxel_size, self.voxel_unit)
 
     def _spec(self, name: str) -> dict[str, Any]:
 
@@ -114,18 +127,27 @@ class ResultArrays:
             out[key] = objects[key[len(name) + 1 :]].to_bytes()
         return out
 
-    def write_block(self, index: int, ids: np.ndarray) -> dict[str, dict[str, Any]]:
-        """Write a block's chunks; their checksums (recorded by the finalize pass)."""
+    def write_block(
+        self, index: int, ids: np.ndarray, raw: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Write a block's chunks (and its OME-Zarr chunks, with the ``raw`` channels);
+        their checksums (recorded by the finalize pass)."""
         sums = {}
-        for key, data in self.encode_block(index, ids).items():
+        objects = {**self.encode_block(index, ids), **self.ome.encode_block(index, ids, raw)}
+        for key, data in objects.items():
             self.store.put(key, data)
             sums[key] = checksum(data)
         return sums
 
-    def write_metadata(self, attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Each array's ``zarr.json`` (written last, by the merge: an array is complete once
-        it is readable)."""
+    def write_metadata(
+        self, attributes: Mapping[str, Any], raw_dtypes: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each array's ``zarr.json`` and the OME-Zarr metadata (written last, by the merge:
+        an array is complete once it is readable)."""
         sums = {}
+        for key, data in self.ome.metadata(raw_dtypes or {}).items():
+            self.store.put(key, data)
+            sums[key] = checksum(data)
         for name in (SYNAPSE_IDS_ZARR, PREDICTIONS_ZARR):
             objects: dict[str, Any] = {}
             self._memory_array(name, objects, attributes=dict(attributes))
@@ -160,7 +182,9 @@ class TableSpec:
     voxel_unit: str = "nanometers"
 
     def arrays(self, plan: BlockPlan, n_objects: int) -> ResultArrays:
-        return ResultArrays(plan, self.results, ids_dtype(n_objects))
+        return ResultArrays(
+            plan, self.results, ids_dtype(n_objects), tuple(self.voxel_size), self.voxel_unit
+        )
 
     def finalize_block(
         self,
@@ -269,11 +293,12 @@ def run_finalize_block(
             return False
     block = ctx.plan.block(index)
     ids = passes.block_ids(ctx, index, stats, threshold)
-    chunks = arrays.write_block(index, ids)
     channels = read_channels(block)
     missing = [c for c in channel_names if c not in channels]
     if missing:
         raise ValueError(f"the channel reader gave no {missing} for block {index}")
+    raw = {name: np.asarray(channels[name]) for name in channel_names}
+    chunks = arrays.write_block(index, ids, raw)
     offset = tuple(a - o for a, o in zip(block.start, ctx.volume.start, strict=True))
     windows = decode_arrays(ctx.store.get(passes.windows_key(index)))
     geo = features.object_geometry(ids)
@@ -293,7 +318,11 @@ def run_finalize_block(
         )
         for key, value in _slice_arrays(window_features.slice_sums(volume), small_int).items():
             partial[f"{key}_{j}"] = value
-    outputs = {FEATURES: encode_arrays(partial), CHUNKS: encode_json(chunks)}
+    outputs = {
+        FEATURES: encode_arrays(partial),
+        CHUNKS: encode_json(chunks),
+        RAW_DTYPES: encode_json({name: raw[name].dtype.str for name in channel_names}),
+    }
     write_outputs(ctx.store, "finalize", index, outputs, inputs=inputs)
     return True
 
@@ -310,7 +339,7 @@ def reduce_table(
     voxel_unit: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The synapse table from every block's partials (the single job's table), and what the
-    finalize pass wrote (chunk count and bytes) for the manifest."""
+    finalize pass wrote (chunk count and bytes; the raw channels' dtypes) for the manifest."""
     summary = passes.load_stitch(ctx, stats, threshold)
     inputs = finalize_inputs(ctx, stats, threshold, summary, channel_names, results)
     objects = decode_arrays(ctx.store.get(passes.OBJECTS_KEY))
@@ -319,14 +348,24 @@ def reduce_table(
     acc: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
     slices: dict[str, list[np.ndarray]] = {}
-    written = {"chunks": 0, "bytes": 0}
+    written: dict[str, Any] = {
+        "chunks": 0,
+        "bytes": 0,
+        "ome_chunks": 0,
+        "ome_bytes": 0,
+        "raw_dtypes": {},
+    }
     for i in range(ctx.plan.n_blocks):
         out = completed(ctx.store, "finalize", i, inputs=inputs, verify=False)
         if out is None:
             raise passes.MissingBlockError("finalize", i)
-        for digest in json.loads(out[CHUNKS]).values():
-            written["chunks"] += 1
-            written["bytes"] += int(digest["bytes"])
+        if i == 0 and RAW_DTYPES in out:
+            written["raw_dtypes"] = json.loads(out[RAW_DTYPES])
+        for key, digest in json.loads(out[CHUNKS]).items():
+            # the Zarr v3 arrays' chunks, apart from the OME-Zarr copies' (all levels, raw)
+            kind = "" if key.split("/", 1)[0] in (SYNAPSE_IDS_ZARR, PREDICTIONS_ZARR) else "ome_"
+            written[f"{kind}chunks"] += 1
+            written[f"{kind}bytes"] += int(digest["bytes"])
         part = decode_arrays(out[FEATURES])
         rows = part["object_ids"].astype(np.int64) - 1  # unique per block
         wrows = part["window_ids"].astype(np.int64) - 1

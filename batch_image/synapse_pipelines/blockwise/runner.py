@@ -194,8 +194,10 @@ class _LocalRun:
         if table is None or arrays is None:
             return
         stats, threshold = self.result.stats, self.result.threshold
-        self.result.table, _ = self.timed("merge", lambda: table.reduce(self.ctx, stats, threshold))
-        arrays.write_metadata(table.attributes(self.plan))
+        self.result.table, written = self.timed(
+            "merge", lambda: table.reduce(self.ctx, stats, threshold)
+        )
+        arrays.write_metadata(table.attributes(self.plan), written.get("raw_dtypes"))
 
     #: The method that runs each Detect stage here.
     STAGES: ClassVar[dict[str, Callable[[_LocalRun], None]]] = {

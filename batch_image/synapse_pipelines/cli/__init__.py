@@ -27,6 +27,7 @@ from . import (
     run_commands,
     step_commands,
     synth_commands,
+    view_commands,
 )
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ for module in (
     local_commands,
     step_commands,
     block_commands,
+    view_commands,
 ):
     module.register(app)
 
@@ -73,6 +75,7 @@ EXTRA_OF_MODULE = {
     "moto": "local",
     "flask": "local",
     "waitress": "local",
+    "neuroglancer": "local",
     "aws_lambda_powertools": "lambda",
     "aws_xray_sdk": "lambda",
     "aws_cdk": "infra",

@@ -267,6 +267,7 @@ def detect(
                 counts={"synapses_detected": int(result.n_synapses)},
                 explanation=result.explanation,
                 extra={"threshold": _jsonable(getattr(result, "threshold", None))},
+                raw=chans.channels,
                 overwrite=overwrite,
             )
     shape = "x".join(str(s) for s in chans.shape)

@@ -67,7 +67,7 @@ def report(
 ) -> None:
     """Build the PyMEDA-style interactive report (one offline HTML file) and clustering JSON."""
     # start-up time: the report stack (plotly, scikit-learn) loads only when one is built
-    from synapse_pipelines.report import build_report
+    from synapse_pipelines.report import ResultVolumes, build_report
 
     json_path = clustering_json if clustering_json is not None else default_clustering_path(out)
     if not force:
@@ -97,12 +97,15 @@ def report(
         request_info=request_info,
         results_key=results_key,
         explanation=_recorded_explanation(table),
+        # the synaptograms and overlay, when the table sits in a results folder with volumes
+        volumes=ResultVolumes.from_folder(table.parent),
     )
     typer.echo(
         f"report: {summary.out_html} ({summary.html_bytes / 1e6:.1f} MB), "
         f"clustering: {summary.out_clustering_json}; {summary.n_synapses} synapses, "
         f"{summary.n_clusters} clusters, {len(summary.plots)} plots drawn, "
-        f"{len(summary.missing)} not drawn, {summary.seconds:.1f} s"
+        f"{len(summary.missing)} not drawn, {summary.synaptograms} synaptograms, "
+        f"{summary.overlays} overlay sections, {summary.seconds:.1f} s"
     )
     for key, why in summary.missing.items():
         typer.echo(f"  not drawn: {key}: {why}")

@@ -9,6 +9,9 @@ Layout of ``<results_key>/`` (the same names locally, in S3 and in links)::
 
     predictions.ome.tif   0/255 uint8 mask, zlib-compressed OME-TIFF, physical voxel sizes
     synapse_ids.ome.tif   uint32 synapse ids (0 = background), same format
+    predictions.ome.zarr, synapse_ids.ome.zarr, raw/<channel>.ome.zarr
+                          the same volumes and the raw cutout as multiscale OME-Zarr
+                          (io.viewable_volumes; what `synapse-pipelines view` shows)
     synapses.csv          the synapse table (science.features), + synapses.csv.json
     manifest.json         request (no secrets), results key, versions, parameters, timings,
                           counts, sha256 + size of every other file
@@ -59,6 +62,7 @@ from synapse_pipelines.core.artefacts import (
 )
 from synapse_pipelines.io.ome_tiff import OutputError, atomic_write, write_volume
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
+from synapse_pipelines.io.viewable_volumes import write_viewable_volumes
 
 MANIFEST_SCHEMA = "synapse-pipelines/manifest/1"
 
@@ -272,9 +276,13 @@ def write_results(
     counts: Mapping[str, int] | None = None,
     explanation: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    raw: Mapping[str, np.ndarray] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write predictions, ids, synapses.csv and manifest.json into ``folder``; return manifest.
+
+    The volumes are written twice: OME-TIFF, and OME-Zarr with the ``raw`` channels (the
+    cutout the detector read, name -> z, y, x array) so the results can be viewed alone.
 
     ``request``: a :class:`~synapse_pipelines.core.request.SynapseRequest` (stored through
     ``public_dict()``, so never with its token) or an already public dict. ``channels``
@@ -293,7 +301,17 @@ def write_results(
     common = {"voxel_size": voxel_size, "voxel_unit": voxel_unit, "origin": origin}
     mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
-    write_volume(folder / SYNAPSE_IDS, _as_uint32_ids(labels), name="synapse_ids", **common)
+    ids = _as_uint32_ids(labels)
+    write_volume(folder / SYNAPSE_IDS, ids, name="synapse_ids", **common)
+    viewable = write_viewable_volumes(
+        folder,
+        mask_u8=mask_u8,
+        ids=ids,
+        raw=raw,
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+    )
     return write_table_results(
         folder,
         table=table,
@@ -310,7 +328,7 @@ def write_results(
         timings=timings,
         counts=counts,
         explanation=explanation,
-        extra=extra,
+        extra={"ome_zarr": viewable, **dict(extra or {})},
         overwrite=True,  # checked above, before the volumes were written
     )
 

@@ -11,7 +11,9 @@ stages and then writes the files:
 2. :func:`sections.make_sections` — one plotly figure per plot (``feature_figures``,
    ``cluster_figures``, ``spatial_figures``, sharing ``figure_common``), or the reason
    it is missing;
-3. :func:`render.render_html` / :func:`render.clustering_json` — the page and the JSON.
+3. :func:`render.render_html` / :func:`render.clustering_json` — the page and the JSON,
+   with the synaptograms and overlay of :func:`image_panels.make_image_panels` when the
+   run's OME-Zarr volumes are given (:class:`image_panels.ResultVolumes`).
 
 ``sample_data`` makes seeded tables with known clusters (tests, benchmark).
 
@@ -33,11 +35,12 @@ from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
 from .analysis import analyse_table
 from .feature_statistics import KDE_SAMPLES, ReportInputError
+from .image_panels import ImagePanels, ResultVolumes, make_image_panels
 from .render import clustering_json, render_html
 from .sections import make_sections
 from .spatial import parse_voxel_size
 
-__all__ = ["ReportSummary", "build_report", "load_table"]
+__all__ = ["ReportSummary", "ResultVolumes", "build_report", "load_table"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ReportSummary:
     html_bytes: int
     density_per_um3: float | None
     seconds: float
+    synaptograms: int = 0
+    overlays: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +107,7 @@ def build_report(
     explanation: str | None = None,
     max_fit_samples: int = 20_000,
     kde_samples: int = KDE_SAMPLES,
+    volumes: ResultVolumes | None = None,
 ) -> ReportSummary:
     """Analyse a synapse table and write the HTML report (and the clustering JSON).
 
@@ -114,8 +120,9 @@ def build_report(
     and ``results_key`` go in the header; keys that look like secrets are never shown.
     ``explanation``: the detector's reason for an empty result, shown at the top.
     ``max_fit_samples`` / ``kde_samples`` cap the rows each GMM node / each ridge-line KDE
-    is fitted on (speed; see ``docs/report.md``). Same inputs and seed give byte-identical
-    files.
+    is fitted on (speed; see ``docs/report.md``). ``volumes``: the run's OME-Zarr volumes
+    (:meth:`ResultVolumes.from_folder`), for the synaptograms and the overlay. Same inputs
+    and seed give byte-identical files.
     """
     t0 = time.perf_counter()
     if isinstance(table, str | Path):
@@ -140,9 +147,10 @@ def build_report(
     t1 = time.perf_counter()
     timings["analysis"] = t1 - t0
     sections = make_sections(data)
+    images = _image_panels(table, data.hierarchy, volumes)
     t2 = time.perf_counter()
     timings["figures"] = t2 - t1
-    html = render_html(data, sections, explanation=explanation)
+    html = render_html(data, sections, explanation=explanation, images=images)
     out_html = Path(out_html)
     html_bytes = _write_atomic(out_html, html)
     json_path = None
@@ -168,4 +176,21 @@ def build_report(
         density_per_um3=(data.n / geo.box_volume_um3) if geo.box_volume_um3 else None,
         seconds=t3 - t0,
         timings=timings,
+        synaptograms=len(images.synaptograms) if images else 0,
+        overlays=len(images.overlays) if images else 0,
     )
+
+
+def _image_panels(
+    table: pd.DataFrame, hierarchy: Any, volumes: ResultVolumes | None
+) -> ImagePanels | None:
+    """The pictures, or a note saying why they are missing (a report is never lost to them)."""
+    if volumes is None:
+        return None
+    clusters = None
+    if hierarchy is not None and len(hierarchy.labels) == len(table):
+        clusters = hierarchy.labels
+    try:
+        return make_image_panels(table, volumes, clusters=clusters)
+    except (OSError, KeyError, ValueError) as exc:
+        return ImagePanels(notes=[f"pictures of the data not drawn: {exc}"])

@@ -27,6 +27,7 @@ from plotly.offline import get_plotlyjs
 from synapse_pipelines import __version__
 
 from .analysis import ReportData
+from .image_panels import HALF_WINDOW, ImagePanels
 from .sections import Section
 
 CLUSTERING_SCHEMA = "synapse-pipelines/clustering/1"
@@ -149,9 +150,14 @@ def _request_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def render_html(
-    data: ReportData, sections: Sequence[Section], *, explanation: str | None = None
+    data: ReportData,
+    sections: Sequence[Section],
+    *,
+    explanation: str | None = None,
+    images: ImagePanels | None = None,
 ) -> str:
-    """The whole page as one string (``explanation``: why nothing was found, if so)."""
+    """The whole page as one string (``explanation``: why nothing was found, if so;
+    ``images``: the synaptograms and overlay, when the run's volumes were at hand)."""
     template = _environment().get_template(TEMPLATE_NAME)
     plotly_template = pio.templates[PLOTLY_TEMPLATE].to_plotly_json()
     return template.render(
@@ -183,6 +189,8 @@ def render_html(
         ],
         plotly_template_json=_json_island(plotly_template),
         plotlyjs=get_plotlyjs(),
+        images=images,
+        half_window=HALF_WINDOW,
     )
 
 

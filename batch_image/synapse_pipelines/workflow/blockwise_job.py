@@ -71,6 +71,7 @@ from synapse_pipelines.core.sizing import (
 from synapse_pipelines.io import boss_publish, outputs
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.s3_objects import put_json, s3_client, upload_folder
+from synapse_pipelines.io.viewable_volumes import ome_zarr_section
 from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
 from synapse_pipelines.science.paired_puncta import PairedPuncta
 from synapse_pipelines.science.voxel_units import check_voxel_size, min_size_voxels
@@ -354,7 +355,7 @@ class BlockwiseJob:
         table, written = spec.reduce(ctx, stats, threshold)
         timings = {"merge": time.perf_counter() - t0}
         arrays = spec.arrays(plan, summary["n_objects"])
-        arrays.write_metadata(spec.attributes(plan, self.results_key))
+        arrays.write_metadata(spec.attributes(plan, self.results_key), written["raw_dtypes"])
         described = {
             name: {
                 "format": "zarr v3",
@@ -386,13 +387,18 @@ class BlockwiseJob:
                 parameters={**self.validated.pipeline_parameters, **self.kernel.parameters()},
                 explanation=self.kernel.explain_empty(summary, threshold),
                 extra={
+                    "ome_zarr": ome_zarr_section(
+                        list(written["raw_dtypes"]), arrays.ome.offset, arrays.ome.levels
+                    ),
                     "blockwise": {
                         "n_blocks": plan.n_blocks,
                         "block_shape": list(plan.block_shape),
                         "alignment": list(plan.alignment),
                         "chunks_written": written["chunks"],
                         "chunk_bytes": written["bytes"],
-                    }
+                        "ome_zarr_chunks_written": written["ome_chunks"],
+                        "ome_zarr_chunk_bytes": written["ome_bytes"],
+                    },
                 },
                 channels={
                     "presynaptic": self.validated.presynaptic_channel,

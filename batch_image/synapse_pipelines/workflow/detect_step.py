@@ -75,7 +75,6 @@ def detect(
     explanation = getattr(result, "explanation", None)
     if explanation and not len(table):
         log(f"no synapses: {explanation}")
-    del volumes
 
     with scratch_folder(workdir) as tmp:
         folder = tmp / results_key
@@ -101,8 +100,10 @@ def detect(
                 "features": list(validated.channels),
             },
             timings=timings,
+            raw=volumes,  # kept in the results (raw/<channel>.ome.zarr): the viewer needs it
             overwrite=True,
         )
+        del volumes
         uploaded = upload_folder(run.s3, folder, bucket, results_key)
     log(f"uploaded {len(uploaded)} files to s3://{bucket}/{results_key}/")
     return {"synapses": len(table), "files": sorted(uploaded)}

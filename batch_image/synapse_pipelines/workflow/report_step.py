@@ -1,8 +1,9 @@
 """Report (Batch): the PyMEDA-style report from a run's synapse table.
 
 It downloads ``synapses.csv`` (and its metadata) and the manifest, builds ``report.html`` and
-``clustering.json``, records the report in the manifest and uploads the three. It needs no
-BOSS token (the job definition has no secret).
+``clustering.json``, records the report in the manifest and uploads the three. The
+synaptograms and the overlay read only the chunks of the OME-Zarr volumes they crop,
+straight from S3. It needs no BOSS token (the job definition has no secret).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from synapse_pipelines.io import outputs
+from synapse_pipelines.io.ome_zarr import Getter
 from synapse_pipelines.io.s3_objects import (
     download_files,
     object_exists,
     s3_client,
     upload_folder,
 )
-from synapse_pipelines.report import build_report
+from synapse_pipelines.report import ResultVolumes, build_report
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.batch_run import Log, print_line, scratch_folder
 from synapse_pipelines.workflow.run_record import load_validated
@@ -54,6 +56,9 @@ def report(
             request_info=request.public_dict(),
             results_key=results_key,
             explanation=recorded.get("explanation"),
+            volumes=ResultVolumes.from_manifest(
+                recorded, lambda root: s3_getter(client, bucket, f"{results_key}/{root}")
+            ),
         )
         manifest = outputs.read_manifest(folder)
         timings = {**manifest.get("timings_seconds", {}), "report": round(summary.seconds, 4)}
@@ -66,3 +71,15 @@ def report(
         uploaded = upload_folder(client, folder, bucket, results_key, names=upload)
     log(f"uploaded {', '.join(sorted(uploaded))}")
     return {"files": sorted(uploaded)}
+
+
+def s3_getter(client: Any, bucket: str, prefix: str) -> Getter:
+    """The objects under ``s3://bucket/prefix/`` as an OME-Zarr getter (None when missing)."""
+
+    def get(key: str) -> bytes | None:
+        try:
+            return client.get_object(Bucket=bucket, Key=f"{prefix}/{key}")["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+
+    return get
