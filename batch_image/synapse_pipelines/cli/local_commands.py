@@ -118,11 +118,20 @@ def _print_failure(result: Any) -> None:
 
 
 def _files_table(files: dict[str, Path]) -> Table:
+    """One row per file, and one per chunked store (``x.zarr/...``: its objects summed)."""
+    rows: dict[str, list[int]] = {}
+    for name, path in files.items():
+        parts = name.split("/")
+        store = next((i for i, p in enumerate(parts[:-1]) if p.endswith(".zarr")), None)
+        key = "/".join(parts[: store + 1]) + "/" if store is not None else name
+        rows.setdefault(key, [0, 0])
+        rows[key][0] += path.stat().st_size
+        rows[key][1] += 1
     table = Table(title="result files", show_header=True, header_style="bold")
     table.add_column("file")
     table.add_column("bytes", justify="right")
-    for name, path in sorted(files.items()):
-        table.add_row(name, f"{path.stat().st_size:,}")
+    for key, (size, count) in sorted(rows.items()):
+        table.add_row(key + (f" ({count} objects)" if key.endswith("/") else ""), f"{size:,}")
     return table
 
 
