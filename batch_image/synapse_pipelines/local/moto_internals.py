@@ -1,6 +1,6 @@
 """The guard on moto's internals: the version and the exact signatures this package patches.
 
-moto 5.2.5 is pinned (``pyproject.toml``) because the local runtime replaces eight of its
+moto 5.2.5 is pinned (``pyproject.toml``) because the local runtime replaces nine of its
 methods (:mod:`~synapse_pipelines.local.moto_lambda`, :mod:`~synapse_pipelines.local.moto_batch`,
 :mod:`~synapse_pipelines.local.moto_stepfunctions`, :mod:`~synapse_pipelines.local.moto_events`;
 installed by :mod:`~synapse_pipelines.local.moto_server`). Owns :data:`PATCHED` (what is
@@ -76,6 +76,12 @@ PATCHED: dict[str, tuple[str, str, str, list[str]]] = {
         "StepFunctionsParserBackend",
         "stop_execution",
         ["self", "execution_arn"],
+    ),
+    "sfn.fail.eval_state": (
+        "moto.stepfunctions.parser.asl.component.state.fail.state_fail",
+        "StateFail",
+        "_eval_state",
+        ["self", "env"],
     ),
 }
 

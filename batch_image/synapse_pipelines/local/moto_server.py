@@ -31,6 +31,7 @@ from synapse_pipelines.local.moto_events import events_send_to_targets
 from synapse_pipelines.local.moto_internals import ORIGINALS, check_moto_internals, internals
 from synapse_pipelines.local.moto_lambda import lambda_invoke
 from synapse_pipelines.local.moto_stepfunctions import (
+    sfn_fail_eval_state,
     sfn_map_run,
     sfn_normalise_parameters,
     sfn_normalise_response,
@@ -57,6 +58,7 @@ _PATCHES: dict[str, Callable[..., Any]] = {
     "sfn.start_execution": sfn_start_execution,
     "sfn.stop_execution": sfn_stop_execution,
     "sfn.map_run": sfn_map_run,
+    "sfn.fail.eval_state": sfn_fail_eval_state,
 }
 _INSTALL_LOCK = threading.Lock()
 

@@ -22,6 +22,11 @@
   replacement of ``stop_execution`` stops as before, then, once the interpreter has ended the
   execution, puts the event AWS would put on the default bus (``source`` aws.states, the
   execution's ARN, name, status, start/stop dates in epoch ms, input), asynchronously as AWS.
+- A Fail state whose ``ErrorPath`` gives a ``States.*`` name (the workflow's ``Failed`` state
+  re-raises the error DescribeFailure stated, e.g. ``States.ExceedToleratedFailureThreshold``)
+  ends moto's execution in ``States.Runtime`` (a ValueError: moto's custom error names refuse
+  the prefix). AWS ends the execution with that error; the replacement of
+  ``StateFail._eval_state`` does the same.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 from moto.events.models import events_backends
-from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.api import (
+    HistoryEventType,
+    MapRunFailedEventDetails,
+    TaskFailedEventDetails,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -190,5 +200,30 @@ def sfn_map_run(self: Any, env: Any, eval_input: Any) -> None:
                     error=error.to_name(), cause=THRESHOLD_EXCEEDED
                 )
             ),
+        )
+    )
+
+
+class FailStateErrorName(ErrorName):
+    """A Fail state's error exactly as the ASL evaluated it, ``States.*`` included."""
+
+
+def sfn_fail_eval_state(self: Any, env: Any) -> None:
+    """``StateFail._eval_state`` as moto's, with any error name a Fail state may give."""
+    details = TaskFailedEventDetails()
+    error_value = None
+    if self.error:
+        self.error.eval(env=env)
+        error_value = env.stack.pop()
+        details["error"] = error_value
+    if self.cause:
+        self.cause.eval(env=env)
+        details["cause"] = env.stack.pop()
+    raise FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=FailStateErrorName(error_value) if error_value else None,
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(taskFailedEventDetails=details),
         )
     )
