@@ -44,7 +44,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
+from synapse_pipelines.core.errors import (
+    DetectionError,
+    PipelineNotFoundError,
+    RequestValidationError,
+)
 
 if TYPE_CHECKING:  # numpy stays out of the import path of available_pipelines()
     import numpy as np
@@ -55,6 +59,7 @@ __all__ = [
     "ParameterSpec",
     "Pipeline",
     "available_pipelines",
+    "channel_pair",
     "get_pipeline",
     "validate_parameters",
 ]
@@ -227,3 +232,19 @@ def validate_parameters(
     if problems:
         raise RequestValidationError(problems)
     return resolved
+
+
+def channel_pair(
+    channels: Mapping[str, Any], presynaptic: str, postsynaptic: str
+) -> tuple[Any, Any]:
+    """The presynaptic and postsynaptic arrays a pipeline's ``run`` was given, or a
+    :class:`DetectionError` naming the role whose channel is missing (shared by every
+    pipeline, so each refuses the same way)."""
+    for role, name in (("presynaptic", presynaptic), ("postsynaptic", postsynaptic)):
+        if name not in channels:
+            raise DetectionError(
+                f"channel {name!r} is not among the channels given ({', '.join(sorted(channels))})",
+                field=role,
+                hint="pass the name of one of the pulled channels",
+            )
+    return channels[presynaptic], channels[postsynaptic]

@@ -15,8 +15,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from synapse_pipelines.core.errors import DetectionError
-from synapse_pipelines.core.pipelines import DetectionResult, ParameterSpec, validate_parameters
+from synapse_pipelines.core.pipelines import (
+    DetectionResult,
+    ParameterSpec,
+    channel_pair,
+    validate_parameters,
+)
 from synapse_pipelines.science.connected_components import DEFAULT_MIN_SIZE
 from synapse_pipelines.science.detection import detect
 from synapse_pipelines.science.nomads_primitives import DEFAULT_WINDOW, MAX_WINDOW
@@ -67,19 +71,12 @@ class NomadsUnsupervised:
         **params: int | float,
     ) -> DetectionResult:
         resolved = validate_parameters(self, params)
-        for role, name in (("presynaptic", presynaptic), ("postsynaptic", postsynaptic)):
-            if name not in channels:
-                raise DetectionError(
-                    f"channel {name!r} is not among the channels given "
-                    f"({', '.join(sorted(channels))})",
-                    field=role,
-                    hint="pass the name of one of the pulled channels",
-                )
+        pre, post = channel_pair(channels, presynaptic, postsynaptic)
         voxel = check_voxel_size(voxel_size)
         min_volume = float(resolved["min_volume_um3"])
         result = detect(
-            channels[presynaptic],
-            channels[postsynaptic],
+            pre,
+            post,
             window=int(resolved["window"]),
             min_size=min_size_voxels(min_volume, voxel),
         )

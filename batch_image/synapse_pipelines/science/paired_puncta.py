@@ -67,9 +67,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.core.pipelines import DetectionResult, ParameterSpec, validate_parameters
+from synapse_pipelines.core.pipelines import (
+    DetectionResult,
+    ParameterSpec,
+    channel_pair,
+    validate_parameters,
+)
 from synapse_pipelines.science import (
     paired_puncta_kernels as kernels,
     paired_puncta_reference as reference,
@@ -271,17 +275,10 @@ class PairedPuncta:
         **params: int | float,
     ) -> DetectionResult:
         resolved = validate_parameters(self, params)
-        for role, name in (("presynaptic", presynaptic), ("postsynaptic", postsynaptic)):
-            if name not in channels:
-                raise DetectionError(
-                    f"channel {name!r} is not among the channels given "
-                    f"({', '.join(sorted(channels))})",
-                    field=role,
-                    hint="pass the name of one of the pulled channels",
-                )
+        pre, post = channel_pair(channels, presynaptic, postsynaptic)
         result = detect_paired_puncta(
-            channels[presynaptic],
-            channels[postsynaptic],
+            pre,
+            post,
             voxel_size=DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size,
             **resolved,
         )
