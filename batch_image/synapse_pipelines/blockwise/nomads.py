@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from synapse_pipelines.blockwise.plan import BlockPlan, plan_request
-from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
+from synapse_pipelines.blockwise.plan import BlockPlan
+from synapse_pipelines.blockwise.runner import run_into_array
 from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource
-from synapse_pipelines.blockwise.store import MemoryStore, Store
+from synapse_pipelines.blockwise.store import Store
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import detection
@@ -242,22 +242,14 @@ def blockwise_detect(
     if source is None:
         source = ArraySource(presynaptic, postsynaptic)
     kernel = NomadsKernel(window=window, min_size=min_size, sections=source.box.shape[0])
-    if plan is None:
-        plan = plan_request(
-            source.box,
-            mode="blockwise",
-            block_shape=block_shape,
-            alignment=alignment,
-            halo=kernel.halo,
-            bytes_per_voxel=BYTES_PER_VOXEL,
-        )
-    labels = np.zeros(source.box.shape, dtype=np.uint32)
-    res = run_blockwise(
+    labels, res = run_into_array(
         source,
-        plan,
-        MemoryStore() if workdir is None else workdir,
-        kernel=kernel,
-        sink=array_sink(labels, source.box),
+        kernel,
+        plan=plan,
+        block_shape=block_shape,
+        alignment=alignment,
+        bytes_per_voxel=BYTES_PER_VOXEL,
+        workdir=workdir,
     )
     return detection_result(
         labels, res.n_objects, kernel, res.stats, res.threshold, res.seconds, res.explanation

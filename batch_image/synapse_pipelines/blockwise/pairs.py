@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from synapse_pipelines.blockwise.plan import BlockPlan, plan_request
-from synapse_pipelines.blockwise.runner import array_sink, run_blockwise
+from synapse_pipelines.blockwise.plan import BlockPlan
+from synapse_pipelines.blockwise.runner import run_into_array
 from synapse_pipelines.blockwise.sources import ArraySource, VolumeSource
-from synapse_pipelines.blockwise.store import MemoryStore, Store
+from synapse_pipelines.blockwise.store import Store
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pipelines import DetectionResult
@@ -228,22 +228,14 @@ def blockwise_paired_puncta(
     if source is None:
         source = ArraySource(presynaptic, postsynaptic)
     kernel = PairsKernel.make(source.box.shape, voxel_size, **params)
-    if plan is None:
-        plan = plan_request(
-            source.box,
-            mode="blockwise",
-            block_shape=block_shape,
-            alignment=alignment,
-            halo=kernel.halo,
-            bytes_per_voxel=BYTES_PER_VOXEL,
-        )
-    labels = np.zeros(source.box.shape, dtype=np.uint32)
-    res = run_blockwise(
+    labels, res = run_into_array(
         source,
-        plan,
-        MemoryStore() if workdir is None else workdir,
-        kernel=kernel,  # type: ignore[arg-type]
-        sink=array_sink(labels, source.box),
+        kernel,  # type: ignore[arg-type]
+        plan=plan,
+        block_shape=block_shape,
+        alignment=alignment,
+        bytes_per_voxel=BYTES_PER_VOXEL,
+        workdir=workdir,
     )
     mask = (labels != 0).view(np.uint8)
     mask *= 255

@@ -23,10 +23,10 @@ import pandas as pd
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.finalize import ResultArrays, TableSpec
 from synapse_pipelines.blockwise.passes import Kernel, PassContext
-from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json
+from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json, plan_request
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.stages import DETECT, stages_of
-from synapse_pipelines.blockwise.store import Store, open_store
+from synapse_pipelines.blockwise.store import MemoryStore, Store, open_store
 from synapse_pipelines.core.geometry import Box
 
 log = logging.getLogger(__name__)
@@ -218,3 +218,36 @@ def array_sink(out: np.ndarray, volume: Box) -> Sink:
         out[box.slices(volume.start)] = ids
 
     return sink
+
+
+def run_into_array(
+    source: VolumeSource,
+    kernel: Kernel,
+    *,
+    plan: BlockPlan | None,
+    block_shape: tuple[int, int, int] | None,
+    alignment: tuple[int, int, int],
+    bytes_per_voxel: float,
+    workdir: str | Path | Store | None,
+) -> tuple[np.ndarray, BlockwiseResult]:
+    """The one-machine blockwise run of a detector: plan the source (unless ``plan`` is
+    given) with the kernel's halo, run every stage (per-block outputs in memory without
+    ``workdir``) and write the ids into one uint32 array covering the source's box."""
+    if plan is None:
+        plan = plan_request(
+            source.box,
+            mode="blockwise",
+            block_shape=block_shape,
+            alignment=alignment,
+            halo=kernel.halo,
+            bytes_per_voxel=bytes_per_voxel,
+        )
+    labels = np.zeros(source.box.shape, dtype=np.uint32)
+    res = run_blockwise(
+        source,
+        plan,
+        MemoryStore() if workdir is None else workdir,
+        kernel=kernel,
+        sink=array_sink(labels, source.box),
+    )
+    return labels, res
