@@ -1,10 +1,13 @@
-"""OME-Zarr outputs (NGFF 0.4, multiscale): what a single job and a blockwise run write is
-readable by zarr with valid NGFF metadata, holds the same voxels as the OME-TIFFs / the
-input channels, and a blockwise run's volumes (written block by block) equal a whole-volume
-write at every pyramid level."""
+"""OME-Zarr outputs (NGFF 0.5 on Zarr v3, multiscale): what a single job and a blockwise run
+write is readable by zarr 3 with valid NGFF 0.5 metadata (``zarr.json`` per group and array,
+``c/<z>/<y>/<x>`` chunk keys, ``bytes`` + ``blosc`` codecs), holds the same voxels as the
+OME-TIFFs / the input channels at every level, and a blockwise run's volumes (written block
+by block) equal a whole-volume write at every pyramid level. Our reader also reads arrays
+zarr itself wrote."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +33,16 @@ from synapse_pipelines.science import detection, features, synthetic
 from synapse_pipelines.science.pyramid import downsample_region, pyramid_depth
 
 
+def _open(path: Path) -> zarr.Group:
+    return zarr.open_group(path, mode="r", zarr_format=3)
+
+
 def _ngff(group: zarr.Group) -> dict:
-    attrs = dict(group.attrs)
-    (ms,) = attrs["multiscales"]
-    assert ms["version"] == "0.4"
+    """The NGFF 0.5 multiscale of a group (``attributes.ome``, no per-multiscale version)."""
+    ome = dict(group.attrs)["ome"]
+    assert ome["version"] == "0.5"
+    (ms,) = ome["multiscales"]
+    assert "version" not in ms
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     return ms
 
@@ -62,7 +71,7 @@ def test_written_volume_is_valid_ngff_and_reads_back(tmp_path: Path) -> None:
         "raw", data.shape, data.dtype, voxel_size=(70, 100, 100), offset=(2, 10, 20)
     )
     write_ome_zarr(tmp_path / "raw.ome.zarr", spec, data)
-    group = zarr.open_group(tmp_path / "raw.ome.zarr", mode="r", zarr_format=2)
+    group = _open(tmp_path / "raw.ome.zarr")
     ms = _ngff(group)
     assert [a.get("unit") for a in ms["axes"]] == ["nanometer"] * 3
     assert len(ms["datasets"]) == spec.levels == 2
@@ -75,6 +84,105 @@ def test_written_volume_is_valid_ngff_and_reads_back(tmp_path: Path) -> None:
     np.testing.assert_array_equal(reader.read_absolute((2, 10, 20), (5, 210, 170)), data)
     padded = reader.read((-1, -2, -2), (1, 3, 3))
     assert padded.shape == (2, 5, 5) and padded[0].max() == 0
+
+
+def test_zarr3_objects_and_every_level_read_back_by_zarr(tmp_path: Path) -> None:
+    """The objects on disk are Zarr v3 (no v2 metadata anywhere), every chunk is written
+    (also all-zero ones), and zarr 3 reads every level identical to our reader and to the
+    pyramid, big-endian input included (stored little endian)."""
+    rng = np.random.default_rng(4)
+    ids = np.zeros((5, 260, 140), dtype=">u4")
+    ids[1:3, 20:90, 10:60] = rng.integers(1, 2**31, (2, 70, 50))
+    spec = OmeZarrSpec.for_volume(
+        "ids", ids.shape, ids.dtype, voxel_size=(70, 100, 100), kind="labels", chunks=(2, 64, 64)
+    )
+    root = write_ome_zarr(tmp_path / "ids.ome.zarr", spec, ids)
+    names = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert not {n for n in names if n.rsplit("/", 1)[-1].startswith(".z")}, "v2 metadata"
+    group_meta = json.loads((root / "zarr.json").read_text())
+    assert (group_meta["zarr_format"], group_meta["node_type"]) == (3, "group")
+    assert set(group_meta["attributes"]) == {"ome", "synapse_pipelines"}
+    reader = OmeZarrReader.open(root)
+    group = _open(root)
+    assert len(_ngff(group)["datasets"]) == spec.levels == 3
+    for level in range(spec.levels):
+        meta = json.loads((root / str(level) / "zarr.json").read_text())
+        assert meta["node_type"] == "array" and meta["data_type"] == "uint32"
+        assert meta["chunk_grid"] == {
+            "name": "regular",
+            "configuration": {"chunk_shape": list(spec.level_chunks(level))},
+        }
+        assert meta["chunk_key_encoding"] == {
+            "name": "default",
+            "configuration": {"separator": "/"},
+        }
+        assert meta["codecs"] == [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {
+                "name": "blosc",
+                "configuration": {
+                    "cname": "lz4",
+                    "clevel": 5,
+                    "shuffle": "shuffle",
+                    "blocksize": 0,
+                    "typesize": 4,
+                },
+            },
+        ]
+        assert meta["fill_value"] == 0 and meta["dimension_names"] == ["z", "y", "x"]
+        shape, chunk = spec.level_shape(level), spec.level_chunks(level)
+        grid = [-(-n // c) for n, c in zip(shape, chunk, strict=True)]
+        chunks = {n for n in names if n.startswith(f"{level}/c/")}
+        assert len(chunks) == int(np.prod(grid)), "every chunk, all-zero ones too"
+        expected, _ = downsample_region(ids.astype("<u4"), (0, 0), level, "labels")
+        expected = expected[:, : spec.level_shape(level)[1], : spec.level_shape(level)[2]]
+        array = group[str(level)]
+        assert array.shape == spec.level_shape(level)
+        np.testing.assert_array_equal(array[:], expected)
+        np.testing.assert_array_equal(reader.read((0, 0, 0), array.shape, level), expected)
+
+
+@pytest.mark.parametrize(
+    ("compressors", "encoding"),
+    [
+        (zarr.codecs.ZstdCodec(level=3), {"name": "default", "separator": "/"}),
+        (None, {"name": "v2", "separator": "."}),
+    ],
+)
+def test_reader_reads_an_ngff_volume_zarr_wrote(
+    tmp_path: Path, compressors: object, encoding: dict
+) -> None:
+    data = np.arange(3 * 40 * 50, dtype=np.uint16).reshape(3, 40, 50)
+    group = zarr.open_group(tmp_path / "v.ome.zarr", mode="w", zarr_format=3)
+    array = group.create_array(
+        "0",
+        shape=data.shape,
+        chunks=(2, 16, 16),
+        dtype=data.dtype,
+        compressors=compressors,
+        chunk_key_encoding=encoding,
+        fill_value=7,
+    )
+    array[:, :, :30] = data[:, :, :30]  # the chunks beyond x = 32 are never written
+    axes = [{"name": a, "type": "space"} for a in "zyx"]
+    scale = [{"type": "scale", "scale": [1, 1, 1]}]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+        ],
+    }
+    expected = np.full(data.shape, 7, dtype=data.dtype)
+    expected[:, :, :30] = data[:, :, :30]
+    got = OmeZarrReader.open(tmp_path / "v.ome.zarr").read((0, 0, 0), data.shape)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_reader_rejects_a_v2_volume(tmp_path: Path) -> None:
+    group = zarr.open_group(tmp_path / "old.ome.zarr", mode="w", zarr_format=2)
+    group.attrs["multiscales"] = [{"version": "0.4", "datasets": [{"path": "0"}]}]
+    with pytest.raises(FileNotFoundError, match=r"NGFF 0\.5"):
+        OmeZarrReader.open(tmp_path / "old.ome.zarr")
 
 
 def test_single_job_results_hold_viewable_volumes(tmp_path: Path) -> None:
@@ -94,13 +202,14 @@ def test_single_job_results_hold_viewable_volumes(tmp_path: Path) -> None:
     section = manifest["ome_zarr"]
     assert section["offset_voxels"] == [1, 2, 3]
     assert set(section["raw"]) == set(ch)
-    ids = zarr.open_group(tmp_path / SYNAPSE_IDS_OME_ZARR, mode="r", zarr_format=2)
-    assert dict(ids.attrs)["image-label"]["version"] == "0.4"
+    ids = _open(tmp_path / SYNAPSE_IDS_OME_ZARR)
+    assert dict(ids.attrs)["ome"]["image-label"] == {}  # NGFF 0.5: versioned by ome.version
+    assert _ngff(ids)["type"] == "nearest"
     np.testing.assert_array_equal(ids["0"][:], result.labels)
-    pred = zarr.open_group(tmp_path / PREDICTIONS_OME_ZARR, mode="r", zarr_format=2)
+    pred = _open(tmp_path / PREDICTIONS_OME_ZARR)
     np.testing.assert_array_equal(pred["0"][:] > 0, result.mask > 0)
     for name, volume in ch.items():
-        raw = zarr.open_group(tmp_path / raw_channel_path(name), mode="r", zarr_format=2)
+        raw = _open(tmp_path / raw_channel_path(name))
         np.testing.assert_array_equal(raw["0"][:], volume)
         assert _ngff(raw)["datasets"][0]["coordinateTransformations"][0]["scale"] == list(
             exp.voxel_size
@@ -140,7 +249,7 @@ def test_blockwise_volumes_equal_a_whole_volume_write(tmp_path: Path, origin: tu
         (SYNAPSE_IDS_OME_ZARR, ids_v3, "labels"),
         *[(raw_channel_path(n), v, "image") for n, v in ch.items()],
     ]:
-        group = zarr.open_group(results / root, mode="r", zarr_format=2)
+        group = _open(results / root)
         ms = _ngff(group)
         assert len(ms["datasets"]) >= 2, "a pyramid"
         full = np.zeros(
@@ -160,7 +269,7 @@ def test_blockwise_volumes_equal_a_whole_volume_write(tmp_path: Path, origin: tu
             chunks=group["0"].chunks,
         )
         write_ome_zarr(tmp_path / "ref", reference, full)
-        ref = zarr.open_group(tmp_path / "ref", mode="r", zarr_format=2)
+        ref = _open(tmp_path / "ref")
         for level in range(1, len(ms["datasets"])):
             a, b = np.asarray(group[str(level)][:]), np.asarray(ref[str(level)][:])
             f = 2**level

@@ -75,7 +75,7 @@ def test_layout_follows_the_manifest(results: Path) -> None:
     assert state["dimensions"] == {"x": [x, "nm"], "y": [y, "nm"], "z": [z, "nm"]}
     ids = next(layer for layer in state["layers"] if layer["name"] == SYNAPSE_IDS_LAYER)
     assert ids["type"] == "segmentation"
-    assert ids["source"] == "http://127.0.0.1:1/t/synapse_ids.ome.zarr".join(["zarr2://", ""])
+    assert ids["source"] == "zarr3://http://127.0.0.1:1/t/synapse_ids.ome.zarr"
 
 
 def test_cli_prints_the_url(results: Path) -> None:

@@ -1,6 +1,6 @@
 """A blockwise run's OME-Zarr volumes (ids, mask, raw cutout), written one block at a time.
 
-Owns :class:`OmeZarrBlocks`: the NGFF volumes of a plan (``predictions.ome.zarr``,
+Owns :class:`OmeZarrBlocks`: the NGFF 0.5 (Zarr v3) volumes of a plan (``predictions.ome.zarr``,
 ``synapse_ids.ome.zarr``, ``raw/<channel>.ome.zarr``), whose chunk grid divides the block
 grid, so each finalize job encodes the chunks of its own block at every pyramid level
 (:meth:`OmeZarrBlocks.encode_block`) and no two jobs write the same object; the merge writes
@@ -107,7 +107,7 @@ class OmeZarrBlocks:
         return out
 
     def metadata(self, raw_dtypes: Mapping[str, Any]) -> dict[str, bytes]:
-        """Every volume's ``.zgroup``, ``.zattrs`` and ``<level>/.zarray``."""
+        """Every volume's group ``zarr.json`` and each level's ``<level>/zarr.json``."""
         out = {}
         for root, spec in self.specs(raw_dtypes).items():
             for key, payload in spec.metadata_objects().items():

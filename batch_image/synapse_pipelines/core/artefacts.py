@@ -18,8 +18,9 @@ LINKS = "links.csv"
 #: coordinates) in place of the two OME-TIFFs, which one job could not hold at scale.
 PREDICTIONS_ZARR = "predictions.zarr"
 SYNAPSE_IDS_ZARR = "synapse_ids.zarr"
-#: The same two volumes as OME-Zarr (NGFF 0.4, multiscale), for Neuroglancer (zarr://),
-#: napari and webKnossos; written by single and blockwise runs alike (docs/viewer.md).
+#: The same two volumes as OME-Zarr (NGFF 0.5 on Zarr v3, multiscale), for Neuroglancer
+#: (zarr3://), napari and webKnossos; written by single and blockwise runs alike
+#: (docs/viewer.md).
 PREDICTIONS_OME_ZARR = "predictions.ome.zarr"
 SYNAPSE_IDS_OME_ZARR = "synapse_ids.ome.zarr"
 #: The raw cutout the run read, one OME-Zarr per channel: ``raw/<channel>.ome.zarr``.

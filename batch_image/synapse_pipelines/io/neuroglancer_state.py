@@ -4,8 +4,13 @@ Owns :func:`viewer_layout` (what the folder holds and how to show it: the raw ch
 image layers, the presynaptic and postsynaptic channels in two colours and the others
 hidden, the synapse ids as a segmentation layer, the voxel size of the manifest, the view
 centred on the largest synapse) and :func:`neuroglancer_state` (that layout as the JSON
-state for data served under a base URL, every layer a ``zarr2://`` source of the folder's
+state for data served under a base URL, every layer a ``zarr3://`` source of the folder's
 OME-Zarr volumes). The servers are :mod:`synapse_pipelines.local.viewer`'s.
+
+The scheme is ``zarr3://``, not ``zarr://``: the volumes are NGFF 0.5 on Zarr v3, and
+Neuroglancer's auto-detecting ``zarr://`` also asks for the Zarr v2 ``.zarray`` and
+``.zattrs`` of every group and array (404s the browser logs as console errors), while
+``zarr3://`` reads only ``zarr.json``.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from synapse_pipelines.core.artefacts import (
     SYNAPSES_CSV,
 )
 from synapse_pipelines.io.ome_tiff import OutputError
-from synapse_pipelines.io.ome_zarr import OmeZarrReader
+from synapse_pipelines.io.ome_zarr import ZARR_JSON, OmeZarrReader
 from synapse_pipelines.io.outputs import read_manifest
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
+#: Neuroglancer's data source scheme for the volumes (Zarr v3, OME-Zarr 0.5 groups).
+SOURCE_SCHEME = "zarr3://"
 #: Neuroglancer's unit of each BOSS voxel unit.
 UNITS = {"nanometers": "nm", "micrometers": "um", "millimeters": "mm", "meters": "m"}
 PRESYNAPTIC_COLOUR = "#ff00ff"  # magenta: synapsin
@@ -92,18 +99,23 @@ def viewer_layout(folder: str | Path) -> ViewerLayout:
     folder = Path(folder)
     manifest = read_manifest(folder)
     section = manifest.get("ome_zarr")
-    if not section or not (folder / SYNAPSE_IDS_OME_ZARR / ".zattrs").is_file():
+    if not section or not (folder / SYNAPSE_IDS_OME_ZARR / ZARR_JSON).is_file():
+        old = (folder / SYNAPSE_IDS_OME_ZARR / ".zattrs").is_file()
         raise OutputError(
-            f"{folder} has no OME-Zarr volumes to view",
+            f"{folder} has no OME-Zarr (NGFF 0.5) volumes to view",
             field="results folder",
-            hint="results written before OME-Zarr output existed: run detect again",
+            hint=(
+                "results written with OME-Zarr NGFF 0.4 (Zarr v2): run detect again"
+                if old
+                else "results written before OME-Zarr output existed: run detect again"
+            ),
         )
     volume = manifest.get("volume", {})
     channels = manifest.get("channels", {})
     pre, post = channels.get("presynaptic"), channels.get("postsynaptic")
     images, notes = [], []
     for name, path in section.get("raw", {}).items():
-        if not (folder / path / ".zattrs").is_file():
+        if not (folder / path / ZARR_JSON).is_file():
             notes.append(f"raw channel {name} is missing ({path})")
             continue
         colour = {pre: PRESYNAPTIC_COLOUR, post: POSTSYNAPTIC_COLOUR}.get(name, OTHER_COLOUR)
@@ -113,7 +125,7 @@ def viewer_layout(folder: str | Path) -> ViewerLayout:
     if not images:
         notes.append("the results hold no raw cutout: only the detections are shown")
     centre, synapse = _centre(folder, manifest)
-    has_predictions = (folder / PREDICTIONS_OME_ZARR / ".zattrs").is_file()
+    has_predictions = (folder / PREDICTIONS_OME_ZARR / ZARR_JSON).is_file()
     return ViewerLayout(
         folder=folder,
         voxel_size=tuple(float(v) for v in volume.get("voxel_size", (1, 1, 1))),  # type: ignore[arg-type]
@@ -146,7 +158,7 @@ def neuroglancer_state(layout: ViewerLayout, base_url: str) -> dict[str, Any]:
         {
             "type": "image",
             "name": image.name,
-            "source": f"zarr2://{base}/{image.path}",
+            "source": f"{SOURCE_SCHEME}{base}/{image.path}",
             "shader": _shader(image.colour, image.window),
             "blend": "additive",
             "visible": image.visible,
@@ -156,7 +168,7 @@ def neuroglancer_state(layout: ViewerLayout, base_url: str) -> dict[str, Any]:
     segmentation: dict[str, Any] = {
         "type": "segmentation",
         "name": SYNAPSE_IDS_LAYER,
-        "source": f"zarr2://{base}/{layout.synapse_ids}",
+        "source": f"{SOURCE_SCHEME}{base}/{layout.synapse_ids}",
         "selectedAlpha": 0.3,
         "notSelectedAlpha": 0.15,
     }
@@ -169,7 +181,7 @@ def neuroglancer_state(layout: ViewerLayout, base_url: str) -> dict[str, Any]:
             {
                 "type": "segmentation",
                 "name": PREDICTIONS_LAYER,
-                "source": f"zarr2://{base}/{layout.predictions}",
+                "source": f"{SOURCE_SCHEME}{base}/{layout.predictions}",
                 "visible": False,
             }
         )

@@ -1,20 +1,24 @@
-"""OME-Zarr (NGFF 0.4) multiscale volumes: written whole or region by region, read by region.
+"""OME-Zarr (NGFF 0.5, Zarr v3) multiscale volumes: written whole or region by region, read
+by region.
 
 Owns :class:`OmeZarrSpec` (one z, y, x image or label volume: level-0 shape, chunks, the
 absolute voxel offset of its first voxel, voxel size, pyramid depth), its metadata objects
-(``.zgroup``, ``.zattrs`` with ``multiscales``, ``<level>/.zarray`` and an empty
-``<level>/.zattrs``), the encoding of a
-region into the chunk objects of every level (:meth:`OmeZarrSpec.encode_region`: a blockwise
-job encodes its own block and puts the objects wherever its results go),
-:func:`write_ome_zarr` (a whole volume into a local folder) and :class:`OmeZarrReader`
-(a region of one level through any ``key -> bytes`` getter: a folder or an S3 prefix).
+(the group's ``zarr.json``, whose ``attributes.ome`` hold ``version`` and ``multiscales``,
+and each level's array ``<level>/zarr.json``), the encoding of a region into the chunk
+objects of every level (:meth:`OmeZarrSpec.encode_region`: a blockwise job encodes its own
+block and puts the objects wherever its results go), :func:`write_ome_zarr` (a whole volume
+into a local folder) and :class:`OmeZarrReader` (a region of one level through any
+``key -> bytes`` getter: a folder or an S3 prefix).
 
-Format: Zarr v2 (NGFF 0.4 is defined on Zarr v2), ``/`` chunk keys, Blosc-LZ4 chunks,
-fill value 0, every chunk inside the array written (also all-zero ones, so a viewer never
-asks for a missing object). Level ``k`` is 2**k coarser in y and x, z is kept
-(:mod:`synapse_pipelines.science.pyramid`: mean for images, nearest for labels). Each level's
-``coordinateTransformations`` holds its physical scale and the translation of the offset,
-so Neuroglancer (``zarr://``), napari and webKnossos place it in the experiment's frame.
+Format: Zarr v3 (NGFF 0.5 is defined on Zarr v3), a regular chunk grid, the default chunk
+key encoding (``<level>/c/<z>/<y>/<x>``), codecs ``bytes`` (little endian) then ``blosc``
+(LZ4, byte shuffle), fill value 0, dimension names ``z, y, x``; every chunk inside the array
+written (also all-zero ones, so a viewer never asks for a missing object). Level ``k`` is
+2**k coarser in y and x, z is kept (:mod:`synapse_pipelines.science.pyramid`: mean for
+images, nearest for labels). Each level's ``coordinateTransformations`` holds its physical
+scale and the translation of the offset, so Neuroglancer (``zarr3://``), napari and
+webKnossos place it in the experiment's frame. Label volumes also carry
+``attributes.ome["image-label"]``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import numpy as np
 
 from synapse_pipelines.science.pyramid import Kind, downsample_region, level_extent, pyramid_depth
 
-NGFF_VERSION = "0.4"
+NGFF_VERSION = "0.5"
+ZARR_FORMAT = 3
+#: The metadata object of every Zarr v3 group and array.
+ZARR_JSON = "zarr.json"
 
 #: BOSS voxel units -> NGFF (UDUNITS-2) axis units.
 NGFF_UNITS: dict[str, str] = {
@@ -46,7 +53,10 @@ NGFF_UNITS: dict[str, str] = {
 #: Default level-0 chunk (z, y, x): whole sections of 256 x 256, at most 16 deep.
 DEFAULT_CHUNKS = (16, 256, 256)
 
-_COMPRESSOR = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+#: The Zarr v3 ``blosc`` codec's configuration (``typesize`` is added per data type).
+_BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
+#: Zarr v3 ``blosc`` shuffle names -> numcodecs' Blosc constants.
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 #: ``key -> bytes`` of an object under the volume's root, or None when it does not exist
 Getter = Callable[[str], bytes | None]
@@ -79,7 +89,8 @@ class OmeZarrSpec:
         object.__setattr__(self, "chunks", tuple(int(v) for v in self.chunks))
         object.__setattr__(self, "offset", tuple(int(v) for v in self.offset))
         object.__setattr__(self, "voxel_size", tuple(float(v) for v in self.voxel_size))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).str)
+        # chunks are little endian (the ``bytes`` codec), whatever the input's byte order
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).newbyteorder("<").str)
         if self.levels <= 0:
             object.__setattr__(self, "levels", pyramid_depth(self.shape, self.chunks))
 
@@ -121,7 +132,8 @@ class OmeZarrSpec:
         return tuple(max(1, c // k) for c, k in zip(self.chunks, f, strict=True))  # type: ignore[return-value]
 
     # -- metadata ------------------------------------------------------------------------
-    def zattrs(self) -> dict[str, Any]:
+    def group_attributes(self) -> dict[str, Any]:
+        """The group's ``attributes``: NGFF 0.5 under ``ome``, ours under ``synapse_pipelines``."""
         unit = NGFF_UNITS.get(self.voxel_unit)
         axes = [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
         datasets = []
@@ -137,10 +149,10 @@ class OmeZarrSpec:
                     ],
                 }
             )
-        attrs: dict[str, Any] = {
+        ome: dict[str, Any] = {
+            "version": NGFF_VERSION,
             "multiscales": [
                 {
-                    "version": NGFF_VERSION,
                     "name": self.name,
                     "axes": axes,
                     "datasets": datasets,
@@ -148,6 +160,11 @@ class OmeZarrSpec:
                     "metadata": {"downsample": "2x2 in y and x per level, z kept"},
                 }
             ],
+        }
+        if self.kind == "labels":
+            ome["image-label"] = {}  # NGFF 0.5: no version of its own (the ome one applies)
+        return {
+            "ome": ome,
             "synapse_pipelines": {
                 "offset_voxels": list(self.offset),
                 "voxel_size": list(self.voxel_size),
@@ -156,33 +173,44 @@ class OmeZarrSpec:
                 **dict(self.attributes),
             },
         }
-        if self.kind == "labels":
-            attrs["image-label"] = {"version": NGFF_VERSION}
-        return attrs
 
-    def zarray(self, level: int) -> dict[str, Any]:
+    def codecs(self) -> list[dict[str, Any]]:
+        """The arrays' Zarr v3 codec chain: ``bytes`` (little endian), then ``blosc``."""
+        typesize = np.dtype(self.dtype).itemsize
+        return [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "blosc", "configuration": {**_BLOSC, "typesize": typesize}},
+        ]
+
+    def array_metadata(self, level: int) -> dict[str, Any]:
+        """The ``zarr.json`` of one level's array."""
         return {
-            "zarr_format": 2,
+            "zarr_format": ZARR_FORMAT,
+            "node_type": "array",
             "shape": list(self.level_shape(level)),
-            "chunks": list(self.level_chunks(level)),
-            "dtype": self.dtype,
-            "compressor": _COMPRESSOR,
+            "data_type": np.dtype(self.dtype).name,
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": {"chunk_shape": list(self.level_chunks(level))},
+            },
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
             "fill_value": 0,
-            "filters": None,
-            "order": "C",
-            "dimension_separator": "/",
+            "codecs": self.codecs(),
+            "attributes": {},
+            "dimension_names": ["z", "y", "x"],
         }
 
     def metadata_objects(self) -> dict[str, bytes]:
-        """``.zgroup``, ``.zattrs`` and every level's ``.zarray`` (keys under the root)."""
-        objects = {
-            ".zgroup": _json({"zarr_format": 2}),
-            ".zattrs": _json(self.zattrs()),
+        """The group's ``zarr.json`` and every level's ``<level>/zarr.json`` (keys under the
+        root)."""
+        group = {
+            "zarr_format": ZARR_FORMAT,
+            "node_type": "group",
+            "attributes": self.group_attributes(),
         }
+        objects = {ZARR_JSON: _json(group)}
         for level in range(self.levels):
-            objects[f"{level}/.zarray"] = _json(self.zarray(level))
-            # empty, but present: readers (Neuroglancer) ask for it, and a 404 is noise
-            objects[f"{level}/.zattrs"] = _json({})
+            objects[f"{level}/{ZARR_JSON}"] = _json(self.array_metadata(level))
         return objects
 
     # -- chunks --------------------------------------------------------------------------
@@ -197,7 +225,13 @@ class OmeZarrSpec:
         block of a plan whose blocks follow a chunk grid that is a multiple of this one).
         """
         data = np.asarray(data, dtype=np.dtype(self.dtype))
-        codec = numcodecs.get_codec(_COMPRESSOR)
+        codec = numcodecs.Blosc(
+            cname=_BLOSC["cname"],
+            clevel=_BLOSC["clevel"],
+            shuffle=_SHUFFLE[_BLOSC["shuffle"]],
+            blocksize=_BLOSC["blocksize"],
+            typesize=np.dtype(self.dtype).itemsize,
+        )
         for level in range(self.levels):
             region, (y0, x0) = downsample_region(data, start[1:], level, self.kind)
             lo = (int(start[0]), y0, x0)
@@ -214,8 +248,8 @@ class OmeZarrSpec:
                     src.append(slice(s0 - a, s1 - a))
                     dst.append(slice(s0 - c, s1 - c))
                 buf[tuple(dst)] = region[tuple(src)]
-                key = f"{level}/" + "/".join(str(i) for i in index)
-                yield key, codec.encode(buf)
+                key = f"{level}/c/" + "/".join(str(i) for i in index)
+                yield key, codec.encode(buf.tobytes())
 
 
 def _json(value: Any) -> bytes:
@@ -260,19 +294,92 @@ def folder_getter(folder: str | Path) -> Getter:
     return get
 
 
+#: Zarr v3 bytes-to-bytes codecs the reader decodes (through numcodecs).
+_COMPRESSORS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "blosc": lambda c: numcodecs.Blosc(
+        cname=c.get("cname", "lz4"),
+        clevel=int(c.get("clevel", 5)),
+        shuffle=_SHUFFLE[c.get("shuffle", "noshuffle")],
+        blocksize=int(c.get("blocksize", 0)),
+    ),
+    "zstd": lambda c: numcodecs.Zstd(level=int(c.get("level", 0))),
+    "gzip": lambda c: numcodecs.GZip(level=int(c.get("level", 5))),
+}
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """What reading one Zarr v3 array's chunks takes, from its ``zarr.json``: a regular
+    grid, the ``default`` or ``v2`` chunk key encoding, ``bytes`` then at most one of
+    ``blosc``, ``zstd``, ``gzip`` (no sharding, no transpose)."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill_value: float
+    prefix: str  # "c/" (default encoding) or "" (v2 encoding)
+    separator: str
+    compressor: Any  # a numcodecs codec, or None
+
+    @classmethod
+    def parse(cls, meta: Mapping[str, Any]) -> ArrayLayout:
+        if meta.get("zarr_format") != ZARR_FORMAT or meta.get("node_type") != "array":
+            raise ValueError("not a Zarr v3 array")
+        grid = meta["chunk_grid"]
+        if grid["name"] != "regular":
+            raise ValueError(f"chunk grid {grid['name']!r} is not supported")
+        encoding = meta.get("chunk_key_encoding", {"name": "default"})
+        default = encoding["name"] == "default"
+        separator = encoding.get("configuration", {}).get("separator", "/" if default else ".")
+        codecs = list(meta["codecs"])
+        first = codecs.pop(0)
+        if first["name"] != "bytes":
+            raise ValueError(f"codec {first['name']!r} is not supported (only bytes first)")
+        endian = first.get("configuration", {}).get("endian", "little")
+        dtype = np.dtype(meta["data_type"]).newbyteorder("<" if endian == "little" else ">")
+        if len(codecs) > 1 or any(c["name"] not in _COMPRESSORS for c in codecs):
+            raise ValueError(f"codecs {[c['name'] for c in codecs]} are not supported")
+        compressor = (
+            _COMPRESSORS[codecs[0]["name"]](codecs[0].get("configuration", {})) if codecs else None
+        )
+        return cls(
+            shape=tuple(int(v) for v in meta["shape"]),
+            chunks=tuple(int(v) for v in grid["configuration"]["chunk_shape"]),
+            dtype=dtype,
+            fill_value=float(meta.get("fill_value") or 0),
+            prefix="c/" if default else "",
+            separator=separator,
+            compressor=compressor,
+        )
+
+    def key(self, index: Sequence[int]) -> str:
+        """A chunk's key under the array."""
+        return self.prefix + self.separator.join(str(i) for i in index)
+
+    def decode(self, raw: bytes) -> np.ndarray:
+        decoded = self.compressor.decode(raw) if self.compressor is not None else raw
+        return np.frombuffer(decoded, dtype=self.dtype).reshape(self.chunks)
+
+
 class OmeZarrReader:
-    """Regions of a volume written by this module (or any NGFF 0.4 z, y, x Zarr v2 image
-    with ``/`` keys), through a :data:`Getter`; reads only the chunks a region touches."""
+    """Regions of a volume written by this module (or any NGFF 0.5 z, y, x image whose
+    arrays :class:`ArrayLayout` reads), through a :data:`Getter`; reads only the chunks a
+    region touches."""
 
     def __init__(self, get: Getter):
         self._get = get
-        attrs = get(".zattrs")
-        if attrs is None:
-            raise FileNotFoundError("no .zattrs: not an OME-Zarr volume")
-        self.attrs: dict[str, Any] = json.loads(attrs)
-        multiscale = self.attrs["multiscales"][0]
+        raw = get(ZARR_JSON)
+        if raw is None:
+            raise FileNotFoundError("no zarr.json: not an OME-Zarr (NGFF 0.5) volume")
+        group = json.loads(raw)
+        if group.get("zarr_format") != ZARR_FORMAT or group.get("node_type") != "group":
+            raise ValueError("zarr.json is not a Zarr v3 group")
+        self.attrs: dict[str, Any] = group.get("attributes", {})
+        if "multiscales" not in self.attrs.get("ome", {}):
+            raise ValueError("zarr.json has no attributes.ome.multiscales: not OME-Zarr 0.5")
+        multiscale = self.attrs["ome"]["multiscales"][0]
         self.paths = [d["path"] for d in multiscale["datasets"]]
-        self._arrays: dict[int, dict[str, Any]] = {}
+        self._arrays: dict[int, ArrayLayout] = {}
 
     @classmethod
     def open(cls, folder: str | Path) -> OmeZarrReader:
@@ -283,47 +390,44 @@ class OmeZarrReader:
         own = self.attrs.get("synapse_pipelines", {})
         return tuple(int(v) for v in own.get("offset_voxels", (0, 0, 0)))  # type: ignore[return-value]
 
-    def array_meta(self, level: int = 0) -> dict[str, Any]:
+    def layout(self, level: int = 0) -> ArrayLayout:
         if level not in self._arrays:
-            raw = self._get(f"{self.paths[level]}/.zarray")
+            raw = self._get(f"{self.paths[level]}/{ZARR_JSON}")
             if raw is None:
-                raise FileNotFoundError(f"level {level} has no .zarray")
-            self._arrays[level] = json.loads(raw)
+                raise FileNotFoundError(f"level {level} has no zarr.json")
+            self._arrays[level] = ArrayLayout.parse(json.loads(raw))
         return self._arrays[level]
 
     def shape(self, level: int = 0) -> tuple[int, int, int]:
-        return tuple(self.array_meta(level)["shape"])  # type: ignore[return-value]
+        return self.layout(level).shape  # type: ignore[return-value]
 
     def read(self, start: Sequence[int], stop: Sequence[int], level: int = 0) -> np.ndarray:
         """Array indices ``[start, stop)`` of ``level``, always of shape ``stop - start``:
-        zeros outside the array and where a chunk is missing."""
-        meta = self.array_meta(level)
-        shape, chunks = meta["shape"], meta["chunks"]
+        zeros outside the array, the fill value where a chunk is missing."""
+        array = self.layout(level)
+        shape, chunks = array.shape, array.chunks
         origin = [int(a) for a in start]
         out = np.zeros(
             [max(0, int(b) - a) for a, b in zip(origin, stop, strict=True)],
-            dtype=np.dtype(meta["dtype"]),
+            dtype=array.dtype.newbyteorder("="),
         )
         lo = [max(0, a) for a in origin]
         hi = [min(int(b), n) for b, n in zip(stop, shape, strict=True)]
         if any(b <= a for a, b in zip(lo, hi, strict=True)):
             return out
-        codec = numcodecs.get_codec(meta["compressor"]) if meta["compressor"] else None
-        sep = meta.get("dimension_separator", ".")
         grids = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, chunks, strict=True)]
         for index in product(*grids):
-            raw = self._get(f"{self.paths[level]}/" + sep.join(str(i) for i in index))
-            if raw is None:
-                continue
-            decoded = codec.decode(raw) if codec else raw
-            block = np.frombuffer(decoded, dtype=out.dtype).reshape(chunks)
             src, dst = [], []
             for i, a, b, c, o in zip(index, lo, hi, chunks, origin, strict=True):
                 c0 = i * c
                 s0, s1 = max(a, c0), min(b, c0 + c)
                 src.append(slice(s0 - c0, s1 - c0))
                 dst.append(slice(s0 - o, s1 - o))
-            out[tuple(dst)] = block[tuple(src)]
+            raw = self._get(f"{self.paths[level]}/{array.key(index)}")
+            if raw is None:
+                out[tuple(dst)] = array.fill_value
+                continue
+            out[tuple(dst)] = array.decode(raw)[tuple(src)]
         return out
 
     def read_absolute(self, start: Sequence[int], stop: Sequence[int]) -> np.ndarray:

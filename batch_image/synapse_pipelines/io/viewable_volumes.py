@@ -33,7 +33,7 @@ def ome_zarr_section(
 ) -> dict[str, Any]:
     """The manifest's ``ome_zarr`` section: where each OME-Zarr volume lies."""
     return {
-        "format": "OME-Zarr NGFF 0.4 (Zarr v2), 2x2 in y and x per level",
+        "format": "OME-Zarr NGFF 0.5 (Zarr v3), 2x2 in y and x per level",
         "offset_voxels": [int(v) for v in offset],
         "predictions": PREDICTIONS_OME_ZARR,
         "synapse_ids": SYNAPSE_IDS_OME_ZARR,

@@ -1,7 +1,7 @@
 """``synapse-pipelines view``: a local Neuroglancer over a results folder, offline.
 
 Owns :class:`LocalViewer`: a CORS static file server over the results folder (the
-OME-Zarr volumes are read by the browser as ``zarr2://`` sources) and the Neuroglancer
+OME-Zarr volumes are read by the browser as ``zarr3://`` sources) and the Neuroglancer
 viewer server of the ``neuroglancer`` package (it ships the built client, so nothing is
 fetched from the internet), set to :func:`~synapse_pipelines.io.neuroglancer_state.
 neuroglancer_state`. Both listen on ``bind_address`` (127.0.0.1 by default) on free ports.
@@ -42,7 +42,7 @@ class LocalViewer:
 
     @property
     def data_url(self) -> str:
-        """Where the results folder is served (``zarr2://<data_url>/<volume>``)."""
+        """Where the results folder is served (``zarr3://<data_url>/<volume>``)."""
         return str(self._files.url)
 
     def stop(self) -> None:
