@@ -9,8 +9,8 @@ OME-Zarr volumes). The servers are :mod:`synapse_pipelines.local.viewer`'s.
 
 The scheme is ``zarr3://``, not ``zarr://``: the volumes are NGFF 0.5 on Zarr v3, and
 Neuroglancer's auto-detecting ``zarr://`` also asks for the Zarr v2 ``.zarray`` and
-``.zattrs`` of every group and array (404s the browser logs as console errors), while
-``zarr3://`` reads only ``zarr.json``.
+``.zattrs`` at the root of every source (404s the browser logs as console errors), while
+``zarr3://`` reads only ``zarr.json`` (and the chunks).
 """
 
 from __future__ import annotations
