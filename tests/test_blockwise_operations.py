@@ -22,7 +22,7 @@ from fixtures.operations import OpsStack, local_stack, wait_until
 from synapse_pipelines.cli import run_commands
 from synapse_pipelines.cli.aws_commands import run_summary
 from synapse_pipelines.local import moto_batch
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import find_execution
 
@@ -70,7 +70,7 @@ def test_a_failed_block_fails_the_run_and_the_notice_names_it(ops: OpsStack) -> 
     detail = events[0]["detail"]
     (block,) = [b for b in detail["failed_blocks"] if b["block"] == "4-8"]
     assert block["step"] == "BlockwiseLabel" and block["exit_code"] == 1
-    assert block["job_name"] == f"detect-bl-4-8-{wf.job_name_stem(sub.results_key)}"
+    assert block["job_name"] == f"detect-bl-4-8-{run_names.job_name_stem(sub.results_key)}"
     assert detail["step"] == "BlockwiseLabel" and detail["log_stream"] == block["log_stream"]
     command = (
         f"synapse-pipelines logs {sub.name} --step BlockwiseLabel --failed "
@@ -143,7 +143,7 @@ def test_cancel_terminates_the_block_jobs_of_the_map_iterations(ops: OpsStack) -
     try:
         moto_batch.inject_job_fault("detect-bc-*", count=2, hold=True, message=HOLD)
         sub = rt.submit(ops.request(x_range=[0, 64]))  # 4 blocks
-        stem = wf.job_name_stem(sub.results_key)
+        stem = run_names.job_name_stem(sub.results_key)
 
         def held() -> list[dict[str, Any]]:
             if sum(HOLD in line for line in ops.job_lines) < 2:
@@ -151,7 +151,8 @@ def test_cancel_terminates_the_block_jobs_of_the_map_iterations(ops: OpsStack) -
             return [
                 j
                 for j in rt.batch_jobs()
-                if j["jobName"].startswith("detect-bc-") and wf.job_of_run(j["jobName"], stem)
+                if j["jobName"].startswith("detect-bc-")
+                and run_names.job_of_run(j["jobName"], stem)
             ]
 
         jobs = wait_until("both covariance iterations' jobs", held, timeout=300)
@@ -163,13 +164,13 @@ def test_cancel_terminates_the_block_jobs_of_the_map_iterations(ops: OpsStack) -
     terminated = [line for line in out if line.startswith("  terminated BlockwiseCovariance")]
     assert len(terminated) == 2, out
     assert moto_batch.kill_running_jobs() == 0
-    ended = {j["jobName"]: j for j in rt.batch_jobs() if wf.job_of_run(j["jobName"], stem)}
+    ended = {j["jobName"]: j for j in rt.batch_jobs() if run_names.job_of_run(j["jobName"], stem)}
     assert all(j["status"] in ("FAILED", "SUCCEEDED") for j in ended.values())
     assert all("cancelled" in ended[j["jobName"]]["statusReason"] for j in jobs)
     time.sleep(3)  # the stopped Map starts nothing more
-    assert {j["jobName"] for j in rt.batch_jobs() if wf.job_of_run(j["jobName"], stem)} == set(
-        ended
-    )
+    assert {
+        j["jobName"] for j in rt.batch_jobs() if run_names.job_of_run(j["jobName"], stem)
+    } == set(ended)
     # no manifest yet: the run record says cancelled; one notice, one event, no success
     record = read_run_status(rt.client("s3"), rt.res.bucket, sub.results_key, sub.execution_arn)
     assert record and record["status"] == "CANCELLED" and len(record["terminated_jobs"]) == 2

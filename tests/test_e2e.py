@@ -28,7 +28,7 @@ from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.synthetic import make_experiment
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +206,7 @@ def test_eventbridge_triggered_run(e2e: E2E) -> None:
         time.sleep(0.1)
     assert len(new) == 1
     req = parse_request(request)
-    assert new[0]["name"] == wf.execution_name(detail, req.results_key)
+    assert new[0]["name"] == run_names.execution_name(detail, req.results_key)
     result = rt.wait(new[0]["executionArn"], timeout=240)
     e2e.results["events"] = result
     assert result.succeeded, (result.error, result.cause)

@@ -11,13 +11,13 @@ from botocore.exceptions import ClientError
 
 from synapse_pipelines.core import pricing
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.workflow import job_costs, wiring as wf
+from synapse_pipelines.workflow import job_costs, run_names
 from synapse_pipelines.workflow.publish_s3_step import recorded_costs
 from synapse_pipelines.workflow.run_record import ValidatedRequest
 
 US = pricing.price_table("us-east-1")
 KEY = "nomads-unsupervised_collman_collman15v2_z_0_27_y_0_1024_x_0_1024"
-STEM = wf.job_name_stem(KEY)
+STEM = run_names.job_name_stem(KEY)
 
 
 def _job(name: str, *, vcpu: str = "4", memory: str = "30720", **extra: Any) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def test_job_step_reads_the_asl_names() -> None:
     assert job_costs.job_step(f"detect-bt-{STEM}", STEM) == "detect-bt"
     assert job_costs.job_step(f"detect-{STEM}x", STEM) is None  # another request
     assert job_costs.job_step(f"detect-other-{STEM}", STEM) is None
-    assert job_costs.job_step("detect-" + wf.job_name_stem(KEY + "0"), STEM) is None
+    assert job_costs.job_step("detect-" + run_names.job_name_stem(KEY + "0"), STEM) is None
 
 
 def test_duration_sums_the_attempts_and_falls_back_to_the_job() -> None:
@@ -159,7 +159,7 @@ def batch(aws: Any) -> Any:
 def test_find_request_jobs_lists_every_queue_by_name(batch: Any) -> None:
     names = {
         "standard": [f"detect-bc-3-{STEM}", f"report-{STEM}", f"detect-{STEM}-other", "report-x"],
-        "large": [f"detect-{STEM}", "detect-" + wf.job_name_stem(KEY + "0")],
+        "large": [f"detect-{STEM}", "detect-" + run_names.job_name_stem(KEY + "0")],
     }
     for queue, jobs in names.items():
         for name in jobs:

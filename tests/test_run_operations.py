@@ -28,7 +28,7 @@ from synapse_pipelines.cli.aws_commands import run_summary
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.local import moto_batch
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import RunNotFoundError, find_execution
 
@@ -112,11 +112,14 @@ def test_retry_runs_the_cancelled_request_again_under_a_related_name(ops: OpsSta
     out: list[str] = []
     (outcome,) = run_commands.retry_command(ops.deployment, cancelled.name, echo=out.append)
     assert outcome.started and outcome.attempt == 2
-    assert outcome.name == wf.execution_name(
+    assert outcome.name == run_names.execution_name(
         rt.execution_input(parse_request(ops.request())), cancelled.results_key, attempt=2
     )
-    assert outcome.name.endswith("-r2") and len(outcome.name) <= wf.EXECUTION_NAME_MAX
-    assert wf.parse_execution_name(outcome.name)[0] == wf.parse_execution_name(cancelled.name)[0]
+    assert outcome.name.endswith("-r2") and len(outcome.name) <= run_names.EXECUTION_NAME_MAX
+    assert (
+        run_names.parse_execution_name(outcome.name)[0]
+        == run_names.parse_execution_name(cancelled.name)[0]
+    )
     result = rt.wait(outcome.execution_arn, timeout=300)
     assert result.succeeded, (result.error, result.cause)
     manifest = _manifest(ops, cancelled.results_key)
@@ -142,7 +145,9 @@ def test_a_failed_job_names_its_log_stream_and_logs_prints_it(ops: OpsStack) -> 
     assert result.status == "FAILED" and result.error == "DetectionError"
     (notice,) = rt.notifications()
     (job,) = [
-        j for j in rt.batch_jobs() if j["jobName"] == f"detect-{wf.job_name_stem(sub.results_key)}"
+        j
+        for j in rt.batch_jobs()
+        if j["jobName"] == f"detect-{run_names.job_name_stem(sub.results_key)}"
     ]
     stream = job["attempts"][-1]["container"]["logStreamName"]
     command = f"synapse-pipelines logs {sub.name} --step Detect --stack synapse-pipelines-local"
@@ -209,7 +214,7 @@ def test_retry_failed_since_retries_each_failed_request_once(ops: OpsStack) -> N
     # the flat-channel run is the one failed run (the cancelled one's latest attempt succeeded)
     (outcome,) = outcomes
     assert outcome.started and outcome.previous == failed.name and outcome.attempt == 2
-    assert outcome.name == wf.execution_name(
+    assert outcome.name == run_names.execution_name(
         rt.execution_input(
             parse_request(ops.request(experiment=FLAT_EXPERIMENT, pipeline=REFUSES_FLAT))
         ),

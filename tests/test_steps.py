@@ -19,7 +19,7 @@ from synapse_pipelines.core.errors import (
     RequestValidationError,
     SynapsePipelinesError,
 )
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution, start_from_event
 from synapse_pipelines.workflow.failure_step import describe_failure
 from synapse_pipelines.workflow.publish_s3_step import publish_s3
@@ -289,7 +289,7 @@ def test_start_from_event_names_the_execution_from_the_request(aws: Any) -> None
     first = start_from_event(event, state_machine_arn=arn, sfn=sfn)
     assert not first["duplicate"]
     assert first["name"].startswith("paired-puncta_col_exp_z_0_16")
-    assert len(first["name"]) <= wf.EXECUTION_NAME_MAX
+    assert len(first["name"]) <= run_names.EXECUTION_NAME_MAX
     executions = sfn.list_executions(stateMachineArn=arn)["executions"]
     assert [e["name"] for e in executions] == [first["name"]]
     started_input = json.loads(sfn.describe_execution(executionArn=first["execution_arn"])["input"])
@@ -324,11 +324,11 @@ def test_start_from_event_refuses_a_token() -> None:
 
 def test_execution_names_are_deterministic_and_valid() -> None:
     public = {"collection": "c" * 150, "experiment": "e"}
-    name = wf.execution_name(public, "k" * 200)
-    assert name == wf.execution_name(dict(reversed(public.items())), "k" * 200)
-    assert len(name) == wf.EXECUTION_NAME_MAX
-    assert name != wf.execution_name({**public, "experiment": "f"}, "k" * 200)
-    assert len(wf.job_name_stem("x" * 300)) <= wf.JOB_NAME_STEM_MAX
+    name = run_names.execution_name(public, "k" * 200)
+    assert name == run_names.execution_name(dict(reversed(public.items())), "k" * 200)
+    assert len(name) == run_names.EXECUTION_NAME_MAX
+    assert name != run_names.execution_name({**public, "experiment": "f"}, "k" * 200)
+    assert len(run_names.job_name_stem("x" * 300)) <= run_names.JOB_NAME_STEM_MAX
 
 
 # -- handlers -----------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def test_start_from_event_handler_starts_one_named_run(
     from synapse_pipelines.core.request import parse_request
 
     request = parse_request(event["detail"])
-    assert started["name"] == wf.execution_name(request.public_dict(), request.results_key)
+    assert started["name"] == run_names.execution_name(request.public_dict(), request.results_key)
     assert started["name"].startswith("paired-puncta_c_e_z_0_16_y_0_64_x_0_64-")
     sfn = aws.client("stepfunctions")
     names = [e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]]

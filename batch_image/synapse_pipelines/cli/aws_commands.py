@@ -32,7 +32,7 @@ import typer
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import (
@@ -141,7 +141,7 @@ def submit_request(
 ) -> dict[str, Any]:
     """Start (or find) the named execution for ``request``; or put the request event."""
     public = request.public_dict()
-    name = wf.execution_name(public, request.results_key)
+    name = run_names.execution_name(public, request.results_key)
     arn = outputs[wf.OUTPUT_STATE_MACHINE_ARN]
     execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{name}"
     if via_events:

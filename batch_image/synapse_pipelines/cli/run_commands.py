@@ -33,6 +33,7 @@ from synapse_pipelines.workflow.job_logs import run_job_logs, select_jobs
 from synapse_pipelines.workflow.run_cancel import cancel_run
 from synapse_pipelines.workflow.run_jobs import list_run_jobs
 from synapse_pipelines.workflow.run_listing import check_limit, format_table, list_runs
+from synapse_pipelines.workflow.run_names import job_name_stem
 from synapse_pipelines.workflow.run_retry import RetryOutcome, retry_failed_since, retry_run
 from synapse_pipelines.workflow.runs import (
     SHOWN_STATUS,
@@ -41,7 +42,6 @@ from synapse_pipelines.workflow.runs import (
     parse_since,
     request_of,
 )
-from synapse_pipelines.workflow.wiring import job_name_stem
 
 from .aws_commands import REGION, STACK, deployment_of, load_request
 

@@ -31,7 +31,7 @@ from synapse_pipelines.local import moto_batch
 from synapse_pipelines.local.deployment import STACK_NAME, LocalResources, deploy, function_name
 from synapse_pipelines.local.moto_lambda import unregister_lambda_handler
 from synapse_pipelines.local.moto_server import LocalAws
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
 from synapse_pipelines.workflow.job_logs import DEFAULT_JOB_LOG_GROUP
 from synapse_pipelines.workflow.runs import Deployment
@@ -209,7 +209,7 @@ class LocalRuntime:
         """Start the state machine for a request; a duplicate request starts nothing."""
         req = request if isinstance(request, SynapseRequest) else parse_request(request)
         data = self.execution_input(req)
-        name = wf.execution_name(data, req.results_key)
+        name = run_names.execution_name(data, req.results_key)
         started = start_execution(
             self.client("stepfunctions"), self.res.state_machine_arn, name, data
         )

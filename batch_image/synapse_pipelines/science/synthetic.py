@@ -4,7 +4,8 @@ Owns the public generator used by the tests, the benchmarks and the demo in plac
 collman15v2 (whose channel names it copies), its calibrated profiles, and the checks that
 keep it honest (:func:`intensity_statistics` against the real at_example figures and
 :func:`oracle_f1`, the score of a perfect pairing of the true puncta). The rendering
-primitives are in :mod:`synapse_pipelines.science.synthetic_render`. Public API::
+primitives are in :mod:`synapse_pipelines.science.synthetic_render` and
+:mod:`synapse_pipelines.science.synthetic_tissue`. Public API::
 
     make_experiment(shape=(16, 512, 512), *, seed, profile="realistic", snr=1.0,
                     density=1.0, drift=1.0, shift_nm=50.0, unpaired=1.0,

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from synapse_pipelines.science import synthetic_render as sr
+from synapse_pipelines.science import synthetic_render as sr, synthetic_tissue as tissue
 from synapse_pipelines.science.synthetic_profiles import (
     ALL_CHANNELS,
     POSTSYNAPTIC,
@@ -49,7 +49,7 @@ def make_realistic(
     # puncta up to ~3 z-sigmas outside the stack still light its first / last sections
     max_sz = max(st.sigma_z_nm for st in prof.styles.values()) / voxel[0]
     margin = math.ceil(3.0 * max_sz * 1.6) + 1
-    fl = sr.make_fields(np.random.default_rng(field_seq), shape, margin, voxel, prof)
+    fl = tissue.make_fields(np.random.default_rng(field_seq), shape, margin, voxel, prof)
     zrange = (float(-margin), float(shape[0] - 1 + margin))
     a = prof.network_attraction
     w_pre = fl.tissue * (1.0 + a * fl.net["pre"])
@@ -57,14 +57,14 @@ def make_realistic(
     w_syn = fl.tissue * (1.0 + 0.5 * a * (fl.net["pre"] + fl.net["post"]))
 
     def sample(d: float, w: np.ndarray) -> np.ndarray:
-        return sr.sample_points(geo, d * density, w, fl, zrange, shape, voxel)
+        return tissue.sample_points(geo, d * density, w, fl, zrange, shape, voxel)
 
     syn = sample(prof.synapse_density_um3, w_syn)
     inh = sample(prof.synapse_density_um3 * prof.inhibitory_fraction, w_syn)
     pre_orph = sample(prof.pre_orphan_um3 * unpaired, w_pre)
     post_orph = sample(prof.post_orphan_um3 * unpaired, w_post)
     # Rule 3: synapses (excitatory and inhibitory alike) do not overlap.
-    both = sr.hard_core(np.vstack([syn, inh]), voxel, prof.synapse_spacing_nm)
+    both = tissue.hard_core(np.vstack([syn, inh]), voxel, prof.synapse_spacing_nm)
     syn, inh = syn[both[: len(syn)]], inh[both[len(syn) :]]
     n_syn, n_inh = len(syn), len(inh)
 
@@ -83,10 +83,10 @@ def make_realistic(
     ipre, ipost = inh - 0.5 * off_i, inh + 0.5 * off_i
     # Rule 2: unpaired puncta keep clear of every punctum of the other channel.
     post_orph = post_orph[
-        sr.clear_of(post_orph, np.vstack([pre_pos, ipre]), voxel, prof.orphan_clearance_nm)
+        tissue.clear_of(post_orph, np.vstack([pre_pos, ipre]), voxel, prof.orphan_clearance_nm)
     ]
     pre_orph = pre_orph[
-        sr.clear_of(pre_orph, np.vstack([post_pos, post_orph]), voxel, prof.orphan_clearance_nm)
+        tissue.clear_of(pre_orph, np.vstack([post_pos, post_orph]), voxel, prof.orphan_clearance_nm)
     ]
 
     # Synaptic puncta: correlated pre/post amplitudes, a narrower spread and a brightness
@@ -104,7 +104,7 @@ def make_realistic(
     # Nuclei sit in the voids.
     n_nuc = max(1, round(shape[1] * shape[2] / (400 * 400)))
     void_w = np.clip(1.0 - fl.tissue, 0, 1) ** 4 + 1e-6
-    nuc = sr.sample_points(geo, 1.0, void_w, fl, (-0.5, shape[0] - 0.5), shape, voxel)
+    nuc = tissue.sample_points(geo, 1.0, void_w, fl, (-0.5, shape[0] - 0.5), shape, voxel)
     if len(nuc) >= n_nuc:
         nuc = nuc[:n_nuc]
     else:
@@ -255,7 +255,7 @@ def _render_channel(
     orphan_network: str | None,
     fr: sr.SectionFrames,
     disp_low: np.ndarray,
-    fl: sr.TissueFields,
+    fl: tissue.TissueFields,
     weights: tuple[np.ndarray, np.ndarray],
     nuclei: np.ndarray,
     knobs: dict[str, float],
@@ -277,7 +277,7 @@ def _render_channel(
     if orphan_network is not None:  # this channel's own unpaired puncta
         w = weights[0] if orphan_network == "pre" else weights[1]
         dens = prof.other_orphan_um3 * knobs["density"] * knobs["unpaired"]
-        extra = sr.sample_points(crng, dens, w, fl, zrange, shape, voxel)
+        extra = tissue.sample_points(crng, dens, w, fl, zrange, shape, voxel)
         pts_l.append(extra)
         amp_l.append(np.exp(st.amp_log_sd * crng.standard_normal(len(extra))))
         size_l.append(np.exp(st.size_log_sd * crng.standard_normal(len(extra))))

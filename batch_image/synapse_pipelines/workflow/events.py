@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from synapse_pipelines.core.errors import RequestValidationError, aws_error_code
 from synapse_pipelines.core.request import parse_request
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names
 
 
 class WorkflowEvent(BaseModel):
@@ -124,7 +124,7 @@ def start_from_event(
         )
     request = parse_request(detail)
     public = request.public_dict()
-    name = wf.execution_name(public, request.results_key)
+    name = run_names.execution_name(public, request.results_key)
     return start_execution(sfn, state_machine_arn, name, public)
 
 

@@ -8,7 +8,7 @@ and for a blockwise run the blocks ``blockwise.plan.plan_request`` cuts, with th
 
 After (PublishToS3, :func:`run_costs`): :func:`find_request_jobs` lists the request's jobs
 with ListJobs on the job queues, by the job-name stem every job of the request ends with
-(``wiring.job_name_stem``; the ASL names them ``<step>-[<block>-]<stem>``), created since
+(``run_names.job_name_stem``; the ASL names them ``<step>-[<block>-]<stem>``), created since
 the run was validated, and DescribeJobs gives each one's attempts. :func:`job_cost` turns
 a job's ``startedAt``/``stoppedAt`` (per attempt: a Spot-reclaimed attempt was paid for
 too) and its vCPU and memory into hours and USD. A job without both times (still running:

@@ -26,7 +26,7 @@ from synapse_pipelines.core.pricing import PricingError, price_table, region_fro
 from synapse_pipelines.io.boss_links import links_csv_text, result_links
 from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.s3_objects import object_exists, s3_client, update_json
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.job_costs import find_request_jobs, milliseconds, run_costs
 from synapse_pipelines.workflow.notification_text import success_notification
 from synapse_pipelines.workflow.run_record import ValidatedRequest, load_validated
@@ -129,7 +129,7 @@ def recorded_costs(
         prices = price_table(region, field=source)
     except PricingError as exc:
         return {"notes": [f"no costs recorded: {exc}"]}
-    stem = wf.job_name_stem(validated.results_key)
+    stem = run_names.job_name_stem(validated.results_key)
     try:
         jobs = find_request_jobs(
             batch if batch is not None else boto3.client("batch"),

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import StatusChangeEvent
 from synapse_pipelines.workflow.notification_text import cancel_notification
 from synapse_pipelines.workflow.run_jobs import terminate_run_jobs, to_ms
@@ -102,7 +102,7 @@ def finish_cancelled_run(
     terminated = terminate_run_jobs(
         target.batch,
         target.job_queues,
-        wf.job_name_stem(key),
+        run_names.job_name_stem(key),
         reason=TERMINATE_REASON,
         since=_start_ms(detail),
     )
@@ -224,7 +224,7 @@ def cancel_run(
     terminated = terminate_run_jobs(
         target.batch,
         target.job_queues,
-        wf.job_name_stem(key),
+        run_names.job_name_stem(key),
         reason=TERMINATE_REASON,
         since=_start_ms(after),
     )

@@ -2,7 +2,7 @@
 
 Every job of a run, including the block jobs of the Distributed Map iterations, is named
 ``<prefix>-[<block>-]<stem>`` by the ASL (``States.Format('detect-bc-{}-{}', $.block,
-$.job_name)``), where the stem is :func:`~synapse_pipelines.workflow.wiring.job_name_stem`
+$.job_name)``), where the stem is :func:`~synapse_pipelines.workflow.run_names.job_name_stem`
 of the request's results key. So a run's jobs are found in its job queues by name
 (:func:`list_run_jobs`; Batch's ``JOB_NAME`` filter only matches prefixes, so the stem is
 matched here), and the prefixes read from the ASL itself (:func:`job_steps`) say which state
@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 
 #: Batch job statuses before an end (TerminateJob cancels or stops these).
 ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -219,7 +219,7 @@ def list_run_jobs(
     for queue in queues:
         for summary in _summaries(batch, queue, statuses, since_ms):
             created = int(summary.get("createdAt") or 0)
-            if not wf.job_of_run(str(summary.get("jobName", "")), stem):
+            if not run_names.job_of_run(str(summary.get("jobName", "")), stem):
                 continue
             if since_ms is not None and created and created < since_ms - SKEW_MS:
                 continue

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.run_status import manifest_state, read_json_or_none
 from synapse_pipelines.workflow.runs import SHOWN_STATUS, Deployment, describe, request_of
 
@@ -121,7 +121,7 @@ def run_line(deployment: Deployment, summary: Mapping[str, Any]) -> RunLine:
             total = (manifest.get("cost") or {}).get("total_usd")
             cost = None if total is None else float(total)
             results = wf.s3_uri(deployment.bucket, wf.results_prefix(request.results_key))
-    parsed = wf.parse_execution_name(str(description["name"]))
+    parsed = run_names.parse_execution_name(str(description["name"]))
     return RunLine(
         name=str(description["name"]),
         execution_arn=arn,

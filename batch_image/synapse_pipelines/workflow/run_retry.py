@@ -1,7 +1,7 @@
 """Retrying runs: one failed (or cancelled) run, or every failed run since a date.
 
 A retry is a new execution of the same request (the previous execution's input), named
-``wiring.execution_name(request, key, attempt=n)``: the request's own name plus ``-r<n>``,
+``run_names.execution_name(request, key, attempt=n)``: the request's own name plus ``-r<n>``,
 so it stays tied to the request, within Step Functions' 80 characters, and a retry cannot be
 started twice. It runs every step again; the blockwise stages skip each block whose
 completion record still holds (``blockwise/store.py``), so the blocks a failed or cancelled
@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names
 from synapse_pipelines.workflow.events import start_execution
 from synapse_pipelines.workflow.runs import (
     MAX_ATTEMPTS,
@@ -77,7 +77,7 @@ def retry_run(deployment: Deployment, description: Mapping[str, Any]) -> RetryOu
         who = "it" if latest_name == name else f"its latest attempt {latest_name}"
         why = f"{who} {shown.lower()}; there is nothing to retry"
         return RetryOutcome(name, str(description["status"]), False, why=why)
-    parsed = wf.parse_execution_name(latest_name)
+    parsed = run_names.parse_execution_name(latest_name)
     attempt = (parsed[1] if parsed else 1) + 1
     if attempt > MAX_ATTEMPTS:
         raise SynapsePipelinesError(
@@ -85,7 +85,7 @@ def retry_run(deployment: Deployment, description: Mapping[str, Any]) -> RetryOu
             field="REQUEST_OR_EXECUTION",
             hint="fix the cause (synapse-pipelines logs) and submit a changed request",
         )
-    new_name = wf.execution_name(run_input, request.results_key, attempt=attempt)
+    new_name = run_names.execution_name(run_input, request.results_key, attempt=attempt)
     started = start_execution(
         deployment.client("stepfunctions"), deployment.state_machine_arn, new_name, run_input
     )
@@ -123,7 +123,7 @@ def retry_failed_since(deployment: Deployment, since: datetime) -> list[RetryOut
     seen: set[str] = set()
     sfn = deployment.client("stepfunctions")
     for summary in failed_since(deployment, since):
-        parsed = wf.parse_execution_name(str(summary["name"]))
+        parsed = run_names.parse_execution_name(str(summary["name"]))
         group = parsed[0] if parsed else str(summary["name"])
         if group in seen:
             continue

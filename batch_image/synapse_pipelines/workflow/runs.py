@@ -25,7 +25,7 @@ from typing import Any
 
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
 from synapse_pipelines.core.request import SynapseRequest, parse_request
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 
 #: Execution statuses that end an execution.
 ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -98,7 +98,7 @@ def latest_attempt(
     sfn = deployment.client("stepfunctions")
     latest = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        name = wf.execution_name(run_input, results_key, attempt=attempt)
+        name = run_names.execution_name(run_input, results_key, attempt=attempt)
         found = describe(sfn, deployment.execution_arn(name))
         if found is None:
             break

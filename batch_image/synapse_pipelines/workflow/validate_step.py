@@ -33,7 +33,7 @@ from synapse_pipelines.core.request import (
 from synapse_pipelines.core.sizing import choose_detect_mode
 from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
 from synapse_pipelines.io.s3_objects import put_json, s3_client
-from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import ValidateEvent
 from synapse_pipelines.workflow.job_costs import estimate_request
 from synapse_pipelines.workflow.run_record import ValidatedRequest
@@ -97,7 +97,7 @@ def validate(
         bucket=bucket,
         results_key=key,
         request_key=wf.validated_request_key(key),
-        job_name=wf.job_name_stem(key),
+        job_name=run_names.job_name_stem(key),
         detect_mode=mode,
         voxel_count=request.voxel_count,
         presynaptic_channel=selection.presynaptic,

@@ -15,9 +15,8 @@ import this module, so AWS and a laptop execute the same state machine with the 
   secrets (the token reaches a container only as the secret ``BOSS_TOKEN``).
 * The S3 layout: ``s3://<bucket>/<results_key>/<artefact>``; :func:`artefact_key` and the
   workflow's own bookkeeping keys under ``<results_key>/_workflow/``.
-* :func:`execution_name` — the execution name derived from the request, so the same request
-  submitted twice (CLI, EventBridge, local) never starts a second run; a retry's name adds
-  its attempt. :func:`job_name_stem` names a run's Batch jobs (:func:`job_of_run`).
+* Execution and Batch job names derived from the request are in
+  :mod:`synapse_pipelines.workflow.run_names`.
 
 The ASL (``state_machines/``) and the handlers (``functions/``) live at the top of the
 repository and are shipped in the package as ``synapse_pipelines.state_machines`` and
@@ -30,7 +29,6 @@ Only S3 keys and small values travel in the state: the validated request is stor
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import re
@@ -248,62 +246,6 @@ def render_definition(values: Mapping[str, str], text: str | None = None) -> str
         raise ValueError(f"ASL substitutions: missing {missing}, unknown {unknown}")
     # values are inserted into JSON strings: escape them the way JSON would
     return _PLACEHOLDER.sub(lambda m: json.dumps(str(values[m.group(1)]))[1:-1], template)
-
-
-# -- execution names --------------------------------------------------------------------------
-
-#: Step Functions execution names: at most 80 characters of [A-Za-z0-9_-].
-EXECUTION_NAME_MAX = 80
-
-
-def request_fingerprint(public_request: Mapping[str, Any]) -> str:
-    """SHA-256 of the request's canonical JSON (the request without its token)."""
-    canonical = json.dumps(public_request, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def execution_name(public_request: Mapping[str, Any], results_key: str, *, attempt: int = 1) -> str:
-    """Deterministic execution name: readable results key prefix + request fingerprint, and
-    for a retry (``attempt`` 2, 3, ...) the suffix ``-r<attempt>`` (the prefix gives way).
-
-    Step Functions refuses a second execution with the same name (for 90 days), so a
-    duplicate request - the same JSON submitted twice - cannot start a second run.
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt {attempt} < 1")
-    digest = request_fingerprint(public_request)[:16]
-    tail = f"-{digest}" + (f"{RETRY_SUFFIX}{attempt}" if attempt > 1 else "")
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: EXECUTION_NAME_MAX - len(tail)]
-    return stem + tail
-
-
-#: A retry's execution name ends in ``-r<attempt>``; see :func:`execution_name`.
-RETRY_SUFFIX = "-r"
-_NAME = re.compile(r"-(?P<digest>[0-9a-f]{16})(?:-r(?P<attempt>[0-9]+))?$")
-
-
-def parse_execution_name(name: str) -> tuple[str, int] | None:
-    """(request digest, attempt) of a name made by :func:`execution_name`, else None."""
-    found = _NAME.search(name)
-    return (found["digest"], int(found["attempt"] or 1)) if found else None
-
-
-#: Longest Batch job-name stem: the ASL prefixes it with the step ("publish-boss-", 13 chars)
-#: and Batch allows 128 characters of [A-Za-z0-9_-].
-JOB_NAME_STEM_MAX = 100
-
-
-def job_name_stem(results_key: str) -> str:
-    """Stem of the Batch job names of one request (the ASL formats ``<step>-<stem>``)."""
-    digest = hashlib.sha256(results_key.encode()).hexdigest()[:8]
-    head = re.sub(r"[^A-Za-z0-9_-]", "_", results_key)[: JOB_NAME_STEM_MAX - len(digest) - 1]
-    return f"{head}-{digest}"
-
-
-def job_of_run(job_name: str, stem: str) -> bool:
-    """True when a Batch job belongs to the run whose :func:`job_name_stem` is ``stem``
-    (the ASL names every job ``<step>-[<block>-]<stem>``)."""
-    return job_name.endswith(f"-{stem}")
 
 
 # -- Lambda tasks -----------------------------------------------------------------------------
