@@ -67,7 +67,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-err_console = Console(stderr=True)
+#: soft_wrap: an error is one line whatever the terminal's width (a path is never cut in two)
+err_console = Console(stderr=True, soft_wrap=True)
 
 #: Top-level modules of the optional extras (pyproject.toml): the core install (the Batch
 #: image) lacks them, so the commands that need them import them when they run.
