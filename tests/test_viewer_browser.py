@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,8 @@ def test_viewer_loads_in_chromium(results: Path, browser: Any, tmp_path: Path) -
                 external.append(r.request.url)
                 r.abort()
 
-        # With requests routed, Chromium makes no favicon request of its own (Neuroglancer's
-        # page declares no icon and its server has none: outside a test that is a 404).
+        # With requests routed, Chromium makes no favicon request of its own: the next test
+        # loads the page unrouted, as a user's browser does.
         page.route("**/*", route)
         try:
             page.goto(viewer.url)
@@ -165,3 +166,23 @@ def test_viewer_loads_in_chromium(results: Path, browser: Any, tmp_path: Path) -
     first = f"/{layout.images[0].path}/"
     assert any(u.startswith(first) and "/c/" in u for u in data), data
     assert not [u for u in data if u.rsplit("/", 1)[-1] in (".zarray", ".zattrs", ".zgroup")]
+
+
+def test_viewer_page_as_a_browser_opens_it_logs_no_error(results: Path, browser: Any) -> None:
+    """Unrouted, Chromium also asks the viewer's server for ``/favicon.ico``; Neuroglancer's
+    server has no icon, so ``LocalViewer`` answers it (204) instead of a 404 console error."""
+    with LocalViewer(results) as viewer:
+        root = viewer.url.split("/v/")[0]
+        with urllib.request.urlopen(f"{root}/favicon.ico", timeout=10) as answer:
+            assert answer.status == 204
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        try:
+            page.goto(viewer.url)
+            page.wait_for_selector(".neuroglancer-layer-item-label", timeout=60_000)
+            page.wait_for_timeout(SETTLE_MS)
+        finally:
+            context.close()
+    assert errors == [], f"console errors: {errors}"

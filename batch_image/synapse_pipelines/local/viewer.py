@@ -13,13 +13,32 @@ from pathlib import Path
 from typing import Any
 
 import neuroglancer
+import neuroglancer.server
 import neuroglancer.static_file_server
+import tornado.web
 
 from synapse_pipelines.io.neuroglancer_state import (
     ViewerLayout,
     neuroglancer_state,
     viewer_layout,
 )
+
+
+class _NoFavicon(tornado.web.RequestHandler):
+    """``/favicon.ico`` answered with 204: a browser asks every page's server for one, and
+    Neuroglancer's server has none, so each page load logged a 404 console error."""
+
+    def get(self) -> None:
+        self.set_status(204)
+
+
+def _serve_no_favicon() -> None:
+    # Neuroglancer's server (started by the Viewer) has no icon route; before any page
+    # loads, add one to its tornado application (a list append, no request in flight yet).
+    server = neuroglancer.server.global_server
+    if server is not None and not getattr(server, "_synapse_pipelines_favicon", False):
+        server.app.add_handlers(r".*", [(r"/favicon\.ico", _NoFavicon)])
+        server._synapse_pipelines_favicon = True
 
 
 class LocalViewer:
@@ -34,6 +53,7 @@ class LocalViewer:
         self.viewer = neuroglancer.Viewer()
         self.state: dict[str, Any] = neuroglancer_state(self.layout, self._files.url)
         self.viewer.set_state(self.state)
+        _serve_no_favicon()
 
     @property
     def url(self) -> str:
