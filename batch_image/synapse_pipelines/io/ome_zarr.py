@@ -57,6 +57,20 @@ DEFAULT_CHUNKS = (16, 256, 256)
 _BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
 #: Zarr v3 ``blosc`` shuffle names -> numcodecs' Blosc constants.
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+#: Zarr v3 bytes-to-bytes codecs (through numcodecs): blosc encodes our chunks; the reader
+#: decodes all three.
+_COMPRESSORS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    # typesize: the chunk's item size, which byte shuffle needs when encoding raw bytes
+    "blosc": lambda c: numcodecs.Blosc(
+        cname=c.get("cname", "lz4"),
+        clevel=int(c.get("clevel", 5)),
+        shuffle=_SHUFFLE[c.get("shuffle", "noshuffle")],
+        blocksize=int(c.get("blocksize", 0)),
+        typesize=int(c.get("typesize", 1)),
+    ),
+    "zstd": lambda c: numcodecs.Zstd(level=int(c.get("level", 0))),
+    "gzip": lambda c: numcodecs.GZip(level=int(c.get("level", 5))),
+}
 
 #: ``key -> bytes`` of an object under the volume's root, or None when it does not exist
 Getter = Callable[[str], bytes | None]
@@ -225,13 +239,8 @@ class OmeZarrSpec:
         block of a plan whose blocks follow a chunk grid that is a multiple of this one).
         """
         data = np.asarray(data, dtype=np.dtype(self.dtype))
-        codec = numcodecs.Blosc(
-            cname=_BLOSC["cname"],
-            clevel=_BLOSC["clevel"],
-            shuffle=_SHUFFLE[_BLOSC["shuffle"]],
-            blocksize=_BLOSC["blocksize"],
-            typesize=np.dtype(self.dtype).itemsize,
-        )
+        blosc = self.codecs()[1]
+        codec = _COMPRESSORS[blosc["name"]](blosc["configuration"])
         for level in range(self.levels):
             region, (y0, x0) = downsample_region(data, start[1:], level, self.kind)
             lo = (int(start[0]), y0, x0)
@@ -292,19 +301,6 @@ def folder_getter(folder: str | Path) -> Getter:
         return path.read_bytes() if path.is_file() else None
 
     return get
-
-
-#: Zarr v3 bytes-to-bytes codecs the reader decodes (through numcodecs).
-_COMPRESSORS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "blosc": lambda c: numcodecs.Blosc(
-        cname=c.get("cname", "lz4"),
-        clevel=int(c.get("clevel", 5)),
-        shuffle=_SHUFFLE[c.get("shuffle", "noshuffle")],
-        blocksize=int(c.get("blocksize", 0)),
-    ),
-    "zstd": lambda c: numcodecs.Zstd(level=int(c.get("level", 0))),
-    "gzip": lambda c: numcodecs.GZip(level=int(c.get("level", 5))),
-}
 
 
 @dataclass(frozen=True)
