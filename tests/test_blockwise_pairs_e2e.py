@@ -27,6 +27,8 @@ from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.paired_puncta import detect_paired_puncta
 from synapse_pipelines.science.synthetic import make_experiment
 
+pytestmark = pytest.mark.slow  # the whole workflow through both Distributed Maps: ~2 min
+
 SHAPE = (8, 96, 96)
 BLOCK = "4,48,48"  # 2 x 2 x 2 = 8 blocks
 ENV = {
