@@ -239,14 +239,13 @@ class OmeZarrSpec:
         block of a plan whose blocks follow a chunk grid that is a multiple of this one).
         """
         data = np.asarray(data, dtype=np.dtype(self.dtype))
-        blosc = self.codecs()[1]
-        codec = _COMPRESSORS[blosc["name"]](blosc["configuration"])
         for level in range(self.levels):
+            # the reader's view of this level's zarr.json: one definition of keys and codecs
+            array = ArrayLayout.parse(self.array_metadata(level))
             region, (y0, x0) = downsample_region(data, start[1:], level, self.kind)
             lo = (int(start[0]), y0, x0)
-            shape = self.level_shape(level)
-            hi = tuple(min(a + s, n) for a, s, n in zip(lo, region.shape, shape, strict=True))
-            chunks = self.level_chunks(level)
+            hi = tuple(min(a + s, n) for a, s, n in zip(lo, region.shape, array.shape, strict=True))
+            chunks = array.chunks
             grids = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, chunks, strict=True)]
             for index in product(*grids):
                 c0 = [i * c for i, c in zip(index, chunks, strict=True)]
@@ -257,8 +256,7 @@ class OmeZarrSpec:
                     src.append(slice(s0 - a, s1 - a))
                     dst.append(slice(s0 - c, s1 - c))
                 buf[tuple(dst)] = region[tuple(src)]
-                key = f"{level}/c/" + "/".join(str(i) for i in index)
-                yield key, codec.encode(buf.tobytes())
+                yield f"{level}/{array.key(index)}", array.encode(buf)
 
 
 def _json(value: Any) -> bytes:
@@ -351,6 +349,11 @@ class ArrayLayout:
     def key(self, index: Sequence[int]) -> str:
         """A chunk's key under the array."""
         return self.prefix + self.separator.join(str(i) for i in index)
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        """One whole chunk's object (its bytes in this array's byte order, compressed)."""
+        data = np.ascontiguousarray(chunk, dtype=self.dtype).tobytes()
+        return bytes(self.compressor.encode(data)) if self.compressor is not None else data
 
     def decode(self, raw: bytes) -> np.ndarray:
         decoded = self.compressor.decode(raw) if self.compressor is not None else raw
