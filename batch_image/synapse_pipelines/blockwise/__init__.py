@@ -19,6 +19,8 @@ from typing import Any
 # Submodules load on first use: ``blockwise.config`` must stay importable without numpy
 # (ValidateRequest's Lambda reads it), so this package imports nothing eagerly.
 _EXPORTS: dict[str, str] = {
+    "Kernel": "kernel_protocol",
+    "SeededKernel": "kernel_protocol",
     "BlockPlan": "plan",
     "PlanningError": "plan",
     "choose_block_shape": "plan",

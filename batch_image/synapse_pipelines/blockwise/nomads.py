@@ -1,4 +1,4 @@
-"""NOMADS as a blockwise :class:`~synapse_pipelines.blockwise.passes.Kernel`.
+"""NOMADS as a blockwise :class:`~synapse_pipelines.blockwise.kernel_protocol.Kernel`.
 
 Every number comes from :mod:`synapse_pipelines.science.detection`'s public primitives, used the way
 its ``detect()`` composes them, so the blockwise answer is the single-job answer bit for

@@ -1,6 +1,6 @@
 """PAIRS (``paired-puncta``) as a blockwise kernel: the one-job labels, voxel for voxel.
 
-Owns :class:`PairsKernel` (a :class:`~synapse_pipelines.blockwise.passes.SeededKernel`)
+Owns :class:`PairsKernel` (a :class:`~synapse_pipelines.blockwise.kernel_protocol.SeededKernel`)
 and :func:`blockwise_paired_puncta` (``detect_paired_puncta`` block by block). Every number
 comes from the exactly reducible primitives of
 :mod:`synapse_pipelines.science.paired_puncta_blocks`, composed as that module's docstring

@@ -22,7 +22,8 @@ import pandas as pd
 
 from synapse_pipelines.blockwise import passes
 from synapse_pipelines.blockwise.finalize import ResultArrays, TableSpec
-from synapse_pipelines.blockwise.passes import Kernel, PassContext
+from synapse_pipelines.blockwise.kernel_protocol import Kernel
+from synapse_pipelines.blockwise.passes import PassContext
 from synapse_pipelines.blockwise.plan import BlockPlan, manifest_json, plan_request
 from synapse_pipelines.blockwise.sources import VolumeSource
 from synapse_pipelines.blockwise.stages import DETECT, stages_of

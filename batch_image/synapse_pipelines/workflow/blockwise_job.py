@@ -37,9 +37,9 @@ from synapse_pipelines.blockwise.finalize import (
     ResultArrays,
     TableSpec,
 )
+from synapse_pipelines.blockwise.kernel_protocol import Kernel
 from synapse_pipelines.blockwise.nomads import BYTES_PER_VOXEL, NomadsKernel
 from synapse_pipelines.blockwise.pairs import PairsKernel
-from synapse_pipelines.blockwise.passes import Kernel
 from synapse_pipelines.blockwise.plan import (
     DEFAULT_JOB_MEMORY_BYTES,
     BlockPlan,
@@ -51,6 +51,7 @@ from synapse_pipelines.blockwise.plan import (
 from synapse_pipelines.blockwise.sources import CallableSource
 from synapse_pipelines.blockwise.stages import STAGE_NAMES, find_stage
 from synapse_pipelines.blockwise.store import S3Store
+from synapse_pipelines.core.boss_token import resolve_token
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import (
     CUBOID_SHAPE,
@@ -59,7 +60,6 @@ from synapse_pipelines.core.geometry import (
     voxel_size_nanometers,
 )
 from synapse_pipelines.core.pipelines import validate_parameters
-from synapse_pipelines.core.request import resolve_token
 from synapse_pipelines.core.sizing import (
     BLOCKWISE_PIPELINES,
     ENV_ALIGNMENT,
