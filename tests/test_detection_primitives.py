@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import connected_components, detection, nomads_primitives
+from synapse_pipelines.science import (
+    connected_components,
+    detection,
+    nomads_primitives,
+    nomads_threshold,
+)
 from synapse_pipelines.science.detection import (
     ChannelStats,
     CovarianceHistogram,
@@ -192,7 +197,7 @@ def test_compiled_histogram_equals_numpy_reference() -> None:
         ]
     ).reshape(1, 1, -1)
     got = covariance_histogram(values)
-    want = nomads_primitives.histogram_reference(values)
+    want = nomads_threshold.histogram_reference(values)
     np.testing.assert_array_equal(got.positive, want.positive)
     np.testing.assert_array_equal(got.negative, want.negative)
 
