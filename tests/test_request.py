@@ -8,6 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from synapse_pipelines.core.boss_token import resolve_token
 from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
@@ -17,7 +18,6 @@ from synapse_pipelines.core.errors import (
 from synapse_pipelines.core.request import (
     MAX_NAME_LENGTH,
     parse_request,
-    resolve_token,
     sanitize_name,
     select_channels,
 )

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synapse_pipelines.core.request import SynapseRequest, resolve_token
+from synapse_pipelines.core.boss_token import resolve_token
+from synapse_pipelines.core.request import SynapseRequest
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.s3_objects import s3_client
 from synapse_pipelines.workflow.run_record import ValidatedRequest, load_validated

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 
+from synapse_pipelines.core.boss_token import resolve_token
 from synapse_pipelines.core.budget import budget_from_environment, check_budget
 from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
 from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
@@ -27,7 +28,6 @@ from synapse_pipelines.core.pricing import PricingError, price_table, region_fro
 from synapse_pipelines.core.request import (
     SynapseRequest,
     parse_request,
-    resolve_token,
     select_channels,
 )
 from synapse_pipelines.core.sizing import choose_detect_mode

@@ -48,9 +48,9 @@ from synapse_pipelines.core.artefacts import (  # re-exported: the S3 layout's f
     SYNAPSE_IDS as SYNAPSE_IDS,
     SYNAPSES_CSV as SYNAPSES_CSV,
 )
+from synapse_pipelines.core.boss_token import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 from synapse_pipelines.core.budget import ENV_BUDGET_USD as ENV_BUDGET_USD
 from synapse_pipelines.core.pricing import ENV_PRICE_REGION as ENV_PRICE_REGION
-from synapse_pipelines.core.request import BOSS_TOKEN_ENV, BOSS_TOKEN_SECRET_ENV
 from synapse_pipelines.core.sizing import (  # re-exported: ValidateRequest's environment
     ENV_DETECT_MEMORY_MIB as ENV_DETECT_MEMORY_MIB,
     ENV_LARGE_DETECT_MEMORY_MIB as ENV_LARGE_DETECT_MEMORY_MIB,
