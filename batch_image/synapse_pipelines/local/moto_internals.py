@@ -6,10 +6,11 @@ methods (:mod:`~synapse_pipelines.local.moto_lambda`, :mod:`~synapse_pipelines.l
 installed by :mod:`~synapse_pipelines.local.moto_server`). Owns :data:`PATCHED` (what is
 replaced, with the parameters it was written against) and :data:`USED` (what the adapters
 read or call), :func:`check_moto_internals` (run on every install and by
-``tests/test_moto_compat.py``: an upgrade fails loudly at start-up instead of silently echoing
-payloads) and :data:`ORIGINALS`, moto's own methods while the patches are installed (a patch
-hands what is not ours back to them). Internals are named by module path and imported by
-:func:`internals`, so one that moved is reported as such rather than failing an import.
+``tests/test_moto_compat_internals.py``: an upgrade fails loudly at start-up instead of
+silently echoing payloads) and :data:`ORIGINALS`, moto's own methods while the patches are
+installed (a patch hands what is not ours back to them). Internals are named by module path
+and imported by :func:`internals`, so one that moved is reported as such rather than failing
+an import.
 """
 
 from __future__ import annotations
