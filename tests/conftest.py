@@ -10,6 +10,7 @@ pytest_plugins = [
     "fixtures.boss_server",
     "fixtures.browser",
     "fixtures.aws",
+    "fixtures.workflow_steps",
 ]
 
 
