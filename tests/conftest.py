@@ -11,6 +11,7 @@ pytest_plugins = [
     "fixtures.browser",
     "fixtures.aws",
     "fixtures.workflow_steps",
+    "fixtures.cli_science",
 ]
 
 

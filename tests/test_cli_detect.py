@@ -1,0 +1,275 @@
+"""The CLI's detect command: every input format (OME-TIFF, .npy, Zarr, OME-Zarr, ImageJ
+hyperstacks, NAME=PATH TIFFs) gives the same synapse table, the voxel size is read from the
+metadata, explicit channels, parameters and origin reach the results, results are never
+overwritten by accident, and every bad input of detect, synth and evaluate names its option
+(the console script in one line, exit 2). The synth -> detect -> evaluate round trip and
+evaluate's truth formats: test_cli_synth_evaluate.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import zarr
+from fixtures.cli_science import fails as _fails, ok as _ok
+
+from synapse_pipelines.io import ome_tiff, outputs
+from synapse_pipelines.io.synapse_table_files import read_synapse_table
+
+
+def test_input_formats_give_the_same_table(small, tmp_path) -> None:
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    names = list(vol.channel_names)
+    stacked = vol.data
+    ref_dir = tmp_path / "ref"
+    _ok(["detect", str(small / "channels.ome.tif"), "--out", str(ref_dir)])
+    ref = read_synapse_table(ref_dir / outputs.SYNAPSES_CSV)
+    assert len(ref) > 0
+    vs = ["--voxel-size", "70,100,100"]
+
+    # one .npy per channel, named after the files
+    for n, a in zip(names, stacked, strict=True):
+        np.save(tmp_path / f"{n}.npy", a)
+    # a multi-channel .npy with --channel-names
+    np.save(tmp_path / "all.npy", stacked)
+    # a Zarr group with one array per channel
+    group = zarr.open_group(str(tmp_path / "exp.zarr"), mode="w")
+    for n, a in zip(names, stacked, strict=True):
+        group.create_array(n, data=np.ascontiguousarray(a))
+    group.attrs["voxel_size"] = [70, 100, 100]
+    # an OME-Zarr image (c, z, y, x) with channel labels and a physical scale
+    ome = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    ome.create_array("0", data=np.ascontiguousarray(stacked))
+    ome.attrs["multiscales"] = [
+        {
+            "axes": [
+                {"name": "c", "type": "channel"},
+                *({"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"),
+            ],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1, 70, 100, 100]}],
+                }
+            ],
+        }
+    ]
+    ome.attrs["omero"] = {"channels": [{"label": n} for n in names]}
+    # an ImageJ hyperstack (Z, C, Y, X) as Fiji saves it
+    tifffile.imwrite(
+        tmp_path / "fiji.tif", np.ascontiguousarray(stacked.transpose(1, 0, 2, 3)), imagej=True
+    )
+    # plain 3-D TIFFs given as NAME=PATH
+    for n in ("Synapsin647", "PSD95_488"):
+        tifffile.imwrite(tmp_path / f"plain_{n}.tif", stacked[names.index(n)])
+
+    variants = {
+        "npy": [*(str(tmp_path / f"{n}.npy") for n in names), *vs],
+        "npy4": [str(tmp_path / "all.npy"), "--channel-names", ",".join(names), *vs],
+        "zarr": [str(tmp_path / "exp.zarr")],
+        "ome-zarr": [str(tmp_path / "ome.zarr")],
+        "imagej": [str(tmp_path / "fiji.tif"), "--channel-names", ",".join(names), *vs],
+        "named": [
+            "--channel",
+            f"Synapsin647={tmp_path / 'plain_Synapsin647.tif'}",
+            "-c",
+            f"PSD95_488={tmp_path / 'plain_PSD95_488.tif'}",
+            *vs,
+        ],
+    }
+    geometry = ["id", "centroid_z", "centroid_y", "centroid_x", "volume_voxels"]
+    for label, args in variants.items():
+        out_dir = tmp_path / f"out_{label}"
+        _ok(["detect", *args, "--out", str(out_dir)])
+        got = read_synapse_table(out_dir / outputs.SYNAPSES_CSV)
+        pd.testing.assert_frame_equal(got[geometry], ref[geometry], obj=label)
+        common = [c for c in got.columns if c in ref.columns]
+        pd.testing.assert_frame_equal(got[common], ref[common], obj=label)
+        assert outputs.read_manifest(out_dir)["volume"]["voxel_size"] == [70.0, 100.0, 100.0]
+
+
+def test_explicit_channels_and_parameters(small, tmp_path) -> None:
+    out_dir = tmp_path / "o"
+    _ok(
+        [
+            "detect",
+            str(small / "channels.ome.tif"),
+            "--presynaptic-channel",
+            "VGluT1_647",
+            "--param",
+            "min_volume_um3=0.035",  # 50 voxels of 70 x 100 x 100 nm
+            "--out",
+            str(out_dir),
+            "--origin",
+            "100,2000,3000",
+        ]
+    )
+    m = outputs.read_manifest(out_dir)
+    assert m["channels"]["presynaptic"] == "VGluT1_647"
+    assert m["pipeline"]["parameters"]["min_volume_um3"] == 0.035
+    assert m["pipeline"]["parameters"]["min_voxels"] == 50  # PAIRS keeps >= 50 voxels
+    assert m["volume"]["origin"] == [100, 2000, 3000]
+    t = read_synapse_table(out_dir / outputs.SYNAPSES_CSV)
+    assert len(t) and (t["volume_voxels"] >= 50).all()
+    assert (t["bbox_z0"] >= 100).all() and (t["bbox_y0"] >= 2000).all()
+    ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
+    assert ids.origin == (100, 2000, 3000)
+
+
+def test_bad_inputs_name_the_option(small, tmp_path) -> None:
+    chans = str(small / "channels.ome.tif")
+    np.save(tmp_path / "flat.npy", np.zeros((4, 5)))
+    np.save(tmp_path / "Synapsin647.npy", np.ones((4, 8, 8), np.uint8))
+    np.save(tmp_path / "PSD95_488.npy", np.ones((4, 8, 9), np.uint8))
+    np.save(tmp_path / "four.npy", np.ones((2, 4, 8, 8), np.uint8))
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.tif").write_text("not a tiff")
+    (tmp_path / "a_file").write_text("")
+    np.save(tmp_path / "f_Synapsin647.npy", np.random.default_rng(0).random((4, 8, 8)))
+    np.save(tmp_path / "f_PSD95_488.npy", np.random.default_rng(1).random((4, 8, 8)))
+    cases = [
+        (["detect", str(tmp_path / "missing.tif")], "INPUT", "no such file"),
+        (["detect", str(tmp_path / "notes.txt")], "INPUT", "cannot tell the format"),
+        (["detect", str(tmp_path / "broken.tif")], "INPUT", "not a readable TIFF"),
+        (["detect", str(tmp_path / "flat.npy")], "INPUT", "2-D"),
+        (
+            ["detect", str(tmp_path / "Synapsin647.npy"), str(tmp_path / "PSD95_488.npy")],
+            "--channel",
+            "differ in shape",
+        ),
+        (["detect", str(tmp_path / "four.npy")], "--channel-names", "no channel names"),
+        (
+            ["detect", str(tmp_path / "four.npy"), "--channel-names", "a,b,c"],
+            "--channel-names",
+            "3 names",
+        ),
+        (["detect", "--channel", "Synapsin647"], "--channel", "NAME=PATH"),
+        (["detect", chans, "--voxel-size", "70,100"], "--voxel-size", "three"),
+        (["detect", chans, "--voxel-unit", "parsecs"], "--voxel-unit", "unknown unit"),
+        (["detect", chans, "--param", "window"], "--param", "KEY=NUMBER"),
+        (["detect", chans, "--param", "window=4"], "--param", "unknown parameter"),  # PAIRS
+        (
+            ["detect", chans, "--pipeline", "nomads-unsupervised", "--param", "window=4"],
+            "--param",
+            "odd",
+        ),
+        (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
+        (["detect", chans, "--postsynaptic-channel", "psd95"], "postsynaptic_channel", "PSD95"),
+        (["detect"], "INPUT", "no input volumes"),
+        (["detect", chans, "--out", str(tmp_path / "a_file")], "--out", "is a file"),
+        (
+            ["detect", str(tmp_path / "f_Synapsin647.npy"), str(tmp_path / "f_PSD95_488.npy")],
+            "presynaptic",
+            "f_Synapsin647.npy",
+        ),
+        (["synth", "--out", str(small)], "--out", "--overwrite"),
+        (["synth", "--shape", "16,0,3"], "--shape", "positive integers"),
+        (
+            ["evaluate", str(small / "nothing.csv"), "--truth", chans, "--max-distance", "1"],
+            "PREDICTED",
+            "no such file",
+        ),
+        (
+            [
+                "evaluate",
+                str(small / "truth.csv"),
+                "--truth",
+                chans,
+                "--max-distance",
+                "100",
+            ],
+            "--truth",
+            "7 channels",
+        ),
+        (
+            [
+                "evaluate",
+                str(small / "truth.csv"),
+                "--truth",
+                str(small / "truth.csv"),
+                "--max-distance",
+                "-1",
+            ],
+            "--voxel-size",
+            "voxel size",
+        ),
+    ]
+    for args, field, words in cases:
+        exc = _fails(args)
+        assert exc.field == field, (args, str(exc))
+        assert words in str(exc), (args, str(exc))
+
+
+def test_ambiguous_default_channels(tmp_path) -> None:
+    a = np.ones((4, 8, 8), np.uint8)
+    for n in ("Synapsin647", "PSD95_488", "PSD95_594"):
+        np.save(tmp_path / f"{n}.npy", a)
+    exc = _fails(["detect", *(str(p) for p in sorted(tmp_path.glob("*.npy")))])
+    assert exc.field == "postsynaptic_channel"
+    assert "PSD95_488" in str(exc) and "PSD95_594" in str(exc)
+
+
+def test_refuses_to_overwrite_results(small, tmp_path) -> None:
+    args = ["detect", str(small / "channels.ome.tif"), "--out", str(tmp_path)]
+    _ok(args)
+    before = (tmp_path / outputs.PREDICTIONS).read_bytes()
+    exc = _fails([*args, "--param", "min_volume_um3=0.14"])
+    assert exc.field == "--out" and "--overwrite" in str(exc)
+    assert (tmp_path / outputs.PREDICTIONS).read_bytes() == before
+    _ok([*args, "--param", "min_volume_um3=0.14", "--overwrite"])
+
+
+def test_console_script_exits_2_with_one_clear_line(tmp_path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from synapse_pipelines.cli import main; main()",
+            "detect",
+            "--channel",
+            f"Synapsin647={tmp_path / 'nope.tif'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "40"},  # a narrow terminal: the path is longer
+    )
+    assert proc.returncode == 2
+    # one line, the whole path in it, however long the path and narrow the terminal
+    (line,) = [t for t in proc.stderr.splitlines() if t.startswith("error:")]
+    assert "--channel" in line and str(tmp_path / "nope.tif") in line
+    assert "Traceback" not in proc.stderr
+
+
+def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    hyper = np.ascontiguousarray(vol.data.transpose(1, 0, 2, 3))  # Z, C, Y, X
+    tifffile.imwrite(
+        tmp_path / "fiji.tif",
+        hyper,
+        imagej=True,
+        resolution=(1 / 0.1, 1 / 0.1),
+        metadata={"spacing": 0.07, "unit": "um", "axes": "ZCYX"},
+    )
+    out_dir = tmp_path / "o"
+    _ok(
+        [
+            "detect",
+            str(tmp_path / "fiji.tif"),
+            "--channel-names",
+            ",".join(vol.channel_names),
+            "--out",
+            str(out_dir),
+        ]
+    )
+    m = outputs.read_manifest(out_dir)
+    assert m["volume"]["voxel_unit"] == "micrometers"
+    assert m["volume"]["voxel_size"] == pytest.approx([0.07, 0.1, 0.1])
+    ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
+    assert ids.voxel_unit == "micrometers" and ids.voxel_size == pytest.approx((0.07, 0.1, 0.1))
