@@ -74,6 +74,23 @@ def test_pairs_are_found_and_unpaired_puncta_are_not() -> None:
         assert set(res.parameters[ch]) == {"median", "noise_sigma", "otsu_split", "threshold"}
 
 
+def test_dim_synapses_are_found_as_weak_seeds() -> None:
+    """Pairs at a quarter of the brightness fall below seed_level (the bright puncta set
+    the Otsu split) but are punctum-sized patches of evidence: weak seeds find them, and
+    with weak seeds off (weak_seed_level = seed_level) some are missed."""
+    shape = (8, 64, 64)
+    pairs, pre_only, post_only = _layout(shape, cells=4, seed=16)
+    pre, post = _scene(
+        shape, pairs=pairs[::2], dim_pairs=pairs[1::2], pre_only=pre_only,
+        post_only=post_only, seed=16, dim=0.25,
+    )  # fmt: skip
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _check_population(res, pairs, pre_only, post_only)
+    strong_only = detect_paired_puncta(pre, post, voxel_size=VOX, weak_seed_level=1.0)
+    assert strong_only.n_synapses < res.n_synapses
+    assert res.parameters["weak_seed_support_voxels"] == 12  # 0.0084 um^3 of 70x100x100 nm
+
+
 def test_touching_synapses_give_two_detections() -> None:
     pairs, pre_only, post_only = _layout(seed=1)
     z, y, x = pairs.pop()
@@ -296,6 +313,8 @@ def test_bad_channels_name_their_field(pre, post, field: str, words: str) -> Non
         ({"noise_floor_sigma": "high"}, "noise_floor_sigma", "must be a number"),
         ({"smoothing_sigma_nm": float("inf")}, "smoothing_sigma_nm", "finite"),
         ({"assignment_level": 2.0}, "assignment_level", "above seed_level"),
+        ({"weak_seed_level": 0.3}, "weak_seed_level", "below assignment_level"),
+        ({"weak_seed_support_um3": -0.1}, "weak_seed_support_um3", ">= 0.0"),
         ({"window": 3}, "window", "unknown parameter"),
     ],
 )

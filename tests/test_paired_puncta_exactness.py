@@ -21,7 +21,11 @@ from fixtures.paired_puncta_scenes import (
 )
 
 from synapse_pipelines.core.geometry import Box
-from synapse_pipelines.science import paired_puncta as pp, paired_puncta_kernels as kernels
+from synapse_pipelines.science import (
+    paired_puncta as pp,
+    paired_puncta_kernels as kernels,
+    paired_puncta_reference as reference,
+)
 from synapse_pipelines.science.paired_puncta import (
     SectionHistograms,
     SectionThresholds,
@@ -70,6 +74,51 @@ def test_compiled_equals_reference_on_anisotropic_voxels_and_filters(
     assert fast.parameters["smoothing_orders"] == [6, 2, 0]
     np.testing.assert_array_equal(fast.labels, slow.labels)
     assert fast.n_synapses == slow.n_synapses > 0
+
+
+def _support_scene(n_support: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """E with a weak maximum (0.8) whose ellipsoid holds ``n_support`` foreground voxels
+    (itself included), a strong isolated maximum (1.5) and nothing else."""
+    g = geometry((9, 15, 15), VOX)
+    rz, ry, rx = g.assignment_radii
+    offsets = [
+        (dz, dy, dx)
+        for dz in range(-rz, rz + 1)
+        for dy in range(-ry, ry + 1)
+        for dx in range(-rx, rx + 1)
+        if (dz * VOX[0]) ** 2 + (dy * VOX[1]) ** 2 + (dx * VOX[2]) ** 2 <= 250.0**2
+    ]
+    offsets.sort(key=lambda o: (sum((a * v) ** 2 for a, v in zip(o, VOX, strict=True)), o))
+    e = np.zeros((9, 15, 15), np.float32)
+    weak = (4, 5, 5)
+    for dz, dy, dx in offsets[:n_support]:
+        e[weak[0] + dz, weak[1] + dy, weak[2] + dx] = 0.6
+    e[weak] = 0.8
+    e[1, 12, 12] = 1.5
+    return e, weak
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_weak_maximum_is_a_seed_only_with_its_support(compiled: bool) -> None:
+    """12 voxels of support (0.0084 um^3 at 70 x 100 x 100 nm) make a weak seed, 11 do
+    not; a strong maximum needs none. Both the kernels (candidate list, and the scan when
+    the list overflowed) and the reference give the same seeds."""
+    g = geometry((9, 15, 15), VOX)
+    assert g.support_voxels == 12
+    for n_support, kept in ((12, True), (11, False)):
+        e, weak = _support_scene(n_support)
+        want = {(1, 12, 12), weak} if kept else {(1, 12, 12)}
+        level = np.float32(g.weak_level)
+        if compiled:
+            core = ((0, 9), (0, 15), (0, 15))
+            cand = np.flatnonzero(e >= level).astype(np.int64)
+            for n_cand in (len(cand), -1):
+                lin = kernels.seeds(e, cand.copy(), n_cand, g.seed_radii, level, core, g.weak_seeds)
+                assert {tuple(map(int, np.unravel_index(i, e.shape))) for i in lin} == want
+        else:
+            every = (slice(0, 9), slice(0, 15), slice(0, 15))
+            found = reference.find_seeds(e, g.seed_radii, level, every, g.weak_seeds)
+            assert {tuple(map(int, s)) for s in found} == want
 
 
 def test_the_kernels_histogram_counts_are_exact() -> None:
@@ -137,6 +186,7 @@ BLOCK_CASES = {
     "uint8": (CASES["uint8"], [[(3, 5), (13, 40), (21, 22, 50)], [(4,), (32,), ()]]),
     "uint16": (CASES["uint16"], [[(1, 2, 4), (17,), (9, 30)], [(), (20,), (28,)]]),
     "one plane": (CASES["one plane"], [[(), (5, 19, 33), (24,)], [(), (), (1, 47)]]),
+    "dim pairs": (CASES["dim pairs"], [[(2, 5), (13, 33), (30, 41)], [(6,), (), (20,)]]),
 }
 
 
@@ -183,7 +233,10 @@ def test_read_only_inputs_are_used_as_they_are() -> None:
 
 
 def test_halo_and_histogram_hand_offs() -> None:
-    assert halo(VOX) == {"histograms": (1, 5, 5), "seeds": (3, 7, 7), "labels": (1, 5, 5)}
+    # seeds: the band-pass's context plus the seed box (2, 2, 2) or, larger in z, a weak
+    # seed's support ellipsoid (assignment radius: 3 sections, 2 pixels)
+    assert halo(VOX) == {"histograms": (1, 5, 5), "seeds": (4, 7, 7), "labels": (1, 5, 5)}
+    assert halo(VOX, weak_seed_level=1.0)["seeds"] == (3, 7, 7)  # no weak seeds
     assert halo(VOX, (1, 512, 512))["seeds"] == (0, 7, 7)  # one plane: no z context
     a = SectionHistograms(2, np.ones((2, 2, 2, pp.N_BINS), np.int64))
     b = SectionHistograms(3, np.ones((3, 2, 2, pp.N_BINS), np.int64))

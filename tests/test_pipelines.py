@@ -49,6 +49,8 @@ def test_paired_puncta_is_registered_with_physical_defaults() -> None:
         "assignment_level": 0.5,
         "seed_level": 1.0,
         "min_volume_um3": 0.0,
+        "weak_seed_level": 0.5,
+        "weak_seed_support_um3": 0.0084,
     }
 
 

@@ -33,9 +33,13 @@ length 1 gets no filtering, so one plane is 2-D detection and thin stacks are ac
    quantity is a ratio within one section and channel: gain, offset, dtype and drift cancel.
 4. **Evidence** ``E = min(D_pre / T_pre(z), D_post / T_post(z))`` (computed as ``D * (1/T)``
    in float64, stored as float32): ``E >= 1`` where both channels exceed their thresholds.
-5. **Seeds**, one per synapse: voxels with ``E >= seed_level`` that are the maximum of
-   ``E`` in a box of ``seed_radius_nm`` per axis (clipped at the volume border); on equal
-   values the first voxel in raster order wins.
+5. **Seeds**, one per synapse: voxels that are the maximum of ``E`` in a box of
+   ``seed_radius_nm`` per axis (clipped at the volume border; on equal values the first
+   voxel in raster order wins) with ``E >= seed_level`` (strong seeds), or with
+   ``weak_seed_level <= E < seed_level`` and at least ``weak_seed_support_um3`` of
+   foreground (``E >= assignment_level``) within ``assignment_radius_nm`` of them (weak
+   seeds; the ellipsoid is clipped at the border). A dim synapse is a punctum-sized patch of
+   moderate evidence; a chance overlap of two puncta's tails, or of noise, is a speck.
 6. **Labels**: a voxel with ``E >= assignment_level`` inside the ``assignment_radius_nm``
    ellipsoid of one or more seeds gets the number of the nearest seed (squared physical
    distance; ties to the lower number). Seeds are numbered 1..n in raster order. Optional
@@ -141,7 +145,9 @@ def _detect_compiled(
     e = labels.view(np.float32)  # E lives in the labels' memory until the seeds are known
     mark = np.empty(shape, np.uint8)
     cand = np.empty(max(4096, int(labels.size * CANDIDATE_FRACTION)), np.int64)
-    levels = np.array([g.params["assignment_level"], g.params["seed_level"]], np.float32)
+    levels = np.array(
+        [g.params["assignment_level"], g.weak_level, g.params["seed_level"]], np.float32
+    )
     tallies = np.zeros(4, np.int64)
     passes = kernels.SectionPasses(pre, post, g.hist_stride, g.filters(pre.dtype, post.dtype))
     counts = np.zeros((2, 2, N_BINS), np.int64)
@@ -162,7 +168,9 @@ def _detect_compiled(
     t1 = time.perf_counter()
     level = float(levels[1])
     core = tuple((0, n) for n in shape)
-    lin = kernels.seeds(e, cand, int(tallies[0]), g.seed_radii, np.float32(level), core)  # type: ignore[arg-type]
+    lin = kernels.seeds(
+        e, cand, int(tallies[0]), g.seed_radii, np.float32(level), core, g.weak_seeds
+    )  # type: ignore[arg-type]
     seeds = np.stack(np.unravel_index(lin, shape), axis=1).astype(np.int64).reshape(-1, 3)
     del cand, lin
     t2 = time.perf_counter()
@@ -183,12 +191,12 @@ def _detect_reference(
     whole = Box.from_shape(g.volume_shape)
     t0 = time.perf_counter()
     thr = section_thresholds(block_histograms(pre, post, whole, whole, g), g)
-    level = g.params["seed_level"]
+    level = g.weak_level
     e, mark, _, counts = region_evidence(pre, post, whole, whole, thr, g, mark=True, level=level)
     assert mark is not None
     t1 = time.perf_counter()
     everything = tuple(slice(0, n) for n in g.volume_shape)
-    seeds = reference.find_seeds(e, g.seed_radii, np.float32(level), everything)  # type: ignore[arg-type]
+    seeds = reference.find_seeds(e, g.seed_radii, np.float32(level), everything, g.weak_seeds)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     radius = g.params["assignment_radius_nm"]
     labels = reference.assign(mark > 0, seeds, g.assignment_radii, g.voxel_size, radius)

@@ -190,7 +190,8 @@ def region_evidence(
     core = _relative(region, read_box)
     inv = thr.inverse(region.start[0], region.stop[0])
     fg_level = np.float32(g.params["assignment_level"])
-    seed_level = np.float32(g.params["seed_level"] if level is None else level)
+    seed_level = np.float32(g.params["seed_level"])
+    cand_level = np.float32(seed_level if level is None else level)
     if kernels.compiled():
         e = np.empty(region.shape, np.float32) if out is None else out
         marks = np.empty(region.shape if mark else kernels.NO_MARK, np.uint8)
@@ -198,7 +199,7 @@ def region_evidence(
         cand = np.empty(capacity, np.int64)
         counts = kernels.evidence(
             pre, post, core, g.filters(pre.dtype, post.dtype), inv, e, marks,
-            (fg_level, seed_level), cand, mode,
+            (fg_level, cand_level, seed_level), cand, mode,
         )  # fmt: skip
         return e, (marks if mark else None), cand[: max(counts[0], 0)], counts
     sl = tuple(slice(a, b) for a, b in core)
@@ -209,21 +210,28 @@ def region_evidence(
         int(np.count_nonzero(d * inv[c][:, None, None] >= 1.0)) if d is not None else 0
         for c, d in enumerate((d_pre, d_post))
     ]
-    cand = np.flatnonzero(e >= seed_level) if level is not None else np.zeros(0, np.int64)
+    cand = np.flatnonzero(e >= cand_level) if level is not None else np.zeros(0, np.int64)
     n_seed = int(np.count_nonzero(e >= seed_level))
     counts = np.array([len(cand), *above, n_seed], np.int64)
     return e, ((e >= fg_level).astype(np.uint8) if mark else None), cand, counts
 
 
 def region_seeds(
-    e: np.ndarray, cand: np.ndarray, n_cand: int, core: kernels.Core, g: PairsGeometry, level: float
+    e: np.ndarray,
+    cand: np.ndarray,
+    n_cand: int,
+    core: kernels.Core,
+    g: PairsGeometry,
+    level: float,
+    weak: kernels.WeakSeeds | None = None,
 ) -> np.ndarray:
-    """Seeds (array coordinates of ``e``, raster order) of ``e[core]``."""
+    """Seeds (array coordinates of ``e``, raster order) of ``e[core]`` (``weak``: the
+    weak-seed rule; None: every maximum at or above ``level``)."""
     if kernels.compiled():
-        lin = kernels.seeds(e, cand, n_cand, g.seed_radii, np.float32(level), core)
+        lin = kernels.seeds(e, cand, n_cand, g.seed_radii, np.float32(level), core, weak)
         return np.stack(np.unravel_index(lin, e.shape), axis=1).astype(np.int64).reshape(-1, 3)
     sl = tuple(slice(a, b) for a, b in core)
-    return reference.find_seeds(e, g.seed_radii, np.float32(level), sl)  # type: ignore[arg-type]
+    return reference.find_seeds(e, g.seed_radii, np.float32(level), sl, weak)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the passes
@@ -272,11 +280,13 @@ def block_seeds(
     """Pass 2: global (z, y, x) of the seeds in ``box``, raster order (halo ``"seeds"``)."""
     pre, post = _block_inputs(pre, post, read_box)
     _core_in_read(box, read_box, g.halo["seeds"], g)
-    # E around the box out to the seed radius: a seed is the maximum of its box
-    region = box.grow(g.seed_radii, within=Box.from_shape(g.volume_shape))
-    level = g.params["seed_level"]
+    # E around the box out to the seed radius (a seed is the maximum of its box) and the
+    # assignment radius (a weak seed's support)
+    region = box.grow(g.seed_context, within=Box.from_shape(g.volume_shape))
+    level = g.weak_level
     e, _, cand, counts = region_evidence(pre, post, read_box, region, thr, g, level=level)
-    seeds = region_seeds(e, cand, int(counts[0]), _relative(box, region), g, level)
+    core = _relative(box, region)
+    seeds = region_seeds(e, cand, int(counts[0]), core, g, level, g.weak_seeds)
     return seeds + np.array(region.start)
 
 

@@ -74,6 +74,22 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     "seed_level": ParameterSpec(
         float, 1.0, "evidence a seed needs (1: both channels at their thresholds)", 0.01, 100.0
     ),
+    "weak_seed_level": ParameterSpec(
+        float,
+        0.5,
+        "evidence a seed below seed_level needs when it has weak_seed_support_um3 of "
+        "foreground around it (at or above seed_level: no weak seeds)",
+        0.01,
+        100.0,
+    ),
+    "weak_seed_support_um3": ParameterSpec(
+        float,
+        0.0084,
+        "foreground (evidence >= assignment_level) a weak seed needs within "
+        "assignment_radius_nm, cubic micrometres (12 voxels of 70 x 100 x 100 nm)",
+        0.0,
+        1000.0,
+    ),
     "min_volume_um3": ParameterSpec(
         float, 0.0, "drop synapses smaller than this, cubic micrometres (0: keep all)", 0.0, 1000.0
     ),
@@ -107,6 +123,15 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, float]:
             field="assignment_level",
             hint="use an assignment_level no larger than seed_level (default 0.5 and 1.0)",
         )
+    given_weak = "weak_seed_level" in params
+    if given_weak and resolved["assignment_level"] > resolved["weak_seed_level"]:
+        raise DetectionError(
+            f"weak_seed_level {resolved['weak_seed_level']} is below assignment_level "
+            f"{resolved['assignment_level']}, so a weak seed could fall outside its own synapse",
+            field="weak_seed_level",
+            hint="use a weak_seed_level at least assignment_level (default 0.5 and 0.5), or "
+            "equal to seed_level for no weak seeds",
+        )
     return resolved
 
 
@@ -128,6 +153,35 @@ class PairsGeometry:
     k: float  # Otsu fraction from the pair geometry
     hist_stride: int
     min_voxels: int  # size filter in voxels (<= 1: keep every region)
+    support_voxels: int  # foreground a weak seed needs around it, voxels
+
+    @property
+    def weak_level(self) -> float:
+        """The level of the seed candidates: ``weak_seed_level`` within
+        [``assignment_level``, ``seed_level``] (the default follows a raised
+        ``assignment_level``; an explicit one below it is refused by the checks)."""
+        p = self.params
+        return min(max(p["weak_seed_level"], p["assignment_level"]), p["seed_level"])
+
+    @property
+    def weak_seeds(self) -> kernels.WeakSeeds:
+        """The weak-seed rule (see :class:`.paired_puncta_kernels.WeakSeeds`)."""
+        return kernels.WeakSeeds(
+            self.params["seed_level"],
+            self.params["assignment_level"],
+            self.support_voxels,
+            self.assignment_radii,
+            self.voxel_size,
+            self.params["assignment_radius_nm"],
+        )
+
+    @property
+    def seed_context(self) -> tuple[int, int, int]:
+        """``E`` a seed test reads around a voxel: its box, and a weak seed's ellipsoid."""
+        if self.weak_level >= self.params["seed_level"]:
+            return self.seed_radii
+        pairs = zip(self.seed_radii, self.assignment_radii, strict=True)
+        return tuple(max(a, b) for a, b in pairs)  # type: ignore[return-value]
 
     @property
     def n_s(self) -> int:
@@ -147,7 +201,7 @@ class PairsGeometry:
     @property
     def halo(self) -> dict[str, tuple[int, int, int]]:
         f = self.filter_halo
-        seeds = tuple(a + b for a, b in zip(f, self.seed_radii, strict=True))
+        seeds = tuple(a + b for a, b in zip(f, self.seed_context, strict=True))
         return {"histograms": f, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
 
     def filters(self, *dtypes: np.dtype) -> kernels.Filters:
@@ -170,6 +224,7 @@ class PairsGeometry:
             "histogram_stride": self.hist_stride,
             "band_pass_units_per_grey_level": self.scale,
             "min_voxels": self.min_voxels,
+            "weak_seed_support_voxels": self.support_voxels,
         }
 
 
@@ -223,10 +278,11 @@ def geometry(
         )
     voxel_um3 = vs[0] * vs[1] * vs[2] / 1e9
     min_voxels = math.ceil(p["min_volume_um3"] / voxel_um3 - 1e-9)
+    support_voxels = math.ceil(p["weak_seed_support_um3"] / voxel_um3 - 1e-9)
     stride = max(1, math.isqrt(shape[1] * shape[2] // HIST_SAMPLES))
     return PairsGeometry(
         shape, vs, p, orders, widths, seed_radii, assignment_radii, smoothing_nm, k, stride,
-        min_voxels,
+        min_voxels, support_voxels,
     )  # type: ignore[arg-type]  # fmt: skip
 
 

@@ -29,6 +29,8 @@ uint16 at the default geometry). Histogram bins come from one 24 KiB table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from synapse_pipelines.science.histogram_bins import N_BINS
@@ -50,6 +52,7 @@ __all__ = [
     "SUBS",
     "Filters",
     "SectionPasses",
+    "WeakSeeds",
     "assign",
     "compiled",
     "evidence",
@@ -65,6 +68,34 @@ MARK_LABELLED = 255  # labelled: the label array holds a valid (local) seed numb
 NO_MARK = (1, 1, 0)
 
 Core = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class WeakSeeds:
+    """The weak-seed rule: a maximum of ``E`` below ``strong_level`` (down to the candidate
+    level) is a seed only when at least ``support_voxels`` voxels with ``E >= foreground``
+    lie within ``radius_nm`` of it (the assignment ellipsoid, bounded by ``radii`` voxels
+    per axis and clipped at the array border)."""
+
+    strong_level: float
+    foreground: float
+    support_voxels: int
+    radii: tuple[int, int, int]
+    voxel_size: tuple[float, float, float]
+    radius_nm: float
+
+    @classmethod
+    def none(cls, level: float) -> WeakSeeds:
+        """No weak seeds: every candidate is strong."""
+        return cls(level, level, 0, (0, 0, 0), (1.0, 1.0, 1.0), 0.0)
+
+    def args(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 [strong, foreground, support, vz, vy, vx, r**2], int64 radii)."""
+        rule = np.array(
+            [self.strong_level, self.foreground, self.support_voxels, *self.voxel_size,
+             float(self.radius_nm) ** 2], np.float64,
+        )  # fmt: skip
+        return rule, np.array(self.radii, np.int64)
 
 
 # --------------------------------------------------------------------------- histograms
@@ -120,12 +151,14 @@ def histograms(
 
 @_jit
 def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base):  # type: ignore[no-untyped-def]
-    """One row of ``E`` from the rows of ``D``: ``er``; the mark ``mr``; candidates with
-    linear index ``base + k`` appended to ``cand``; the tallies in ``counts``."""
-    fg_level, seed_level = levels[0], levels[1]
+    """One row of ``E`` from the rows of ``D``: ``er``; the mark ``mr``; candidates
+    (``E >= levels[1]``) with linear index ``base + k`` appended to ``cand``; the tallies in
+    ``counts`` (``counts[3]``: ``E >= levels[2]``)."""
+    fg_level, cand_level, seed_level = levels[0], levels[1], levels[2]
     cp = 0
     cq = 0
     cb = 0
+    cc = 0
     if mode == 0:
         for k in range(n):
             a = dp[k] * ia
@@ -135,6 +168,7 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base
             cp += a >= 1.0
             cq += b >= 1.0
             cb += e >= seed_level
+            cc += e >= cand_level
     elif mode == 1:
         for k in range(n):
             a = dp[k] * ia
@@ -142,6 +176,7 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base
             er[k] = e
             cp += a >= 1.0
             cb += e >= seed_level
+            cc += e >= cand_level
     else:
         for k in range(n):
             b = dq[k] * ib
@@ -149,6 +184,7 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base
             er[k] = e
             cq += b >= 1.0
             cb += e >= seed_level
+            cc += e >= cand_level
     if has_mark:
         for k in range(n):
             mr[k] = 1 if er[k] >= fg_level else 0
@@ -156,10 +192,10 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base
     counts[2] += cq
     counts[3] += cb
     nc = counts[0]
-    if cb > 0 and nc >= 0:
+    if cc > 0 and nc >= 0:
         cap = cand.shape[0]
         for k in range(n):
-            if er[k] >= seed_level:
+            if er[k] >= cand_level:
                 if nc == cap:
                     nc = -1  # overflow: the caller scans E instead
                     break
@@ -197,7 +233,7 @@ def _evidence(
 
     ``inv[c, z - z0]``: reciprocal thresholds. ``counts``: [candidates (-1: ``cand``
     overflowed), voxels with ``D_pre >= T_pre``, with ``D_post >= T_post``, with
-    ``E >= levels[1]``]. ``mode`` 1 / 2: ``E`` is the presynaptic / postsynaptic ratio.
+    ``E >= levels[2]``]. ``mode`` 1 / 2: ``E`` is the presynaptic / postsynaptic ratio.
     """
     z0, z1, y0, y1, x0, x1 = core[0], core[1], core[2], core[3], core[4], core[5]
     n = x1 - x0
@@ -226,14 +262,14 @@ def evidence(
     inv: np.ndarray,
     e_out: np.ndarray,
     mark: np.ndarray,
-    levels: tuple[float, float],
+    levels: tuple[float, float, float],
     cand: np.ndarray,
     mode: int = 0,
 ) -> np.ndarray:
     """Pass 2 over the core (array coordinates); returns ``counts`` (see ``_evidence``).
 
     ``inv``: float64 ``[2, sections of the core]`` reciprocal thresholds; ``levels``:
-    (assignment level, seed level), compared in float32.
+    (assignment level, candidate level, seed level), compared in float32.
     """
     n = core[2][1] - core[2][0]
     counts = np.zeros(4, np.int64)
@@ -315,7 +351,7 @@ class SectionPasses:
     ) -> None:
         """``E`` and the mark of section ``z`` (the last ``band``) into ``e[z]``,
         ``mark[z]``; candidates are linear indices into ``e``; tallies add to ``counts``
-        (as ``evidence``'s); ``levels`` = float32 (assignment level, seed level)."""
+        (as ``evidence``'s); ``levels`` = float32 (assignment, candidate, seed level)."""
         base = z * e.shape[1] * e.shape[2]
         _section_evidence(*self.planes, inv[0], inv[1], e[z], mark[z], levels, cand, counts, base)
 
@@ -343,7 +379,41 @@ def _is_seed(e, z, y, x, rz, ry, rx):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1):  # type: ignore[no-untyped-def]
+def _supported(e, z, y, x, rule, radii):  # type: ignore[no-untyped-def]
+    """Whether at least ``rule[2]`` voxels with ``E >= rule[1]`` lie within the ellipsoid
+    of squared radius ``rule[6]`` nm**2 (voxel size ``rule[3:6]``) around (z, y, x), the
+    box ``radii`` clipped at the array border: a weak seed's support."""
+    n_z, n_y, n_x = e.shape
+    fg = np.float32(rule[1])
+    need = rule[2]
+    vz, vy, vx, r2 = rule[3], rule[4], rule[5], rule[6]
+    rz, ry, rx = radii[0], radii[1], radii[2]
+    n = 0.0
+    for zz in range(max(z - rz, 0), min(z + rz + 1, n_z)):
+        dz = ((zz - z) * vz) ** 2
+        for yy in range(max(y - ry, 0), min(y + ry + 1, n_y)):
+            dzy = dz + ((yy - y) * vy) ** 2
+            if dzy > r2:
+                continue
+            row = e[zz, yy]
+            for xx in range(max(x - rx, 0), min(x + rx + 1, n_x)):
+                if dzy + ((xx - x) * vx) ** 2 <= r2 and row[xx] >= fg:
+                    n += 1.0
+                    if n >= need:
+                        return True
+    return n >= need
+
+
+@_jit
+def _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):  # type: ignore[no-untyped-def]
+    """A maximum of its box; below the strong level ``rule[0]`` also supported."""
+    if not _is_seed(e, z, y, x, rz, ry, rx):
+        return False
+    return e[z, y, x] >= np.float32(rule[0]) or _supported(e, z, y, x, rule, radii)
+
+
+@_jit
+def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, radii):  # type: ignore[no-untyped-def]
     """Keep the candidates (raster order) inside the core that are seeds; compacts them in
     place at the front of ``cand`` and returns how many."""
     n_y, n_x = e.shape[1], e.shape[2]
@@ -357,14 +427,14 @@ def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1):  # type: i
         x = rem - y * n_x
         if z < z0 or z >= z1 or y < y0 or y >= y1 or x < x0 or x >= x1:
             continue
-        if _is_seed(e, z, y, x, rz, ry, rx):
+        if _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):
             cand[n] = idx
             n += 1
     return n
 
 
 @_jit
-def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out):  # type: ignore[no-untyped-def]
+def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, radii):  # type: ignore[no-untyped-def]
     """Seeds of the core by a full scan (the candidate list overflowed); writes linear
     indices into ``out`` when it is large enough and returns how many there are."""
     n_y, n_x = e.shape[1], e.shape[2]
@@ -373,7 +443,7 @@ def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out):  # type: ign
         for y in range(y0, y1):
             row = e[z, y]
             for x in range(x0, x1):
-                if row[x] >= level and _is_seed(e, z, y, x, rz, ry, rx):
+                if row[x] >= level and _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):
                     if n < out.shape[0]:
                         out[n] = (z * n_y + y) * n_x + x
                     n += 1
@@ -387,21 +457,25 @@ def seeds(
     radii: tuple[int, int, int],
     level: np.float32,
     core: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+    weak: WeakSeeds | None = None,
 ) -> np.ndarray:
     """Seeds of ``e[core]`` as int64 linear indices into ``e`` (raster order).
 
-    ``cand[:n_cand]`` are the candidates pass 2 collected; ``n_cand < 0`` means it
-    overflowed, and ``e`` is scanned instead. The result may be a view of ``cand``.
+    ``cand[:n_cand]`` are the candidates pass 2 collected (``E >= level``); ``n_cand < 0``
+    means it overflowed, and ``e`` is scanned instead. ``weak``: a candidate below
+    ``weak.strong_level`` is a seed only with its support (:class:`WeakSeeds`); None: every
+    maximum at or above ``level`` is. The result may be a view of ``cand``.
     """
     (z0, z1), (y0, y1), (x0, x1) = core
     rz, ry, rx = radii
+    rule, support_radii = (weak or WeakSeeds.none(float(level))).args()
     if n_cand >= 0:
-        n = _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1)
+        n = _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, support_radii)
         return cand[:n]
     empty = np.zeros(0, np.int64)
-    n = _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, empty)
+    n = _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, empty, rule, support_radii)
     out = np.zeros(n, np.int64)
-    _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out)
+    _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, support_radii)
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
+from synapse_pipelines.science.paired_puncta_kernels import WeakSeeds
 
 __all__ = ["assign", "bandpass", "evidence", "find_seeds", "section_histograms"]
 
@@ -92,10 +93,13 @@ def find_seeds(
     radii: tuple[int, int, int],
     level: np.float32,
     core: tuple[slice, slice, slice],
+    weak: WeakSeeds | None = None,
 ) -> np.ndarray:
     """Seeds in ``e[core]``: ``E >= level``, the maximum of its box (``radii`` per axis, the
     box clipped at the array border), and no earlier voxel (raster order) of the box with
-    the same value. Returns int64 ``(n, 3)`` array coordinates in raster order."""
+    the same value; below ``weak.strong_level`` also the weak seeds' support
+    (:class:`~.paired_puncta_kernels.WeakSeeds`). Returns int64 ``(n, 3)`` array
+    coordinates in raster order."""
     size = tuple(2 * r + 1 for r in radii)
     peak = ndimage.maximum_filter(e, size=size, mode="constant", cval=-np.inf)
     inside = np.zeros(e.shape, bool)
@@ -112,7 +116,23 @@ def find_seeds(
         linear = (same[:, 0] * shape[1] + same[:, 1]) * shape[2] + same[:, 2]
         if linear.min() < (z * shape[1] + y) * shape[2] + x:
             keep[n] = False  # an earlier voxel of the box holds the same maximum
+        elif weak is not None and e[z, y, x] < np.float32(weak.strong_level):
+            keep[n] = _support(e, (z, y, x), weak) >= weak.support_voxels
     return found[keep].astype(np.int64)
+
+
+def _support(e: np.ndarray, at: tuple[int, int, int], weak: WeakSeeds) -> int:
+    """Voxels with ``E >= weak.foreground`` in the ellipsoid around ``at`` (clipped)."""
+    lo = [max(c - r, 0) for c, r in zip(at, weak.radii, strict=True)]
+    hi = [min(c + r + 1, s) for c, r, s in zip(at, weak.radii, e.shape, strict=True)]
+    v = weak.voxel_size
+    dz = ((np.arange(lo[0], hi[0]) - at[0]) * v[0]) ** 2
+    dy = ((np.arange(lo[1], hi[1]) - at[1]) * v[1]) ** 2
+    dx = ((np.arange(lo[2], hi[2]) - at[2]) * v[2]) ** 2
+    d2 = dz[:, None, None] + dy[None, :, None] + dx[None, None, :]
+    box = e[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    inside = (d2 <= float(weak.radius_nm) ** 2) & (box >= np.float32(weak.foreground))
+    return int(np.count_nonzero(inside))
 
 
 def assign(
