@@ -162,7 +162,7 @@ def _detect_compiled(
         for c in (0, 1):
             stats[c, z] = section_stats(counts[c], g.k, floor)
         inv = (1.0 / stats[0, z, 3], 1.0 / stats[1, z, 3])
-        passes.evidence(z, inv, e, mark, levels, cand, tallies)
+        passes.evidence(z, inv, e, mark, levels, cand, tallies, g.candidate_peaks)
     del passes
     thr = SectionThresholds.from_stats(stats)
     t1 = time.perf_counter()

@@ -199,7 +199,7 @@ def region_evidence(
         cand = np.empty(capacity, np.int64)
         counts = kernels.evidence(
             pre, post, core, g.filters(pre.dtype, post.dtype), inv, e, marks,
-            (fg_level, cand_level, seed_level), cand, mode,
+            (fg_level, cand_level, seed_level), cand, mode, g.candidate_peaks,
         )  # fmt: skip
         return e, (marks if mark else None), cand[: max(counts[0], 0)], counts
     sl = tuple(slice(a, b) for a, b in core)

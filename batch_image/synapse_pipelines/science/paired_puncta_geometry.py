@@ -176,6 +176,12 @@ class PairsGeometry:
         )
 
     @property
+    def candidate_peaks(self) -> int:
+        """Which neighbours the evidence pass may rule candidates out by (bit 1: along x,
+        bit 2: the previous row): those inside the seed box."""
+        return (self.seed_radii[2] > 0) | (self.seed_radii[1] > 0) << 1
+
+    @property
     def seed_context(self) -> tuple[int, int, int]:
         """``E`` a seed test reads around a voxel: its box, and a weak seed's ellipsoid."""
         if self.weak_level >= self.params["seed_level"]:

@@ -150,10 +150,15 @@ def histograms(
 
 
 @_jit
-def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base):  # type: ignore[no-untyped-def]
+def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, peaks, prev, cand, counts, base):  # type: ignore[no-untyped-def]
     """One row of ``E`` from the rows of ``D``: ``er``; the mark ``mr``; candidates
     (``E >= levels[1]``) with linear index ``base + k`` appended to ``cand``; the tallies in
-    ``counts`` (``counts[3]``: ``E >= levels[2]``)."""
+    ``counts`` (``counts[3]``: ``E >= levels[2]``).
+
+    A voxel below a neighbour inside its seed box cannot be a seed: with ``peaks & 1`` a
+    candidate below its neighbour in the row is left out, with ``peaks & 2`` one below the
+    voxel of the previous row ``prev`` (already in cache; ``prev`` is ``er`` itself for the
+    first row of a section or block, which compares equal)."""
     fg_level, cand_level, seed_level = levels[0], levels[1], levels[2]
     cp = 0
     cq = 0
@@ -195,7 +200,12 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, cand, counts, base
     if cc > 0 and nc >= 0:
         cap = cand.shape[0]
         for k in range(n):
-            if er[k] >= cand_level:
+            v = er[k]
+            if v >= cand_level:
+                if peaks & 1 and ((k > 0 and er[k - 1] > v) or (k + 1 < n and er[k + 1] > v)):
+                    continue
+                if peaks & 2 and prev[k] > v:
+                    continue
                 if nc == cap:
                     nc = -1  # overflow: the caller scans E instead
                     break
@@ -218,6 +228,7 @@ def _evidence(
     e_out,
     mark,
     levels,
+    peaks,
     cand,
     counts,
     bp,
@@ -251,7 +262,9 @@ def _evidence(
             base = ((z - z0) * n_y + (y - y0)) * n
             e_row = e_out[z - z0, y - y0]
             ia, ib = inv[0, z - z0], inv[1, z - z0]
-            _e_row(dp, dq, n, ia, ib, mode, e_row, mr, has_mark, levels, cand, counts, base)
+            prev = e_out[z - z0, y - y0 - 1] if y > y0 else e_row
+            _e_row(dp, dq, n, ia, ib, mode, e_row, mr, has_mark, levels, peaks, prev, cand, counts,
+                   base)  # fmt: skip
 
 
 def evidence(
@@ -265,17 +278,21 @@ def evidence(
     levels: tuple[float, float, float],
     cand: np.ndarray,
     mode: int = 0,
+    peaks: int = 0,
 ) -> np.ndarray:
     """Pass 2 over the core (array coordinates); returns ``counts`` (see ``_evidence``).
 
     ``inv``: float64 ``[2, sections of the core]`` reciprocal thresholds; ``levels``:
-    (assignment level, candidate level, seed level), compared in float32.
+    (assignment level, candidate level, seed level), compared in float32; ``peaks``: leave
+    out candidates below a neighbour along x (bit 1) or in the previous row (bit 2), where
+    the seed box reaches them.
     """
     n = core[2][1] - core[2][0]
     counts = np.zeros(4, np.int64)
     _evidence(
         pre, post, _core(core), *filters.args(), inv, mode, e_out, mark,
-        np.array(levels, np.float32), cand, counts, *filters.scratch(n), *filters.scratch(n),
+        np.array(levels, np.float32), peaks, cand, counts, *filters.scratch(n),
+        *filters.scratch(n),
     )  # fmt: skip
     return counts
 
@@ -304,13 +321,14 @@ def _section_band(
 
 
 @_jit
-def _section_evidence(d_pre, d_post, ia, ib, e_z, mark_z, levels, cand, counts, base):  # type: ignore[no-untyped-def]
+def _section_evidence(d_pre, d_post, ia, ib, e_z, mark_z, levels, peaks, cand, counts, base):  # type: ignore[no-untyped-def]
     """``E``, the mark and the candidates of one section from its stored ``D`` planes."""
     n = d_pre.shape[1]
     for y in range(d_pre.shape[0]):
         row_base = base + y * n
-        _e_row(d_pre[y], d_post[y], n, ia, ib, 0, e_z[y], mark_z[y], True, levels, cand, counts,
-               row_base)  # fmt: skip
+        prev = e_z[y - 1] if y > 0 else e_z[y]
+        _e_row(d_pre[y], d_post[y], n, ia, ib, 0, e_z[y], mark_z[y], True, levels, peaks, prev,
+               cand, counts, row_base)  # fmt: skip
 
 
 class SectionPasses:
@@ -348,15 +366,30 @@ class SectionPasses:
         levels: np.ndarray,
         cand: np.ndarray,
         counts: np.ndarray,
+        peaks: int = 0,
     ) -> None:
         """``E`` and the mark of section ``z`` (the last ``band``) into ``e[z]``,
         ``mark[z]``; candidates are linear indices into ``e``; tallies add to ``counts``
-        (as ``evidence``'s); ``levels`` = float32 (assignment, candidate, seed level)."""
+        (as ``evidence``'s); ``levels`` = float32 (assignment, candidate, seed level);
+        ``peaks`` as ``evidence``'s."""
         base = z * e.shape[1] * e.shape[2]
-        _section_evidence(*self.planes, inv[0], inv[1], e[z], mark[z], levels, cand, counts, base)
+        planes = self.planes
+        _section_evidence(*planes, inv[0], inv[1], e[z], mark[z], levels, peaks, cand, counts, base)
 
 
 # --------------------------------------------------------------------------- seeds
+
+
+@_jit
+def _below_a_neighbour(e, z, y, x, v, rz, ry, rx):  # type: ignore[no-untyped-def]
+    """A face neighbour inside the box holds a larger value: most candidates lie on the
+    flank of a punctum, and six reads settle them before the whole box is scanned."""
+    n_z, n_y, n_x = e.shape
+    if rx > 0 and ((x > 0 and e[z, y, x - 1] > v) or (x + 1 < n_x and e[z, y, x + 1] > v)):
+        return True
+    if ry > 0 and ((y > 0 and e[z, y - 1, x] > v) or (y + 1 < n_y and e[z, y + 1, x] > v)):
+        return True
+    return rz > 0 and ((z > 0 and e[z - 1, y, x] > v) or (z + 1 < n_z and e[z + 1, y, x] > v))
 
 
 @_jit
@@ -364,6 +397,8 @@ def _is_seed(e, z, y, x, rz, ry, rx):  # type: ignore[no-untyped-def]
     """No larger value in the box and no equal value earlier in raster order."""
     n_z, n_y, n_x = e.shape
     v = e[z, y, x]
+    if _below_a_neighbour(e, z, y, x, v, rz, ry, rx):
+        return False
     for zz in range(max(z - rz, 0), min(z + rz + 1, n_z)):
         for yy in range(max(y - ry, 0), min(y + ry + 1, n_y)):
             row = e[zz, yy]
