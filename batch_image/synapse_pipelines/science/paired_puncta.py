@@ -148,7 +148,7 @@ def _detect_compiled(
     levels = np.array(
         [g.params["assignment_level"], g.weak_level, g.params["seed_level"]], np.float32
     )
-    tallies = np.zeros(4, np.int64)
+    tallies = np.zeros(5, np.int64)  # see paired_puncta_kernels._e_row
     passes = kernels.SectionPasses(pre, post, g.hist_stride, g.filters(pre.dtype, post.dtype))
     counts = np.zeros((2, 2, N_BINS), np.int64)
     stats = np.zeros((2, shape[0], 4))
@@ -181,7 +181,7 @@ def _detect_compiled(
     timings.update(
         band_pass=band, thresholds_and_evidence=t1 - t0 - band, seeds=t2 - t1, labels=t3 - t2
     )
-    return thr, labels, mark, seeds, tallies[1:]
+    return thr, labels, mark, seeds, tallies[1:4]
 
 
 def _detect_reference(

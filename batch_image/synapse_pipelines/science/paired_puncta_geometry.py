@@ -178,7 +178,7 @@ class PairsGeometry:
     @property
     def candidate_peaks(self) -> int:
         """Which neighbours the evidence pass may rule candidates out by (bit 1: along x,
-        bit 2: the previous row): those inside the seed box."""
+        bit 2: the rows above and below): those inside the seed box."""
         return (self.seed_radii[2] > 0) | (self.seed_radii[1] > 0) << 1
 
     @property

@@ -150,15 +150,18 @@ def histograms(
 
 
 @_jit
-def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, peaks, prev, cand, counts, base):  # type: ignore[no-untyped-def]
+def _e_row(
+    dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, peaks, prev, has_prev, cand, counts, base
+):  # type: ignore[no-untyped-def]
     """One row of ``E`` from the rows of ``D``: ``er``; the mark ``mr``; candidates
     (``E >= levels[1]``) with linear index ``base + k`` appended to ``cand``; the tallies in
-    ``counts`` (``counts[3]``: ``E >= levels[2]``).
+    ``counts`` (``counts[3]``: ``E >= levels[2]``; ``counts[4]``: where the row's
+    candidates start in ``cand``).
 
     A voxel below a neighbour inside its seed box cannot be a seed: with ``peaks & 1`` a
     candidate below its neighbour in the row is left out, with ``peaks & 2`` one below the
-    voxel of the previous row ``prev`` (already in cache; ``prev`` is ``er`` itself for the
-    first row of a section or block, which compares equal)."""
+    voxel of the previous row ``prev`` (``has_prev``: the row above in the same section;
+    still in cache), and the previous row's candidates below this row are then removed."""
     fg_level, cand_level, seed_level = levels[0], levels[1], levels[2]
     cp = 0
     cq = 0
@@ -197,6 +200,17 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, peaks, prev, cand,
     counts[2] += cq
     counts[3] += cb
     nc = counts[0]
+    check_prev = peaks & 2 and has_prev
+    if check_prev and nc >= 0:  # the row above's candidates, now that its next row is known
+        kept = counts[4]
+        above = base - n
+        for i in range(counts[4], nc):
+            k = cand[i] - above
+            if er[k] <= prev[k]:
+                cand[kept] = cand[i]
+                kept += 1
+        nc = kept
+    counts[4] = nc
     if cc > 0 and nc >= 0:
         cap = cand.shape[0]
         for k in range(n):
@@ -204,7 +218,7 @@ def _e_row(dp, dq, n, ia, ib, mode, er, mr, has_mark, levels, peaks, prev, cand,
             if v >= cand_level:
                 if peaks & 1 and ((k > 0 and er[k - 1] > v) or (k + 1 < n and er[k + 1] > v)):
                     continue
-                if peaks & 2 and prev[k] > v:
+                if check_prev and prev[k] > v:
                     continue
                 if nc == cap:
                     nc = -1  # overflow: the caller scans E instead
@@ -263,8 +277,8 @@ def _evidence(
             e_row = e_out[z - z0, y - y0]
             ia, ib = inv[0, z - z0], inv[1, z - z0]
             prev = e_out[z - z0, y - y0 - 1] if y > y0 else e_row
-            _e_row(dp, dq, n, ia, ib, mode, e_row, mr, has_mark, levels, peaks, prev, cand, counts,
-                   base)  # fmt: skip
+            _e_row(dp, dq, n, ia, ib, mode, e_row, mr, has_mark, levels, peaks, prev, y > y0, cand,
+                   counts, base)  # fmt: skip
 
 
 def evidence(
@@ -284,17 +298,17 @@ def evidence(
 
     ``inv``: float64 ``[2, sections of the core]`` reciprocal thresholds; ``levels``:
     (assignment level, candidate level, seed level), compared in float32; ``peaks``: leave
-    out candidates below a neighbour along x (bit 1) or in the previous row (bit 2), where
-    the seed box reaches them.
+    out candidates below a neighbour along x (bit 1) or in the rows above and below (bit 2),
+    where the seed box reaches them.
     """
     n = core[2][1] - core[2][0]
-    counts = np.zeros(4, np.int64)
+    counts = np.zeros(5, np.int64)
     _evidence(
         pre, post, _core(core), *filters.args(), inv, mode, e_out, mark,
         np.array(levels, np.float32), peaks, cand, counts, *filters.scratch(n),
         *filters.scratch(n),
     )  # fmt: skip
-    return counts
+    return counts[:4]
 
 
 # --------------------------------------------------------------------------- one job
@@ -328,7 +342,7 @@ def _section_evidence(d_pre, d_post, ia, ib, e_z, mark_z, levels, peaks, cand, c
         row_base = base + y * n
         prev = e_z[y - 1] if y > 0 else e_z[y]
         _e_row(d_pre[y], d_post[y], n, ia, ib, 0, e_z[y], mark_z[y], True, levels, peaks, prev,
-               cand, counts, row_base)  # fmt: skip
+               y > 0, cand, counts, row_base)  # fmt: skip
 
 
 class SectionPasses:
