@@ -25,6 +25,7 @@ from synapse_pipelines.science import (
     paired_puncta as pp,
     paired_puncta_kernels as kernels,
     paired_puncta_reference as reference,
+    paired_puncta_seed_kernels as seed_kernels,
 )
 from synapse_pipelines.science.paired_puncta import (
     SectionHistograms,
@@ -113,7 +114,9 @@ def test_a_weak_maximum_is_a_seed_only_with_its_support(compiled: bool) -> None:
             core = ((0, 9), (0, 15), (0, 15))
             cand = np.flatnonzero(e >= level).astype(np.int64)
             for n_cand in (len(cand), -1):
-                lin = kernels.seeds(e, cand.copy(), n_cand, g.seed_radii, level, core, g.weak_seeds)
+                lin = seed_kernels.seeds(
+                    e, cand.copy(), n_cand, g.seed_radii, level, core, g.weak_seeds
+                )
                 assert {tuple(map(int, np.unravel_index(i, e.shape))) for i in lin} == want
         else:
             every = (slice(0, 9), slice(0, 15), slice(0, 15))

@@ -81,6 +81,7 @@ from synapse_pipelines.core.pipelines import (
 from synapse_pipelines.science import (
     paired_puncta_kernels as kernels,
     paired_puncta_reference as reference,
+    paired_puncta_seed_kernels as seed_kernels,
 )
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_blocks import (
@@ -168,7 +169,7 @@ def _detect_compiled(
     t1 = time.perf_counter()
     level = float(levels[1])
     core = tuple((0, n) for n in shape)
-    lin = kernels.seeds(
+    lin = seed_kernels.seeds(
         e, cand, int(tallies[0]), g.seed_radii, np.float32(level), core, g.weak_seeds
     )  # type: ignore[arg-type]
     seeds = np.stack(np.unravel_index(lin, shape), axis=1).astype(np.int64).reshape(-1, 3)

@@ -47,6 +47,7 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import (
     paired_puncta_kernels as kernels,
     paired_puncta_reference as reference,
+    paired_puncta_seed_kernels as seed_kernels,
 )
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_thresholds import (
@@ -223,12 +224,12 @@ def region_seeds(
     core: kernels.Core,
     g: PairsGeometry,
     level: float,
-    weak: kernels.WeakSeeds | None = None,
+    weak: seed_kernels.WeakSeeds | None = None,
 ) -> np.ndarray:
     """Seeds (array coordinates of ``e``, raster order) of ``e[core]`` (``weak``: the
     weak-seed rule; None: every maximum at or above ``level``)."""
     if kernels.compiled():
-        lin = kernels.seeds(e, cand, n_cand, g.seed_radii, np.float32(level), core, weak)
+        lin = seed_kernels.seeds(e, cand, n_cand, g.seed_radii, np.float32(level), core, weak)
         return np.stack(np.unravel_index(lin, e.shape), axis=1).astype(np.int64).reshape(-1, 3)
     sl = tuple(slice(a, b) for a, b in core)
     return reference.find_seeds(e, g.seed_radii, np.float32(level), sl, weak)  # type: ignore[arg-type]

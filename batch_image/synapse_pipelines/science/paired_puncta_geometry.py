@@ -20,6 +20,7 @@ import numpy as np
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.pipelines import ParameterSpec
 from synapse_pipelines.science import paired_puncta_kernels as kernels
+from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
 from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
 
 __all__ = [
@@ -164,9 +165,9 @@ class PairsGeometry:
         return min(max(p["weak_seed_level"], p["assignment_level"]), p["seed_level"])
 
     @property
-    def weak_seeds(self) -> kernels.WeakSeeds:
-        """The weak-seed rule (see :class:`.paired_puncta_kernels.WeakSeeds`)."""
-        return kernels.WeakSeeds(
+    def weak_seeds(self) -> WeakSeeds:
+        """The weak-seed rule (see :class:`.paired_puncta_seed_kernels.WeakSeeds`)."""
+        return WeakSeeds(
             self.params["seed_level"],
             self.params["assignment_level"],
             self.support_voxels,

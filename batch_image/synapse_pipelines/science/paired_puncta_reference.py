@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
-from synapse_pipelines.science.paired_puncta_kernels import WeakSeeds
+from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
 
 __all__ = ["assign", "bandpass", "evidence", "find_seeds", "section_histograms"]
 
@@ -98,7 +98,7 @@ def find_seeds(
     """Seeds in ``e[core]``: ``E >= level``, the maximum of its box (``radii`` per axis, the
     box clipped at the array border), and no earlier voxel (raster order) of the box with
     the same value; below ``weak.strong_level`` also the weak seeds' support
-    (:class:`~.paired_puncta_kernels.WeakSeeds`). Returns int64 ``(n, 3)`` array
+    (:class:`~.paired_puncta_seed_kernels.WeakSeeds`). Returns int64 ``(n, 3)`` array
     coordinates in raster order."""
     size = tuple(2 * r + 1 for r in radii)
     peak = ndimage.maximum_filter(e, size=size, mode="constant", cval=-np.inf)
