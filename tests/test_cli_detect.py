@@ -273,3 +273,32 @@ def test_imagej_voxel_size_is_read(small, tmp_path) -> None:
     assert m["volume"]["voxel_size"] == pytest.approx([0.07, 0.1, 0.1])
     ids = ome_tiff.read_volume(out_dir / outputs.SYNAPSE_IDS)
     assert ids.voxel_unit == "micrometers" and ids.voxel_size == pytest.approx((0.07, 0.1, 0.1))
+
+
+@pytest.mark.parametrize("pipeline", ["paired-puncta", "nomads-unsupervised"])
+def test_a_missing_voxel_size_says_what_the_detector_assumed(
+    small, tmp_path, pipeline: str
+) -> None:
+    """Plain TIFFs carry no voxel size: the table stays in pixels, and the note and the
+    summary say which voxel size the detector's physical sizes assumed."""
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    for i, name in enumerate(vol.channel_names):
+        tifffile.imwrite(tmp_path / f"{name}.tif", vol.data[i])
+    out_dir = tmp_path / "o"
+    output = _ok(
+        [
+            "detect",
+            str(tmp_path / "Synapsin647.tif"),
+            str(tmp_path / "PSD95_488.tif"),
+            "--pipeline",
+            pipeline,
+            "--out",
+            str(out_dir),
+        ]
+    )
+    said = " ".join(output.split())
+    assert f"note: no voxel size in the files or options: {pipeline} assumed 70,100,100 nm" in said
+    assert f"1,1,1 pixel; not in the files: {pipeline} assumed 70,100,100 nm" in said
+    m = outputs.read_manifest(out_dir)
+    assert m["volume"]["voxel_unit"] == "pixel"
+    assert m["pipeline"]["parameters"]["voxel_size_assumed"] is True

@@ -197,12 +197,6 @@ def detect(
         selection = select_channels(
             list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
         )
-        if vs is None and chans.voxel_size is None:
-            err_console().print(
-                "note: no voxel size in the files or options; using 1,1,1 pixel "
-                "(pass --voxel-size z,y,x for physical units)",
-                highlight=False,
-            )
         voxel = vs or chans.voxel_size or (1.0, 1.0, 1.0)
         unit = (
             unit_opt
@@ -271,9 +265,25 @@ def detect(
                 overwrite=overwrite,
             )
     shape = "x".join(str(s) for s in chans.shape)
+    voxel_row = f"{','.join(f'{v:g}' for v in voxel)} {unit}"
+    # the detector's physical sizes need a voxel size: say which one it assumed (PAIRS
+    # records it as voxel_size_nm, NOMADS as voxel_size)
+    assumed = result.parameters.get("voxel_size_nm") or result.parameters.get("voxel_size")
+    if vs is None and chans.voxel_size is None:
+        used = (
+            f"{pipeline} assumed {','.join(f'{v:g}' for v in assumed)} nm (array tomography)"
+            if result.parameters.get("voxel_size_assumed") and assumed
+            else f"{pipeline} counted in voxels"
+        )
+        voxel_row += f"; not in the files: {used}"
+        err_console().print(
+            f"note: no voxel size in the files or options: {used} for its physical sizes; "
+            "the synapse table is in pixels (pass --voxel-size z,y,x in nm for your data)",
+            highlight=False,
+        )
     rows = [
         ("volume", f"{shape} voxels (z,y,x), {len(chans.channels)} channel(s)"),
-        ("voxel size", f"{','.join(f'{v:g}' for v in voxel)} {unit}"),
+        ("voxel size", voxel_row),
         ("channels", f"{selection.presynaptic} (pre), {selection.postsynaptic} (post)"),
         ("pipeline", f"{pipeline} {json.dumps(params)}"),
         ("synapses", _synapse_count(manifest)),
