@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from ome_zarr_models import open_ome_zarr
+from ome_zarr_models.v05.image import Image as NgffImage
+from ome_zarr_models.v05.image_label import ImageLabel as NgffImageLabel
 
 from synapse_pipelines.blockwise.finalize import TableSpec
 from synapse_pipelines.blockwise.nomads import NomadsKernel
@@ -215,6 +218,24 @@ def test_single_job_results_hold_viewable_volumes(tmp_path: Path) -> None:
             exp.voxel_size
         )
     assert outputs.verify_manifest(tmp_path) == []
+
+
+def test_every_volume_validates_against_the_ngff_05_models(tmp_path: Path) -> None:
+    """ome-zarr-models (pydantic models of the NGFF specification, by the OME-Zarr
+    community) opens each group of a results folder as what it is: the ids and the
+    predictions as NGFF 0.5 image-labels, every raw channel as an NGFF 0.5 image."""
+    exp = synthetic.make_experiment((4, 70, 64), seed=5, n_synapses=12, profile="sparse")
+    ch = exp.channels
+    result = detection.detect(ch[exp.presynaptic], ch[exp.postsynaptic])
+    table = features.synapse_table(result.labels, ch, voxel_size=exp.voxel_size)
+    outputs.write_results(
+        tmp_path, mask=result.mask, labels=result.labels, table=table,
+        voxel_size=exp.voxel_size, origin=(0, 5, 7), raw=ch,
+    )  # fmt: skip
+    for path in (SYNAPSE_IDS_OME_ZARR, PREDICTIONS_OME_ZARR):
+        assert isinstance(open_ome_zarr(_open(tmp_path / path)), NgffImageLabel), path
+    for name in ch:
+        assert isinstance(open_ome_zarr(_open(tmp_path / raw_channel_path(name))), NgffImage)
 
 
 @pytest.mark.parametrize("origin", [(0, 0, 0), (3, 70, 45)])
