@@ -86,10 +86,10 @@ def _supported(e, z, y, x, rule, radii):  # type: ignore[no-untyped-def]
     box ``radii`` clipped at the array border: a weak seed's support."""
     n_z, n_y, n_x = e.shape
     fg = np.float32(rule[1])
-    need = rule[2]
+    need = np.int64(rule[2])  # an integer count, carried in the float64 rule
     vz, vy, vx, r2 = rule[3], rule[4], rule[5], rule[6]
     rz, ry, rx = radii[0], radii[1], radii[2]
-    n = 0.0
+    n = 0
     for zz in range(max(z - rz, 0), min(z + rz + 1, n_z)):
         dz = ((zz - z) * vz) ** 2
         for yy in range(max(y - ry, 0), min(y + ry + 1, n_y)):
@@ -99,7 +99,7 @@ def _supported(e, z, y, x, rule, radii):  # type: ignore[no-untyped-def]
             row = e[zz, yy]
             for xx in range(max(x - rx, 0), min(x + rx + 1, n_x)):
                 if dzy + ((xx - x) * vx) ** 2 <= r2 and row[xx] >= fg:
-                    n += 1.0
+                    n += 1
                     if n >= need:
                         return True
     return n >= need
