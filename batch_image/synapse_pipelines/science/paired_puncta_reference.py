@@ -123,16 +123,27 @@ def find_seeds(
 
 def _support(e: np.ndarray, at: tuple[int, int, int], weak: WeakSeeds) -> int:
     """Voxels with ``E >= weak.foreground`` in the ellipsoid around ``at`` (clipped)."""
-    lo = [max(c - r, 0) for c, r in zip(at, weak.radii, strict=True)]
-    hi = [min(c + r + 1, s) for c, r, s in zip(at, weak.radii, e.shape, strict=True)]
-    v = weak.voxel_size
-    dz = ((np.arange(lo[0], hi[0]) - at[0]) * v[0]) ** 2
-    dy = ((np.arange(lo[1], hi[1]) - at[1]) * v[1]) ** 2
-    dx = ((np.arange(lo[2], hi[2]) - at[2]) * v[2]) ** 2
-    d2 = dz[:, None, None] + dy[None, :, None] + dx[None, None, :]
-    box = e[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    inside = (d2 <= float(weak.radius_nm) ** 2) & (box >= np.float32(weak.foreground))
+    box, d2 = _ellipsoid_box(at, weak.radii, weak.voxel_size, e.shape)
+    inside = (d2 <= float(weak.radius_nm) ** 2) & (e[box] >= np.float32(weak.foreground))
     return int(np.count_nonzero(inside))
+
+
+def _ellipsoid_box(
+    at: tuple[int, int, int],
+    radii: tuple[int, int, int],
+    voxel_size: tuple[float, float, float],
+    shape: tuple[int, ...],
+) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """The box of ``radii`` voxels around ``at`` clipped to ``shape`` (it may be empty when
+    ``at`` lies outside), and the squared physical distance of each of its voxels to ``at``
+    (``dz + dy + dx`` in that order: the kernels add them alike)."""
+    lo = [max(c - r, 0) for c, r in zip(at, radii, strict=True)]
+    hi = [max(min(c + r + 1, s), a) for c, r, s, a in zip(at, radii, shape, lo, strict=True)]
+    dz, dy, dx = (
+        ((np.arange(a, b) - c) * v) ** 2 for a, b, c, v in zip(lo, hi, at, voxel_size, strict=True)
+    )
+    d2 = dz[:, None, None] + dy[None, :, None] + dx[None, None, :]
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), d2  # type: ignore[return-value]
 
 
 def assign(
@@ -152,15 +163,9 @@ def assign(
     best = np.full(foreground.shape, np.inf)
     r2 = float(radius_nm) ** 2
     for n, (z, y, x) in enumerate(seeds):
-        lo = [max(c - r, 0) for c, r in zip((z, y, x), radii, strict=True)]
-        hi = [min(c + r + 1, s) for c, r, s in zip((z, y, x), radii, foreground.shape, strict=True)]
-        if any(a >= b for a, b in zip(lo, hi, strict=True)):
+        box, d2 = _ellipsoid_box((z, y, x), radii, voxel_size, foreground.shape)
+        if not d2.size:
             continue
-        dz = ((np.arange(lo[0], hi[0]) - z) * voxel_size[0]) ** 2
-        dy = ((np.arange(lo[1], hi[1]) - y) * voxel_size[1]) ** 2
-        dx = ((np.arange(lo[2], hi[2]) - x) * voxel_size[2]) ** 2
-        d2 = dz[:, None, None] + dy[None, :, None] + dx[None, None, :]
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         sub_best = best[box]
         # strictly closer only: on a tie the earlier (lower-numbered) seed keeps the voxel
         take = (d2 <= r2) & foreground[box] & (d2 < sub_best)
