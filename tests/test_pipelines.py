@@ -55,7 +55,8 @@ def test_paired_puncta_is_registered_with_physical_defaults() -> None:
 
 
 def test_every_pipeline_takes_the_voxel_size() -> None:
-    """The protocol's ``voxel_size`` keyword (nm): each detector records the size it used."""
+    """The protocol's ``voxel_size`` keyword (nm): each detector records the size it used,
+    under the same key."""
     pre = np.zeros((4, 16, 16), dtype=np.uint8)
     pre[1:3, 5:9, 5:9] = 200
     post = np.roll(pre, 1, axis=2)
@@ -64,7 +65,7 @@ def test_every_pipeline_takes_the_voxel_size() -> None:
     with_size = nomads.run(channels, "syn", "psd", voxel_size=(70.0, 50.0, 50.0))
     without = nomads.run(channels, "syn", "psd")
     np.testing.assert_array_equal(with_size.labels, without.labels)
-    assert with_size.parameters["voxel_size"] == [70.0, 50.0, 50.0]
+    assert with_size.parameters["voxel_size_nm"] == [70.0, 50.0, 50.0]
     assert without.parameters["voxel_size_assumed"] is True
     assert with_size.n_synapses and with_size.explanation is None
     pairs = get_pipeline("paired-puncta").run(channels, "syn", "psd", voxel_size=(70.0, 50.0, 50.0))

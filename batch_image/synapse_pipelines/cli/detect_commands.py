@@ -266,9 +266,8 @@ def detect(
             )
     shape = "x".join(str(s) for s in chans.shape)
     voxel_row = f"{','.join(f'{v:g}' for v in voxel)} {unit}"
-    # the detector's physical sizes need a voxel size: say which one it assumed (PAIRS
-    # records it as voxel_size_nm, NOMADS as voxel_size)
-    assumed = result.parameters.get("voxel_size_nm") or result.parameters.get("voxel_size")
+    # the detector's physical sizes need a voxel size: say which one it assumed
+    assumed = result.parameters.get("voxel_size_nm")
     if vs is None and chans.voxel_size is None:
         used = (
             f"{pipeline} assumed {','.join(f'{v:g}' for v in assumed)} nm (array tomography)"

@@ -17,7 +17,8 @@ The target is a class (instantiated with no arguments) or an instance that satis
   -- ``channels`` maps channel names to ZYX arrays (never written to); ``voxel_size`` is the
   (z, y, x) voxel size in **nanometers**, or ``None`` when unknown (a detector that works in
   physical units then uses its documented default voxel size and records it in the result's
-  ``parameters``; one that works in voxels may ignore it); ``params`` have already been
+  ``parameters`` as ``voxel_size_nm``, with ``voxel_size_assumed``; one that works in voxels
+  may ignore it); ``params`` have already been
   checked by :func:`validate_parameters` (``run`` validates again, so direct calls are safe
   too).
 

@@ -81,7 +81,7 @@ class NomadsUnsupervised:
             min_size=min_size_voxels(min_volume, voxel),
         )
         result.parameters.update(
-            {"min_volume_um3": min_volume, "voxel_size": list(voxel)}
+            {"min_volume_um3": min_volume, "voxel_size_nm": list(voxel)}
             | ({"voxel_size_assumed": True} if voxel_size is None else {})
         )
         return result
