@@ -1,4 +1,5 @@
-"""The code base stays ruff clean (lint rules and formatting from pyproject.toml)."""
+"""The code base stays ruff clean (lint rules and formatting from pyproject.toml), the Python
+examples in docs/ included."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON_TREES = ["batch_image", "functions", "infra", "tests", "benchmarks"]
+PYTHON_TREES = ["batch_image", "functions", "infra", "tests", "benchmarks", "docs"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
