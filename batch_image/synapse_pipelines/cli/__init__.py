@@ -29,6 +29,7 @@ from . import (
     synth_commands,
     view_commands,
 )
+from .help_text import reflow_commands
 
 app = typer.Typer(
     name="synapse-pipelines",
@@ -65,6 +66,9 @@ for module in (
 def version() -> None:
     """Print the installed version."""
     typer.echo(__version__)
+
+
+reflow_commands(app)  # after every command is registered
 
 
 #: soft_wrap: an error is one line whatever the terminal's width (a path is never cut in two)

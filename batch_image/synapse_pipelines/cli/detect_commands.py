@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from typer.core import TyperCommand
 
+from synapse_pipelines.cli.help_text import reflow
 from synapse_pipelines.cli.terminal_output import (
     TimedSteps,
     err_console,
@@ -27,7 +29,12 @@ from synapse_pipelines.core.errors import (
     DetectionError,
     RequestValidationError,
 )
-from synapse_pipelines.core.geometry import normalise_unit, parse_zyx, voxel_size_nanometers
+from synapse_pipelines.core.geometry import (
+    implausible_voxel_size,
+    normalise_unit,
+    parse_zyx,
+    voxel_size_nanometers,
+)
 from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE, available_pipelines
 from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.outputs import (
@@ -64,7 +71,7 @@ def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
             raise VolumeInputError(
                 f"expected KEY=NUMBER, got {item!r}",
                 field="--param",
-                hint="write e.g. --param window=3 --param min_size=30",
+                hint="write e.g. --param seed_level=1.2 (detect --help lists the parameters)",
             )
         params[key.strip()] = number
     return params
@@ -83,7 +90,7 @@ def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, d
         raise VolumeInputError(
             f"bad parameter for pipeline {name!r}: {listing}",
             field="--param",
-            hint="see the pipeline's parameters in docs/detection.md",
+            hint="detect --help lists every pipeline's parameters",
         ) from exc
 
 
@@ -168,9 +175,13 @@ def detect(
 
       synapse-pipelines detect demo/channels.ome.tif --out demo/results
 
-      synapse-pipelines detect Synapsin647.tif PSD95_488.npy --voxel-size 70,100,100 -o out
+      synapse-pipelines detect synapsin.tif psd95.tif --voxel-size 70,100,100
 
-      synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488 -p min_size=50
+      synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488
+
+      synapse-pipelines detect syn.tif psd.tif -p seed_level=1.2 -o strict
+
+    Each pipeline's parameters (-p KEY=NUMBER) are listed below.
     """
 
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
@@ -204,6 +215,10 @@ def detect(
             or ("pixel" if vs is None and chans.voxel_size is None else "nanometers")
         )
         start = org or chans.origin or (0, 0, 0)
+        voxel_nm = voxel_size_nanometers(voxel, unit)
+        unit_warning = implausible_voxel_size(voxel_nm)
+        if unit_warning:  # said before the run, and again beside an empty result
+            err_console().print(f"warning: {unit_warning}", highlight=False)
         with steps.step(
             "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
         ):
@@ -212,7 +227,7 @@ def detect(
                     chans.channels,
                     selection.presynaptic,
                     selection.postsynaptic,
-                    voxel_size=voxel_size_nanometers(voxel, unit),
+                    voxel_size=voxel_nm,
                     **params,
                 )
             except DetectionError as exc:  # say which files the detector refused
@@ -259,13 +274,19 @@ def detect(
                 },
                 timings=steps.timings,
                 counts={"synapses_detected": int(result.n_synapses)},
-                explanation=result.explanation,
+                explanation=(
+                    f"{unit_warning}. Also: {result.explanation}"
+                    if unit_warning and result.explanation
+                    else result.explanation
+                ),
                 extra={"threshold": _jsonable(getattr(result, "threshold", None))},
                 raw=chans.channels,
                 overwrite=overwrite,
             )
     shape = "x".join(str(s) for s in chans.shape)
     voxel_row = f"{','.join(f'{v:g}' for v in voxel)} {unit}"
+    if unit_warning:
+        voxel_row += " (implausible: check the unit)"
     # the detector's physical sizes need a voxel size: say which one it assumed
     assumed = result.parameters.get("voxel_size_nm")
     if vs is None and chans.voxel_size is None:
@@ -308,6 +329,31 @@ def _jsonable(value: Any) -> Any:
 # -- evaluate -----------------------------------------------------------------------------
 
 
+def parameters_help() -> str:
+    """Every registered pipeline's parameters with their defaults, for ``detect --help``."""
+    parts = []
+    for name in available_pipelines():
+        pipeline = pipelines.get_pipeline(name)
+        default = " (the default)" if name == DEFAULT_PIPELINE else ""
+        lines = [f"  {key} = {spec.default:g}: {spec.description}"
+                 for key, spec in pipeline.parameters.items()]  # fmt: skip
+        parts.append(f"Parameters of {name}{default}:\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
+class _DetectCommand(TyperCommand):
+    """``detect`` whose help ends with the parameters: built when the help is shown, since
+    listing them loads every pipeline (numba included), which no other command needs."""
+
+    @property  # type: ignore[override]
+    def epilog(self) -> str | None:
+        return reflow(parameters_help())
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass  # click's constructor sets it; the property above supplies it
+
+
 def register(app: typer.Typer) -> None:
     """Add ``detect`` to the root app."""
-    app.command("detect")(detect)
+    app.command("detect", cls=_DetectCommand)(detect)

@@ -34,11 +34,11 @@ def report(
     clustering_json: Path | None = typer.Option(
         None,
         "--clustering-json",
-        help="Clustering JSON to write [default: next to --out: clustering.json for "
-        "report.html, else <name>.clustering.json].",
+        help="Clustering JSON to write (default: next to --out: clustering.json for "
+        "report.html, else <name>.clustering.json).",
     ),
     title: str | None = typer.Option(
-        None, "--title", help="Report title [default: the results key, else the file name]."
+        None, "--title", help="Report title (default: the results key, else the file name)."
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
     gmm_levels: int = typer.Option(
@@ -47,15 +47,15 @@ def report(
     voxel_size: str | None = typer.Option(
         None,
         "--voxel-size",
-        help="Voxel size z,y,x in --voxel-unit [default: the table's metadata JSON].",
+        help="Voxel size z,y,x in --voxel-unit (default: the table's metadata JSON).",
     ),
     voxel_unit: str | None = typer.Option(
-        None, "--voxel-unit", help="Unit of --voxel-size [default: metadata, else nanometers]."
+        None, "--voxel-unit", help="Unit of --voxel-size (default: metadata, else nanometers)."
     ),
     features: str | None = typer.Option(
         None,
         "--features",
-        help="Comma-separated feature columns [default: every *_window_zsum then *_mean].",
+        help="Comma-separated feature columns (default: every *_window_zsum then *_mean).",
     ),
     request: Path | None = typer.Option(
         None,
