@@ -51,7 +51,7 @@ def test_task_error_uses_error_type_as_class_name() -> None:
 
     err = task_error(OutputError("bad folder", field="out", hint="fix it"))
     assert type(err).__name__ == OutputError.error_type
-    assert str(err) == "out: bad folder Fix: fix it"
+    assert str(err) == "out: bad folder. Fix: fix it"
 
 
 def test_describe_failure_handler_never_raises() -> None:

@@ -32,8 +32,10 @@ class SynapsePipelinesError(Exception):
         if self.field:
             parts.append(f"{self.field}: ")
         parts.append(self.message)
-        if self.hint:
-            parts.append(f" Fix: {self.hint}")
+        if self.hint:  # a full stop ends the message, so the fix reads as its own sentence
+            parts.append(
+                f"{'' if self.message.endswith(('.', '!', '?')) else '.'} Fix: {self.hint}"
+            )
         return "".join(parts)
 
 
