@@ -124,7 +124,7 @@ def test_explicit_channels_and_parameters(small, tmp_path) -> None:
 
 def test_bad_inputs_name_the_option(small, tmp_path) -> None:
     chans = str(small / "channels.ome.tif")
-    np.save(tmp_path / "flat.npy", np.zeros((4, 5)))
+    np.save(tmp_path / "line.npy", np.zeros(5))
     np.save(tmp_path / "Synapsin647.npy", np.ones((4, 8, 8), np.uint8))
     np.save(tmp_path / "PSD95_488.npy", np.ones((4, 8, 9), np.uint8))
     np.save(tmp_path / "four.npy", np.ones((2, 4, 8, 8), np.uint8))
@@ -137,7 +137,7 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         (["detect", str(tmp_path / "missing.tif")], "INPUT", "no such file"),
         (["detect", str(tmp_path / "notes.txt")], "INPUT", "cannot tell the format"),
         (["detect", str(tmp_path / "broken.tif")], "INPUT", "not a readable TIFF"),
-        (["detect", str(tmp_path / "flat.npy")], "INPUT", "2-D"),
+        (["detect", str(tmp_path / "line.npy")], "INPUT", "1-D"),
         (
             ["detect", str(tmp_path / "Synapsin647.npy"), str(tmp_path / "PSD95_488.npy")],
             "--channel",
@@ -204,6 +204,26 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         exc = _fails(args)
         assert exc.field == field, (args, str(exc))
         assert words in str(exc), (args, str(exc))
+
+
+def test_two_dimensional_files_are_one_plane(small, tmp_path) -> None:
+    """A 2-D TIFF per channel (one plane, as the expert-annotated crops come) is detected in
+    2-D like the same plane given as a 1 x Y x X stack: the same table."""
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    z = vol.data.shape[1] // 2
+    for i, name in enumerate(vol.channel_names):
+        tifffile.imwrite(tmp_path / f"{name}.tif", vol.data[i, z])
+        np.save(tmp_path / f"stack_{name}.npy", vol.data[i, z : z + 1])
+    flat, stack = tmp_path / "flat", tmp_path / "stack"
+    files = [str(tmp_path / f"{n}.tif") for n in ("Synapsin647", "PSD95_488")]
+    _ok(["detect", *files, "--voxel-size", "70,100,100", "--out", str(flat)])
+    named = [f"{n}={tmp_path / f'stack_{n}.npy'}" for n in ("Synapsin647", "PSD95_488")]
+    args = [a for n in named for a in ("--channel", n)]
+    _ok(["detect", *args, "--voxel-size", "70,100,100", "--out", str(stack)])
+    table = read_synapse_table(flat / outputs.SYNAPSES_CSV)
+    assert len(table) > 0 and (table["bbox_z0"] == 0).all()
+    pd.testing.assert_frame_equal(table, read_synapse_table(stack / outputs.SYNAPSES_CSV))
+    assert outputs.read_manifest(flat)["volume"]["shape"][0] == 1
 
 
 def test_ambiguous_default_channels(tmp_path) -> None:
@@ -302,3 +322,19 @@ def test_a_missing_voxel_size_says_what_the_detector_assumed(
     m = outputs.read_manifest(out_dir)
     assert m["volume"]["voxel_unit"] == "pixel"
     assert m["pipeline"]["parameters"]["voxel_size_assumed"] is True
+
+
+def test_an_implausible_voxel_size_is_named_as_the_likely_cause(small, tmp_path) -> None:
+    """70,100,100 given in micrometres (meant: nanometres) is 70 um voxels: detect warns
+    before the run, marks the voxel size in the summary, and an empty result names the unit
+    before anything the data might be blamed for."""
+    out_dir = tmp_path / "o"
+    args = ["detect", str(small / "channels.ome.tif"), "--voxel-size", "70,100,100"]
+    output = " ".join(_ok([*args, "--voxel-unit", "um", "--out", str(out_dir)]).split())
+    assert "warning: the voxel size 70000,100000,100000 nm (z,y,x) is outside" in output
+    assert "(implausible: check the unit)" in output
+    m = outputs.read_manifest(out_dir)
+    if m["counts"]["synapses"] == 0:
+        assert m["explanation"].startswith("the voxel size 70000,100000,100000 nm")
+    plausible = " ".join(_ok([*args, "--out", str(tmp_path / "nm")]).split())
+    assert "warning:" not in plausible and "(implausible" not in plausible

@@ -194,3 +194,26 @@ def voxel_size_nanometers(
         return None
     z, y, x = (float(v) * scale for v in voxel_size)
     return (z, y, x)
+
+
+#: Voxel edges, nm, of the microscopes synapses are imaged with (electron microscopy's few
+#: nm to light microscopy's sections of about a micrometre). Outside this range a voxel
+#: size is almost always a unit mistake (nanometres given as micrometres, or the reverse).
+PLAUSIBLE_VOXEL_NM = (1.0, 2000.0)
+
+
+def implausible_voxel_size(voxel_nm: tuple[float, float, float] | None) -> str | None:
+    """A sentence naming the likely unit mistake when a voxel edge in nm lies outside
+    :data:`PLAUSIBLE_VOXEL_NM`; None when the size is plausible or unknown."""
+    if voxel_nm is None:
+        return None
+    low, high = PLAUSIBLE_VOXEL_NM
+    if all(low <= v <= high for v in voxel_nm):
+        return None
+    shown = ",".join(f"{v:g}" for v in voxel_nm)
+    return (
+        f"the voxel size {shown} nm (z,y,x) is outside the {low:g}-{high:g} nm of synapse "
+        "imaging, so the detector's physical sizes are unlikely to fit the data: check "
+        "--voxel-size and --voxel-unit (e.g. 70,100,100 nanometers is 0.07,0.1,0.1 "
+        "micrometers)"
+    )

@@ -14,7 +14,7 @@ Every problem is a :class:`VolumeInputError` naming the CLI option at fault and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,12 +233,15 @@ def read_volume_file(path: str | Path, *, option: str = "input") -> VolumeFile:
             field=option,
             hint=f"pass a {SUPPORTED} file (the suffix tells the format)",
         )
+    if vf.data.ndim == 2:  # one plane (y, x): a volume of one section, detected in 2-D
+        vf = replace(vf, data=vf.data[np.newaxis])
     if vf.data.ndim not in (3, 4):
         raise VolumeInputError(
             f"{path} holds a {vf.data.ndim}-D array of shape {tuple(vf.data.shape)}; "
-            "a volume is z, y, x (or c, z, y, x for several channels)",
+            "a volume is z, y, x (or c, z, y, x for several channels; y, x for one plane)",
             field=option,
-            hint="pass a 3-D volume per channel, or a 4-D channels-first file with names",
+            hint="pass a 3-D volume or one plane per channel, or a 4-D channels-first file "
+            "with names",
         )
     dtype = np.dtype(vf.data.dtype)
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
