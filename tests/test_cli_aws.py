@@ -189,3 +189,47 @@ def test_wait_reports_steps_until_the_end() -> None:
     summary = wait_for(FakeSfn(), "arn", poll_seconds=0, on_step=lambda s, st: seen.append((s, st)))
     assert summary["status"] == "SUCCEEDED"
     assert seen == [("V", "running"), ("V", "done"), ("D", "running")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "REQUEST", "--stack", STACK, "--wait"],
+        ["status", "some-run", "--stack", STACK],
+        ["results", "some_key", "--stack", STACK],
+        ["list", "--stack", STACK],
+        ["cancel", "some-run", "--stack", STACK],
+        ["retry", "some-run", "--stack", STACK],
+        ["logs", "some-run", "--stack", STACK],
+    ],
+)
+def test_no_region_configured_is_a_clear_error_naming_region(
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request_file: Path,
+    args: list[str],
+) -> None:
+    """No AWS_DEFAULT_REGION/AWS_REGION, no --region, an empty config file: botocore's
+    NoRegionError becomes one message naming --region and AWS_DEFAULT_REGION, exit status 2."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config))
+    result = _run(*[str(request_file) if a == "REQUEST" else a for a in args])
+    assert isinstance(result.exception, SynapsePipelinesError), result.output
+    assert result.exception.field == "--region"
+    assert "AWS_DEFAULT_REGION" in str(result.exception)
+    # through the console script: one line on stderr, exit status 2, no traceback
+    code = "import sys; from synapse_pipelines.cli import main; sys.argv[0] = 'x'; main()"
+    argv = [str(request_file) if a == "REQUEST" else a for a in args]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "--region" in done.stderr

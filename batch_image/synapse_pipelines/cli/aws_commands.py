@@ -56,10 +56,25 @@ class StackError(SynapsePipelinesError):
     error_type = "StackError"
 
 
+class NoRegionError(SynapsePipelinesError):
+    error_type = "NoRegionError"
+
+
 def _session(region: str | None) -> Any:
+    """A boto3 session of ``region`` (default: the AWS configuration's); no region anywhere
+    is a clear error naming ``--region`` (botocore would raise NoRegionError at the first
+    client)."""
     import boto3  # start-up time: ~0.5 s to import; only the commands that call AWS need it
 
-    return boto3.session.Session(region_name=region)
+    session = boto3.session.Session(region_name=region)
+    if not session.region_name:
+        raise NoRegionError(
+            "no AWS region configured",
+            field="--region",
+            hint="pass --region REGION (the stack's region, e.g. us-east-1), or set "
+            "AWS_DEFAULT_REGION, or run `aws configure set region REGION`",
+        )
+    return session
 
 
 def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
