@@ -129,3 +129,35 @@ def test_submit_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> No
     assert region.exit_code == 0 and "eu-west-1, price table" in region.output
     bad = _run("submit", request, "--stack", "S", "--dry-run", "--region", "mars-1")
     assert "--region: " in str(bad.exception) and "'mars-1'" in str(bad.exception)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "parameters"),
+    [
+        ("paired-puncta", {"seed_level": -1}),
+        ("paired-puncta", {"no_such_parameter": 3}),
+        ("nomads-unsupervised", {"window": 4}),
+    ],
+)
+def test_estimate_and_dry_run_refuse_what_validate_request_refuses(
+    tmp_path: Path, pipeline: str, parameters: dict[str, Any]
+) -> None:
+    """The pipeline parameters are checked by the function ValidateRequest calls: a request
+    the workflow would refuse is refused before any estimate, with the same message."""
+    from synapse_pipelines.core.errors import RequestValidationError
+    from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.workflow.validate_step import checked_parameters
+
+    data = dict(SMALL, pipeline=pipeline, pipeline_parameters=parameters)
+    with pytest.raises(RequestValidationError) as lambda_says:
+        checked_parameters(parse_request(data))
+    request = str(_file(tmp_path, data))
+    for args in (["estimate", request], ["submit", request, "--stack", "S", "--dry-run"]):
+        result = _run(*args)
+        assert isinstance(result.exception, RequestValidationError), (args, result.output)
+        assert str(result.exception) == str(lambda_says.value)
+        assert "total" not in result.output  # refused before any estimate
+    done = _cli("estimate", request)
+    assert done.returncode == 2 and str(lambda_says.value) in done.stderr, done.stderr
+    if parameters == {"seed_level": -1}:
+        assert "pipeline_parameters.seed_level: must be >= 0.01" in done.stderr

@@ -4,7 +4,8 @@ The stack is found by name; its CloudFormation outputs (names in
 ``synapse_pipelines.workflow.wiring.OUTPUT_*``) give the state machine, bucket and event bus.
 
 - ``submit request.json --stack NAME [--wait] [--via-events] [--dry-run]``: validates the
-  request locally (same model and messages as everywhere), then StartExecution with the
+  request locally (same model and messages as everywhere; the pipeline parameters with
+  ValidateRequest's own check), then StartExecution with the
   execution name derived from the request, so submitting the same request twice never starts
   a second run; or puts a "Synapse Detection Requested" event on the stack's bus
   (``--via-events``), whose rule starts the same named execution. ``--wait`` follows the
@@ -30,6 +31,7 @@ from typing import Any
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
+from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import run_names, wiring as wf
@@ -324,6 +326,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start a run on AWS (the same request twice starts one run)."""
         request = _load_request(request_file)
+        checked_parameters(request)  # ValidateRequest's check and message, before anything runs
         if dry_run:
             cost = cost_commands.request_estimate(
                 request, region=region, channels=channels, channel_bytes=channel_bytes

@@ -9,7 +9,9 @@ Spot or EC2 Spot, Step Functions, Lambda, S3 and the NAT gateway. Nothing contac
 BOSS: the channels pulled are given (``--channels``, ``--channel-bytes``; collman15v2 has 13
 uint8 image channels). ``--budget`` checks the estimate against a cap exactly as
 ValidateRequest does with ``SYNAPSE_PIPELINES_BUDGET_USD``. ``submit --dry-run`` prints the
-same (:func:`print_estimate`).
+same (:func:`print_estimate`). Both first check the pipeline parameters with ValidateRequest's
+own check (:func:`~synapse_pipelines.core.pipelines.checked_parameters`), so a request the
+workflow would refuse is refused here with the same message.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import typer
 
 from synapse_pipelines.core.budget import ENV_BUDGET_USD, check_budget, parse_budget
 from synapse_pipelines.core.cost_estimate import CostEstimate, usd
+from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_table
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow.job_costs import estimate_request
@@ -93,6 +96,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a request's plan, vCPU-hours and GiB-hours, and each service's cost."""
         request = parse_request(request_file)
+        checked_parameters(request)  # what ValidateRequest refuses, with its message
         cap = parse_budget(budget, field="--budget")
         cost = request_estimate(
             request, region=region, channels=channels, channel_bytes=channel_bytes
