@@ -188,7 +188,90 @@ def test_wait_reports_steps_until_the_end() -> None:
     seen: list[tuple[str, str]] = []
     summary = wait_for(FakeSfn(), "arn", poll_seconds=0, on_step=lambda s, st: seen.append((s, st)))
     assert summary["status"] == "SUCCEEDED"
-    assert seen == [("V", "running"), ("V", "done"), ("D", "running")]
+    # the last poll: the execution ended, so D (entered, never exited) is no longer running
+    assert seen == [("V", "running"), ("V", "done"), ("D", "running"), ("D", "done")]
+
+
+#: Parallel branches that interleave (A1 waits), a Map of two iterations, a Task whose failure
+#: is caught, a Fail state; or (``T`` a Pass) a Succeed state.
+PARALLEL_MAP_FAIL = {
+    "StartAt": "P",
+    "States": {
+        "P": {
+            "Type": "Parallel",
+            "Next": "M",
+            "ResultPath": None,
+            "Branches": [
+                {
+                    "StartAt": "A1",
+                    "States": {
+                        "A1": {"Type": "Wait", "Seconds": 1, "Next": "A2"},
+                        "A2": {"Type": "Pass", "End": True},
+                    },
+                },
+                {"StartAt": "B1", "States": {"B1": {"Type": "Pass", "End": True}}},
+            ],
+        },
+        "M": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ResultPath": None,
+            "Next": "T",
+            "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
+        },
+        "T": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sns:publish",
+            "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:none", "Message": "x"},
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
+            "Next": "Succeeded",
+        },
+        "Succeeded": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail", "Error": "E", "Cause": "caught"},
+    },
+}
+
+
+@pytest.mark.parametrize("outcome", ["FAILED", "SUCCEEDED"])
+def test_status_of_a_finished_run_shows_no_step_running(aws_env: None, outcome: str) -> None:
+    """Real moto histories: the Parallel's and the Map's exits come after their branches' and
+    iterations' (which interleave), a caught Task failure still exits, a Fail state never
+    exits. Each exit closes the state of its own name; a finished run shows nothing running."""
+    from moto import mock_aws
+
+    from synapse_pipelines.cli.aws_commands import execution_summary, wait_for
+
+    definition = json.loads(json.dumps(PARALLEL_MAP_FAIL))
+    if outcome == "SUCCEEDED":
+        definition["States"]["T"] = {"Type": "Pass", "Next": "Succeeded"}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        import boto3
+
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="steps",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/states",
+        )["stateMachineArn"]
+        arn = sfn.start_execution(
+            stateMachineArn=machine, name="run-1", input=json.dumps({"items": [1, 2]})
+        )["executionArn"]
+        summary = wait_for(sfn, arn, poll_seconds=0.2, timeout_seconds=60)
+        assert summary["status"] == outcome
+        steps = [(s["step"], s["state"]) for s in execution_summary(sfn, arn)["steps"]]
+    assert steps[:7] == [
+        ("P", "done"),
+        ("A1", "done"),
+        ("B1", "done"),
+        ("A2", "done"),
+        ("M", "done"),
+        ("I", "done"),
+        ("I", "done"),
+    ]
+    if outcome == "FAILED":
+        assert steps[7:] == [("T", "failed"), ("Failed", "failed")]
+    else:
+        assert steps[7:] == [("T", "done"), ("Succeeded", "done")]
 
 
 @pytest.mark.parametrize(

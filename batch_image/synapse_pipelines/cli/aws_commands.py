@@ -36,6 +36,7 @@ from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+from synapse_pipelines.workflow.execution_steps import execution_steps
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import (
     Deployment,
@@ -206,7 +207,7 @@ def execution_summary(sfn: Any, execution_arn: str) -> dict[str, Any]:
             summary["output"] = json.loads(described["output"])
         except ValueError:
             summary["output"] = described["output"]
-    steps_seen = _steps(sfn, execution_arn)
+    steps_seen = _steps(sfn, execution_arn, summary["status"])
     if steps_seen:
         summary["steps"] = steps_seen
     return summary
@@ -233,20 +234,11 @@ def run_summary(deployment: Deployment, description: Mapping[str, Any]) -> dict[
     return summary
 
 
-def _steps(sfn: Any, execution_arn: str) -> list[dict[str, str]]:
-    """Each state entered, in order, with how it ended."""
-    out: list[dict[str, str]] = []
+def _steps(sfn: Any, execution_arn: str, status: str) -> list[dict[str, str]]:
+    """Each state entered, in order, with how it ended (:func:`execution_steps`)."""
     paginator = sfn.get_paginator("get_execution_history")
-    for page in paginator.paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            kind = event["type"]
-            if kind.endswith("StateEntered"):
-                out.append({"step": event["stateEnteredEventDetails"]["name"], "state": "running"})
-            elif kind.endswith("StateExited") and out:
-                out[-1]["state"] = "done"
-            elif kind in ("TaskFailed", "LambdaFunctionFailed") and out:
-                out[-1]["state"] = "failed"
-    return out
+    pages = paginator.paginate(executionArn=execution_arn)
+    return execution_steps((event for page in pages for event in page["events"]), status)
 
 
 def wait_for(
