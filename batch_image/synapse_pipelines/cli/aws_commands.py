@@ -313,8 +313,8 @@ def register(app: typer.Typer) -> None:
             help="Print the plan and its estimated cost (prices of --region, default "
             "us-east-1; see `estimate`) and start nothing.",
         ),
-        channels: int = cost_commands.CHANNELS,
-        channel_bytes: int = cost_commands.CHANNEL_BYTES,
+        channels: int | None = cost_commands.CHANNELS,
+        channel_bytes: int | None = cost_commands.CHANNEL_BYTES,
     ) -> None:
         """Start a run on AWS (the same request twice starts one run)."""
         request = _load_request(request_file)
