@@ -29,7 +29,7 @@ from typing import Any
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.workflow.job_logs import run_job_logs, select_jobs
+from synapse_pipelines.workflow.job_logs import run_job_logs, select_jobs, steps_with_jobs
 from synapse_pipelines.workflow.run_cancel import cancel_run
 from synapse_pipelines.workflow.run_jobs import list_run_jobs
 from synapse_pipelines.workflow.run_listing import check_limit, format_table, list_runs
@@ -177,7 +177,12 @@ def logs_command(
     chosen = select_jobs(jobs, step=step, failed=failed)
     if not chosen:
         what = f" of step {step}" if step else ""
-        echo(f"no {'failed ' if failed else ''}Batch jobs{what} in {description['name']}")
+        line = f"no {'failed ' if failed else ''}Batch jobs{what} in {description['name']}"
+        others = steps_with_jobs(jobs, failed=failed) if step else []
+        if others:
+            kind = "failed jobs" if failed else "jobs"
+            line += f"; it has {kind} of steps {', '.join(others)}: pass one as --step"
+        echo(line)
         return 0
     printed = 0
     for log in run_job_logs(deployment.client("logs"), deployment.job_log_group, chosen):
