@@ -44,6 +44,7 @@ from synapse_pipelines.workflow.runs import (
     find_execution,
     history,
     request_of,
+    shown_status,
 )
 
 from . import cost_commands
@@ -415,7 +416,7 @@ def _wait_and_report(sfn: Any, execution_arn: str, poll: float, via_events: bool
 
 
 def _print_summary(summary: Mapping[str, Any]) -> None:
-    typer.echo(f"{summary.get('name')}: {summary['status']}")
+    typer.echo(f"{summary.get('name')}: {shown_status(str(summary['status']))}")
     for step in summary.get("steps", []):
         typer.echo(f"  {step['step']}: {step['state']}")
     if summary.get("error"):

@@ -36,11 +36,11 @@ from synapse_pipelines.workflow.run_listing import check_limit, format_table, li
 from synapse_pipelines.workflow.run_names import job_name_stem
 from synapse_pipelines.workflow.run_retry import RetryOutcome, retry_failed_since, retry_run
 from synapse_pipelines.workflow.runs import (
-    SHOWN_STATUS,
     Deployment,
     find_execution,
     parse_since,
     request_of,
+    shown_status,
 )
 
 from .aws_commands import REGION, STACK, deployment_of, load_request
@@ -106,8 +106,7 @@ def cancel_command(
         wait_seconds=wait_seconds,
     )
     if not outcome.changed:
-        shown = SHOWN_STATUS.get(outcome.status, outcome.status)
-        echo(f"{outcome.name} already ended: {shown}; nothing changed")
+        echo(f"{outcome.name} already ended: {shown_status(outcome.status)}; nothing changed")
         return False
     echo(f"{outcome.name}: CANCELLED (execution stopped)")
     for job in outcome.terminated:
@@ -123,7 +122,8 @@ def cancel_command(
 
 def _retry_line(outcome: RetryOutcome) -> str:
     if outcome.started:
-        return f"{outcome.previous} ({outcome.previous_status}) -> started {outcome.name}"
+        shown = shown_status(outcome.previous_status)
+        return f"{outcome.previous} ({shown}) -> started {outcome.name}"
     return f"{outcome.previous}: not retried, {outcome.why}"
 
 
