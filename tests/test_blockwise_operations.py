@@ -123,6 +123,16 @@ def test_retry_reuses_the_completed_blocks_and_succeeds(ops: OpsStack) -> None:
     label: list[str] = []
     run_commands.logs_command(ops.deployment, outcome.name, step="LabelBlock", echo=label.append)
     assert {f"label block {i}: computed" for i in range(4, 8)} <= set(label)
+    # a blockwise run has no Detect job: logs says which steps did run jobs
+    none: list[str] = []
+    assert (
+        run_commands.logs_command(ops.deployment, outcome.name, step="Detect", echo=none.append)
+        == 0
+    )
+    (line,) = none
+    assert line.startswith(f"no Batch jobs of step Detect in {outcome.name}; it has jobs of steps ")
+    assert "BlockwiseCovariance, " in line and "BlockwiseLabel" in line
+    assert line.endswith(": pass one as --step")
     (notice,) = [n for n in rt.notifications() if "finished" in n["Subject"]]
     assert failed.results_key in notice["Message"]
     manifest = json.loads(

@@ -188,4 +188,131 @@ def test_wait_reports_steps_until_the_end() -> None:
     seen: list[tuple[str, str]] = []
     summary = wait_for(FakeSfn(), "arn", poll_seconds=0, on_step=lambda s, st: seen.append((s, st)))
     assert summary["status"] == "SUCCEEDED"
-    assert seen == [("V", "running"), ("V", "done"), ("D", "running")]
+    # the last poll: the execution ended, so D (entered, never exited) is no longer running
+    assert seen == [("V", "running"), ("V", "done"), ("D", "running"), ("D", "done")]
+
+
+#: Parallel branches that interleave (A1 waits), a Map of two iterations, a Task whose failure
+#: is caught, a Fail state; or (``T`` a Pass) a Succeed state.
+PARALLEL_MAP_FAIL = {
+    "StartAt": "P",
+    "States": {
+        "P": {
+            "Type": "Parallel",
+            "Next": "M",
+            "ResultPath": None,
+            "Branches": [
+                {
+                    "StartAt": "A1",
+                    "States": {
+                        "A1": {"Type": "Wait", "Seconds": 1, "Next": "A2"},
+                        "A2": {"Type": "Pass", "End": True},
+                    },
+                },
+                {"StartAt": "B1", "States": {"B1": {"Type": "Pass", "End": True}}},
+            ],
+        },
+        "M": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ResultPath": None,
+            "Next": "T",
+            "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
+        },
+        "T": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sns:publish",
+            "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:none", "Message": "x"},
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
+            "Next": "Succeeded",
+        },
+        "Succeeded": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail", "Error": "E", "Cause": "caught"},
+    },
+}
+
+
+@pytest.mark.parametrize("outcome", ["FAILED", "SUCCEEDED"])
+def test_status_of_a_finished_run_shows_no_step_running(aws_env: None, outcome: str) -> None:
+    """Real moto histories: the Parallel's and the Map's exits come after their branches' and
+    iterations' (which interleave), a caught Task failure still exits, a Fail state never
+    exits. Each exit closes the state of its own name; a finished run shows nothing running."""
+    from moto import mock_aws
+
+    from synapse_pipelines.cli.aws_commands import execution_summary, wait_for
+
+    definition = json.loads(json.dumps(PARALLEL_MAP_FAIL))
+    if outcome == "SUCCEEDED":
+        definition["States"]["T"] = {"Type": "Pass", "Next": "Succeeded"}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        import boto3
+
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="steps",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/states",
+        )["stateMachineArn"]
+        arn = sfn.start_execution(
+            stateMachineArn=machine, name="run-1", input=json.dumps({"items": [1, 2]})
+        )["executionArn"]
+        summary = wait_for(sfn, arn, poll_seconds=0.2, timeout_seconds=60)
+        assert summary["status"] == outcome
+        steps = [(s["step"], s["state"]) for s in execution_summary(sfn, arn)["steps"]]
+    assert steps[:7] == [
+        ("P", "done"),
+        ("A1", "done"),
+        ("B1", "done"),
+        ("A2", "done"),
+        ("M", "done"),
+        ("I", "done"),
+        ("I", "done"),
+    ]
+    if outcome == "FAILED":
+        assert steps[7:] == [("T", "failed"), ("Failed", "failed")]
+    else:
+        assert steps[7:] == [("T", "done"), ("Succeeded", "done")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", "REQUEST", "--stack", STACK, "--wait"],
+        ["status", "some-run", "--stack", STACK],
+        ["results", "some_key", "--stack", STACK],
+        ["list", "--stack", STACK],
+        ["cancel", "some-run", "--stack", STACK],
+        ["retry", "some-run", "--stack", STACK],
+        ["logs", "some-run", "--stack", STACK],
+    ],
+)
+def test_no_region_configured_is_a_clear_error_naming_region(
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request_file: Path,
+    args: list[str],
+) -> None:
+    """No AWS_DEFAULT_REGION/AWS_REGION, no --region, an empty config file: botocore's
+    NoRegionError becomes one message naming --region and AWS_DEFAULT_REGION, exit status 2."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config))
+    result = _run(*[str(request_file) if a == "REQUEST" else a for a in args])
+    assert isinstance(result.exception, SynapsePipelinesError), result.output
+    assert result.exception.field == "--region"
+    assert "AWS_DEFAULT_REGION" in str(result.exception)
+    # through the console script: one line on stderr, exit status 2, no traceback
+    code = "import sys; from synapse_pipelines.cli import main; sys.argv[0] = 'x'; main()"
+    argv = [str(request_file) if a == "REQUEST" else a for a in args]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "--region" in done.stderr

@@ -29,6 +29,12 @@ SMALL = {
 LARGE = dict(SMALL, z_range=[0, 1000], y_range=[0, 10_000], x_range=[0, 10_000])
 
 
+@pytest.fixture(autouse=True)
+def _no_boss_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a token the estimate never contacts BOSS (with one it counts the channels)."""
+    monkeypatch.delenv("BOSS_TOKEN", raising=False)
+
+
 def _file(tmp_path: Path, data: Any, name: str = "request.json") -> Path:
     path = tmp_path / name
     path.write_text(data if isinstance(data, str) else json.dumps(data))
@@ -129,3 +135,82 @@ def test_submit_dry_run_prints_the_plan_and_starts_nothing(tmp_path: Path) -> No
     assert region.exit_code == 0 and "eu-west-1, price table" in region.output
     bad = _run("submit", request, "--stack", "S", "--dry-run", "--region", "mars-1")
     assert "--region: " in str(bad.exception) and "'mars-1'" in str(bad.exception)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "parameters"),
+    [
+        ("paired-puncta", {"seed_level": -1}),
+        ("paired-puncta", {"no_such_parameter": 3}),
+        ("nomads-unsupervised", {"window": 4}),
+    ],
+)
+def test_estimate_and_dry_run_refuse_what_validate_request_refuses(
+    tmp_path: Path, pipeline: str, parameters: dict[str, Any]
+) -> None:
+    """The pipeline parameters are checked by the function ValidateRequest calls: a request
+    the workflow would refuse is refused before any estimate, with the same message."""
+    from synapse_pipelines.core.errors import RequestValidationError
+    from synapse_pipelines.core.request import parse_request
+    from synapse_pipelines.workflow.validate_step import checked_parameters
+
+    data = dict(SMALL, pipeline=pipeline, pipeline_parameters=parameters)
+    with pytest.raises(RequestValidationError) as lambda_says:
+        checked_parameters(parse_request(data))
+    request = str(_file(tmp_path, data))
+    for args in (["estimate", request], ["submit", request, "--stack", "S", "--dry-run"]):
+        result = _run(*args)
+        assert isinstance(result.exception, RequestValidationError), (args, result.output)
+        assert str(result.exception) == str(lambda_says.value)
+        assert "total" not in result.output  # refused before any estimate
+    done = _cli("estimate", request)
+    assert done.returncode == 2 and str(lambda_says.value) in done.stderr, done.stderr
+    if parameters == {"seed_level": -1}:
+        assert "pipeline_parameters.seed_level: must be >= 0.01" in done.stderr
+
+
+def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
+    tmp_path: Path, boss_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detect pulls every image channel of the experiment: with a BOSS token at hand the
+    estimate counts them on BOSS (here 2 uint16 channels; the annotation channel is not
+    pulled), as ValidateRequest does; without one it says 13 are assumed and how to fix it."""
+    import numpy as np
+
+    collection = boss_server.unique("est")
+    volumes = {
+        "synapsin": np.ones((4, 16, 16), np.uint16),
+        "psd95": np.ones((4, 16, 16), np.uint16),
+    }
+    labels = {"annotation": np.zeros((4, 16, 16), np.uint64)}
+    boss_server.load(collection, "two", volumes, annotations=labels)
+    data = dict(
+        SMALL,
+        boss_host=boss_server.host,
+        boss_protocol="http",
+        collection=collection,
+        experiment="two",
+        z_range=[0, 4],
+        y_range=[0, 16],
+        x_range=[0, 16],
+    )
+    request = str(_file(tmp_path, data))
+    assumed = _run("estimate", request)
+    assert assumed.exit_code == 0, assumed.output
+    assert (
+        "13 channels x 1 byte pulled (assumed, collman15v2's; give --channels N or set "
+        "BOSS_TOKEN to count them)"
+    ) in assumed.output
+    given = _run("estimate", request, "--channels", "3", "--json")
+    record = json.loads(given.output)
+    assert record["channels"] == 3 and record["bytes_per_channel"] == 1
+    monkeypatch.setenv("BOSS_TOKEN", boss_server.token)
+    for args in (["estimate", request], ["submit", request, "--stack", "S", "--dry-run"]):
+        counted = _run(*args)
+        assert counted.exit_code == 0, counted.output
+        assert (
+            f"2 channels x 2 byte pulled ({collection}/two's image channels, on BOSS)"
+            in counted.output
+        ), counted.output
+    record = json.loads(_run("estimate", request, "--json").output)
+    assert record["channels"] == 2 and record["bytes_per_channel"] == 2

@@ -112,6 +112,8 @@ def test_retry_runs_the_cancelled_request_again_under_a_related_name(ops: OpsSta
     out: list[str] = []
     (outcome,) = run_commands.retry_command(ops.deployment, cancelled.name, echo=out.append)
     assert outcome.started and outcome.attempt == 2
+    # the word `list` and `cancel` use, not Step Functions' ABORTED
+    assert out == [f"{cancelled.name} (CANCELLED) -> started {outcome.name}"]
     assert outcome.name == run_names.execution_name(
         rt.execution_input(parse_request(ops.request())), cancelled.results_key, attempt=2
     )
@@ -174,9 +176,12 @@ def test_list_shows_runs_with_status_synapses_and_where_results_are(ops: OpsStac
     out: list[str] = []
     run_commands.list_command(dep, echo=out.append)
     header, *rows = out
-    assert header.split()[:2] == ["status", "request"]
+    assert header.split()[:3] == ["status", "request", "pipeline"]
     names = {r.split()[-1]: r for r in rows}
     retried, cancelled = ops.results["retried"], ops.results["cancelled"]
+    # the pipeline column tells runs of the same box with different pipelines apart
+    assert " paired-puncta " in names[retried.name]
+    assert f" {REFUSES_FLAT} " in names[ops.results["failed"].name]
     assert names[retried.name].startswith("SUCCEEDED")
     assert f"s3://{ops.rt.res.bucket}/{cancelled.results_key}/" in names[retried.name]
     assert names[cancelled.name].startswith("CANCELLED")
@@ -186,6 +191,7 @@ def test_list_shows_runs_with_status_synapses_and_where_results_are(ops: OpsStac
     run_commands.list_command(dep, status="cancelled", as_json=True, echo=text.append)
     listed = json.loads(text[0])
     assert [r["name"] for r in listed["runs"]] == [cancelled.name]
+    assert listed["runs"][0]["pipeline"] == "paired-puncta"
     run_commands.list_command(dep, status="SUCCEEDED", as_json=True, echo=text.append)
     (done,) = json.loads(text[1])["runs"]
     assert done["synapses"] > 0 and done["cost_usd"] > 0 and done["attempt"] == 2
@@ -255,6 +261,10 @@ def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack, tmp_path:
     assert logs.exit_code == 0 and logs.output.startswith("== Detect: job detect-"), logs.output
     status = runner.invoke(app, ["status", failed, *stack], env=env)
     assert status.exit_code == 0 and f"logs {failed} --step Detect" in status.output
+    cancelled = ops.results["cancelled"].name
+    shown = runner.invoke(app, ["status", cancelled, *stack], env=env)
+    assert shown.exit_code == 0 and shown.output.startswith(f"{cancelled}: CANCELLED\n")
+    assert "ABORTED" not in shown.output and ": running" not in shown.output, shown.output
     cancel = runner.invoke(app, ["cancel", failed, *stack], env=env)
     assert cancel.exit_code == 0 and "already ended: FAILED" in cancel.output
     # the request file names its latest attempt: `logs REQUEST --step NAME`

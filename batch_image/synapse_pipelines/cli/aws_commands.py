@@ -4,7 +4,8 @@ The stack is found by name; its CloudFormation outputs (names in
 ``synapse_pipelines.workflow.wiring.OUTPUT_*``) give the state machine, bucket and event bus.
 
 - ``submit request.json --stack NAME [--wait] [--via-events] [--dry-run]``: validates the
-  request locally (same model and messages as everywhere), then StartExecution with the
+  request locally (same model and messages as everywhere; the pipeline parameters with
+  ValidateRequest's own check), then StartExecution with the
   execution name derived from the request, so submitting the same request twice never starts
   a second run; or puts a "Synapse Detection Requested" event on the stack's bus
   (``--via-events``), whose rule starts the same named execution. ``--wait`` follows the
@@ -30,10 +31,12 @@ from typing import Any
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
+from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+from synapse_pipelines.workflow.execution_steps import execution_steps
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import (
     Deployment,
@@ -41,6 +44,7 @@ from synapse_pipelines.workflow.runs import (
     find_execution,
     history,
     request_of,
+    shown_status,
 )
 
 from . import cost_commands
@@ -56,10 +60,25 @@ class StackError(SynapsePipelinesError):
     error_type = "StackError"
 
 
+class NoRegionError(SynapsePipelinesError):
+    error_type = "NoRegionError"
+
+
 def _session(region: str | None) -> Any:
+    """A boto3 session of ``region`` (default: the AWS configuration's); no region anywhere
+    is a clear error naming ``--region`` (botocore would raise NoRegionError at the first
+    client)."""
     import boto3  # start-up time: ~0.5 s to import; only the commands that call AWS need it
 
-    return boto3.session.Session(region_name=region)
+    session = boto3.session.Session(region_name=region)
+    if not session.region_name:
+        raise NoRegionError(
+            "no AWS region configured",
+            field="--region",
+            hint="pass --region REGION (the stack's region, e.g. us-east-1), or set "
+            "AWS_DEFAULT_REGION, or run `aws configure set region REGION`",
+        )
+    return session
 
 
 def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
@@ -189,7 +208,7 @@ def execution_summary(sfn: Any, execution_arn: str) -> dict[str, Any]:
             summary["output"] = json.loads(described["output"])
         except ValueError:
             summary["output"] = described["output"]
-    steps_seen = _steps(sfn, execution_arn)
+    steps_seen = _steps(sfn, execution_arn, summary["status"])
     if steps_seen:
         summary["steps"] = steps_seen
     return summary
@@ -216,20 +235,11 @@ def run_summary(deployment: Deployment, description: Mapping[str, Any]) -> dict[
     return summary
 
 
-def _steps(sfn: Any, execution_arn: str) -> list[dict[str, str]]:
-    """Each state entered, in order, with how it ended."""
-    out: list[dict[str, str]] = []
+def _steps(sfn: Any, execution_arn: str, status: str) -> list[dict[str, str]]:
+    """Each state entered, in order, with how it ended (:func:`execution_steps`)."""
     paginator = sfn.get_paginator("get_execution_history")
-    for page in paginator.paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            kind = event["type"]
-            if kind.endswith("StateEntered"):
-                out.append({"step": event["stateEnteredEventDetails"]["name"], "state": "running"})
-            elif kind.endswith("StateExited") and out:
-                out[-1]["state"] = "done"
-            elif kind in ("TaskFailed", "LambdaFunctionFailed") and out:
-                out[-1]["state"] = "failed"
-    return out
+    pages = paginator.paginate(executionArn=execution_arn)
+    return execution_steps((event for page in pages for event in page["events"]), status)
 
 
 def wait_for(
@@ -304,11 +314,12 @@ def register(app: typer.Typer) -> None:
             help="Print the plan and its estimated cost (prices of --region, default "
             "us-east-1; see `estimate`) and start nothing.",
         ),
-        channels: int = cost_commands.CHANNELS,
-        channel_bytes: int = cost_commands.CHANNEL_BYTES,
+        channels: int | None = cost_commands.CHANNELS,
+        channel_bytes: int | None = cost_commands.CHANNEL_BYTES,
     ) -> None:
         """Start a run on AWS (the same request twice starts one run)."""
         request = _load_request(request_file)
+        checked_parameters(request)  # ValidateRequest's check and message, before anything runs
         if dry_run:
             cost = cost_commands.request_estimate(
                 request, region=region, channels=channels, channel_bytes=channel_bytes
@@ -405,7 +416,7 @@ def _wait_and_report(sfn: Any, execution_arn: str, poll: float, via_events: bool
 
 
 def _print_summary(summary: Mapping[str, Any]) -> None:
-    typer.echo(f"{summary.get('name')}: {summary['status']}")
+    typer.echo(f"{summary.get('name')}: {shown_status(str(summary['status']))}")
     for step in summary.get("steps", []):
         typer.echo(f"  {step['step']}: {step['state']}")
     if summary.get("error"):

@@ -5,11 +5,15 @@ queue, one large-memory job, or N blocks of a block shape; the deployed default 
 overridden by ``DETECT_MEMORY_MIB``/``LARGE_DETECT_MEMORY_MIB`` and the
 ``SYNAPSE_BLOCKWISE_*`` settings in the environment) and prices it from the dated price table
 of ``synapse_pipelines.core.pricing``: the jobs' vCPU-hours and GiB-hours, Batch on Fargate
-Spot or EC2 Spot, Step Functions, Lambda, S3 and the NAT gateway. Nothing contacts AWS or
-BOSS: the channels pulled are given (``--channels``, ``--channel-bytes``; collman15v2 has 13
-uint8 image channels). ``--budget`` checks the estimate against a cap exactly as
+Spot or EC2 Spot, Step Functions, Lambda, S3 and the NAT gateway. Nothing contacts AWS.
+Detect pulls every image channel of the experiment: ``--channels`` / ``--channel-bytes`` give
+them; else, with a BOSS token at hand (``BOSS_TOKEN``), they are counted on BOSS as
+ValidateRequest counts them; else collman15v2's 13 uint8 channels are assumed, and the
+estimate says so (:func:`pulled_channels`). ``--budget`` checks the estimate against a cap as
 ValidateRequest does with ``SYNAPSE_PIPELINES_BUDGET_USD``. ``submit --dry-run`` prints the
-same (:func:`print_estimate`).
+same (:func:`print_estimate`). Both first check the pipeline parameters with ValidateRequest's
+own check (:func:`~synapse_pipelines.core.pipelines.checked_parameters`), so a request the
+workflow would refuse is refused here with the same message.
 """
 
 from __future__ import annotations
@@ -17,47 +21,89 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
+from synapse_pipelines.core.boss_token import BOSS_TOKEN_ENV
 from synapse_pipelines.core.budget import ENV_BUDGET_USD, check_budget, parse_budget
 from synapse_pipelines.core.cost_estimate import CostEstimate, usd
+from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_table
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow.job_costs import estimate_request
 
-#: Image channels Detect pulls when nothing else is said: collman15v2's 13 (uint8).
+#: Image channels assumed when neither --channels nor BOSS says: collman15v2's 13 (uint8).
 DEFAULT_CHANNELS = 13
 
 CHANNELS = typer.Option(
-    DEFAULT_CHANNELS,
+    None,
     "--channels",
     min=2,
-    help="Image channels of the experiment (Detect pulls every one; collman15v2: 13).",
+    help="Image channels of the experiment (Detect pulls every one). Default: counted on "
+    "BOSS when BOSS_TOKEN is set, else 13 (collman15v2's) assumed.",
+    show_default=False,
 )
 CHANNEL_BYTES = typer.Option(
-    1, "--channel-bytes", min=1, max=8, help="Bytes per voxel of a channel (uint8: 1, uint16: 2)."
+    None,
+    "--channel-bytes",
+    min=1,
+    max=8,
+    help="Bytes per voxel of a channel (uint8: 1, uint16: 2). Default: BOSS's, else 1.",
+    show_default=False,
 )
+
+
+def pulled_channels(
+    request: SynapseRequest,
+    channels: int | None,
+    channel_bytes: int | None,
+    environ: Mapping[str, str],
+) -> tuple[int, float, str]:
+    """How many image channels Detect will pull, bytes per voxel of one, and where that came
+    from: ``--channels``; else the experiment's image channels counted on BOSS as
+    ValidateRequest counts them, when a token is at hand (``BOSS_TOKEN``, or the request's
+    literal token of a local run); else collman15v2's 13 uint8 channels, said to be assumed."""
+    token = environ.get(BOSS_TOKEN_ENV) or (
+        request.token.get_secret_value() if request.token is not None else ""
+    )
+    if channels is None and token:
+        # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
+        from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
+
+        boss = BossClient.for_request(request, token)
+        names = image_channels(boss, request.collection, request.experiment)
+        voxel = bytes_per_voxel(boss, request.collection, request.experiment, names)
+        per_channel = voxel / max(len(names), 1) if channel_bytes is None else channel_bytes
+        where = f"{request.collection}/{request.experiment}'s image channels, on BOSS"
+        return len(names), per_channel, where
+    if channels is not None:
+        return channels, channel_bytes or 1, "--channels"
+    return (
+        DEFAULT_CHANNELS,
+        channel_bytes or 1,
+        f"assumed, collman15v2's; give --channels N or set {BOSS_TOKEN_ENV} to count them",
+    )
 
 
 def request_estimate(
     request: SynapseRequest,
     *,
     region: str | None,
-    channels: int = DEFAULT_CHANNELS,
-    channel_bytes: int = 1,
+    channels: int | None = None,
+    channel_bytes: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> CostEstimate:
     """The estimate of ``request`` at ``region``'s prices (default us-east-1; an unknown
-    region is a clear error naming ``--region``)."""
-    return estimate_request(
-        request,
-        price_table(region or DEFAULT_REGION, field="--region"),
-        channels=channels,
-        bytes_per_channel=channel_bytes,
-        environ=os.environ if environ is None else environ,
+    region is a clear error naming ``--region``), pulling :func:`pulled_channels`."""
+    env = os.environ if environ is None else environ
+    prices = price_table(region or DEFAULT_REGION, field="--region")
+    count, per_channel, source = pulled_channels(request, channels, channel_bytes, env)
+    cost = estimate_request(
+        request, prices, channels=count, bytes_per_channel=per_channel, environ=env
     )
+    return replace(cost, channels_source=source)
 
 
 def print_estimate(request: SynapseRequest, cost: CostEstimate, budget: float | None) -> None:
@@ -82,8 +128,8 @@ def register(app: typer.Typer) -> None:
             "--region",
             help=f"AWS region whose prices to use ({', '.join(known_regions())}).",
         ),
-        channels: int = CHANNELS,
-        channel_bytes: int = CHANNEL_BYTES,
+        channels: int | None = CHANNELS,
+        channel_bytes: int | None = CHANNEL_BYTES,
         budget: str | None = typer.Option(
             None,
             "--budget",
@@ -93,6 +139,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a request's plan, vCPU-hours and GiB-hours, and each service's cost."""
         request = parse_request(request_file)
+        checked_parameters(request)  # what ValidateRequest refuses, with its message
         cap = parse_budget(budget, field="--budget")
         cost = request_estimate(
             request, region=region, channels=channels, channel_bytes=channel_bytes

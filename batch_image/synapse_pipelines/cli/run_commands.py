@@ -29,18 +29,18 @@ from typing import Any
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.workflow.job_logs import run_job_logs, select_jobs
+from synapse_pipelines.workflow.job_logs import run_job_logs, select_jobs, steps_with_jobs
 from synapse_pipelines.workflow.run_cancel import cancel_run
 from synapse_pipelines.workflow.run_jobs import list_run_jobs
 from synapse_pipelines.workflow.run_listing import check_limit, format_table, list_runs
 from synapse_pipelines.workflow.run_names import job_name_stem
 from synapse_pipelines.workflow.run_retry import RetryOutcome, retry_failed_since, retry_run
 from synapse_pipelines.workflow.runs import (
-    SHOWN_STATUS,
     Deployment,
     find_execution,
     parse_since,
     request_of,
+    shown_status,
 )
 
 from .aws_commands import REGION, STACK, deployment_of, load_request
@@ -106,8 +106,7 @@ def cancel_command(
         wait_seconds=wait_seconds,
     )
     if not outcome.changed:
-        shown = SHOWN_STATUS.get(outcome.status, outcome.status)
-        echo(f"{outcome.name} already ended: {shown}; nothing changed")
+        echo(f"{outcome.name} already ended: {shown_status(outcome.status)}; nothing changed")
         return False
     echo(f"{outcome.name}: CANCELLED (execution stopped)")
     for job in outcome.terminated:
@@ -123,7 +122,8 @@ def cancel_command(
 
 def _retry_line(outcome: RetryOutcome) -> str:
     if outcome.started:
-        return f"{outcome.previous} ({outcome.previous_status}) -> started {outcome.name}"
+        shown = shown_status(outcome.previous_status)
+        return f"{outcome.previous} ({shown}) -> started {outcome.name}"
     return f"{outcome.previous}: not retried, {outcome.why}"
 
 
@@ -177,7 +177,12 @@ def logs_command(
     chosen = select_jobs(jobs, step=step, failed=failed)
     if not chosen:
         what = f" of step {step}" if step else ""
-        echo(f"no {'failed ' if failed else ''}Batch jobs{what} in {description['name']}")
+        line = f"no {'failed ' if failed else ''}Batch jobs{what} in {description['name']}"
+        others = steps_with_jobs(jobs, failed=failed) if step else []
+        if others:
+            kind = "failed jobs" if failed else "jobs"
+            line += f"; it has {kind} of steps {', '.join(others)}: pass one as --step"
+        echo(line)
         return 0
     printed = 0
     for log in run_job_logs(deployment.client("logs"), deployment.job_log_group, chosen):

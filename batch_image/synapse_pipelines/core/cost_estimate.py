@@ -225,6 +225,8 @@ class CostEstimate:
     s3_gets: int
     s3_gb_months: float
     nat_gb: float
+    #: where the number of channels pulled came from (``estimate``: BOSS, --channels, assumed)
+    channels_source: str | None = None
 
     def platform_cost(self, platform: str) -> float:
         return sum(
@@ -291,6 +293,8 @@ class CostEstimate:
             "plan": self.plan.describe(self.sizes),
             "mode": self.plan.mode,
             "n_blocks": self.plan.n_blocks,
+            "channels": self.plan.channels,
+            "bytes_per_channel": self.plan.bytes_per_channel,
             "vcpu_hours": round(self.vcpu_hours, 4),
             "gib_hours": round(self.gib_hours, 4),
             "jobs": [
@@ -318,7 +322,8 @@ class CostEstimate:
                 p.describe(self.sizes), WIDTH, initial_indent="plan:    ", subsequent_indent=" " * 9
             ),
             f"volume:  {' x '.join(str(n) for n in p.shape)} = {p.voxel_count:,} voxels, "
-            f"{p.channels} channels x {p.bytes_per_channel:g} byte pulled",
+            f"{p.channels} channels x {p.bytes_per_channel:g} byte pulled"
+            + (f" ({self.channels_source})" if self.channels_source else ""),
             f"prices:  {self.prices.region}, price table of {self.prices.date} "
             "(Spot prices assumed; docs/costs.md)",
             "",

@@ -54,6 +54,8 @@ from synapse_pipelines.core.errors import (
 if TYPE_CHECKING:  # numpy stays out of the import path of available_pipelines()
     import numpy as np
 
+    from synapse_pipelines.core.request import SynapseRequest  # it imports this module
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "DetectionResult",
@@ -61,6 +63,7 @@ __all__ = [
     "Pipeline",
     "available_pipelines",
     "channel_pair",
+    "checked_parameters",
     "get_pipeline",
     "validate_parameters",
 ]
@@ -233,6 +236,24 @@ def validate_parameters(
     if problems:
         raise RequestValidationError(problems)
     return resolved
+
+
+def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
+    """The request's pipeline parameters checked by the pipeline, defaults filled in: the
+    one check ValidateRequest runs, and ``estimate`` / ``submit`` (also ``--dry-run``) before it.
+
+    A pipeline is a plug-in, loaded by its entry point, and loading it imports its science
+    stack; where that is not installed (the Lambda layer) the load fails on the import and
+    the check is left to Detect, which runs it again anyway. Any other load failure is the
+    broken install it reports.
+    """
+    try:
+        pipeline = get_pipeline(request.pipeline)
+    except PipelineNotFoundError as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
+        return dict(request.pipeline_parameters)
+    return validate_parameters(pipeline, request.pipeline_parameters)
 
 
 def channel_pair(

@@ -60,6 +60,13 @@ def select_jobs(jobs: Iterable[RunJob], *, step: str | None, failed: bool) -> li
     return out
 
 
+def steps_with_jobs(jobs: Iterable[RunJob], *, failed: bool = False) -> list[str]:
+    """The steps (as ``logs --step`` takes them) that ran jobs among ``jobs`` (only FAILED
+    ones with ``failed``), in the order their first job was created."""
+    ordered = sorted(jobs, key=lambda j: j.created_ms)
+    return list(dict.fromkeys(j.step for j in ordered if not failed or j.status == "FAILED"))
+
+
 def stream_events(logs: Any, group: str, stream: str) -> Iterator[str]:
     """Every message of a log stream, oldest first (a missing stream: nothing)."""
     token: str | None = None

@@ -1,7 +1,7 @@
 """Listing runs: one line per execution, newest first, with where its results are.
 
 Step Functions' ``ListExecutions`` gives the executions (status filter, pages); each one's
-input is its request (collection, experiment, box, results key), and the results folder's
+input is its request (collection, experiment, box, pipeline, results key), and the results folder's
 ``manifest.json`` gives the synapse count and the cost (``manifest["cost"]["total_usd"]``,
 recorded by PublishToS3) - only when that manifest is this execution's finished one
 (:func:`~synapse_pipelines.workflow.run_status.manifest_state`): a failed, cancelled or
@@ -23,7 +23,7 @@ from typing import Any
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.run_status import manifest_state, read_json_or_none
-from synapse_pipelines.workflow.runs import SHOWN_STATUS, Deployment, describe, request_of
+from synapse_pipelines.workflow.runs import Deployment, describe, request_of, shown_status
 
 #: ``--status`` values: the execution statuses, and CANCELLED for ABORTED.
 STATUS_FILTERS = {
@@ -45,6 +45,7 @@ class RunLine:
     name: str
     execution_arn: str
     status: str
+    pipeline: str | None  # the request's pipeline (paired-puncta, nomads-unsupervised, ...)
     collection: str | None
     experiment: str | None
     box: str | None
@@ -64,6 +65,7 @@ class RunLine:
         return [
             self.status,
             what,
+            self.pipeline or "-",
             self.started,
             "-" if self.seconds is None else duration_text(self.seconds),
             "-" if self.synapses is None else str(self.synapses),
@@ -73,7 +75,17 @@ class RunLine:
         ]
 
 
-COLUMNS = ("status", "request", "started (UTC)", "duration", "synapses", "cost", "results", "run")
+COLUMNS = (
+    "status",
+    "request",
+    "pipeline",
+    "started (UTC)",
+    "duration",
+    "synapses",
+    "cost",
+    "results",
+    "run",
+)
 
 
 def duration_text(seconds: float) -> str:
@@ -125,7 +137,8 @@ def run_line(deployment: Deployment, summary: Mapping[str, Any]) -> RunLine:
     return RunLine(
         name=str(description["name"]),
         execution_arn=arn,
-        status=SHOWN_STATUS.get(str(description["status"]), str(description["status"])),
+        status=shown_status(str(description["status"])),
+        pipeline=request.pipeline if request else None,
         collection=request.collection if request else None,
         experiment=request.experiment if request else None,
         box=str(request.box) if request else None,

@@ -35,6 +35,11 @@ SHOWN_STATUS = {"ABORTED": "CANCELLED"}
 MAX_ATTEMPTS = 99
 
 
+def shown_status(status: str) -> str:
+    """An execution status as every command shows it (ABORTED is CANCELLED)."""
+    return SHOWN_STATUS.get(status, status)
+
+
 class RunNotFoundError(SynapsePipelinesError):
     error_type = "RunNotFoundError"
 

@@ -22,8 +22,8 @@ import boto3
 
 from synapse_pipelines.core.boss_token import resolve_token
 from synapse_pipelines.core.budget import budget_from_environment, check_budget
-from synapse_pipelines.core.errors import PipelineNotFoundError, RequestValidationError
-from synapse_pipelines.core.pipelines import get_pipeline, validate_parameters
+from synapse_pipelines.core.errors import RequestValidationError
+from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import PricingError, price_table, region_from_environment
 from synapse_pipelines.core.request import (
     SynapseRequest,
@@ -173,23 +173,6 @@ def _check_token_fields(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
         )
     if problems:
         raise RequestValidationError(problems)
-
-
-def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:
-    """The request's pipeline parameters checked by the pipeline, defaults filled in.
-
-    A pipeline is a plug-in, loaded by its entry point, and loading it imports its science
-    stack; where that is not installed (the Lambda layer) the load fails on the import and
-    the check is left to Detect, which runs it again anyway. Any other load failure is the
-    broken install it reports.
-    """
-    try:
-        pipeline = get_pipeline(request.pipeline)
-    except PipelineNotFoundError as exc:
-        if not isinstance(exc.__cause__, ImportError):
-            raise
-        return dict(request.pipeline_parameters)
-    return validate_parameters(pipeline, request.pipeline_parameters)
 
 
 def ensure_email_subscription(sns: Any | None, topic_arn: str, email: str) -> None:
