@@ -214,3 +214,10 @@ def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
         ), counted.output
     record = json.loads(_run("estimate", request, "--json").output)
     assert record["channels"] == 2 and record["bytes_per_channel"] == 2
+    # a BOSS that does not answer (here: refuses the token) leaves the estimate offline
+    monkeypatch.setenv("BOSS_TOKEN", "not-the-token")
+    refused = _run("estimate", request)
+    assert refused.exit_code == 0, refused.output
+    assert "13 channels x 1 byte pulled (assumed, collman15v2's: BOSS could not count" in (
+        " ".join(refused.output.split())
+    ), refused.output

@@ -29,6 +29,7 @@ import typer
 from synapse_pipelines.core.boss_token import BOSS_TOKEN_ENV
 from synapse_pipelines.core.budget import ENV_BUDGET_USD, check_budget, parse_budget
 from synapse_pipelines.core.cost_estimate import CostEstimate, usd
+from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_table
 from synapse_pipelines.core.request import SynapseRequest, parse_request
@@ -72,9 +73,17 @@ def pulled_channels(
         # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
         from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
 
-        boss = BossClient.for_request(request, token)
-        names = image_channels(boss, request.collection, request.experiment)
-        voxel = bytes_per_voxel(boss, request.collection, request.experiment, names)
+        try:
+            boss = BossClient.for_request(request, token)
+            names = image_channels(boss, request.collection, request.experiment)
+            voxel = bytes_per_voxel(boss, request.collection, request.experiment, names)
+        except BossError as exc:  # an estimate is still useful offline: say why it assumes
+            return (
+                DEFAULT_CHANNELS,
+                channel_bytes or 1,
+                f"assumed, collman15v2's: BOSS could not count them ({exc.message}); "
+                "give --channels N",
+            )
         per_channel = voxel / max(len(names), 1) if channel_bytes is None else channel_bytes
         where = f"{request.collection}/{request.experiment}'s image channels, on BOSS"
         return len(names), per_channel, where
