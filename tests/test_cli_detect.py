@@ -160,7 +160,12 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
             "odd",
         ),
         (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
-        (["detect", chans, "--postsynaptic-channel", "psd95"], "postsynaptic_channel", "PSD95"),
+        (["detect", chans, "--postsynaptic-channel", "psd95"], "--postsynaptic-channel", "PSD95"),
+        (
+            ["detect", chans, "--postsynaptic-channel", "Synapsin647"],
+            "--postsynaptic-channel",
+            "both the presynaptic and the postsynaptic",
+        ),
         (["detect"], "INPUT", "no input volumes"),
         (["detect", chans, "--out", str(tmp_path / "a_file")], "--out", "is a file"),
         (
@@ -231,8 +236,9 @@ def test_ambiguous_default_channels(tmp_path) -> None:
     for n in ("Synapsin647", "PSD95_488", "PSD95_594"):
         np.save(tmp_path / f"{n}.npy", a)
     exc = _fails(["detect", *(str(p) for p in sorted(tmp_path.glob("*.npy")))])
-    assert exc.field == "postsynaptic_channel"
+    assert exc.field == "--postsynaptic-channel"  # detect's option, not the request field
     assert "PSD95_488" in str(exc) and "PSD95_594" in str(exc)
+    assert "set --postsynaptic-channel to the one to use" in str(exc)
 
 
 def test_refuses_to_overwrite_results(small, tmp_path) -> None:

@@ -26,6 +26,7 @@ from synapse_pipelines.cli.terminal_output import (
 )
 from synapse_pipelines.core import pipelines
 from synapse_pipelines.core.errors import (
+    ChannelSelectionError,
     DetectionError,
     RequestValidationError,
 )
@@ -54,6 +55,15 @@ class _ChannelChoice:
 
     presynaptic_channel: str | None
     postsynaptic_channel: str | None
+
+
+def _as_flags(text: str | None) -> str | None:
+    """A channel-selection message with the request's field names as ``detect``'s options."""
+    if text is None:
+        return None
+    for name in ("presynaptic_channel", "postsynaptic_channel"):
+        text = text.replace(name, "--" + name.replace("_", "-"))
+    return text
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
@@ -205,9 +215,14 @@ def detect(
         sources = list(inputs or [])
         with steps.step("read", f"reading {len(sources) + len(channel or [])} file(s)"):
             chans = load_channels(sources, channel or [], channel_names=names)
-        selection = select_channels(
-            list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
-        )
+        try:
+            selection = select_channels(
+                list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
+            )
+        except ChannelSelectionError as exc:  # the request's field names, as this CLI's flags
+            raise ChannelSelectionError(
+                _as_flags(exc.message), field=_as_flags(exc.field), hint=_as_flags(exc.hint)
+            ) from exc
         voxel = vs or chans.voxel_size or (1.0, 1.0, 1.0)
         unit = (
             unit_opt

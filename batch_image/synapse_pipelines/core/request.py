@@ -429,9 +429,12 @@ def select_channels(available: Sequence[str], request: SynapseRequest) -> Channe
     pre = _match(names, request.presynaptic_channel, PRESYNAPTIC_MATCH, "presynaptic_channel")
     post = _match(names, request.postsynaptic_channel, POSTSYNAPTIC_MATCH, "postsynaptic_channel")
     if pre == post:
+        named = request.presynaptic_channel or request.postsynaptic_channel
         raise ChannelSelectionError(
-            f"the channel {pre!r} matched both presynaptic and postsynaptic",
-            field="presynaptic_channel",
-            hint="set presynaptic_channel and postsynaptic_channel explicitly",
+            f"the channel {pre!r} is both the presynaptic and the postsynaptic channel",
+            field="postsynaptic_channel" if request.postsynaptic_channel else "presynaptic_channel",
+            hint="name two different channels in presynaptic_channel and postsynaptic_channel"
+            if named
+            else "set presynaptic_channel and postsynaptic_channel explicitly",
         )
     return ChannelSelection(presynaptic=pre, postsynaptic=post)
