@@ -140,7 +140,7 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         (["detect", str(tmp_path / "line.npy")], "INPUT", "1-D"),
         (
             ["detect", str(tmp_path / "Synapsin647.npy"), str(tmp_path / "PSD95_488.npy")],
-            "--channel",
+            "INPUT",
             "differ in shape",
         ),
         (["detect", str(tmp_path / "four.npy")], "--channel-names", "no channel names"),

@@ -354,7 +354,7 @@ def load_channels(
         listing = ", ".join(f"{n} {s}" for n, s in shapes.items())
         raise VolumeInputError(
             f"the channels differ in shape: {listing}",
-            field="--channel",
+            field=" / ".join(o for o, given in (("INPUT", inputs), ("--channel", named)) if given),
             hint="cut every channel from the same z, y, x box",
         )
     if 0 in next(iter(shapes.values())):
