@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from synapse_pipelines.cli import local_commands
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.local import moto_batch, moto_lambda, runtime as lr
@@ -170,6 +172,54 @@ def test_history_tracker_attributes_interleaved_parallel_branches() -> None:
         ("failed", "PublishToS3", 1.0, "BossError"),
         ("succeeded", "PublishToBoss", 4.0, None),
     ]
+
+
+def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() -> None:
+    """The time table `run --local` prints: blockwise Tasks and Maps (whose iterations run
+    as child executions) get their rows; Choice and Pass states, which do no work, do not."""
+    names = [
+        ("TaskStateEntered", "ValidateRequest", 0, 1),
+        ("ChoiceStateEntered", "ChooseDetectMode", 1, 1),
+        ("PassStateEntered", "BlockwiseSettings", 1, 1),
+        ("TaskStateEntered", "BlockwisePlan", 1, 3),
+        ("MapStateEntered", "BlockwiseCovariance", 3, 20),
+        ("TaskStateEntered", "BlockwiseThreshold", 20, 22),
+        ("MapStateEntered", "BlockwiseLabel", 22, 40),
+        ("TaskStateEntered", "Report", 40, 45),
+    ]
+    history, i = [], 0
+    for kind, name, start, end in names:
+        exited = kind.replace("Entered", "Exited")
+        history.append(_ev(i + 1, i, kind, start, stateEnteredEventDetails={"name": name}))
+        history.append(_ev(i + 2, i + 1, exited, end, stateExitedEventDetails={"name": name}))
+        i += 2
+    tracker = lr._HistoryTracker()
+    events = [e for ev in history for e in tracker.feed(ev)]
+    seconds: dict[str, float] = {}
+    for e in events:
+        if e.seconds is not None:
+            seconds[e.state] = seconds.get(e.state, 0.0) + e.seconds
+    result = lr.ExecutionResult(
+        arn="a", name="n", status="SUCCEEDED", error=None, cause=None, output=None,
+        seconds=45.0, step_seconds=seconds, history=history,
+    )  # fmt: skip
+    assert result.steps() == [
+        ("ValidateRequest", 1.0),
+        ("BlockwisePlan", 2.0),
+        ("BlockwiseCovariance", 17.0),
+        ("BlockwiseThreshold", 2.0),
+        ("BlockwiseLabel", 18.0),
+        ("Report", 5.0),
+    ]
+    assert [e.state for e in events if e.kind == "succeeded" and e.is_step] == [
+        name for name, _ in result.steps()
+    ]
+    console = Console(width=80, record=True)
+    console.print(local_commands._step_table(result.steps()))
+    table = console.export_text()
+    for name, secs in result.steps():
+        assert name in table and f"{secs:.1f}" in table
+    assert "ChooseDetectMode" not in table
 
 
 def test_uncaught_failure_is_reported_at_execution_end() -> None:

@@ -28,19 +28,6 @@ from synapse_pipelines.core.request import parse_request
 
 console = Console(highlight=False)
 
-#: the states a person cares about, in workflow order (others are shown only when they fail)
-_SHOWN_STATES = (
-    "ValidateRequest",
-    "Detect",
-    "DetectLarge",
-    "Report",
-    "PublishToBoss",
-    "PublishToS3",
-    "Notify",
-    "DescribeFailure",
-    "NotifyFailure",
-)
-
 
 class _Progress:
     """Per-step progress lines plus a spinner naming what is running now."""
@@ -82,13 +69,13 @@ class _Progress:
     def event(self, ev: Any) -> None:
         with self._lock:
             if ev.kind == "entered":
-                if ev.state in _SHOWN_STATES:
+                if ev.is_step:
                     self.running[ev.state] = time.monotonic()
             elif ev.kind == "job":
                 console.print(f"  [dim]{escape(ev.state)}: Batch job {escape(ev.detail)}[/]")
             elif ev.kind == "error":
                 console.print(f"  [yellow]![/] {escape(ev.state)}: {escape(str(ev.detail))}")
-            elif ev.kind == "succeeded" and ev.state in _SHOWN_STATES:
+            elif ev.kind == "succeeded" and ev.is_step:
                 self.running.pop(ev.state, None)
                 console.print(f"  [green]✓[/] {ev.state:<16} {ev.seconds:6.1f} s")
             elif ev.kind == "failed":
@@ -101,13 +88,13 @@ class _Progress:
             self._refresh()
 
 
-def _step_table(step_seconds: dict[str, float]) -> Table:
+def _step_table(steps: list[tuple[str, float]]) -> Table:
+    """Every step that ran (blockwise stages and Maps included), in the order they started."""
     table = Table(title="time per step", show_header=True, header_style="bold")
     table.add_column("step")
     table.add_column("seconds", justify="right")
-    for name in _SHOWN_STATES:
-        if name in step_seconds:
-            table.add_row(name, f"{step_seconds[name]:.1f}")
+    for name, seconds in steps:
+        table.add_row(name, f"{seconds:.1f}")
     return table
 
 
@@ -183,7 +170,7 @@ def demo(
         if not ex.succeeded:
             _print_failure(ex)
         console.print()
-        console.print(_step_table(ex.step_seconds))
+        console.print(_step_table(ex.steps()))
         if result.files:
             console.print(_files_table(result.files))
         summary = Table(title="synapse-pipelines demo", show_header=False)
@@ -342,7 +329,7 @@ def run(
 
 
 def _report_run(result: Any, files: dict[str, Path], notices: list[Any], t0: float) -> None:
-    console.print(_step_table(result.step_seconds))
+    console.print(_step_table(result.steps()))
     if files:
         console.print(_files_table(files))
     for notice in notices:

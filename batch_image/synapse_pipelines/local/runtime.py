@@ -48,6 +48,17 @@ class ProgressEvent:
     timestamp: datetime
     seconds: float | None = None  # for succeeded/failed: time spent in the state
     detail: str | None = None  # error name for failures, job id for "job"
+    # the state's type as the history names it ("Task", "Map", "Parallel", "Choice", "Pass"...)
+    state_type: str | None = None
+
+    @property
+    def is_step(self) -> bool:
+        """A state that does work (a Task, Map or Parallel), not a Choice, Pass or end."""
+        return self.state_type in STEP_TYPES
+
+
+#: The state types that do work: a per-step time table lists these.
+STEP_TYPES = frozenset({"Task", "Map", "Parallel"})
 
 
 @dataclass
@@ -74,6 +85,17 @@ class ExecutionResult:
             for e in self.history
             if "stateEnteredEventDetails" in e
         ]
+
+    def steps(self) -> list[tuple[str, float]]:
+        """Every step that ran (Task, Map and Parallel states, blockwise stages included) with
+        its time, in the order they were first entered; a state entered more than once (a
+        retry, an inline Map's iterations) has its times summed (:attr:`step_seconds`)."""
+        order: dict[str, None] = {}
+        for e in self.history:
+            details = e.get("stateEnteredEventDetails")
+            if details and str(e["type"]).removesuffix("StateEntered") in STEP_TYPES:
+                order.setdefault(details["name"], None)
+        return [(name, self.step_seconds[name]) for name in order if name in self.step_seconds]
 
 
 @dataclass(frozen=True)
@@ -381,6 +403,7 @@ class _HistoryTracker:
         self.state_of: dict[int, str] = {}
         self.entered_at: dict[str, datetime] = {}
         self.failed: dict[str, str | None] = {}
+        self.type_of: dict[str, str] = {}
 
     def feed(self, ev: dict[str, Any]) -> Iterator[ProgressEvent]:
         ts: datetime = ev["timestamp"]
@@ -391,7 +414,8 @@ class _HistoryTracker:
             self.entered_at[state] = ts
             self.failed.pop(state, None)
             self.state_of[int(ev["id"])] = state
-            yield ProgressEvent("entered", state, ts)
+            self.type_of[state] = kind.removesuffix("StateEntered")
+            yield ProgressEvent("entered", state, ts, state_type=self.type_of[state])
             return
         if state is not None:
             self.state_of[int(ev["id"])] = state
@@ -399,10 +423,11 @@ class _HistoryTracker:
         if "stateExitedEventDetails" in ev:
             state = ev["stateExitedEventDetails"]["name"]
             seconds = (ts - self.entered_at.get(state, ts)).total_seconds()
+            typ = self.type_of.get(state)
             if state in self.failed:  # a caught failure still exits the state
-                yield ProgressEvent("failed", state, ts, seconds, self.failed.pop(state))
+                yield ProgressEvent("failed", state, ts, seconds, self.failed.pop(state), typ)
             else:
-                yield ProgressEvent("succeeded", state, ts, seconds)
+                yield ProgressEvent("succeeded", state, ts, seconds, state_type=typ)
         elif kind == "TaskSubmitted" and state is not None:
             job_id = json.loads(details.get("output") or "{}").get("JobId")
             if job_id:
@@ -413,6 +438,6 @@ class _HistoryTracker:
         elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
             for name, error in list(self.failed.items()):  # failures nobody caught
                 seconds = (ts - self.entered_at.get(name, ts)).total_seconds()
-                yield ProgressEvent("failed", name, ts, seconds, error)
+                yield ProgressEvent("failed", name, ts, seconds, error, self.type_of.get(name))
             self.failed.clear()
             yield ProgressEvent("failed", "execution", ts, None, details.get("error"))
