@@ -234,7 +234,59 @@ def test_uncaught_failure_is_reported_at_execution_end() -> None:
     assert failed == [("Detect", "States.TaskFailed"), ("execution", "X")]
 
 
+def test_download_results_refuses_then_replaces_the_whole_folder(
+    rt: lr.LocalRuntime, tmp_path: Path
+) -> None:
+    """A blockwise run's results, then a one-job run's: the folder never mixes the two."""
+    s3, key = rt.client("s3"), "download-twice"
+
+    def run_outputs(files: dict[str, str]) -> None:
+        listed = s3.list_objects_v2(Bucket=rt.res.bucket, Prefix=wf.results_prefix(key))
+        for obj in listed.get("Contents", []):
+            s3.delete_object(Bucket=rt.res.bucket, Key=obj["Key"])
+        for name, body in files.items():
+            s3.put_object(Bucket=rt.res.bucket, Key=wf.artefact_key(key, name), Body=body)
+
+    run_outputs({"manifest.json": "blockwise", "synapses.csv": "b", "predictions.zarr/c/0": "z",
+                 "synapse_ids.zarr/zarr.json": "{}"})  # fmt: skip
+    first = rt.download_results(key, tmp_path)
+    folder = lr.LocalRuntime.results_folder(tmp_path, key)
+    blockwise = {"manifest.json", "synapses.csv", "predictions.zarr/c/0"}
+    assert set(first) == blockwise | {"synapse_ids.zarr/zarr.json"}
+    assert all(path.is_file() and path.parent.is_relative_to(folder) for path in first.values())
+    run_outputs({"manifest.json": "one job", "synapses.csv": "j", "predictions.ome.tif": "t"})
+    with pytest.raises(SynapsePipelinesError) as refused:
+        rt.download_results(key, tmp_path)
+    assert refused.value.field == "--out" and "already holds results" in str(refused.value)
+    assert "--overwrite" in str(refused.value)
+    assert (folder / "manifest.json").read_text() == "blockwise"  # untouched
+    second = rt.download_results(key, tmp_path, overwrite=True)
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert on_disk == set(second) == {"manifest.json", "synapses.csv", "predictions.ome.tif"}
+    assert (folder / "manifest.json").read_text() == "one job"
+    assert [p.name for p in tmp_path.iterdir()] == [key]  # no staging folder left behind
+    run_outputs({})  # a run that left nothing: the folder stays as it was
+    assert rt.download_results(key, tmp_path, overwrite=True) == {}
+    assert (folder / "manifest.json").read_text() == "one job"
+
+
 # ---------------------------------------------------------------- CLI refusals (no run)
+
+
+def test_run_local_refuses_an_occupied_results_folder_before_the_run(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    data = {"boss_host": "127.0.0.1:9", "collection": "c", "experiment": "e"}
+    data |= {"z_range": [0, 4], "y_range": [0, 16], "x_range": [0, 16]}
+    request.write_text(json.dumps(data))
+    folder = lr.LocalRuntime.results_folder(tmp_path / "runs", parse_request(data).results_key)
+    (folder / "synapse_ids.zarr").mkdir(parents=True)  # a blockwise run's results
+    (folder / "manifest.json").write_text("{}")
+    # no token and no terminal: the refusal comes first, before the prompt and the run
+    proc = _cli("run", str(request), "--local", "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "already holds results" in err and "--out" in err and "--overwrite" in err
+    assert "Traceback" not in proc.stderr and (folder / "manifest.json").read_text() == "{}"
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +29,7 @@ from typing import Any
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import SynapseRequest, parse_request
+from synapse_pipelines.io.outputs import check_results_folder
 from synapse_pipelines.local import moto_batch
 from synapse_pipelines.local.deployment import STACK_NAME, LocalResources, deploy, function_name
 from synapse_pipelines.local.moto_lambda import unregister_lambda_handler
@@ -326,14 +329,61 @@ class LocalRuntime:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return keys
 
+    @staticmethod
+    def results_folder(dest: str | os.PathLike[str], results_key: str) -> Path:
+        """Where :meth:`download_results` puts a request's results: ``dest/<results_key>/``."""
+        return Path(dest) / results_key
+
+    @staticmethod
+    def check_results_folder(
+        dest: str | os.PathLike[str], results_key: str, *, overwrite: bool
+    ) -> Path:
+        """Refuse (before a run) when ``dest/<results_key>/`` already holds results and
+        ``overwrite`` is false; the folder."""
+        folder = LocalRuntime.results_folder(dest, results_key)
+        check_results_folder(folder, overwrite=overwrite, option="--out")
+        return folder
+
     def download_results(
-        self, results_key: str, dest: str | os.PathLike[str], *, include_workflow: bool = False
+        self,
+        results_key: str,
+        dest: str | os.PathLike[str],
+        *,
+        include_workflow: bool = False,
+        overwrite: bool = False,
     ) -> dict[str, Path]:
-        """Copy ``s3://<bucket>/<results_key>/`` into ``dest/<results_key>/``; name -> path."""
+        """Copy ``s3://<bucket>/<results_key>/`` into ``dest/<results_key>/``; name -> path.
+
+        A folder that already holds results is refused unless ``overwrite``; with it, the
+        folder is replaced as a whole, so no file of an earlier run stays among the new ones.
+        The files are downloaded next to it first: a failed download, or a run that left no
+        results, leaves the folder as it was.
+        """
+        folder = self.check_results_folder(dest, results_key, overwrite=overwrite)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{results_key}.incoming-", dir=folder.parent))
+        try:
+            rels = self._download_into(staging, results_key, include_workflow)
+            if rels and overwrite and folder.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{results_key}.replaced-", dir=folder.parent))
+                folder.rename(old / results_key)
+                staging.rename(folder)
+                shutil.rmtree(old)
+            elif rels:
+                for entry in staging.iterdir():  # a new or result-free folder: add the files
+                    target = folder / entry.name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    entry.replace(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {rel: folder / rel for rel in rels}
+
+    def _download_into(self, folder: Path, results_key: str, include_workflow: bool) -> list[str]:
         s3 = self.client("s3")
         prefix = wf.results_prefix(results_key)
-        folder = Path(dest) / results_key
-        files: dict[str, Path] = {}
+        rels: list[str] = []
         for key in self.result_keys(results_key):
             rel = key[len(prefix) :]
             if not include_workflow and rel.split("/", 1)[0] == wf.WORKFLOW_PREFIX:
@@ -341,8 +391,8 @@ class LocalRuntime:
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(self.res.bucket, key, str(path))
-            files[rel] = path
-        return files
+            rels.append(rel)
+        return rels
 
     def _drain(self, queue_url: str) -> list[dict[str, Any]]:
         sqs = self.client("sqs")
