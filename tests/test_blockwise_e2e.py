@@ -135,6 +135,11 @@ def test_blockwise_run_succeeds_through_the_distributed_maps(run: dict[str, Any]
     flow += ["PublishToBossPrepare", "PublishToBossBlocks", "PublishToBossFinish"]
     assert [s for s in entered if s in flow] == flow
     assert "Detect" not in entered and "DetectLarge" not in entered
+    # the per-step time table (`run --local`) lists every stage that ran, Maps included
+    steps = dict(result.steps())
+    assert set(flow) <= set(steps) and "ValidateRequest" in steps and "PublishToS3" in steps
+    assert steps["BlockwiseCovariance"] > 0 and steps["BlockwiseLabel"] > 0
+    assert "ChooseDetectMode" not in steps and "BlockwiseSettings" not in steps  # no work
     assert run["plan"]["n_blocks"] == 64 and run["plan"]["block_shape"] == [4, 32, 32]
     # one Batch job per Map item (8 blocks each) and pass, plus plan, reductions and merge
     names = [j["jobName"] for j in run["jobs"]]

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from fixtures.cli_science import fails as _fails, ok as _ok
+from fixtures.cli_science import fails as _fails, ok as _ok, runner
 
+from synapse_pipelines.cli import app
 from synapse_pipelines.io import ome_tiff, outputs
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
@@ -91,6 +92,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
             "200",
             "--json",
             str(report),
+            "--overwrite",
         ]
     )
     by_labels = json.loads(report.read_text())
@@ -104,6 +106,7 @@ def test_evaluate_per_slice_and_truth_origin(small, tmp_path) -> None:
     _ok(["detect", str(small / "channels.ome.tif"), "--out", str(results)])
     report = tmp_path / "e.json"
     base = ["evaluate", str(results), "--max-distance", "200", "--json", str(report)]
+    base.append("--overwrite")  # the same report, rewritten by each call
     _ok([*base, "--truth", str(small / "annotation.ome.tif"), "--per-slice"])
     slices = json.loads(report.read_text())
     assert slices["mode"] == "2-D per slice"
@@ -157,6 +160,11 @@ def test_synth_realistic_profile_and_knobs(tmp_path) -> None:
         assert exc.field == field, (args, str(exc))
 
 
+def _json(report: Path) -> list[str]:
+    """--json REPORT, replacing it: a test rewrites one report call after call."""
+    return ["--json", str(report), "--overwrite"]
+
+
 def _results_with_points(folder: Path, zyx: np.ndarray, voxel_size=(70.0, 100.0, 100.0),
                          unit: str = "nanometers") -> Path:  # fmt: skip
     """A results-like synapses.csv (+ its metadata) with the given centroids."""
@@ -177,7 +185,7 @@ def test_evaluate_point_annotations_in_physical_units(tmp_path) -> None:
     np.savez(tmp_path / "crop.npz", synapsin=np.zeros((1, 64, 64), np.uint16),
              synapses_yx=np.array([[10, 12], [20, 20], [40, 40]]))  # fmt: skip
     out = _ok(["evaluate", str(results), "--truth", str(tmp_path / "crop.npz"),
-               "--max-distance", "3", "--unit", "px", "--json", str(report)])  # fmt: skip
+               "--max-distance", "3", "--unit", "px", *_json(report)])  # fmt: skip
     scores = json.loads(report.read_text())
     assert (scores["tp"], scores["fp"], scores["fn"]) == (2, 1, 1)
     assert scores["mode"] == "2-D (y,x)"
@@ -185,20 +193,20 @@ def test_evaluate_point_annotations_in_physical_units(tmp_path) -> None:
     assert scores["rule"].startswith("one-to-one")
     # the same in nm or um, through the results' voxel size (100 nm pixels)
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "crop.npz"),
-         "--max-distance", "300", "--unit", "nm", "--json", str(report)])  # fmt: skip
+         "--max-distance", "300", "--unit", "nm", *_json(report)])  # fmt: skip
     assert json.loads(report.read_text())["tp"] == 2
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "crop.npz"),
-         "--max-distance", "0.15", "--unit", "um", "--json", str(report)])  # fmt: skip
+         "--max-distance", "0.15", "--unit", "um", *_json(report)])  # fmt: skip
     assert json.loads(report.read_text())["tp"] == 0  # both pairs are 2 px = 200 nm apart
     # a z,y,x CSV without a header, and a y,x CSV with one
     (tmp_path / "zyx.csv").write_text("0,10,10\n3,20,22\n")
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "zyx.csv"),
-         "--max-distance", "150", "--unit", "nm", "--json", str(report)])  # fmt: skip
+         "--max-distance", "150", "--unit", "nm", *_json(report)])  # fmt: skip
     zyx = json.loads(report.read_text())
     assert zyx["mode"] == "3-D" and zyx["tp"] == 1  # plane 3 is 210 nm from plane 0
     (tmp_path / "yx.csv").write_text("y,x\n10,10\n20,22\n")
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "yx.csv"),
-         "--max-distance", "150", "--unit", "nm", "--json", str(report)])  # fmt: skip
+         "--max-distance", "150", "--unit", "nm", *_json(report)])  # fmt: skip
     assert json.loads(report.read_text())["tp"] == 2
 
 
@@ -208,7 +216,7 @@ def test_evaluate_micrometre_results_and_bad_annotations(tmp_path) -> None:
     (tmp_path / "t.csv").write_text("1,12,10\n")
     report = tmp_path / "e.json"
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "t.csv"),
-         "--max-distance", "250", "--unit", "nm", "--json", str(report)])  # fmt: skip
+         "--max-distance", "250", "--unit", "nm", *_json(report)])  # fmt: skip
     scores = json.loads(report.read_text())
     assert scores["tp"] == 1 and scores["max_distance"] == pytest.approx(0.25)
     (tmp_path / "bad.csv").write_text("z,y,x\n1,2\n")
@@ -229,7 +237,7 @@ def test_evaluate_micrometre_results_and_bad_annotations(tmp_path) -> None:
                   "--max-distance", "250", "--unit", "nm"])  # fmt: skip
     assert exc.field == "--voxel-size"
     _ok(["evaluate", str(tmp_path / "p.csv"), "--truth", str(tmp_path / "t.csv"),
-         "--max-distance", "2", "--unit", "px", "--json", str(report)])  # fmt: skip
+         "--max-distance", "2", "--unit", "px", *_json(report)])  # fmt: skip
     assert json.loads(report.read_text())["tp"] == 1
 
 
@@ -243,6 +251,48 @@ def test_evaluate_against_a_published_0_1_detection_mask(tmp_path) -> None:
     results = _results_with_points(tmp_path / "r", np.array([[1, 2.5, 2.5]]))
     report = tmp_path / "e.json"
     _ok(["evaluate", str(results), "--truth", str(tmp_path / "peer.tif"),
-         "--max-distance", "400", "--unit", "nm", "--json", str(report)])  # fmt: skip
+         "--max-distance", "400", "--unit", "nm", *_json(report)])  # fmt: skip
     scores = json.loads(report.read_text())
     assert (scores["n_truth"], scores["tp"]) == (2, 1)
+
+
+def test_evaluate_json_refuses_to_replace_a_file_unless_overwrite(tmp_path) -> None:
+    results = _results_with_points(tmp_path / "r", np.array([[1, 10, 10]], float))
+    manifest = results / outputs.MANIFEST
+    manifest.write_text('{"results_key": "keep me"}')
+    (tmp_path / "t.csv").write_text("1,11,10\n")
+    args = ["evaluate", str(results), "--truth", str(tmp_path / "t.csv"),
+            "--max-distance", "2", "--unit", "px", "--json", str(manifest)]  # fmt: skip
+    exc = _fails(args)
+    assert exc.field == "--json" and "already exists" in str(exc)
+    assert "--overwrite" in str(exc)
+    assert manifest.read_text() == '{"results_key": "keep me"}'
+    _ok([*args, "--overwrite"])
+    assert json.loads(manifest.read_text())["tp"] == 1
+
+
+def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None:
+    """Truth in nanometres where evaluate reads voxels: F1 0 is explained, not silent."""
+    pred = np.array([[2, 10, 10], [5, 40, 60], [9, 100, 20]], float)
+    results = _results_with_points(tmp_path / "r", pred)
+    volume = {"shape": [16, 128, 128], "origin": [0, 0, 0]}
+    (results / outputs.MANIFEST).write_text(json.dumps({"volume": volume}))
+    nm = pred * np.array([70.0, 100.0, 100.0])
+    nm[0] = pred[0]  # one point in voxels, inside
+    pd.DataFrame(nm, columns=["z", "y", "x"]).to_csv(tmp_path / "nm.csv", index=False)
+    report = tmp_path / "e.json"
+    result = runner.invoke(app, ["evaluate", str(results), "--truth", str(tmp_path / "nm.csv"),
+                                 "--max-distance", "200", "--json", str(report)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 of 3 truth points (67 %) lie outside" in " ".join(result.stderr.split())
+    assert "voxel coordinates" in result.stderr and "70, 100, 100" in result.stderr
+    scores = json.loads(report.read_text())
+    assert scores["truth_outside_volume"] == 2
+    assert len(scores["warnings"]) == 1 and "physical coordinates" in scores["warnings"][0]
+    # truth in voxels: no warning, the count is 0
+    pd.DataFrame(pred, columns=["z", "y", "x"]).to_csv(tmp_path / "vx.csv", index=False)
+    result = runner.invoke(app, ["evaluate", str(results), "--truth", str(tmp_path / "vx.csv"),
+                                 "--max-distance", "200", *_json(report)])  # fmt: skip
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    scores = json.loads(report.read_text())
+    assert scores["truth_outside_volume"] == 0 and "warnings" not in scores

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from synapse_pipelines.core.artefacts import PREDICTIONS_ZARR, SYNAPSE_IDS_ZARR
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.neuroglancer_state import viewer_layout
@@ -35,6 +36,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_demo_command(tmp_path: Path) -> None:
+    # an earlier demo's results (one stale file of a blockwise run among them): the demo
+    # says it replaces them and leaves none of the earlier files
+    key = parse_request(demo.demo_request("h", (16, 128, 128))).results_key
+    (tmp_path / key / PREDICTIONS_ZARR).mkdir(parents=True)
+    (tmp_path / key / PREDICTIONS_ZARR / "zarr.json").write_text("{}")
+    (tmp_path / key / wf.MANIFEST).write_text("{}")
     proc = subprocess.run(
         [*CLI, "demo", "--size", "16,128,128", "--seed", "5", "--out", str(tmp_path)],
         capture_output=True,
@@ -49,6 +56,9 @@ def test_demo_command(tmp_path: Path) -> None:
         assert step in out
     assert "F1 vs synthetic truth" in out and "synapses found" in out
     assert "open the report" in out
+    assert "holds an earlier demo's results" in out and "replaced the earlier demo" in out
+    assert not (tmp_path / key / PREDICTIONS_ZARR).exists()
+    assert (tmp_path / key / wf.MANIFEST).read_text() != "{}"
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert folder.name == parse_request(demo.demo_request("h", (16, 128, 128))).results_key
     assert set(wf.ARTEFACTS) <= {p.name for p in folder.iterdir()}
@@ -70,8 +80,13 @@ def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
         path = tmp_path / "request.json"
         path.write_text(json.dumps(request))
         out = tmp_path / "results"
+        key = parse_request(request).results_key
+        # an earlier blockwise run's results in the folder: --overwrite replaces them all
+        (out / key / SYNAPSE_IDS_ZARR).mkdir(parents=True)
+        (out / key / SYNAPSE_IDS_ZARR / "zarr.json").write_text("{}")
+        (out / key / wf.MANIFEST).write_text("{}")
         proc = subprocess.run(
-            [*CLI, "run", str(path), "--local", "--out", str(out)],
+            [*CLI, "run", str(path), "--local", "--out", str(out), "--overwrite"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -80,7 +95,8 @@ def test_run_local_against_a_boss_by_host(tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCEEDED" in proc.stdout
-    key = parse_request(request).results_key
+    assert "replaced the earlier results" in proc.stdout
+    assert not (out / key / SYNAPSE_IDS_ZARR).exists()
     assert set(wf.ARTEFACTS) <= {p.name for p in (out / key).iterdir()}
     assert token not in proc.stdout + proc.stderr
     for p in (out / key).rglob("*"):

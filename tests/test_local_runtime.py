@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from synapse_pipelines.cli import local_commands
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.local import moto_batch, moto_lambda, runtime as lr
@@ -172,6 +174,54 @@ def test_history_tracker_attributes_interleaved_parallel_branches() -> None:
     ]
 
 
+def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() -> None:
+    """The time table `run --local` prints: blockwise Tasks and Maps (whose iterations run
+    as child executions) get their rows; Choice and Pass states, which do no work, do not."""
+    names = [
+        ("TaskStateEntered", "ValidateRequest", 0, 1),
+        ("ChoiceStateEntered", "ChooseDetectMode", 1, 1),
+        ("PassStateEntered", "BlockwiseSettings", 1, 1),
+        ("TaskStateEntered", "BlockwisePlan", 1, 3),
+        ("MapStateEntered", "BlockwiseCovariance", 3, 20),
+        ("TaskStateEntered", "BlockwiseThreshold", 20, 22),
+        ("MapStateEntered", "BlockwiseLabel", 22, 40),
+        ("TaskStateEntered", "Report", 40, 45),
+    ]
+    history, i = [], 0
+    for kind, name, start, end in names:
+        exited = kind.replace("Entered", "Exited")
+        history.append(_ev(i + 1, i, kind, start, stateEnteredEventDetails={"name": name}))
+        history.append(_ev(i + 2, i + 1, exited, end, stateExitedEventDetails={"name": name}))
+        i += 2
+    tracker = lr._HistoryTracker()
+    events = [e for ev in history for e in tracker.feed(ev)]
+    seconds: dict[str, float] = {}
+    for e in events:
+        if e.seconds is not None:
+            seconds[e.state] = seconds.get(e.state, 0.0) + e.seconds
+    result = lr.ExecutionResult(
+        arn="a", name="n", status="SUCCEEDED", error=None, cause=None, output=None,
+        seconds=45.0, step_seconds=seconds, history=history,
+    )  # fmt: skip
+    assert result.steps() == [
+        ("ValidateRequest", 1.0),
+        ("BlockwisePlan", 2.0),
+        ("BlockwiseCovariance", 17.0),
+        ("BlockwiseThreshold", 2.0),
+        ("BlockwiseLabel", 18.0),
+        ("Report", 5.0),
+    ]
+    assert [e.state for e in events if e.kind == "succeeded" and e.is_step] == [
+        name for name, _ in result.steps()
+    ]
+    console = Console(width=80, record=True)
+    console.print(local_commands._step_table(result.steps()))
+    table = console.export_text()
+    for name, secs in result.steps():
+        assert name in table and f"{secs:.1f}" in table
+    assert "ChooseDetectMode" not in table
+
+
 def test_uncaught_failure_is_reported_at_execution_end() -> None:
     history = [
         _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
@@ -184,7 +234,59 @@ def test_uncaught_failure_is_reported_at_execution_end() -> None:
     assert failed == [("Detect", "States.TaskFailed"), ("execution", "X")]
 
 
+def test_download_results_refuses_then_replaces_the_whole_folder(
+    rt: lr.LocalRuntime, tmp_path: Path
+) -> None:
+    """A blockwise run's results, then a one-job run's: the folder never mixes the two."""
+    s3, key = rt.client("s3"), "download-twice"
+
+    def run_outputs(files: dict[str, str]) -> None:
+        listed = s3.list_objects_v2(Bucket=rt.res.bucket, Prefix=wf.results_prefix(key))
+        for obj in listed.get("Contents", []):
+            s3.delete_object(Bucket=rt.res.bucket, Key=obj["Key"])
+        for name, body in files.items():
+            s3.put_object(Bucket=rt.res.bucket, Key=wf.artefact_key(key, name), Body=body)
+
+    run_outputs({"manifest.json": "blockwise", "synapses.csv": "b", "predictions.zarr/c/0": "z",
+                 "synapse_ids.zarr/zarr.json": "{}"})  # fmt: skip
+    first = rt.download_results(key, tmp_path)
+    folder = lr.LocalRuntime.results_folder(tmp_path, key)
+    blockwise = {"manifest.json", "synapses.csv", "predictions.zarr/c/0"}
+    assert set(first) == blockwise | {"synapse_ids.zarr/zarr.json"}
+    assert all(path.is_file() and path.parent.is_relative_to(folder) for path in first.values())
+    run_outputs({"manifest.json": "one job", "synapses.csv": "j", "predictions.ome.tif": "t"})
+    with pytest.raises(SynapsePipelinesError) as refused:
+        rt.download_results(key, tmp_path)
+    assert refused.value.field == "--out" and "already holds results" in str(refused.value)
+    assert "--overwrite" in str(refused.value)
+    assert (folder / "manifest.json").read_text() == "blockwise"  # untouched
+    second = rt.download_results(key, tmp_path, overwrite=True)
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert on_disk == set(second) == {"manifest.json", "synapses.csv", "predictions.ome.tif"}
+    assert (folder / "manifest.json").read_text() == "one job"
+    assert [p.name for p in tmp_path.iterdir()] == [key]  # no staging folder left behind
+    run_outputs({})  # a run that left nothing: the folder stays as it was
+    assert rt.download_results(key, tmp_path, overwrite=True) == {}
+    assert (folder / "manifest.json").read_text() == "one job"
+
+
 # ---------------------------------------------------------------- CLI refusals (no run)
+
+
+def test_run_local_refuses_an_occupied_results_folder_before_the_run(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    data = {"boss_host": "127.0.0.1:9", "collection": "c", "experiment": "e"}
+    data |= {"z_range": [0, 4], "y_range": [0, 16], "x_range": [0, 16]}
+    request.write_text(json.dumps(data))
+    folder = lr.LocalRuntime.results_folder(tmp_path / "runs", parse_request(data).results_key)
+    (folder / "synapse_ids.zarr").mkdir(parents=True)  # a blockwise run's results
+    (folder / "manifest.json").write_text("{}")
+    # no token and no terminal: the refusal comes first, before the prompt and the run
+    proc = _cli("run", str(request), "--local", "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "already holds results" in err and "--out" in err and "--overwrite" in err
+    assert "Traceback" not in proc.stderr and (folder / "manifest.json").read_text() == "{}"
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -388,7 +388,26 @@ def test_cli_writes_report_and_refuses_to_overwrite(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "out" / "clustering.json").read_text())
     assert payload["seed"] == 3 and payload["gmm_levels"] == 1 and payload["levels_run"] == 1
     again = _cli("report", "synapses.csv", "--out", "out/report.html", cwd=tmp_path)
-    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "--overwrite" in again.stderr and "--force" not in again.stderr
+
+
+def test_cli_report_overwrite_flag_and_its_deprecated_force_alias(tmp_path: Path) -> None:
+    table, _ = clustered_table(60, seed=7)
+    write_synapse_table(table, tmp_path / "synapses.csv")
+    args = ("report", "synapses.csv", "--out", "report.html", "--gmm-levels", "0")
+    (tmp_path / "report.html").write_text("old")
+    done = _cli(*args, "--overwrite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "report.html").read_text() != "old"
+    assert "deprecated" not in done.stderr
+    (tmp_path / "report.html").write_text("old")
+    done = _cli(*args, "--force", cwd=tmp_path)  # old scripts keep working
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "report.html").read_text() != "old"
+    assert "--force is deprecated; use --overwrite" in done.stderr
+    shown = _cli("report", "--help", cwd=tmp_path).stdout
+    assert "--overwrite" in shown and "--force" not in shown
 
 
 @pytest.mark.parametrize(

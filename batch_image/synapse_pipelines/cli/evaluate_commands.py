@@ -11,14 +11,18 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from scipy import ndimage
 
 from synapse_pipelines.cli.terminal_output import (
+    err_console,
     out_console,
     summary_table,
 )
 from synapse_pipelines.core.geometry import PIXEL, normalise_unit, parse_zyx
+from synapse_pipelines.io.ome_tiff import OutputError
 from synapse_pipelines.io.outputs import (
+    MANIFEST,
     SYNAPSE_IDS,
     SYNAPSES_CSV,
 )
@@ -34,6 +38,7 @@ from synapse_pipelines.science.evaluation import (
     evaluate_points,
     length_unit,
     matching_rule,
+    points_outside,
 )
 
 
@@ -45,6 +50,9 @@ class _Points:
     labels: np.ndarray | None = None  # the label volume, when read from one
     origin: tuple[int, int, int] = (0, 0, 0)
     voxel_unit: str | None = None
+    # the volume the points come from (origin, shape), when known: a label volume's, or the
+    # manifest's next to a results folder's synapses.csv
+    extent: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 POINT_SUFFIXES = (".csv", ".npz")
@@ -62,7 +70,20 @@ def _points_from_file(path: Path, option: str) -> _Points:
         voxel_size=tuple(float(v) for v in vs) if vs else None,  # type: ignore[arg-type]
         description=points.description,
         voxel_unit=meta.get("voxel_unit"),
+        extent=_manifest_extent(path) if path.name == SYNAPSES_CSV else None,
     )
+
+
+def _manifest_extent(table: Path) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The analysed box (origin, shape) a results folder's manifest records, if any."""
+    path = table.with_name(MANIFEST)
+    try:
+        volume = json.loads(path.read_text()).get("volume") or {}
+        shape = tuple(int(v) for v in volume["shape"])
+        origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return origin, shape
 
 
 def _points_from_volume(
@@ -104,6 +125,7 @@ def _points_from_volume(
         labels=data,
         origin=tuple(int(v) for v in start),  # type: ignore[arg-type]
         voxel_unit=vf.voxel_unit,
+        extent=(tuple(int(v) for v in start), tuple(int(v) for v in data.shape)),
     )
 
 
@@ -198,6 +220,7 @@ def evaluate(
         Path | None,
         typer.Option("--json", help="Also write the scores (and matches) as JSON here."),
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the --json file if it exists.")] = False,
 ) -> None:
     """Object-level precision, recall and F1 by one-to-one centroid matching.
 
@@ -208,6 +231,12 @@ def evaluate(
       synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
     """
 
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise OutputError(
+            f"{json_out} already exists",
+            field="--json",
+            hint="choose another path, or pass --overwrite to replace it",
+        )
     vs_opt = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
     t_org = (
         parse_zyx(truth_origin, field="--truth-origin", allow_zero=True) if truth_origin else None
@@ -291,8 +320,15 @@ def evaluate(
         ("F1", f"{result.f1:.4f}"),
     ]
     out_console().print(summary_table("synapse-pipelines evaluate", rows))
+    warning = _outside_warning(true, pred, vs, vunit)
+    if warning is not None:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}")
     if json_out is not None:
         data = result.to_dict(include_matches=True)
+        if pred.extent is not None:
+            data["truth_outside_volume"] = points_outside(true.centroids, *pred.extent)
+        if warning is not None:
+            data["warnings"] = [warning]
         data["predicted"] = str(predicted)
         data["truth"] = str(truth)
         data["mode"] = mode
@@ -301,6 +337,31 @@ def evaluate(
         data["requested_max_distance"] = max_distance
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _outside_warning(
+    true: _Points, pred: _Points, vs: tuple[float, ...] | None, vunit: str | None
+) -> str | None:
+    """A plain warning when most truth points lie outside the predictions' volume: the usual
+    cause is a truth file in physical units (nm) where evaluate reads voxels."""
+    n = len(true.centroids)
+    if pred.extent is None or n == 0:
+        return None
+    outside = points_outside(true.centroids, *pred.extent)
+    if outside * 2 <= n:
+        return None
+    origin, shape = pred.extent
+    box = ", ".join(
+        f"{axis} {o}..{o + s}"
+        for axis, o, s in zip("zyx"[-len(shape) :], origin, shape, strict=True)
+    )
+    size = f" ({', '.join(f'{v:g}' for v in vs)} {vunit or 'nanometers'})" if vs else ""
+    return (
+        f"{outside} of {n} truth points ({100 * outside / n:.0f} %) lie outside the "
+        f"predictions' volume ({box} voxels), so they cannot match. --truth is read in voxel "
+        f"coordinates: if the file holds physical coordinates (e.g. nm), divide them by the "
+        f"voxel size{size}; if they are relative to a crop, add the crop's origin."
+    )
 
 
 # -- synth --------------------------------------------------------------------------------

@@ -25,21 +25,9 @@ from rich.table import Table
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import parse_zyx
 from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.outputs import existing_results
 
 console = Console(highlight=False)
-
-#: the states a person cares about, in workflow order (others are shown only when they fail)
-_SHOWN_STATES = (
-    "ValidateRequest",
-    "Detect",
-    "DetectLarge",
-    "Report",
-    "PublishToBoss",
-    "PublishToS3",
-    "Notify",
-    "DescribeFailure",
-    "NotifyFailure",
-)
 
 
 class _Progress:
@@ -82,13 +70,13 @@ class _Progress:
     def event(self, ev: Any) -> None:
         with self._lock:
             if ev.kind == "entered":
-                if ev.state in _SHOWN_STATES:
+                if ev.is_step:
                     self.running[ev.state] = time.monotonic()
             elif ev.kind == "job":
                 console.print(f"  [dim]{escape(ev.state)}: Batch job {escape(ev.detail)}[/]")
             elif ev.kind == "error":
                 console.print(f"  [yellow]![/] {escape(ev.state)}: {escape(str(ev.detail))}")
-            elif ev.kind == "succeeded" and ev.state in _SHOWN_STATES:
+            elif ev.kind == "succeeded" and ev.is_step:
                 self.running.pop(ev.state, None)
                 console.print(f"  [green]✓[/] {ev.state:<16} {ev.seconds:6.1f} s")
             elif ev.kind == "failed":
@@ -101,13 +89,13 @@ class _Progress:
             self._refresh()
 
 
-def _step_table(step_seconds: dict[str, float]) -> Table:
+def _step_table(steps: list[tuple[str, float]]) -> Table:
+    """Every step that ran (blockwise stages and Maps included), in the order they started."""
     table = Table(title="time per step", show_header=True, header_style="bold")
     table.add_column("step")
     table.add_column("seconds", justify="right")
-    for name in _SHOWN_STATES:
-        if name in step_seconds:
-            table.add_row(name, f"{step_seconds[name]:.1f}")
+    for name, seconds in steps:
+        table.add_row(name, f"{seconds:.1f}")
     return table
 
 
@@ -146,7 +134,11 @@ def demo(
     ] = "16,512,512",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic experiment.")] = 0,
     out: Annotated[
-        Path, typer.Option(help="Results go to OUT/<results_key>/.", file_okay=False)
+        Path,
+        typer.Option(
+            help="Results go to OUT/<results_key>/, replacing an earlier demo's results there.",
+            file_okay=False,
+        ),
     ] = Path("results"),
     keep_server: Annotated[
         bool,
@@ -173,6 +165,11 @@ def demo(
     t0 = time.perf_counter()
     progress = _Progress(verbose=verbose)
     with Demo(shape=shape, seed=seed, out=out, job_log_sink=progress.job_line) as d:
+        if d.replaces_results:
+            console.print(
+                f"[yellow]note:[/] {escape(str(d.results_dir))} holds an earlier demo's results; "
+                "this demo replaces the whole folder"
+            )
         with progress:
             d.setup(on_phase=progress.phase)
             progress.phase("running the state machine")
@@ -183,7 +180,7 @@ def demo(
         if not ex.succeeded:
             _print_failure(ex)
         console.print()
-        console.print(_step_table(ex.step_seconds))
+        console.print(_step_table(ex.steps()))
         if result.files:
             console.print(_files_table(result.files))
         summary = Table(title="synapse-pipelines demo", show_header=False)
@@ -203,7 +200,8 @@ def demo(
         for phase, secs in result.phase_seconds.items():
             summary.add_row(phase, f"{secs:.1f} s")
         summary.add_row("total", f"{total:.1f} s")
-        summary.add_row("results", str(result.results_dir))
+        replaced = " (replaced the earlier demo's results)" if result.replaced else ""
+        summary.add_row("results", f"{result.results_dir}{replaced}")
         report = result.files.get("report.html")
         if report is not None:
             summary.add_row(
@@ -290,6 +288,13 @@ def run(
             "status and results with --stack synapse-pipelines-local (Ctrl-C stops it).",
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace results already in OUT/<results_key>/ (the whole folder: no file "
+            "of the earlier run is kept)."
+        ),
+    ] = False,
 ) -> None:
     """Run a request through the real workflow on this machine, against any BOSS.
 
@@ -306,6 +311,9 @@ def run(
             hint="add --local, or use `synapse-pipelines submit` to run on AWS",
         )
     request = parse_request(request_file)
+    # an occupied results folder fails before the token prompt and the run
+    folder = LocalRuntime.check_results_folder(out, request.results_key, overwrite=overwrite)
+    replacing = existing_results(folder)
     token = _token(request)
     if request.token_secret:
         console.print(
@@ -325,8 +333,10 @@ def run(
                 sub = rt.submit(request)
                 arn = sub.execution_arn
             result = rt.wait(arn, on_event=progress.event)
-            files = rt.download_results(request.results_key, out)
+            files = rt.download_results(request.results_key, out, overwrite=overwrite)
             notices = rt.notifications()
+        if replacing and files:
+            console.print(f"replaced the earlier results in {escape(str(folder))}")
         if serve:
             _report_run(result, files, notices, t0)
             _serve(rt)
@@ -342,7 +352,7 @@ def run(
 
 
 def _report_run(result: Any, files: dict[str, Path], notices: list[Any], t0: float) -> None:
-    console.print(_step_table(result.step_seconds))
+    console.print(_step_table(result.steps()))
     if files:
         console.print(_files_table(files))
     for notice in notices:

@@ -63,20 +63,27 @@ def report(
         help="Request JSON: shown in the header (without secrets) with its results key, and "
         "its z/y/x ranges give the analysed box for the density.",
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the report and clustering JSON if they exist."
+    ),
+    force: bool = typer.Option(
+        False, "--force", hidden=True, help="Deprecated alias of --overwrite."
+    ),
 ) -> None:
     """Build the PyMEDA-style interactive report (one offline HTML file) and clustering JSON."""
     # start-up time: the report stack (plotly, scikit-learn) loads only when one is built
     from synapse_pipelines.report import ResultVolumes, build_report
 
     json_path = clustering_json if clustering_json is not None else default_clustering_path(out)
-    if not force:
+    if force:
+        typer.echo("note: --force is deprecated; use --overwrite", err=True)
+    if not (overwrite or force):
         for path, option in ((out, "--out"), (json_path, "--clustering-json")):
             if path.exists():
                 raise SynapsePipelinesError(
                     f"{path} already exists",
                     field=option,
-                    hint="choose another path, or pass --force to overwrite it",
+                    hint="choose another path, or pass --overwrite to replace it",
                 )
     request_info = None
     results_key = None

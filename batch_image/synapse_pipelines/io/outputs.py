@@ -220,6 +220,22 @@ def verify_manifest(folder: str | Path) -> list[str]:
 # -- the detect step's results ------------------------------------------------------------
 
 
+#: What marks a folder as holding results (of a single job or a blockwise run).
+RESULT_MARKERS = (
+    PREDICTIONS,
+    SYNAPSE_IDS,
+    PREDICTIONS_ZARR,
+    SYNAPSE_IDS_ZARR,
+    SYNAPSES_CSV,
+    MANIFEST,
+)
+
+
+def existing_results(folder: str | Path) -> list[str]:
+    """The :data:`RESULT_MARKERS` already in ``folder`` (empty: it holds no results)."""
+    return [n for n in RESULT_MARKERS if (Path(folder) / n).exists()]
+
+
 def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "out") -> None:
     """Fail early (before any work) if ``folder`` cannot take new results.
 
@@ -229,7 +245,7 @@ def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file", field=option, hint="pass a folder path")
     if not overwrite:
-        existing = [n for n in (PREDICTIONS, SYNAPSE_IDS, SYNAPSES_CSV) if (folder / n).exists()]
+        existing = existing_results(folder)
         if existing:
             raise OutputError(
                 f"{folder} already holds results ({', '.join(existing)})",

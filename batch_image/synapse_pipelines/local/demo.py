@@ -18,8 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_resources import CoordinateFrame
+from synapse_pipelines.io.outputs import existing_results
 from synapse_pipelines.local.boss_loading import load_experiment
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.local.runtime import ExecutionResult, LocalRuntime, ProgressEvent
@@ -90,6 +92,7 @@ class DemoResult:
     phase_seconds: dict[str, float]
     boss_url: str
     notifications: list[dict[str, Any]]
+    replaced: bool = False  # an earlier demo's results were in results_dir, now replaced
 
 
 class Demo:
@@ -109,6 +112,12 @@ class Demo:
         self.shape = shape
         self.seed = seed
         self.out = Path(out)
+        # the request's results key does not depend on the BOSS host; a file in the way of
+        # the results folder fails here, before any work
+        self.results_key = parse_request(demo_request("localhost", shape)).results_key
+        self.results_dir = LocalRuntime.check_results_folder(
+            self.out, self.results_key, overwrite=True
+        )
         self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="boss-")
         self.data_dir = Path(data_dir) if data_dir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         # a fresh token per demo: it lives in this process, the BOSS server and the emulated
@@ -119,6 +128,12 @@ class Demo:
         self.runtime: LocalRuntime | None = None
         self.experiment: SyntheticExperiment | None = None
         self.phase_seconds: dict[str, float] = {}
+
+    @property
+    def replaces_results(self) -> bool:
+        """True when ``results_dir`` holds results (an earlier demo's): a demo re-run
+        replaces the whole folder, never mixing its files with the earlier ones."""
+        return bool(existing_results(self.results_dir))
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -164,7 +179,11 @@ class Demo:
         request = demo_request(boss.host, self.shape)
         sub = rt.submit(request)
         execution = self._timed("workflow", lambda: rt.wait(sub.execution_arn, on_event=on_event))
-        files = self._timed("copy results", lambda: rt.download_results(sub.results_key, self.out))
+        replaced = self.replaces_results
+        files = self._timed(
+            "copy results",
+            lambda: rt.download_results(sub.results_key, self.out, overwrite=True),
+        )
         max_distance = 2 * float(max(exp.voxel_size))  # as `synapse-pipelines synth` suggests
         evaluation = None
         synapses = None
@@ -181,7 +200,7 @@ class Demo:
         return DemoResult(
             execution=execution,
             results_key=sub.results_key,
-            results_dir=self.out / sub.results_key,
+            results_dir=LocalRuntime.results_folder(self.out, sub.results_key),
             files=files,
             synapses=synapses,
             true_synapses=int(exp.n_synapses),
@@ -191,6 +210,7 @@ class Demo:
             phase_seconds=dict(self.phase_seconds),
             boss_url=boss.url,
             notifications=rt.notifications(),
+            replaced=replaced and bool(files),
         )
 
     @property

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +29,7 @@ from typing import Any
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import SynapseRequest, parse_request
+from synapse_pipelines.io.outputs import check_results_folder
 from synapse_pipelines.local import moto_batch
 from synapse_pipelines.local.deployment import STACK_NAME, LocalResources, deploy, function_name
 from synapse_pipelines.local.moto_lambda import unregister_lambda_handler
@@ -48,6 +51,17 @@ class ProgressEvent:
     timestamp: datetime
     seconds: float | None = None  # for succeeded/failed: time spent in the state
     detail: str | None = None  # error name for failures, job id for "job"
+    # the state's type as the history names it ("Task", "Map", "Parallel", "Choice", "Pass"...)
+    state_type: str | None = None
+
+    @property
+    def is_step(self) -> bool:
+        """A state that does work (a Task, Map or Parallel), not a Choice, Pass or end."""
+        return self.state_type in STEP_TYPES
+
+
+#: The state types that do work: a per-step time table lists these.
+STEP_TYPES = frozenset({"Task", "Map", "Parallel"})
 
 
 @dataclass
@@ -74,6 +88,17 @@ class ExecutionResult:
             for e in self.history
             if "stateEnteredEventDetails" in e
         ]
+
+    def steps(self) -> list[tuple[str, float]]:
+        """Every step that ran (Task, Map and Parallel states, blockwise stages included) with
+        its time, in the order they were first entered; a state entered more than once (a
+        retry, an inline Map's iterations) has its times summed (:attr:`step_seconds`)."""
+        order: dict[str, None] = {}
+        for e in self.history:
+            details = e.get("stateEnteredEventDetails")
+            if details and str(e["type"]).removesuffix("StateEntered") in STEP_TYPES:
+                order.setdefault(details["name"], None)
+        return [(name, self.step_seconds[name]) for name in order if name in self.step_seconds]
 
 
 @dataclass(frozen=True)
@@ -304,14 +329,61 @@ class LocalRuntime:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return keys
 
+    @staticmethod
+    def results_folder(dest: str | os.PathLike[str], results_key: str) -> Path:
+        """Where :meth:`download_results` puts a request's results: ``dest/<results_key>/``."""
+        return Path(dest) / results_key
+
+    @staticmethod
+    def check_results_folder(
+        dest: str | os.PathLike[str], results_key: str, *, overwrite: bool
+    ) -> Path:
+        """Refuse (before a run) when ``dest/<results_key>/`` already holds results and
+        ``overwrite`` is false; the folder."""
+        folder = LocalRuntime.results_folder(dest, results_key)
+        check_results_folder(folder, overwrite=overwrite, option="--out")
+        return folder
+
     def download_results(
-        self, results_key: str, dest: str | os.PathLike[str], *, include_workflow: bool = False
+        self,
+        results_key: str,
+        dest: str | os.PathLike[str],
+        *,
+        include_workflow: bool = False,
+        overwrite: bool = False,
     ) -> dict[str, Path]:
-        """Copy ``s3://<bucket>/<results_key>/`` into ``dest/<results_key>/``; name -> path."""
+        """Copy ``s3://<bucket>/<results_key>/`` into ``dest/<results_key>/``; name -> path.
+
+        A folder that already holds results is refused unless ``overwrite``; with it, the
+        folder is replaced as a whole, so no file of an earlier run stays among the new ones.
+        The files are downloaded next to it first: a failed download, or a run that left no
+        results, leaves the folder as it was.
+        """
+        folder = self.check_results_folder(dest, results_key, overwrite=overwrite)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{results_key}.incoming-", dir=folder.parent))
+        try:
+            rels = self._download_into(staging, results_key, include_workflow)
+            if rels and overwrite and folder.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{results_key}.replaced-", dir=folder.parent))
+                folder.rename(old / results_key)
+                staging.rename(folder)
+                shutil.rmtree(old)
+            elif rels:
+                for entry in staging.iterdir():  # a new or result-free folder: add the files
+                    target = folder / entry.name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    entry.replace(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {rel: folder / rel for rel in rels}
+
+    def _download_into(self, folder: Path, results_key: str, include_workflow: bool) -> list[str]:
         s3 = self.client("s3")
         prefix = wf.results_prefix(results_key)
-        folder = Path(dest) / results_key
-        files: dict[str, Path] = {}
+        rels: list[str] = []
         for key in self.result_keys(results_key):
             rel = key[len(prefix) :]
             if not include_workflow and rel.split("/", 1)[0] == wf.WORKFLOW_PREFIX:
@@ -319,8 +391,8 @@ class LocalRuntime:
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(self.res.bucket, key, str(path))
-            files[rel] = path
-        return files
+            rels.append(rel)
+        return rels
 
     def _drain(self, queue_url: str) -> list[dict[str, Any]]:
         sqs = self.client("sqs")
@@ -381,6 +453,7 @@ class _HistoryTracker:
         self.state_of: dict[int, str] = {}
         self.entered_at: dict[str, datetime] = {}
         self.failed: dict[str, str | None] = {}
+        self.type_of: dict[str, str] = {}
 
     def feed(self, ev: dict[str, Any]) -> Iterator[ProgressEvent]:
         ts: datetime = ev["timestamp"]
@@ -391,7 +464,8 @@ class _HistoryTracker:
             self.entered_at[state] = ts
             self.failed.pop(state, None)
             self.state_of[int(ev["id"])] = state
-            yield ProgressEvent("entered", state, ts)
+            self.type_of[state] = kind.removesuffix("StateEntered")
+            yield ProgressEvent("entered", state, ts, state_type=self.type_of[state])
             return
         if state is not None:
             self.state_of[int(ev["id"])] = state
@@ -399,10 +473,11 @@ class _HistoryTracker:
         if "stateExitedEventDetails" in ev:
             state = ev["stateExitedEventDetails"]["name"]
             seconds = (ts - self.entered_at.get(state, ts)).total_seconds()
+            typ = self.type_of.get(state)
             if state in self.failed:  # a caught failure still exits the state
-                yield ProgressEvent("failed", state, ts, seconds, self.failed.pop(state))
+                yield ProgressEvent("failed", state, ts, seconds, self.failed.pop(state), typ)
             else:
-                yield ProgressEvent("succeeded", state, ts, seconds)
+                yield ProgressEvent("succeeded", state, ts, seconds, state_type=typ)
         elif kind == "TaskSubmitted" and state is not None:
             job_id = json.loads(details.get("output") or "{}").get("JobId")
             if job_id:
@@ -413,6 +488,6 @@ class _HistoryTracker:
         elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
             for name, error in list(self.failed.items()):  # failures nobody caught
                 seconds = (ts - self.entered_at.get(name, ts)).total_seconds()
-                yield ProgressEvent("failed", name, ts, seconds, error)
+                yield ProgressEvent("failed", name, ts, seconds, error, self.type_of.get(name))
             self.failed.clear()
             yield ProgressEvent("failed", "execution", ts, None, details.get("error"))

@@ -398,3 +398,15 @@ def matching_rule(
         f"one-to-one (optimal: most matches, then least total distance) within "
         f"{max_distance:g} {unit}, {where}, {scale}"
     )
+
+
+def points_outside(points: np.ndarray, origin: Sequence[float], shape: Sequence[int]) -> int:
+    """How many points lie outside the box ``origin .. origin + shape`` (voxel coordinates,
+    voxel centres on integers). 2-D points (y, x) are checked against the box's y and x."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.size == 0:
+        return 0
+    n = pts.shape[1]
+    low = np.asarray(origin, dtype=np.float64)[-n:] - 0.5
+    high = low + np.asarray(shape, dtype=np.float64)[-n:]
+    return int(np.count_nonzero(np.any((pts < low) | (pts > high), axis=1)))
