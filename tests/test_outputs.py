@@ -181,6 +181,29 @@ def test_refuses_to_overwrite_results(tmp_path) -> None:
     assert json.loads((tmp_path / outputs.MANIFEST).read_text())["files"]
 
 
+def test_overwrite_replaces_every_earlier_artefact(tmp_path) -> None:
+    """Replacing a blockwise run's results (Zarr stores, a report, a raw channel of another
+    name) with a single job's leaves nothing of the run before; other files stay. A refused
+    replacement (bad ids) removes nothing."""
+    mask, labels, chans = _detection(3)
+    table = synapse_table(labels, chans, voxel_size=(1, 1, 1))
+    kwargs = dict(mask=mask, labels=labels, table=table, voxel_size=(1, 1, 1))
+    for stale in (outputs.PREDICTIONS_ZARR, outputs.SYNAPSE_IDS_ZARR, "raw/Old.ome.zarr"):
+        (tmp_path / stale).mkdir(parents=True)
+        (tmp_path / stale / "zarr.json").write_text("{}")
+    for stale in (outputs.MANIFEST, outputs.REPORT, outputs.CLUSTERING, "notes.txt"):
+        (tmp_path / stale).write_text("earlier")
+    with pytest.raises(SynapsePipelinesError, match="labels"):
+        outputs.write_results(tmp_path, **{**kwargs, "labels": -labels.astype(int)}, overwrite=True)
+    assert (tmp_path / outputs.REPORT).exists() and (tmp_path / outputs.PREDICTIONS_ZARR).exists()
+    outputs.write_results(tmp_path, **kwargs, overwrite=True)
+    for stale in (outputs.PREDICTIONS_ZARR, outputs.SYNAPSE_IDS_ZARR, "raw/Old.ome.zarr",
+                  outputs.REPORT, outputs.CLUSTERING):  # fmt: skip
+        assert not (tmp_path / stale).exists(), stale
+    assert (tmp_path / "notes.txt").read_text() == "earlier"
+    assert json.loads((tmp_path / outputs.MANIFEST).read_text())["files"]
+
+
 def test_read_errors(tmp_path) -> None:
     with pytest.raises(SynapsePipelinesError, match="no file"):
         ome_tiff.read_volume(tmp_path / "missing.ome.tif")

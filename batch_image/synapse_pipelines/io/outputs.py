@@ -36,6 +36,7 @@ import hashlib
 import json
 import platform
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -53,9 +54,12 @@ from synapse_pipelines.core.artefacts import (
     LINKS as LINKS,
     MANIFEST as MANIFEST,
     PREDICTIONS as PREDICTIONS,
+    PREDICTIONS_OME_ZARR as PREDICTIONS_OME_ZARR,
     PREDICTIONS_ZARR as PREDICTIONS_ZARR,
+    RAW_FOLDER as RAW_FOLDER,
     REPORT as REPORT,
     SYNAPSE_IDS as SYNAPSE_IDS,
+    SYNAPSE_IDS_OME_ZARR as SYNAPSE_IDS_OME_ZARR,
     SYNAPSE_IDS_ZARR as SYNAPSE_IDS_ZARR,
     SYNAPSES_CSV as SYNAPSES_CSV,
     SYNAPSES_META as SYNAPSES_META,
@@ -254,6 +258,35 @@ def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "
             )
 
 
+#: Everything a run writes into its results folder (files and stores), so a replacement
+#: leaves nothing of the run before it (a blockwise run's Zarr stores, an old report).
+RESULT_ARTEFACTS = (
+    *ARTEFACTS,
+    SYNAPSES_META,
+    PREDICTIONS_ZARR,
+    SYNAPSE_IDS_ZARR,
+    PREDICTIONS_OME_ZARR,
+    SYNAPSE_IDS_OME_ZARR,
+    RAW_FOLDER,
+)
+
+
+def remove_results(folder: str | Path) -> list[str]:
+    """Delete every :data:`RESULT_ARTEFACTS` entry of ``folder`` (other files stay); return
+    the names removed."""
+    removed = []
+    for name in RESULT_ARTEFACTS:
+        path = Path(folder) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
 def _as_uint32_ids(labels: np.ndarray) -> np.ndarray:
     """Ids as uint32 (the contract's type for synapse_ids), refusing values that do not fit."""
     labels = np.asarray(labels)
@@ -313,11 +346,13 @@ def write_results(
             f"mask shape {mask.shape} differs from labels shape {np.shape(labels)}",
             field="labels",
         )
+    ids = _as_uint32_ids(labels)  # refused before anything earlier is removed
+    if overwrite and existing_results(folder):  # replace the earlier results as a whole
+        remove_results(folder)
     folder.mkdir(parents=True, exist_ok=True)
     common = {"voxel_size": voxel_size, "voxel_unit": voxel_unit, "origin": origin}
     mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
-    ids = _as_uint32_ids(labels)
     write_volume(folder / SYNAPSE_IDS, ids, name="synapse_ids", **common)
     viewable = write_viewable_volumes(
         folder,
