@@ -23,6 +23,7 @@ from fixtures.paired_puncta_scenes import (
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.science import (
     paired_puncta as pp,
+    paired_puncta_geometry,
     paired_puncta_kernels as kernels,
     paired_puncta_reference as reference,
     paired_puncta_seed_kernels as seed_kernels,
@@ -202,6 +203,25 @@ def test_block_primitives_over_uneven_tilings_equal_one_job(case: str) -> None:
     for cuts in tilings:
         np.testing.assert_array_equal(_blockwise(pre, post, cuts), expected)
     np.testing.assert_array_equal(_blockwise(pre, post, tilings[0], pad=True), expected)
+
+
+@pytest.mark.parametrize("case", ["uint8", "dim pairs"])
+def test_a_sparse_histogram_lattice_is_exact(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large sections sample their histograms on every s-th row and column (s = 4 at 1024 x
+    1024): with the lattice made sparse on these small scenes (s = 3 or 4, tiles cut off the
+    lattice) the compiled kernels, the reference and any tiling still agree."""
+    monkeypatch.setattr(paired_puncta_geometry, "HIST_SAMPLES", 256)
+    make, tilings = BLOCK_CASES[case]
+    pre, post = make()
+    assert geometry(pre.shape, VOX).hist_stride in (3, 4)
+    fast = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert fast.n_synapses > 0 and fast.parameters["histogram_stride"] in (3, 4)
+    for cuts in tilings:
+        np.testing.assert_array_equal(_blockwise(pre, post, cuts), fast.labels)
+    _reference(monkeypatch)
+    slow = detect_paired_puncta(pre, post, voxel_size=VOX)
+    np.testing.assert_array_equal(fast.labels, slow.labels)
+    assert fast.parameters == slow.parameters
 
 
 def test_block_evidence_of_a_tiling_is_the_evidence_of_the_volume() -> None:

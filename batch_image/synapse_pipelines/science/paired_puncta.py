@@ -23,7 +23,7 @@ length 1 gets no filtering, so one plane is 2-D detection and thin stacks are ac
    section-to-section gain drift cannot leak across z.
 3. **Thresholds per section and channel**, from integer histograms of ``D`` on the fixed
    log-linear bins of :mod:`.histogram_bins`, counted on the fixed global lattice
-   ``y = x = 0 (mod s)``, ``s = floor(sqrt(Y X / 2**18))`` (1 below 2**20 pixels per section):
+   ``y = x = 0 (mod s)``, ``s = floor(sqrt(Y X / 2**16))`` (1 below 2**18 pixels per section):
    median ``m``; noise ``sigma = 1.4826 median(m - D | D <= m)`` (the background half:
    puncta only add positive values); ``o`` = Otsu split of the positive ``D``;
    ``T = max(k o, noise_floor_sigma sigma, 1)`` with
