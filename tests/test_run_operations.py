@@ -259,6 +259,10 @@ def test_the_cli_reaches_the_local_stack_by_its_outputs(ops: OpsStack, tmp_path:
     failed = ops.results["failed_latest"]
     logs = runner.invoke(app, ["logs", failed, "--step", "Detect", *stack], env=env)
     assert logs.exit_code == 0 and logs.output.startswith("== Detect: job detect-"), logs.output
+    other = runner.invoke(app, ["logs", failed, "--step", "Report", *stack], env=env)
+    assert other.exit_code == 0 and other.output == (
+        f"no Batch jobs of step Report in {failed}; it has jobs of step Detect: pass it as --step\n"
+    ), other.output
     status = runner.invoke(app, ["status", failed, *stack], env=env)
     assert status.exit_code == 0 and f"logs {failed} --step Detect" in status.output
     cancelled = ops.results["cancelled"].name

@@ -181,7 +181,10 @@ def logs_command(
         others = steps_with_jobs(jobs, failed=failed) if step else []
         if others:
             kind = "failed jobs" if failed else "jobs"
-            line += f"; it has {kind} of steps {', '.join(others)}: pass one as --step"
+            if len(others) == 1:
+                line += f"; it has {kind} of step {others[0]}: pass it as --step"
+            else:
+                line += f"; it has {kind} of steps {', '.join(others)}: pass one as --step"
         echo(line)
         return 0
     printed = 0
