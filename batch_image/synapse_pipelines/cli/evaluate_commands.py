@@ -22,9 +22,9 @@ from synapse_pipelines.cli.terminal_output import (
 from synapse_pipelines.core.geometry import PIXEL, normalise_unit, parse_zyx
 from synapse_pipelines.io.ome_tiff import OutputError
 from synapse_pipelines.io.outputs import (
-    MANIFEST,
     SYNAPSE_IDS,
     SYNAPSES_CSV,
+    read_manifest,
 )
 from synapse_pipelines.io.point_annotations import read_point_annotations
 from synapse_pipelines.io.volumes import (
@@ -76,13 +76,12 @@ def _points_from_file(path: Path, option: str) -> _Points:
 
 def _manifest_extent(table: Path) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The analysed box (origin, shape) a results folder's manifest records, if any."""
-    path = table.with_name(MANIFEST)
     try:
-        volume = json.loads(path.read_text()).get("volume") or {}
+        volume = read_manifest(table.parent).get("volume") or {}
         shape = tuple(int(v) for v in volume["shape"])
         origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (OutputError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no readable manifest: the box is unknown, nothing is checked
     return origin, shape
 
 
@@ -320,13 +319,14 @@ def evaluate(
         ("F1", f"{result.f1:.4f}"),
     ]
     out_console().print(summary_table("synapse-pipelines evaluate", rows))
-    warning = _outside_warning(true, pred, vs, vunit)
+    outside = None if pred.extent is None else points_outside(true.centroids, *pred.extent)
+    warning = _outside_warning(len(true.centroids), outside, pred.extent, vs, vunit)
     if warning is not None:
         err_console().print(f"[yellow]warning:[/] {escape(warning)}")
     if json_out is not None:
         data = result.to_dict(include_matches=True)
-        if pred.extent is not None:
-            data["truth_outside_volume"] = points_outside(true.centroids, *pred.extent)
+        if outside is not None:
+            data["truth_outside_volume"] = outside
         if warning is not None:
             data["warnings"] = [warning]
         data["predicted"] = str(predicted)
@@ -340,17 +340,18 @@ def evaluate(
 
 
 def _outside_warning(
-    true: _Points, pred: _Points, vs: tuple[float, ...] | None, vunit: str | None
+    n: int,
+    outside: int | None,
+    extent: tuple[tuple[int, ...], tuple[int, ...]] | None,
+    vs: tuple[float, ...] | None,
+    vunit: str | None,
 ) -> str | None:
-    """A plain warning when most truth points lie outside the predictions' volume: the usual
-    cause is a truth file in physical units (nm) where evaluate reads voxels."""
-    n = len(true.centroids)
-    if pred.extent is None or n == 0:
+    """A plain warning when most of the ``n`` truth points (``outside`` of them) lie outside
+    the predictions' volume ``extent``: the usual cause is a truth file in physical units
+    (nm) where evaluate reads voxels."""
+    if extent is None or outside is None or n == 0 or outside * 2 <= n:
         return None
-    outside = points_outside(true.centroids, *pred.extent)
-    if outside * 2 <= n:
-        return None
-    origin, shape = pred.extent
+    origin, shape = extent
     box = ", ".join(
         f"{axis} {o}..{o + s}"
         for axis, o, s in zip("zyx"[-len(shape) :], origin, shape, strict=True)
