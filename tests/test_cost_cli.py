@@ -221,3 +221,4 @@ def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
     assert "13 channels x 1 byte pulled (assumed, collman15v2's: BOSS could not count" in (
         " ".join(refused.output.split())
     ), refused.output
+    assert "not-the-token" not in refused.output  # the reason never carries the token
