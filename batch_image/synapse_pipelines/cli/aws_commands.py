@@ -36,7 +36,7 @@ from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.s3_objects import get_json, s3_client
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
-from synapse_pipelines.workflow.execution_steps import execution_steps
+from synapse_pipelines.workflow.execution_history import execution_steps
 from synapse_pipelines.workflow.run_status import read_run_status
 from synapse_pipelines.workflow.runs import (
     Deployment,
@@ -237,9 +237,7 @@ def run_summary(deployment: Deployment, description: Mapping[str, Any]) -> dict[
 
 def _steps(sfn: Any, execution_arn: str, status: str) -> list[dict[str, str]]:
     """Each state entered, in order, with how it ended (:func:`execution_steps`)."""
-    paginator = sfn.get_paginator("get_execution_history")
-    pages = paginator.paginate(executionArn=execution_arn)
-    return execution_steps((event for page in pages for event in page["events"]), status)
+    return execution_steps(history(sfn, execution_arn), status)
 
 
 def wait_for(

@@ -26,6 +26,7 @@ from typing import Any
 from synapse_pipelines.core.errors import SynapsePipelinesError, aws_error_code
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow import run_names, wiring as wf
+from synapse_pipelines.workflow.execution_history import read_history
 
 #: Execution statuses that end an execution.
 ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
@@ -175,14 +176,13 @@ def parse_since(value: str, *, field: str = "--since", now: datetime | None = No
 def failure_notice_of(history: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     """What DescribeFailure said about a failed execution (its ``failure_notice``: error,
     cause, and the detail with the failed step, job, blocks, log stream and command)."""
-    for event in reversed(history):
-        exited = event.get("stateExitedEventDetails")
-        if exited and exited.get("name") in ("DescribeFailure", "DescribeFailureFallback"):
-            try:
-                return dict(json.loads(exited.get("output") or "{}").get("failure_notice") or {})
-            except ValueError:
-                return None
-    return None
+    described = read_history(history).last_exit(("DescribeFailure", "DescribeFailureFallback"))
+    if described is None:
+        return None
+    try:
+        return dict(json.loads(described.output or "{}").get("failure_notice") or {})
+    except ValueError:
+        return None
 
 
 def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
