@@ -1,4 +1,4 @@
-"""LocalRuntime: the local "stack" matches workflow.py; progress from execution histories.
+"""LocalRuntime: the local "stack" matches workflow.py; the time per step of a history.
 
 The full runs are in tests/test_e2e*.py; here the deployment is checked resource by resource
 against the one workflow definition, without running a pipeline.
@@ -22,6 +22,7 @@ from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.local import moto_batch, moto_lambda, runtime as lr
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.execution_history import HistoryReader
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_token_goes_to_the_secret_only(rt: lr.LocalRuntime) -> None:
     assert "tok-local-runtime-test" not in json.dumps(data)
 
 
-# ---------------------------------------------------------------- progress from the history
+# ---------------------------------------------------------------- the time per step
 
 T0 = datetime(2026, 1, 1)
 
@@ -147,31 +148,6 @@ def _ev(i: int, prev: int, kind: str, seconds: float, **details: Any) -> dict[st
         "timestamp": T0 + timedelta(seconds=seconds),
         **details,
     }
-
-
-def test_history_tracker_attributes_interleaved_parallel_branches() -> None:
-    history = [
-        _ev(1, 0, "ParallelStateEntered", 0, stateEnteredEventDetails={"name": "Publish"}),
-        _ev(2, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToBoss"}),
-        _ev(3, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToS3"}),
-        _ev(4, 2, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
-        _ev(5, 3, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
-        _ev(6, 4, "TaskStarted", 0.2, taskStartedEventDetails={}),
-        _ev(7, 6, "TaskSubmitted", 0.3, taskSubmittedEventDetails={"output": '{"JobId": "job-1"}'}),
-        _ev(8, 5, "TaskFailed", 1.0, taskFailedEventDetails={"error": "BossError"}),
-        _ev(9, 8, "TaskStateExited", 1.0, stateExitedEventDetails={"name": "PublishToS3"}),
-        _ev(10, 7, "TaskSucceeded", 4.0, taskSucceededEventDetails={}),
-        _ev(11, 10, "TaskStateExited", 4.0, stateExitedEventDetails={"name": "PublishToBoss"}),
-    ]
-    tracker = lr._HistoryTracker()
-    events = [e for ev in history for e in tracker.feed(ev)]
-    summary = [(e.kind, e.state, e.seconds, e.detail) for e in events if e.kind != "entered"]
-    assert summary == [
-        ("job", "PublishToBoss", None, "job-1"),
-        ("error", "PublishToS3", None, "BossError"),
-        ("failed", "PublishToS3", 1.0, "BossError"),
-        ("succeeded", "PublishToBoss", 4.0, None),
-    ]
 
 
 def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() -> None:
@@ -193,15 +169,11 @@ def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() ->
         history.append(_ev(i + 1, i, kind, start, stateEnteredEventDetails={"name": name}))
         history.append(_ev(i + 2, i + 1, exited, end, stateExitedEventDetails={"name": name}))
         i += 2
-    tracker = lr._HistoryTracker()
-    events = [e for ev in history for e in tracker.feed(ev)]
-    seconds: dict[str, float] = {}
-    for e in events:
-        if e.seconds is not None:
-            seconds[e.state] = seconds.get(e.state, 0.0) + e.seconds
+    reader = HistoryReader()
+    events = [e for ev in history for e in reader.feed(ev)]
     result = lr.ExecutionResult(
         arn="a", name="n", status="SUCCEEDED", error=None, cause=None, output=None,
-        seconds=45.0, step_seconds=seconds, history=history,
+        seconds=45.0, step_seconds=reader.step_seconds(), history=history,
     )  # fmt: skip
     assert result.steps() == [
         ("ValidateRequest", 1.0),
@@ -220,18 +192,6 @@ def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() ->
     for name, secs in result.steps():
         assert name in table and f"{secs:.1f}" in table
     assert "ChooseDetectMode" not in table
-
-
-def test_uncaught_failure_is_reported_at_execution_end() -> None:
-    history = [
-        _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
-        _ev(2, 1, "TaskFailed", 2.5, taskFailedEventDetails={"error": "States.TaskFailed"}),
-        _ev(3, 2, "ExecutionFailed", 2.6, executionFailedEventDetails={"error": "X"}),
-    ]
-    tracker = lr._HistoryTracker()
-    events = [e for ev in history for e in tracker.feed(ev)]
-    failed = [(e.state, e.detail) for e in events if e.kind == "failed"]
-    assert failed == [("Detect", "States.TaskFailed"), ("execution", "X")]
 
 
 def test_download_results_refuses_then_replaces_the_whole_folder(

@@ -24,10 +24,11 @@ from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.outputs import existing_results
 from synapse_pipelines.local.boss_loading import load_experiment
 from synapse_pipelines.local.boss_process import LocalBossServer
-from synapse_pipelines.local.runtime import ExecutionResult, LocalRuntime, ProgressEvent
+from synapse_pipelines.local.runtime import ExecutionResult, LocalRuntime
 from synapse_pipelines.science.evaluation import EvaluationResult, evaluate_centroids
 from synapse_pipelines.science.synthetic import SyntheticExperiment, make_experiment
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.execution_history import ProgressEvent
 
 DEMO_COLLECTION = "synthetic"
 DEMO_EXPERIMENT = "collman15v2_synthetic"

@@ -3,10 +3,11 @@
 Owns :class:`LocalRuntime`: it starts the emulated AWS endpoint
 (:class:`~synapse_pipelines.local.moto_server.LocalAws`, moto made to execute), deploys the
 local stack (:func:`~synapse_pipelines.local.deployment.deploy`), starts executions (named
-from the request, so a duplicate request does not run twice), streams progress per state
-from the execution history (:class:`ProgressEvent`), and fetches results from the emulated
-S3. SNS notifications and the workflow's EventBridge events are captured (SQS subscriptions)
-so callers and tests can read them.
+from the request, so a duplicate request does not run twice), streams progress per state as
+the execution history grows (read by
+:class:`~synapse_pipelines.workflow.execution_history.HistoryReader`), and fetches results
+from the emulated S3. SNS notifications and the workflow's EventBridge events are captured
+(SQS subscriptions) so callers and tests can read them.
 
 The token: :meth:`LocalRuntime.set_token` stores it in the emulated Secrets Manager; Lambdas
 read it from there and Batch jobs get it through their job definition's ``secrets``, exactly
@@ -23,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,32 +36,9 @@ from synapse_pipelines.local.moto_lambda import unregister_lambda_handler
 from synapse_pipelines.local.moto_server import LocalAws
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution
+from synapse_pipelines.workflow.execution_history import HistoryReader, ProgressEvent, read_history
 from synapse_pipelines.workflow.job_logs import DEFAULT_JOB_LOG_GROUP
-from synapse_pipelines.workflow.runs import Deployment
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One step of progress, derived from the execution history."""
-
-    # "entered" | "succeeded" | "failed" (time spent, error) | "error" (a task attempt failed;
-    # the state may retry or catch it) | "job" (Batch job submitted: detail is the job id)
-    kind: str
-    state: str
-    timestamp: datetime
-    seconds: float | None = None  # for succeeded/failed: time spent in the state
-    detail: str | None = None  # error name for failures, job id for "job"
-    # the state's type as the history names it ("Task", "Map", "Parallel", "Choice", "Pass"...)
-    state_type: str | None = None
-
-    @property
-    def is_step(self) -> bool:
-        """A state that does work (a Task, Map or Parallel), not a Choice, Pass or end."""
-        return self.state_type in STEP_TYPES
-
-
-#: The state types that do work: a per-step time table lists these.
-STEP_TYPES = frozenset({"Task", "Map", "Parallel"})
+from synapse_pipelines.workflow.runs import Deployment, history
 
 
 @dataclass
@@ -83,22 +60,14 @@ class ExecutionResult:
         return self.status == "SUCCEEDED"
 
     def states_entered(self) -> list[str]:
-        return [
-            e["stateEnteredEventDetails"]["name"]
-            for e in self.history
-            if "stateEnteredEventDetails" in e
-        ]
+        return [visit.name for visit in read_history(self.history).visits]
 
     def steps(self) -> list[tuple[str, float]]:
         """Every step that ran (Task, Map and Parallel states, blockwise stages included) with
-        its time, in the order they were first entered; a state entered more than once (a
-        retry, an inline Map's iterations) has its times summed (:attr:`step_seconds`)."""
-        order: dict[str, None] = {}
-        for e in self.history:
-            details = e.get("stateEnteredEventDetails")
-            if details and str(e["type"]).removesuffix("StateEntered") in STEP_TYPES:
-                order.setdefault(details["name"], None)
-        return [(name, self.step_seconds[name]) for name in order if name in self.step_seconds]
+        its time, in the order they were first entered; a state entered more than once (an
+        inline Map's iterations) has its times summed (:attr:`step_seconds`)."""
+        names = read_history(self.history).step_names()
+        return [(name, self.step_seconds[name]) for name in names if name in self.step_seconds]
 
 
 @dataclass(frozen=True)
@@ -267,20 +236,18 @@ class LocalRuntime:
         )["executions"]
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        return self.client("stepfunctions").get_execution_history(
-            executionArn=execution_arn, maxResults=1000
-        )["events"]
+        return history(self.client("stepfunctions"), execution_arn)
 
     def watch(self, execution_arn: str, *, poll: float = 0.2) -> Iterator[ProgressEvent]:
         """Progress per state, as it happens, until the execution ends."""
         sfn = self.client("stepfunctions")
         seen = 0
-        tracker = _HistoryTracker()
+        reader = HistoryReader()
         while True:
             status = sfn.describe_execution(executionArn=execution_arn)["status"]
             events = self.history(execution_arn)
             for ev in events[seen:]:
-                yield from tracker.feed(ev)
+                yield from reader.feed(ev)
             seen = len(events)
             if status != "RUNNING":
                 return
@@ -295,10 +262,7 @@ class LocalRuntime:
     ) -> ExecutionResult:
         """Stream progress to ``on_event`` until the execution ends; return its result."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        step_seconds: dict[str, float] = {}
         for event in self.watch(execution_arn):
-            if event.seconds is not None:
-                step_seconds[event.state] = step_seconds.get(event.state, 0.0) + event.seconds
             if on_event is not None:
                 on_event(event)
             if deadline is not None and time.monotonic() > deadline:
@@ -306,6 +270,7 @@ class LocalRuntime:
         desc = self.client("stepfunctions").describe_execution(executionArn=execution_arn)
         output = desc.get("output")
         stop = desc.get("stopDate") or desc["startDate"]
+        events = self.history(execution_arn)
         return ExecutionResult(
             arn=execution_arn,
             name=desc["name"],
@@ -314,8 +279,8 @@ class LocalRuntime:
             cause=desc.get("cause"),
             output=json.loads(output) if output else None,
             seconds=(stop - desc["startDate"]).total_seconds(),
-            step_seconds=step_seconds,
-            history=self.history(execution_arn),
+            step_seconds=read_history(events).step_seconds(),
+            history=events,
         )
 
     # -- results ----------------------------------------------------------------------------
@@ -442,52 +407,3 @@ class LocalRuntime:
             for j in batch.list_jobs(jobQueue=q, jobStatus=status)["jobSummaryList"]
         ]
         return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
-
-
-class _HistoryTracker:
-    """Turns history events into :class:`ProgressEvent`; events are attributed to their state by
-    following ``previousEventId`` back to the state's ``...StateEntered`` event, which stays
-    right when Parallel branches interleave."""
-
-    def __init__(self) -> None:
-        self.state_of: dict[int, str] = {}
-        self.entered_at: dict[str, datetime] = {}
-        self.failed: dict[str, str | None] = {}
-        self.type_of: dict[str, str] = {}
-
-    def feed(self, ev: dict[str, Any]) -> Iterator[ProgressEvent]:
-        ts: datetime = ev["timestamp"]
-        kind: str = ev["type"]
-        state = self.state_of.get(int(ev.get("previousEventId") or 0))
-        if "stateEnteredEventDetails" in ev:
-            state = ev["stateEnteredEventDetails"]["name"]
-            self.entered_at[state] = ts
-            self.failed.pop(state, None)
-            self.state_of[int(ev["id"])] = state
-            self.type_of[state] = kind.removesuffix("StateEntered")
-            yield ProgressEvent("entered", state, ts, state_type=self.type_of[state])
-            return
-        if state is not None:
-            self.state_of[int(ev["id"])] = state
-        details = next((v for k, v in ev.items() if k.endswith("EventDetails")), {}) or {}
-        if "stateExitedEventDetails" in ev:
-            state = ev["stateExitedEventDetails"]["name"]
-            seconds = (ts - self.entered_at.get(state, ts)).total_seconds()
-            typ = self.type_of.get(state)
-            if state in self.failed:  # a caught failure still exits the state
-                yield ProgressEvent("failed", state, ts, seconds, self.failed.pop(state), typ)
-            else:
-                yield ProgressEvent("succeeded", state, ts, seconds, state_type=typ)
-        elif kind == "TaskSubmitted" and state is not None:
-            job_id = json.loads(details.get("output") or "{}").get("JobId")
-            if job_id:
-                yield ProgressEvent("job", state, ts, detail=str(job_id))
-        elif kind in ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed") and state:
-            self.failed[state] = details.get("error")
-            yield ProgressEvent("error", state, ts, detail=details.get("error"))
-        elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
-            for name, error in list(self.failed.items()):  # failures nobody caught
-                seconds = (ts - self.entered_at.get(name, ts)).total_seconds()
-                yield ProgressEvent("failed", name, ts, seconds, error, self.type_of.get(name))
-            self.failed.clear()
-            yield ProgressEvent("failed", "execution", ts, None, details.get("error"))
