@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.histories import PARALLEL_MAP_FAIL
 from typer.testing import CliRunner
 
 from synapse_pipelines.cli import app
@@ -190,46 +191,6 @@ def test_wait_reports_steps_until_the_end() -> None:
     assert summary["status"] == "SUCCEEDED"
     # the last poll: the execution ended, so D (entered, never exited) is no longer running
     assert seen == [("V", "running"), ("V", "done"), ("D", "running"), ("D", "done")]
-
-
-#: Parallel branches that interleave (A1 waits), a Map of two iterations, a Task whose failure
-#: is caught, a Fail state; or (``T`` a Pass) a Succeed state.
-PARALLEL_MAP_FAIL = {
-    "StartAt": "P",
-    "States": {
-        "P": {
-            "Type": "Parallel",
-            "Next": "M",
-            "ResultPath": None,
-            "Branches": [
-                {
-                    "StartAt": "A1",
-                    "States": {
-                        "A1": {"Type": "Wait", "Seconds": 1, "Next": "A2"},
-                        "A2": {"Type": "Pass", "End": True},
-                    },
-                },
-                {"StartAt": "B1", "States": {"B1": {"Type": "Pass", "End": True}}},
-            ],
-        },
-        "M": {
-            "Type": "Map",
-            "ItemsPath": "$.items",
-            "ResultPath": None,
-            "Next": "T",
-            "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
-        },
-        "T": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::sns:publish",
-            "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:none", "Message": "x"},
-            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
-            "Next": "Succeeded",
-        },
-        "Succeeded": {"Type": "Succeed"},
-        "Failed": {"Type": "Fail", "Error": "E", "Cause": "caught"},
-    },
-}
 
 
 @pytest.mark.parametrize("outcome", ["FAILED", "SUCCEEDED"])

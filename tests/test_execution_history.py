@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from fixtures.histories import (
+    FAILED_BRANCH_THEN_STOPPED,
+    PARALLEL_MAP_FAIL,
+    history_event,
+)
 from moto import mock_aws
 
 from synapse_pipelines.workflow.execution_history import (
@@ -21,68 +25,6 @@ from synapse_pipelines.workflow.execution_history import (
     read_history,
 )
 from synapse_pipelines.workflow.runs import failure_notice_of, history
-
-T0 = datetime(2026, 1, 1)
-SNS_TO_NOWHERE = {
-    "Type": "Task",
-    "Resource": "arn:aws:states:::sns:publish",
-    "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:none", "Message": "x"},
-}
-
-#: A Parallel whose branches interleave (A1 waits while B1 runs), an inline Map of three
-#: iterations, a Task that fails (SNS to a missing topic) and is caught, a Fail state.
-PARALLEL_MAP_TASK_FAIL = {
-    "StartAt": "P",
-    "States": {
-        "P": {
-            "Type": "Parallel",
-            "Next": "M",
-            "ResultPath": None,
-            "Branches": [
-                {
-                    "StartAt": "A1",
-                    "States": {
-                        "A1": {"Type": "Wait", "Seconds": 1, "Next": "A2"},
-                        "A2": {"Type": "Pass", "End": True},
-                    },
-                },
-                {"StartAt": "B1", "States": {"B1": {"Type": "Pass", "End": True}}},
-            ],
-        },
-        "M": {
-            "Type": "Map",
-            "ItemsPath": "$.items",
-            "ResultPath": None,
-            "Next": "T",
-            "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
-        },
-        "T": {
-            **SNS_TO_NOWHERE,
-            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}],
-            "Next": "Done",
-        },
-        "Done": {"Type": "Succeed"},
-        "Failed": {"Type": "Fail", "Error": "E", "Cause": "caught"},
-    },
-}
-
-#: A Parallel one of whose branches fails (nothing catches it inside), caught by the Parallel
-#: (which ends the other branch, waiting in W); the run then waits in C until it is stopped.
-FAILED_BRANCH_THEN_STOPPED = {
-    "StartAt": "P",
-    "States": {
-        "P": {
-            "Type": "Parallel",
-            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "C"}],
-            "Next": "C",
-            "Branches": [
-                {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 30, "End": True}}},
-                {"StartAt": "T", "States": {"T": {**SNS_TO_NOWHERE, "End": True}}},
-            ],
-        },
-        "C": {"Type": "Wait", "Seconds": 60, "End": True},
-    },
-}
 
 
 @pytest.fixture
@@ -119,31 +61,21 @@ def _progress(events: list[dict[str, Any]]) -> list[ProgressEvent]:
     return [p for event in events for p in reader.feed(event)]
 
 
-def _ev(i: int, prev: int, kind: str, seconds: float, **details: Any) -> dict[str, Any]:
-    return {
-        "id": i,
-        "previousEventId": prev,
-        "type": kind,
-        "timestamp": T0 + timedelta(seconds=seconds),
-        **details,
-    }
-
-
 def test_a_real_history_pairs_branches_iterations_and_keeps_the_failure_and_its_cause(
     sfn: Any,
 ) -> None:
-    status, events = _run(sfn, PARALLEL_MAP_TASK_FAIL, {"items": [1, 2, 3]})
+    status, events = _run(sfn, PARALLEL_MAP_FAIL, {"items": [1, 2]})
     assert status == "FAILED"
     reader = read_history(events)
     visits = {(v.name, i): v for i, v in enumerate(reader.visits)}
     names = [name for name, _ in visits]
-    assert names == ["P", "A1", "B1", "A2", "M", "I", "I", "I", "T", "Failed"]
+    assert names == ["P", "A1", "B1", "A2", "M", "I", "I", "T", "Failed"]
     by_name = {v.name: v for v in reader.visits}
     # B1 exits while A1 waits: each exit closed its own state, the Parallel closes last
     assert by_name["A1"].seconds() >= 1.0
     assert by_name["B1"].exited_at < by_name["A1"].exited_at
     assert by_name["P"].exited_at >= by_name["A2"].exited_at
-    assert [v.open for v in reader.visits if v.name == "I"] == [False] * 3
+    assert [v.open for v in reader.visits if v.name == "I"] == [False] * 2
     task = by_name["T"]
     assert task.failed and not task.open and task.error == "SNS.NotFoundException"
     assert task.cause and "does not exist" in task.cause
@@ -156,7 +88,7 @@ def test_a_real_history_pairs_branches_iterations_and_keeps_the_failure_and_its_
     assert ("failed", "T", "SNS.NotFoundException") in lines
     assert lines[-1] == ("failed", "execution", "E")
     assert [s for kind, s, _ in lines if kind == "succeeded"] == [
-        "B1", "A1", "A2", "P", "I", "I", "I", "M",
+        "B1", "A1", "A2", "P", "I", "I", "M",
     ]  # fmt: skip
     assert reader.step_names() == ["P", "M", "T"]
     seconds = reader.step_seconds()
@@ -191,17 +123,29 @@ def test_a_failed_branch_fails_its_parallel_and_a_stop_leaves_the_rest_cancelled
 
 def test_interleaved_parallel_branches_are_attributed_by_previous_event_id() -> None:
     events = [
-        _ev(1, 0, "ParallelStateEntered", 0, stateEnteredEventDetails={"name": "Publish"}),
-        _ev(2, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToBoss"}),
-        _ev(3, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToS3"}),
-        _ev(4, 2, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
-        _ev(5, 3, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
-        _ev(6, 4, "TaskStarted", 0.2, taskStartedEventDetails={}),
-        _ev(7, 6, "TaskSubmitted", 0.3, taskSubmittedEventDetails={"output": '{"JobId": "job-1"}'}),
-        _ev(8, 5, "TaskFailed", 1.0, taskFailedEventDetails={"error": "BossError"}),
-        _ev(9, 8, "TaskStateExited", 1.0, stateExitedEventDetails={"name": "PublishToS3"}),
-        _ev(10, 7, "TaskSucceeded", 4.0, taskSucceededEventDetails={}),
-        _ev(11, 10, "TaskStateExited", 4.0, stateExitedEventDetails={"name": "PublishToBoss"}),
+        history_event(
+            1, 0, "ParallelStateEntered", 0, stateEnteredEventDetails={"name": "Publish"}
+        ),
+        history_event(
+            2, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToBoss"}
+        ),
+        history_event(
+            3, 1, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "PublishToS3"}
+        ),
+        history_event(4, 2, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
+        history_event(5, 3, "TaskScheduled", 0.1, taskScheduledEventDetails={}),
+        history_event(6, 4, "TaskStarted", 0.2, taskStartedEventDetails={}),
+        history_event(
+            7, 6, "TaskSubmitted", 0.3, taskSubmittedEventDetails={"output": '{"JobId": "job-1"}'}
+        ),
+        history_event(8, 5, "TaskFailed", 1.0, taskFailedEventDetails={"error": "BossError"}),
+        history_event(
+            9, 8, "TaskStateExited", 1.0, stateExitedEventDetails={"name": "PublishToS3"}
+        ),
+        history_event(10, 7, "TaskSucceeded", 4.0, taskSucceededEventDetails={}),
+        history_event(
+            11, 10, "TaskStateExited", 4.0, stateExitedEventDetails={"name": "PublishToBoss"}
+        ),
     ]
     summary = [(p.kind, p.state, p.seconds, p.detail) for p in _progress(events)]
     assert [s for s in summary if s[0] != "entered"] == [
@@ -216,14 +160,16 @@ def test_a_task_retried_then_succeeded_is_done_not_failed() -> None:
     """One visit (a Retry does not re-enter the state): the attempt's failure is shown as it
     happens, then the state succeeds. The local progress said "failed" here."""
     events = [
-        _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
-        _ev(2, 1, "TaskScheduled", 0, taskScheduledEventDetails={}),
-        _ev(3, 2, "TaskStarted", 0, taskStartedEventDetails={}),
-        _ev(4, 3, "TaskFailed", 1, taskFailedEventDetails={"error": "Batch.ServerException"}),
-        _ev(5, 4, "TaskScheduled", 3, taskScheduledEventDetails={}),
-        _ev(6, 5, "TaskStarted", 3, taskStartedEventDetails={}),
-        _ev(7, 6, "TaskSucceeded", 9, taskSucceededEventDetails={"output": "{}"}),
-        _ev(8, 7, "TaskStateExited", 9, stateExitedEventDetails={"name": "Detect"}),
+        history_event(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
+        history_event(2, 1, "TaskScheduled", 0, taskScheduledEventDetails={}),
+        history_event(3, 2, "TaskStarted", 0, taskStartedEventDetails={}),
+        history_event(
+            4, 3, "TaskFailed", 1, taskFailedEventDetails={"error": "Batch.ServerException"}
+        ),
+        history_event(5, 4, "TaskScheduled", 3, taskScheduledEventDetails={}),
+        history_event(6, 5, "TaskStarted", 3, taskStartedEventDetails={}),
+        history_event(7, 6, "TaskSucceeded", 9, taskSucceededEventDetails={"output": "{}"}),
+        history_event(8, 7, "TaskStateExited", 9, stateExitedEventDetails={"name": "Detect"}),
     ]
     lines = [(p.kind, p.state, p.seconds, p.detail) for p in _progress(events)]
     assert lines[1:] == [
@@ -236,10 +182,14 @@ def test_a_task_retried_then_succeeded_is_done_not_failed() -> None:
 #: A Distributed Map whose items failed beyond its tolerance, caught (a local blockwise run's
 #: history: MapRunFailed has the error and cause, MapStateFailed none).
 MAP_RUN_FAILED = [
-    _ev(29, 28, "MapStateEntered", 19.0, stateEnteredEventDetails={"name": "BlockwiseLabel"}),
-    _ev(30, 29, "MapStateStarted", 19.0, mapStateStartedEventDetails={"length": 0}),
-    _ev(31, 30, "MapRunStarted", 19.0, mapRunStartedEventDetails={"mapRunArn": "arn:run"}),
-    _ev(
+    history_event(
+        29, 28, "MapStateEntered", 19.0, stateEnteredEventDetails={"name": "BlockwiseLabel"}
+    ),
+    history_event(30, 29, "MapStateStarted", 19.0, mapStateStartedEventDetails={"length": 0}),
+    history_event(
+        31, 30, "MapRunStarted", 19.0, mapRunStartedEventDetails={"mapRunArn": "arn:run"}
+    ),
+    history_event(
         32,
         31,
         "MapRunFailed",
@@ -249,9 +199,13 @@ MAP_RUN_FAILED = [
             "cause": "The specified tolerated failure threshold was exceeded",
         },
     ),
-    _ev(33, 32, "MapStateFailed", 27.1),
-    _ev(34, 33, "MapStateExited", 27.1, stateExitedEventDetails={"name": "BlockwiseLabel"}),
-    _ev(35, 34, "PassStateEntered", 27.1, stateEnteredEventDetails={"name": "DetectFailed"}),
+    history_event(33, 32, "MapStateFailed", 27.1),
+    history_event(
+        34, 33, "MapStateExited", 27.1, stateExitedEventDetails={"name": "BlockwiseLabel"}
+    ),
+    history_event(
+        35, 34, "PassStateEntered", 27.1, stateEnteredEventDetails={"name": "DetectFailed"}
+    ),
 ]
 
 
@@ -273,9 +227,11 @@ def test_a_failed_distributed_map_is_failed_with_its_runs_error() -> None:
 
 def test_an_uncaught_failure_is_reported_at_the_execution_end() -> None:
     events = [
-        _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
-        _ev(2, 1, "TaskFailed", 2.5, taskFailedEventDetails={"error": "States.TaskFailed"}),
-        _ev(3, 2, "ExecutionFailed", 2.6, executionFailedEventDetails={"error": "X"}),
+        history_event(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "Detect"}),
+        history_event(
+            2, 1, "TaskFailed", 2.5, taskFailedEventDetails={"error": "States.TaskFailed"}
+        ),
+        history_event(3, 2, "ExecutionFailed", 2.6, executionFailedEventDetails={"error": "X"}),
     ]
     failed = [(p.state, p.seconds, p.detail) for p in _progress(events) if p.kind == "failed"]
     assert failed == [("Detect", 2.6, "States.TaskFailed"), ("execution", None, "X")]
@@ -286,16 +242,22 @@ def test_the_failure_notice_is_read_from_describe_failures_exit() -> None:
     notice = {"error": "DetectionError", "detail": {"step": "Detect"}}
     output = json.dumps({"failure_notice": notice})
     events = [
-        _ev(1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "DescribeFailure"}),
-        _ev(2, 1, "TaskFailed", 1, taskFailedEventDetails={"error": "Lambda.Unknown"}),
-        _ev(3, 2, "TaskStateExited", 1, stateExitedEventDetails={"name": "DescribeFailure"}),
-        _ev(4, 3, "PassStateEntered", 1, stateEnteredEventDetails={"name": "Fallback"}),
+        history_event(
+            1, 0, "TaskStateEntered", 0, stateEnteredEventDetails={"name": "DescribeFailure"}
+        ),
+        history_event(2, 1, "TaskFailed", 1, taskFailedEventDetails={"error": "Lambda.Unknown"}),
+        history_event(
+            3, 2, "TaskStateExited", 1, stateExitedEventDetails={"name": "DescribeFailure"}
+        ),
+        history_event(4, 3, "PassStateEntered", 1, stateEnteredEventDetails={"name": "Fallback"}),
     ]
     assert failure_notice_of(events) == {}  # its output holds no notice
     fallback = {"name": "DescribeFailureFallback", "output": output}
     events[3:] = [
-        _ev(4, 3, "PassStateEntered", 1, stateEnteredEventDetails={"name": fallback["name"]}),
-        _ev(5, 4, "PassStateExited", 1, stateExitedEventDetails=fallback),
+        history_event(
+            4, 3, "PassStateEntered", 1, stateEnteredEventDetails={"name": fallback["name"]}
+        ),
+        history_event(5, 4, "PassStateExited", 1, stateExitedEventDetails=fallback),
     ]
     assert failure_notice_of(events) == notice
     assert failure_notice_of(events[:1]) is None  # not exited yet

@@ -10,11 +10,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fixtures.histories import history_event
 from rich.console import Console
 
 from synapse_pipelines.cli import local_commands
@@ -137,18 +136,6 @@ def test_token_goes_to_the_secret_only(rt: lr.LocalRuntime) -> None:
 
 # ---------------------------------------------------------------- the time per step
 
-T0 = datetime(2026, 1, 1)
-
-
-def _ev(i: int, prev: int, kind: str, seconds: float, **details: Any) -> dict[str, Any]:
-    return {
-        "id": i,
-        "previousEventId": prev,
-        "type": kind,
-        "timestamp": T0 + timedelta(seconds=seconds),
-        **details,
-    }
-
 
 def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() -> None:
     """The time table `run --local` prints: blockwise Tasks and Maps (whose iterations run
@@ -166,8 +153,12 @@ def test_step_table_lists_every_step_that_ran_maps_and_blockwise_stages_too() ->
     history, i = [], 0
     for kind, name, start, end in names:
         exited = kind.replace("Entered", "Exited")
-        history.append(_ev(i + 1, i, kind, start, stateEnteredEventDetails={"name": name}))
-        history.append(_ev(i + 2, i + 1, exited, end, stateExitedEventDetails={"name": name}))
+        history.append(
+            history_event(i + 1, i, kind, start, stateEnteredEventDetails={"name": name})
+        )
+        history.append(
+            history_event(i + 2, i + 1, exited, end, stateExitedEventDetails={"name": name})
+        )
         i += 2
     reader = HistoryReader()
     events = [e for ev in history for e in reader.feed(ev)]
