@@ -344,3 +344,35 @@ def test_an_implausible_voxel_size_is_named_as_the_likely_cause(small, tmp_path)
         assert m["explanation"].startswith("the voxel size 70000,100000,100000 nm")
     plausible = " ".join(_ok([*args, "--out", str(tmp_path / "nm")]).split())
     assert "warning:" not in plausible and "(implausible" not in plausible
+
+
+def test_rgb_and_channels_last_files_are_refused_with_how_to_give_channels(tmp_path) -> None:
+    """An RGB TIFF (y, x, 3) is not a 256 x 256 x 3 volume, nor a channels-last stack
+    (z, y, x, c) 8 channels of the wrong axis: both are refused, saying how to give channels."""
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (64, 64, 3), np.uint8),
+                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(tmp_path / "zyx_rgb.tif", rng.integers(0, 255, (4, 64, 64, 3), np.uint8),
+                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(tmp_path / "zyxc.tif", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
+    np.save(tmp_path / "zyxc.npy", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
+    out = str(tmp_path / "o")
+    for args, field, words in [
+        (
+            ["-c", f"synapsin={tmp_path / 'rgb.tif'}", "-c", f"psd95={tmp_path / 'rgb.tif'}"],
+            "--channel",
+            "RGB",
+        ),
+        ([str(tmp_path / "zyx_rgb.tif")], "INPUT", "RGB"),
+        ([str(tmp_path / "zyxc.tif")], "INPUT", "channels-last"),
+        (
+            [str(tmp_path / "zyxc.npy"), "--channel-names", "synapsin,psd95"],
+            "INPUT",
+            "channels-last",
+        ),
+    ]:
+        exc = _fails(["detect", *args, "--out", out])
+        assert exc.field == field, (args, str(exc))
+        assert words in str(exc) and "64, 64" in str(exc), (args, str(exc))
+        assert "one file per channel" in (exc.hint or "") and "c, z, y, x" in (exc.hint or "")
+    assert not (tmp_path / "o").exists()
