@@ -376,3 +376,11 @@ def test_rgb_and_channels_last_files_are_refused_with_how_to_give_channels(tmp_p
         assert words in str(exc) and "64, 64" in str(exc), (args, str(exc))
         assert "one file per channel" in (exc.hint or "") and "c, z, y, x" in (exc.hint or "")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bool_input_is_told_what_the_detectors_accept(tmp_path) -> None:
+    """The fix for a bool volume names what detect then accepts: not floats (refused next)."""
+    np.save(tmp_path / "synapsin.npy", np.zeros((4, 16, 16), bool))
+    exc = _fails(["detect", str(tmp_path / "synapsin.npy"), "--out", str(tmp_path / "o")])
+    assert exc.field == "INPUT" and "bool" in str(exc)
+    assert "uint8 or uint16" in (exc.hint or "") and "floating-point" not in (exc.hint or "")

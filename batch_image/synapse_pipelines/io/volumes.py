@@ -272,7 +272,9 @@ def read_volume_file(path: str | Path, *, option: str = "input") -> VolumeFile:
         raise VolumeInputError(
             f"{path} has unsupported data type {dtype}",
             field=option,
-            hint="pass integer (uint8/uint16) or floating-point intensities",
+            # floats pass here (extra channels of the table) but the detectors refuse them
+            hint="pass the raw uint8 or uint16 intensities (the detectors take no bool, "
+            "float or signed data)",
         )
     return vf
 
