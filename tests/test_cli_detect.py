@@ -384,3 +384,26 @@ def test_a_bool_input_is_told_what_the_detectors_accept(tmp_path) -> None:
     exc = _fails(["detect", str(tmp_path / "synapsin.npy"), "--out", str(tmp_path / "o")])
     assert exc.field == "INPUT" and "bool" in str(exc)
     assert "uint8 or uint16" in (exc.hint or "") and "floating-point" not in (exc.hint or "")
+
+
+def test_a_voxel_size_below_a_nanometre_names_the_unit(small, tmp_path) -> None:
+    """0.07,0.1,0.1 without a unit is read as nm: refused before the run with the fix
+    --voxel-unit um (it used to fail in smoothing_sigma_nm with an overflow)."""
+    chans = str(small / "channels.ome.tif")
+    out = tmp_path / "o"
+    exc = _fails(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--out", str(out)])
+    assert exc.field == "--voxel-size" and "0.07,0.1,0.1 nanometers" in str(exc)
+    assert "--voxel-unit um" in (exc.hint or "")
+    assert not out.exists()
+    exc = _fails(["detect", chans, "--voxel-size", "0.0007,0.001,0.001", "--voxel-unit", "um",
+                  "--out", str(out)])  # fmt: skip
+    assert exc.field == "--voxel-size" and "--voxel-unit um" not in (exc.hint or "")
+    # a file that records such a size: the fix is to override it
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    ome_tiff.write_volume(tmp_path / "tiny.ome.tif", vol.data, voxel_size=(0.07, 0.1, 0.1),
+                          channel_names=vol.channel_names)  # fmt: skip
+    exc = _fails(["detect", str(tmp_path / "tiny.ome.tif"), "--out", str(out)])
+    assert exc.field == "--voxel-size" and "tiny.ome.tif" in str(exc)
+    assert "--voxel-size" in (exc.hint or "") and "--voxel-unit" in (exc.hint or "")
+    _ok(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--voxel-unit", "um",
+         "--out", str(out)])  # fmt: skip
