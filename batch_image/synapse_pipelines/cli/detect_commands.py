@@ -190,7 +190,7 @@ def detect(
 
       synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488
 
-      synapse-pipelines detect syn.tif psd.tif -p seed_level=1.2 -o strict
+      synapse-pipelines detect synapsin.tif psd95.tif -p seed_level=1.2 -o strict
 
     Each pipeline's parameters (-p KEY=NUMBER) are listed below.
     """
