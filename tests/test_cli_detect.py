@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -407,3 +408,37 @@ def test_a_voxel_size_below_a_nanometre_names_the_unit(small, tmp_path) -> None:
     assert "--voxel-size" in (exc.hint or "") and "--voxel-unit" in (exc.hint or "")
     _ok(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--voxel-unit", "um",
          "--out", str(out)])  # fmt: skip
+
+
+def test_an_output_that_cannot_be_created_is_refused_before_any_input_is_read(
+    small, tmp_path
+) -> None:
+    """A path under a file (NotADirectoryError) or in a place nothing can be written
+    (/proc) is one error naming the option, checked before the inputs (a missing file
+    here) are read: not a traceback after the detection has run."""
+    (tmp_path / "syn.npy").write_text("")
+    missing = str(tmp_path / "missing.tif")
+    places = [(tmp_path / "syn.npy" / "sub", "syn.npy is a file")]
+    if Path("/proc").is_dir():
+        places.append((Path("/proc/nope"), "nothing can be written in /proc"))
+    for place, words in places:
+        for args, option in [
+            (["detect", missing, "--out", str(place)], "--out"),
+            (["synth", "--out", str(place), "--shape", "4,32,32"], "--out"),
+            (["report", missing, "--out", str(place / "r.html")], "--out"),
+            (
+                [
+                    "evaluate",
+                    missing,
+                    "--truth",
+                    missing,
+                    "--max-distance",
+                    "1",
+                    "--json",
+                    str(place / "e.json"),
+                ],
+                "--json",
+            ),
+        ]:
+            exc = _fails(args)
+            assert exc.field == option and words in str(exc), (args, str(exc))

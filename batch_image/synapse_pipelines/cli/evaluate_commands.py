@@ -29,9 +29,11 @@ from synapse_pipelines.io.ome_tiff import OutputError
 from synapse_pipelines.io.outputs import (
     SYNAPSE_IDS,
     SYNAPSES_CSV,
+    check_complete_results,
     read_manifest,
 )
 from synapse_pipelines.io.point_annotations import read_point_annotations
+from synapse_pipelines.io.staging import check_creatable
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     read_volume_file,
@@ -147,6 +149,7 @@ def _load_points(
     origin: tuple[int, int, int] | None = None,
 ) -> _Points:
 
+    check_complete_results(path, option=option)  # results without their manifest
     if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
     if not path.exists():
@@ -241,6 +244,8 @@ def evaluate(
       synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
     """
 
+    if json_out is not None:  # before any input is read
+        check_creatable(json_out, option="--json", folder=False)
     if json_out is not None and json_out.exists() and not overwrite:
         raise OutputError(
             f"{json_out} already exists",
