@@ -149,9 +149,10 @@ def _load_points(
     origin: tuple[int, int, int] | None = None,
 ) -> _Points:
 
-    check_complete_results(path, option=option)  # results without their manifest
     if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
+    else:  # volumes without their table and manifest: a run was cut off
+        check_complete_results(path, option=option)
     if not path.exists():
         raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
     if path.suffix.lower() in POINT_SUFFIXES:
