@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -344,3 +345,100 @@ def test_an_implausible_voxel_size_is_named_as_the_likely_cause(small, tmp_path)
         assert m["explanation"].startswith("the voxel size 70000,100000,100000 nm")
     plausible = " ".join(_ok([*args, "--out", str(tmp_path / "nm")]).split())
     assert "warning:" not in plausible and "(implausible" not in plausible
+
+
+def test_rgb_and_channels_last_files_are_refused_with_how_to_give_channels(tmp_path) -> None:
+    """An RGB TIFF (y, x, 3) is not a 256 x 256 x 3 volume, nor a channels-last stack
+    (z, y, x, c) 8 channels of the wrong axis: both are refused, saying how to give channels."""
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (64, 64, 3), np.uint8),
+                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(tmp_path / "zyx_rgb.tif", rng.integers(0, 255, (4, 64, 64, 3), np.uint8),
+                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(tmp_path / "zyxc.tif", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
+    np.save(tmp_path / "zyxc.npy", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
+    out = str(tmp_path / "o")
+    for args, field, words in [
+        (
+            ["-c", f"synapsin={tmp_path / 'rgb.tif'}", "-c", f"psd95={tmp_path / 'rgb.tif'}"],
+            "--channel",
+            "RGB",
+        ),
+        ([str(tmp_path / "zyx_rgb.tif")], "INPUT", "RGB"),
+        ([str(tmp_path / "zyxc.tif")], "INPUT", "channels-last"),
+        (
+            [str(tmp_path / "zyxc.npy"), "--channel-names", "synapsin,psd95"],
+            "INPUT",
+            "channels-last",
+        ),
+    ]:
+        exc = _fails(["detect", *args, "--out", out])
+        assert exc.field == field, (args, str(exc))
+        assert words in str(exc) and "64, 64" in str(exc), (args, str(exc))
+        assert "one file per channel" in (exc.hint or "") and "c, z, y, x" in (exc.hint or "")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bool_input_is_told_what_the_detectors_accept(tmp_path) -> None:
+    """The fix for a bool volume names what detect then accepts: not floats (refused next)."""
+    np.save(tmp_path / "synapsin.npy", np.zeros((4, 16, 16), bool))
+    exc = _fails(["detect", str(tmp_path / "synapsin.npy"), "--out", str(tmp_path / "o")])
+    assert exc.field == "INPUT" and "bool" in str(exc)
+    assert "uint8 or uint16" in (exc.hint or "") and "floating-point" not in (exc.hint or "")
+
+
+def test_a_voxel_size_below_a_nanometre_names_the_unit(small, tmp_path) -> None:
+    """0.07,0.1,0.1 without a unit is read as nm: refused before the run with the fix
+    --voxel-unit um (it used to fail in smoothing_sigma_nm with an overflow)."""
+    chans = str(small / "channels.ome.tif")
+    out = tmp_path / "o"
+    exc = _fails(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--out", str(out)])
+    assert exc.field == "--voxel-size" and "0.07,0.1,0.1 nanometers" in str(exc)
+    assert "--voxel-unit um" in (exc.hint or "")
+    assert not out.exists()
+    exc = _fails(["detect", chans, "--voxel-size", "0.0007,0.001,0.001", "--voxel-unit", "um",
+                  "--out", str(out)])  # fmt: skip
+    assert exc.field == "--voxel-size" and "--voxel-unit um" not in (exc.hint or "")
+    # a file that records such a size: the fix is to override it
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    ome_tiff.write_volume(tmp_path / "tiny.ome.tif", vol.data, voxel_size=(0.07, 0.1, 0.1),
+                          channel_names=vol.channel_names)  # fmt: skip
+    exc = _fails(["detect", str(tmp_path / "tiny.ome.tif"), "--out", str(out)])
+    assert exc.field == "--voxel-size" and "tiny.ome.tif" in str(exc)
+    assert "--voxel-size" in (exc.hint or "") and "--voxel-unit" in (exc.hint or "")
+    _ok(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--voxel-unit", "um",
+         "--out", str(out)])  # fmt: skip
+
+
+def test_an_output_that_cannot_be_created_is_refused_before_any_input_is_read(
+    small, tmp_path
+) -> None:
+    """A path under a file (NotADirectoryError) or in a place nothing can be written
+    (/proc) is one error naming the option, checked before the inputs (a missing file
+    here) are read: not a traceback after the detection has run."""
+    (tmp_path / "syn.npy").write_text("")
+    missing = str(tmp_path / "missing.tif")
+    places = [(tmp_path / "syn.npy" / "sub", "syn.npy is a file")]
+    if Path("/proc").is_dir():
+        places.append((Path("/proc/nope"), "nothing can be written in /proc"))
+    for place, words in places:
+        for args, option in [
+            (["detect", missing, "--out", str(place)], "--out"),
+            (["synth", "--out", str(place), "--shape", "4,32,32"], "--out"),
+            (["report", missing, "--out", str(place / "r.html")], "--out"),
+            (
+                [
+                    "evaluate",
+                    missing,
+                    "--truth",
+                    missing,
+                    "--max-distance",
+                    "1",
+                    "--json",
+                    str(place / "e.json"),
+                ],
+                "--json",
+            ),
+        ]:
+            exc = _fails(args)
+            assert exc.field == option and words in str(exc), (args, str(exc))

@@ -5,6 +5,8 @@ pipeline's parameters with their defaults."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import typer
@@ -13,6 +15,8 @@ from typer.testing import CliRunner
 from synapse_pipelines.cli import app
 from synapse_pipelines.cli.help_text import reflow
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
+from synapse_pipelines.core.request import select_channels
+from synapse_pipelines.io.volumes import volume_stem
 
 
 def _help(*command: str) -> str:
@@ -72,3 +76,30 @@ def test_detect_help_lists_every_pipelines_parameters() -> None:
     assert "Parameters of paired-puncta (the default)" in shown
     # the docstring's paragraphs are one line each at this width
     assert "synapse_ids.ome.tif, synapses.csv and manifest.json into --out, the same" in shown
+
+
+def _detect_examples() -> list[list[str]]:
+    """The ``synapse-pipelines detect ...`` and ``boss load ...`` example lines of detect's
+    help and docs/boss.md, as argument lists."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "boss.md"
+    lines = _help("detect").splitlines() + docs.read_text().splitlines()
+    return [
+        line.split("synapse-pipelines ", 1)[1].split()
+        for line in lines
+        if re.search(r"synapse-pipelines (detect|boss load) ", line)
+    ]
+
+
+def test_example_file_names_match_the_default_channels() -> None:
+    """Pasted, an example with one file per channel and no channel options must find the
+    synapsin and PSD channels by the files' names (``syn.tif psd.tif`` did not)."""
+    checked = 0
+    for args in _detect_examples():
+        files = [a for a in args if a.endswith((".tif", ".npy")) and "=" not in a]
+        if len(files) < 2 or any(a.endswith("-channel") for a in args):
+            continue
+        names = [volume_stem(Path(f)) for f in files]
+        choice = SimpleNamespace(presynaptic_channel=None, postsynaptic_channel=None)
+        select_channels(names, choice)  # raises ChannelSelectionError when nothing matches
+        checked += 1
+    assert checked >= 2  # detect's two-file examples and boss load's

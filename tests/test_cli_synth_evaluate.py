@@ -296,3 +296,26 @@ def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None
     assert result.exit_code == 0 and "warning" not in result.stderr
     scores = json.loads(report.read_text())
     assert scores["truth_outside_volume"] == 0 and "warnings" not in scores
+
+
+def test_evaluate_refuses_a_match_distance_beyond_synapse_scale(tmp_path) -> None:
+    """Results in micrometres and --max-distance 400 without --unit (docs write nm) is a
+    400 um radius, wider than the volume: refused, naming --unit nm, never a recall of 1."""
+    pred = np.array([[1, 10, 10], [3, 60, 90]], float)
+    results = _results_with_points(tmp_path / "r", pred, (0.07, 0.1, 0.1), "micrometers")
+    volume = {"shape": [8, 128, 128], "origin": [0, 0, 0]}
+    (results / outputs.MANIFEST).write_text(json.dumps({"volume": volume}))
+    (tmp_path / "t.csv").write_text("1,12,10\n5,100,20\n")
+    args = ["evaluate", str(results), "--truth", str(tmp_path / "t.csv")]
+    exc = _fails([*args, "--max-distance", "400"])
+    assert exc.field == "--max-distance" and "micrometers" in str(exc)
+    assert "--unit nm" in (exc.hint or "")
+    exc = _fails([*args, "--max-distance", "6", "--unit", "um"])  # explicit, still too wide
+    assert exc.field == "--max-distance" and "6 um" in str(exc)
+    # in voxels: a radius wider than the volume's largest side matches anything
+    exc = _fails([*args, "--max-distance", "200", "--unit", "px"])
+    assert exc.field == "--max-distance" and "128" in str(exc)
+    # synapse scale passes, in every unit
+    _ok([*args, "--max-distance", "400", "--unit", "nm"])
+    _ok([*args, "--max-distance", "0.4"])
+    _ok([*args, "--max-distance", "4", "--unit", "px"])

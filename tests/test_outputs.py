@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
 import tifffile
 from scipy import ndimage
+from typer.testing import CliRunner
 
+from synapse_pipelines.cli import app
 from synapse_pipelines.core.artefacts import PREDICTIONS_OME_ZARR, SYNAPSE_IDS_OME_ZARR
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io import ome_tiff, outputs
@@ -234,3 +237,77 @@ def test_partial_download_keeps_entries_of_absent_files(tmp_path) -> None:
     for name in (outputs.REPORT, outputs.MANIFEST):
         (full / name).write_bytes((part / name).read_bytes())
     assert outputs.verify_manifest(full) == []
+
+
+def _kwargs(seed: int = 5) -> dict:
+    mask, labels, chans = _detection(seed)
+    table = synapse_table(labels, chans, voxel_size=(1, 1, 1))
+    return dict(mask=mask, labels=labels, table=table, voxel_size=(1, 1, 1), raw=chans)
+
+
+def test_an_interrupted_write_leaves_no_results_folder(tmp_path, monkeypatch) -> None:
+    """Ctrl-C after the volumes but before synapses.csv and the manifest: no half folder
+    (nothing that blocks the next run or looks like results), and with --overwrite the
+    earlier results stay untouched until the new ones are complete."""
+    kwargs = _kwargs()
+    real = outputs.write_table_results
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "write_table_results", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.write_results(tmp_path / "r", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(outputs, "write_table_results", real)
+    first = outputs.write_results(tmp_path / "r", **kwargs)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    monkeypatch.setattr(outputs, "write_table_results", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.write_results(tmp_path / "r", **{**kwargs, "mask": np.zeros_like(kwargs["mask"])},
+                              overwrite=True)  # fmt: skip
+    after = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    assert after == before and [p.name for p in tmp_path.iterdir()] == ["r"]
+    assert outputs.verify_manifest(tmp_path / "r") == []
+    assert first["files"] == outputs.read_manifest(tmp_path / "r")["files"]
+
+
+def test_a_killed_runs_leftover_blocks_nothing_and_is_not_listed(tmp_path) -> None:
+    """kill -9 leaves the hidden staging folder: the next run writes (and removes it), and
+    it is never listed as a result, beside the folder or inside an existing one."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(dead.stdout)
+    beside = tmp_path / f".r.partial-{pid}-x"
+    inside = tmp_path / "kept" / f".partial-{pid}-x"
+    for leftover in (beside, inside):
+        leftover.mkdir(parents=True)
+        (leftover / outputs.PREDICTIONS).write_bytes(b"half")
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    m = outputs.write_results(tmp_path / "r", **_kwargs())
+    assert not beside.exists() and outputs.PREDICTIONS in m["files"]
+    m = outputs.write_results(tmp_path / "kept", **_kwargs())
+    assert not inside.exists() and (tmp_path / "kept" / "notes.txt").read_text() == "mine"
+    assert not any(name.startswith(".") for name in m["files"])
+    assert outputs.verify_manifest(tmp_path / "kept") == []
+
+
+def test_a_folder_without_its_manifest_is_called_incomplete(tmp_path) -> None:
+    """A results folder cut off before manifest.json (an older, interrupted run): evaluate,
+    view and report say so, not "cannot tell the format"."""
+    outputs.write_results(tmp_path / "r", **_kwargs())
+    (tmp_path / "r" / outputs.MANIFEST).unlink()
+    (tmp_path / "r" / outputs.SYNAPSES_CSV).unlink()
+    said = "not a complete results folder (an interrupted run?)"
+    with pytest.raises(SynapsePipelinesError, match=re.escape(said)):
+        outputs.read_manifest(tmp_path / "r")  # what view (and the report step) read
+    runner = CliRunner()
+    for args in (["evaluate", str(tmp_path / "r"), "--truth", str(tmp_path / "t.csv"),
+                  "--max-distance", "1", "--unit", "px"],
+                 ["report", str(tmp_path / "r"), "--out", str(tmp_path / "x.html")]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert isinstance(result.exception, SynapsePipelinesError), result.output
+        assert said in str(result.exception) and "cannot tell" not in str(result.exception)

@@ -31,6 +31,7 @@ from synapse_pipelines.core.errors import (
     RequestValidationError,
 )
 from synapse_pipelines.core.geometry import (
+    PLAUSIBLE_VOXEL_NM,
     implausible_voxel_size,
     normalise_unit,
     parse_zyx,
@@ -189,7 +190,7 @@ def detect(
 
       synapse-pipelines detect stack.npy --channel-names Synapsin647,PSD95_488
 
-      synapse-pipelines detect syn.tif psd.tif -p seed_level=1.2 -o strict
+      synapse-pipelines detect synapsin.tif psd95.tif -p seed_level=1.2 -o strict
 
     Each pipeline's parameters (-p KEY=NUMBER) are listed below.
     """
@@ -206,6 +207,8 @@ def detect(
                 field="--voxel-unit",
                 hint="use nanometers, micrometers or millimeters",
             )
+    if vs is not None:
+        _refuse_sub_nanometre_voxels(vs, unit_opt or "nanometers", source=None)
     # an unknown pipeline or parameter, or an occupied --out, fails before any file is read
     runner, params = _resolve_pipeline(pipeline, _parse_params(param or []))
     check_results_folder(out_dir, overwrite=overwrite, option="--out")
@@ -230,6 +233,8 @@ def detect(
             or ("pixel" if vs is None and chans.voxel_size is None else "nanometers")
         )
         start = org or chans.origin or (0, 0, 0)
+        if vs is None and chans.voxel_size is not None:
+            _refuse_sub_nanometre_voxels(voxel, unit, source=_first_source(chans.sources))
         voxel_nm = voxel_size_nanometers(voxel, unit)
         unit_warning = implausible_voxel_size(voxel_nm)
         if unit_warning:  # said before the run, and again beside an empty result
@@ -327,6 +332,36 @@ def detect(
         ("results", str(out_dir)),
     ]
     out_console().print(summary_table("synapse-pipelines detect", rows))
+
+
+def _refuse_sub_nanometre_voxels(
+    voxel: Sequence[float], unit: str | None, *, source: str | None
+) -> None:
+    """Refuse a voxel edge below :data:`PLAUSIBLE_VOXEL_NM`'s 1 nm (no light microscope
+    samples that finely): almost always micrometres read as nanometres, which would
+    otherwise fail deep in a detector (a smoothing sigma of thousands of voxels)."""
+    nm = voxel_size_nanometers(tuple(voxel), unit)  # type: ignore[arg-type]
+    low = PLAUSIBLE_VOXEL_NM[0]
+    if nm is None or min(nm) >= low:
+        return
+    shown = f"{','.join(f'{v:g}' for v in voxel)} {unit}"
+    where = f"the voxel size {source} records" if source else "--voxel-size"
+    if source is not None:
+        hint = "override it: pass --voxel-size z,y,x with --voxel-unit (e.g. 70,100,100 nm)"
+    elif unit == "nanometers":
+        hint = "these look like micrometres: add --voxel-unit um (or give 70,100,100 in nm)"
+    else:
+        hint = "check --voxel-size and --voxel-unit (e.g. 70,100,100 nanometers)"
+    raise VolumeInputError(
+        f"{where} ({shown} z,y,x) has an edge below {low:g} nm, finer than any microscope",
+        field="--voxel-size",
+        hint=hint,
+    )
+
+
+def _first_source(sources: dict[str, str]) -> str:
+    """The file the channel set's metadata came from (the first one), without ``[i]``."""
+    return next(iter(sources.values()), "the input").split("[")[0]
 
 
 def _synapse_count(manifest: dict[str, Any]) -> str:

@@ -19,14 +19,21 @@ from synapse_pipelines.cli.terminal_output import (
     out_console,
     summary_table,
 )
-from synapse_pipelines.core.geometry import PIXEL, normalise_unit, parse_zyx
+from synapse_pipelines.core.geometry import (
+    NANOMETERS_PER_UNIT,
+    PIXEL,
+    normalise_unit,
+    parse_zyx,
+)
 from synapse_pipelines.io.ome_tiff import OutputError
 from synapse_pipelines.io.outputs import (
     SYNAPSE_IDS,
     SYNAPSES_CSV,
+    check_complete_results,
     read_manifest,
 )
 from synapse_pipelines.io.point_annotations import read_point_annotations
+from synapse_pipelines.io.staging import check_creatable
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
     read_volume_file,
@@ -56,6 +63,12 @@ class _Points:
 
 
 POINT_SUFFIXES = (".csv", ".npz")
+
+#: The widest match radius evaluate accepts, nm: a synapse's puncta lie a few hundred nm
+#: apart and published scores match within 0.1-1 um, so anything wider is a unit mistake
+#: (a distance in nm read in micrometres) that would match everything.
+MAX_MATCH_NM = 5000.0
+_SYNAPSE_SCALE = "give a synapse-scale distance, e.g. --max-distance 300 --unit nm, or 3 --unit px"
 
 
 def _points_from_file(path: Path, option: str) -> _Points:
@@ -138,6 +151,8 @@ def _load_points(
 
     if path.is_dir() and (path / SYNAPSES_CSV).is_file():  # a results folder
         path = path / (SYNAPSE_IDS if want_labels else SYNAPSES_CSV)
+    else:  # volumes without their table and manifest: a run was cut off
+        check_complete_results(path, option=option)
     if not path.exists():
         raise VolumeInputError(f"no such file: {path}", field=option, hint="check the path")
     if path.suffix.lower() in POINT_SUFFIXES:
@@ -230,6 +245,8 @@ def evaluate(
       synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
     """
 
+    if json_out is not None:  # before any input is read
+        check_creatable(json_out, option="--json", folder=False)
     if json_out is not None and json_out.exists() and not overwrite:
         raise OutputError(
             f"{json_out} already exists",
@@ -283,6 +300,14 @@ def evaluate(
             else distance_in_voxel_unit(max_distance, unit_name or "", vunit)
         )
         shown_unit = unit or vunit or "(voxel size unit)"
+    _check_distance(
+        max_distance,
+        unit,
+        distance=distance,
+        unit_of_distance=PIXEL if in_voxels else vunit,
+        scale=scale,
+        extents=[p.extent for p in (pred, true) if p.extent is not None],
+    )
     if per_slice:
         assert pred.labels is not None and true.labels is not None
         if pred.labels.shape != true.labels.shape or pred.origin != true.origin:
@@ -337,6 +362,51 @@ def evaluate(
         data["requested_max_distance"] = max_distance
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _check_distance(
+    max_distance: float,
+    unit: str | None,
+    *,
+    distance: float,
+    unit_of_distance: str | None,
+    scale: tuple[float, ...],
+    extents: list[tuple[tuple[int, ...], tuple[int, ...]]],
+) -> None:
+    """Refuse a match radius no synapse comparison means: beyond :data:`MAX_MATCH_NM`, or
+    wider than the volume's largest side (every prediction could then match every truth).
+
+    ``distance`` is ``max_distance`` in ``unit_of_distance`` (the voxel size's unit, or
+    pixels), the coordinates matching runs in after scaling by ``scale``."""
+    given = f"--max-distance {max_distance:g} {unit or unit_of_distance or ''}".rstrip()
+    per_nm = NANOMETERS_PER_UNIT.get(normalise_unit(unit_of_distance) or "")
+    if per_nm is not None and distance * per_nm > MAX_MATCH_NM:
+        um = distance * per_nm / 1000
+        if unit is None:  # the usual cause: a distance in nm read in the voxels' unit
+            raise VolumeInputError(
+                f"{given} (read in the voxel size's unit, as no --unit was given) is a "
+                f"{um:g} um radius, far beyond synapse scale (at most "
+                f"{MAX_MATCH_NM / 1000:g} um)",
+                field="--max-distance",
+                hint=f"say the unit: --max-distance {max_distance:g} --unit nm (or um, px)",
+            )
+        raise VolumeInputError(
+            f"{given} is a {um:g} um radius, far beyond synapse scale (at most "
+            f"{MAX_MATCH_NM / 1000:g} um)",
+            field="--max-distance",
+            hint=_SYNAPSE_SCALE,
+        )
+    for _, shape in extents:
+        sides = [n * s for n, s in zip(shape[::-1], scale[::-1], strict=False)]
+        if sides and distance > max(sides):
+            size = "x".join(str(n) for n in shape)
+            raise VolumeInputError(
+                f"{given} is wider than the volume ({size} voxels, largest side "
+                f"{max(sides):g} {'px' if unit_of_distance == PIXEL else unit_of_distance}): "
+                "every prediction could match every truth point",
+                field="--max-distance",
+                hint=_SYNAPSE_SCALE,
+            )
 
 
 def _outside_warning(

@@ -14,6 +14,7 @@ import typer
 from synapse_pipelines.core.artefacts import CLUSTERING, MANIFEST, REPORT
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
+from synapse_pipelines.io.staging import check_creatable
 
 
 def _split_features(text: str | None) -> list[str] | None:
@@ -77,6 +78,8 @@ def report(
     json_path = clustering_json if clustering_json is not None else default_clustering_path(out)
     if force:
         typer.echo("note: --force is deprecated; use --overwrite", err=True)
+    for path, option in ((out, "--out"), (json_path, "--clustering-json")):
+        check_creatable(path, option=option, folder=False)  # before the table is read
     if not (overwrite or force):
         for path, option in ((out, "--out"), (json_path, "--clustering-json")):
             if path.exists():

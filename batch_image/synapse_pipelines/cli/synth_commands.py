@@ -20,6 +20,7 @@ from synapse_pipelines.cli.terminal_output import (
 )
 from synapse_pipelines.core.geometry import parse_zyx
 from synapse_pipelines.io.ome_tiff import OutputError, write_volume
+from synapse_pipelines.io.staging import check_creatable
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
 )
@@ -78,6 +79,7 @@ def synth(
     """
 
     dims = parse_zyx(shape, field="--shape")  # positive integers, or an error naming --shape
+    check_creatable(out_dir, option="--out", folder=True)
     targets = [out_dir / n for n in (SYNTH_CHANNELS, SYNTH_TRUTH, SYNTH_ANNOTATION)]
     existing = [p.name for p in targets if p.exists()]
     if existing and not overwrite:

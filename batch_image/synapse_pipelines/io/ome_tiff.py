@@ -36,8 +36,8 @@ OME_UNITS: dict[str, str] = {
 }
 _FROM_OME_UNITS = {v: k for k, v in OME_UNITS.items()} | {"um": "micrometers"}
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read the process umask once (there is no getter)
+UMASK = os.umask(0)
+os.umask(UMASK)  # read the process umask once (there is no getter)
 _OME_DESCRIPTION_KEY = "synapse_pipelines"
 
 
@@ -73,7 +73,7 @@ def atomic_write(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; results are for sharing
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -65,6 +65,7 @@ from synapse_pipelines.core.artefacts import (
     SYNAPSES_META as SYNAPSES_META,
 )
 from synapse_pipelines.io.ome_tiff import OutputError, atomic_write, write_volume
+from synapse_pipelines.io.staging import check_creatable, staged_folder
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.io.viewable_volumes import write_viewable_volumes
 
@@ -130,12 +131,25 @@ def _listed_files(folder: Path) -> dict[str, dict[str, Any]]:
     files = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel != MANIFEST and not p.name.startswith("."):
+        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file() and rel != MANIFEST and not hidden:  # hidden: temporary, staging
             files[rel] = file_digest(p)
     return files
 
 
+def check_complete_results(folder: str | Path, *, option: str = "results folder") -> None:
+    """Refuse a folder holding results but no manifest (written last): a run was cut off."""
+    folder = Path(folder)
+    if folder.is_dir() and not (folder / MANIFEST).is_file() and existing_results(folder):
+        raise OutputError(
+            f"no {MANIFEST} in {folder}: not a complete results folder (an interrupted run?)",
+            field=option,
+            hint="run detect into it again with --overwrite, or into a new --out",
+        )
+
+
 def read_manifest(folder: str | Path) -> dict[str, Any]:
+    check_complete_results(folder)
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise OutputError(
@@ -243,11 +257,11 @@ def existing_results(folder: str | Path) -> list[str]:
 def check_results_folder(folder: str | Path, *, overwrite: bool, option: str = "out") -> None:
     """Fail early (before any work) if ``folder`` cannot take new results.
 
-    A file in the way, or results already there while ``overwrite`` is false.
+    A file in the way, a folder that cannot be created, or results already there while
+    ``overwrite`` is false.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder} is a file", field=option, hint="pass a folder path")
+    check_creatable(folder, option=option, folder=True)
     if not overwrite:
         existing = existing_results(folder)
         if existing:
@@ -347,40 +361,56 @@ def write_results(
             field="labels",
         )
     ids = _as_uint32_ids(labels)  # refused before anything earlier is removed
-    if overwrite and existing_results(folder):  # replace the earlier results as a whole
-        remove_results(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    # written aside and put in place when complete: an interrupted run leaves no half
+    # results folder, and earlier results are replaced (as a whole) only by complete ones
+    with staged_folder(folder, clear=remove_results, last=MANIFEST) as staged:
+        return _write_results_into(
+            staged,
+            mask=mask,
+            ids=ids,
+            raw=raw,
+            voxel_size=voxel_size,
+            voxel_unit=voxel_unit,
+            origin=origin,
+            results_key=results_key,
+            request=request,
+            pipeline=pipeline,
+            parameters=parameters,
+            channels=channels,
+            timings=timings,
+            counts=counts,
+            explanation=explanation,
+            extra=extra,
+            table=table,
+        )
+
+
+def _write_results_into(
+    folder: Path,
+    *,
+    mask: np.ndarray,
+    ids: np.ndarray,
+    raw: Mapping[str, np.ndarray] | None,
+    voxel_size: Sequence[float],
+    voxel_unit: str,
+    origin: Sequence[int],
+    extra: Mapping[str, Any] | None,
+    **table_results: Any,
+) -> dict[str, Any]:
+    """:func:`write_results`' artefacts, into the empty (staging) ``folder``."""
     common = {"voxel_size": voxel_size, "voxel_unit": voxel_unit, "origin": origin}
     mask_u8 = np.where(mask > 0, np.uint8(255), np.uint8(0))
     write_volume(folder / PREDICTIONS, mask_u8, name="predictions", **common)
     write_volume(folder / SYNAPSE_IDS, ids, name="synapse_ids", **common)
-    viewable = write_viewable_volumes(
-        folder,
-        mask_u8=mask_u8,
-        ids=ids,
-        raw=raw,
-        voxel_size=voxel_size,
-        voxel_unit=voxel_unit,
-        origin=origin,
-    )
+    viewable = write_viewable_volumes(folder, mask_u8=mask_u8, ids=ids, raw=raw, **common)
     return write_table_results(
         folder,
-        table=table,
         shape=mask.shape,
         foreground_voxels=int(np.count_nonzero(mask_u8)),
-        voxel_size=voxel_size,
-        voxel_unit=voxel_unit,
-        origin=origin,
-        results_key=results_key,
-        request=request,
-        pipeline=pipeline,
-        parameters=parameters,
-        channels=channels,
-        timings=timings,
-        counts=counts,
-        explanation=explanation,
         extra={"ome_zarr": viewable, **dict(extra or {})},
-        overwrite=True,  # checked above, before the volumes were written
+        overwrite=True,  # checked by write_results, before the volumes were written
+        **common,
+        **table_results,
     )
 
 

@@ -28,6 +28,14 @@ from synapse_pipelines.io.ome_tiff import read_volume
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
 SUPPORTED = "TIFF (.tif/.tiff, incl. OME-TIFF), NumPy (.npy) or Zarr (.zarr)"
+#: How to give several channels, for the errors about files laid out otherwise.
+CHANNEL_LAYOUTS = (
+    "give one file per channel (z, y, x, as INPUT or -c NAME=PATH), or one channels-first "
+    "c, z, y, x file (.npy, Zarr, or an OME-TIFF / ImageJ hyperstack with a C axis; "
+    "numpy.moveaxis(data, -1, 0) puts a last channel axis first)"
+)
+#: A last axis this short after a long one holds colour samples or channels, not x.
+_SAMPLE_AXIS_MAX = 4
 
 
 class VolumeInputError(SynapsePipelinesError):
@@ -105,6 +113,13 @@ def _read_tiff(path: Path, option: str) -> VolumeFile:
     unit = vol.voxel_unit
     # put the channel axis first, drop singleton time / sample axes
     axes = axes.upper()
+    if "S" in axes and data.shape[axes.index("S")] > 1:  # RGB(A): colours are not channels
+        raise VolumeInputError(
+            f"{path} is an RGB image ({data.shape[axes.index('S')]} colour samples per "
+            f"pixel, shape {tuple(data.shape)}); a volume is z, y, x or c, z, y, x",
+            field=option,
+            hint=f"{CHANNEL_LAYOUTS}; Fiji: Image > Color > Split Channels",
+        )
     for ax in "TS":
         if ax in axes and data.shape[axes.index(ax)] == 1:
             data = np.take(data, 0, axis=axes.index(ax))
@@ -235,6 +250,15 @@ def read_volume_file(path: str | Path, *, option: str = "input") -> VolumeFile:
         )
     if vf.data.ndim == 2:  # one plane (y, x): a volume of one section, detected in 2-D
         vf = replace(vf, data=vf.data[np.newaxis])
+    shape = tuple(vf.data.shape)
+    if vf.data.ndim in (3, 4) and 1 < shape[-1] <= _SAMPLE_AXIS_MAX < shape[-2]:
+        # (y, x, 3) or (z, y, x, c): read as is, x would be the colours or channels
+        raise VolumeInputError(
+            f"{path} looks channels-last: shape {shape} ends in an axis of {shape[-1]} "
+            "(colour samples or channels, not x); a volume is z, y, x or c, z, y, x",
+            field=option,
+            hint=CHANNEL_LAYOUTS,
+        )
     if vf.data.ndim not in (3, 4):
         raise VolumeInputError(
             f"{path} holds a {vf.data.ndim}-D array of shape {tuple(vf.data.shape)}; "
@@ -248,7 +272,9 @@ def read_volume_file(path: str | Path, *, option: str = "input") -> VolumeFile:
         raise VolumeInputError(
             f"{path} has unsupported data type {dtype}",
             field=option,
-            hint="pass integer (uint8/uint16) or floating-point intensities",
+            # floats pass here (extra channels of the table) but the detectors refuse them
+            hint="pass the raw uint8 or uint16 intensities (the detectors take no bool, "
+            "float or signed data)",
         )
     return vf
 

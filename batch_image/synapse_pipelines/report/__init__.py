@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from synapse_pipelines.io.outputs import check_complete_results
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
 
 from .analysis import analyse_table
@@ -71,6 +72,7 @@ class ReportSummary:
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read ``synapses.csv`` (and its metadata JSON when present) with clear errors."""
     p = Path(path)
+    check_complete_results(p, option="synapses.csv")  # a results folder cut off: say so
     if p.is_dir():
         raise ReportInputError(
             f"{p} is a folder, not a CSV file",
