@@ -52,6 +52,55 @@ def test_load_tiff_files(boss_server, tmp_path) -> None:
     )
 
 
+def test_load_into_an_existing_experiment_never_overwrites_by_mistake(
+    boss_server, tmp_path
+) -> None:
+    """An audit loaded an 8 x 256 x 256 file over a loaded 8 x 1024 x 1344 channel: it
+    replaced a corner of the stored data and printed the whole frame as loaded."""
+    rng = np.random.default_rng(1)
+    stored = rng.integers(1, 255, (8, 48, 64), dtype=np.uint8)
+    same_shape = rng.integers(1, 255, stored.shape, dtype=np.uint8)
+    for name, vol in (("stored", stored), ("small", stored[:, :16, :16] // 2 + 1),
+                      ("same", same_shape), ("wide", same_shape.astype(np.uint16))):  # fmt: skip
+        tifffile.imwrite(tmp_path / f"{name}.tif", vol)
+    col = boss_server.unique("over")
+    client = boss_server.client()
+    box = Box((0, 0, 0), stored.shape)
+
+    def load(*args: str):
+        base = ["boss", "load", "--host", boss_server.host, "--collection", col,
+                "--experiment", "e"]  # fmt: skip
+        return CliRunner().invoke(app, [*base, *args], env={"BOSS_TOKEN": boss_server.token})
+
+    first = load("--channel", f"synapsin={tmp_path / 'stored.tif'}")
+    assert first.exit_code == 0, first.output
+
+    for flags in ((), ("--overwrite",)):  # --overwrite replaces channels, never a corner
+        smaller = load("--channel", f"synapsin={tmp_path / 'small.tif'}", *flags)
+        assert isinstance(smaller.exception, BossError), smaller.output
+        message = str(smaller.exception)
+        assert message.startswith(f"experiment {col}/e: its frame is z=0:8 y=0:48 x=0:64")
+        assert "8 x 48 x 64" in message and "8 x 16 x 16" in message and "Fix:" in message
+    taken = load("--channel", f"synapsin={tmp_path / 'same.tif'}")
+    assert isinstance(taken.exception, BossError), taken.output
+    assert str(taken.exception).startswith(f"channel {col}/e/synapsin: already exists")
+    assert "pass --overwrite" in str(taken.exception)
+    other_type = load("--channel", f"synapsin={tmp_path / 'wide.tif'}", "--overwrite")
+    assert isinstance(other_type.exception, BossError), other_type.output
+    assert "is a uint8 image channel" in str(other_type.exception)
+    np.testing.assert_array_equal(client.pull(col, "e", "synapsin", box), stored)
+
+    added = load("--channel", f"psd={tmp_path / 'same.tif'}")  # a new channel: nothing replaced
+    assert added.exit_code == 0, added.output
+    assert "psd" in added.output and "replaced" not in added.output
+    replaced = load("--channel", f"synapsin={tmp_path / 'same.tif'}", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert "synapsin (replaced)" in replaced.output
+    # every load says the region it wrote
+    assert "wrote z=0:8 y=0:48 x=0:64 (8 x 48 x 64 voxels)" in first.output
+    np.testing.assert_array_equal(client.pull(col, "e", "synapsin", box), same_shape)
+
+
 def test_ls_without_token_is_a_clear_error(boss_server) -> None:
     result = CliRunner().invoke(
         app, ["boss", "ls", "--host", boss_server.host], env={"BOSS_TOKEN": None}

@@ -21,7 +21,7 @@ import pytest
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.boss_client import BossClient
-from synapse_pipelines.io.boss_publish import mask_channel_name
+from synapse_pipelines.io.boss_publish import labels_channel_name, mask_channel_name
 from synapse_pipelines.io.boss_resources import CoordinateFrame
 from synapse_pipelines.io.ome_tiff import read_volume
 from synapse_pipelines.io.outputs import verify_manifest
@@ -188,6 +188,44 @@ def test_duplicate_request_does_not_run_twice(e2e: E2E) -> None:
 
     time.sleep(2)  # the rule's Lambda target runs asynchronously
     assert len(rt.executions()) == len(before)
+
+
+def test_other_settings_of_the_same_box_never_overwrite_a_published_run(e2e: E2E) -> None:
+    """The same box with other detector settings is a new run under a new key: the first
+    run's BOSS channels and S3 results stay as they were (an audit found them replaced)."""
+    rt = e2e.rt
+    assert "success" in e2e.results, "needs test_success_path first"
+    request = e2e.request()
+    first_key = parse_request(request).results_key
+    client = BossClient(e2e.boss.host, "http", e2e.token)
+    out_col, out_exp = request["output_collection"], request["output_experiment"]
+    box = Box((0, 0, 0), SHAPE)
+
+    def published_ids(key: str) -> np.ndarray:
+        return client.pull(out_col, out_exp, labels_channel_name(key), box)
+
+    def manifest(key: str) -> bytes:
+        obj = rt.client("s3").get_object(
+            Bucket=rt.res.bucket, Key=wf.artefact_key(key, wf.MANIFEST)
+        )
+        return obj["Body"].read()
+
+    first_ids, first_manifest = published_ids(first_key), manifest(first_key)
+    settings = {"seed_level": 1.5, "weak_seed_level": 1.5, "assignment_level": 1.0}
+    sub = rt.submit(e2e.request(pipeline_parameters=settings))
+    assert not sub.duplicate  # another request: another run
+    result = rt.wait(sub.execution_arn, timeout=240)
+    assert result.succeeded, (result.error, result.cause)
+
+    assert np.array_equal(published_ids(first_key), first_ids)
+    assert manifest(first_key) == first_manifest
+    assert sub.results_key.startswith(first_key + "_settings_")
+    assert not np.array_equal(published_ids(sub.results_key), first_ids)  # settings matter
+    assert json.loads(manifest(sub.results_key))["results_key"] == sub.results_key
+    # the very same request again is the same run: nothing new starts
+    assert rt.submit(e2e.request(pipeline_parameters=settings)).duplicate
+    rt.notifications()
+    rt.emitted_events()
 
 
 def test_eventbridge_triggered_run(e2e: E2E) -> None:

@@ -195,6 +195,34 @@ def test_sanitize_name_makes_valid_boss_names():
     assert len(long_a) == MAX_NAME_LENGTH and long_a != long_b
 
 
+def test_results_key_tells_detection_settings_apart():
+    """Other settings of the same box get another key (so other BOSS channels and another S3
+    prefix); the default settings keep the original's key; one setting written two ways, or
+    the same request again, gets the same key."""
+    original = "paired-puncta_collman_collman15v2_z_0_16_y_1000_1512_x_2000_2512"
+    assert parse_request(base()).results_key == original
+    assert parse_request(base(pipeline_parameters={})).results_key == original
+    params = parse_request(base(pipeline_parameters={"seed_level": 1.5, "weak_seed_level": 1.5}))
+    assert params.results_key.startswith(original + "_settings_")
+    other = parse_request(base(pipeline_parameters={"seed_level": 2.0}))
+    pre = parse_request(base(presynaptic_channel="VGluT1_647"))
+    post = parse_request(base(postsynaptic_channel="NR1594"))
+    keys = {original, params.results_key, other.results_key, pre.results_key, post.results_key}
+    assert len(keys) == 5
+    # canonical: key order and 2 vs 2.0 do not matter; a re-parse is the same key
+    same = parse_request(base(pipeline_parameters={"weak_seed_level": 1.5, "seed_level": 1.5}))
+    assert same.results_key == params.results_key
+    assert parse_request(base(pipeline_parameters={"seed_level": 2})).results_key == (
+        other.results_key
+    )
+    assert parse_request(params.public_dict()).results_key == params.results_key
+    # within the name limit the module keeps, settings still told apart when the key is cut
+    long_a = parse_request(base(experiment="e" * 190, pipeline_parameters={"seed_level": 1.5}))
+    long_b = parse_request(base(experiment="e" * 190, pipeline_parameters={"seed_level": 1.6}))
+    assert len(long_a.results_key) <= MAX_NAME_LENGTH
+    assert long_a.results_key != long_b.results_key
+
+
 def test_public_dict_never_holds_the_token():
     request = parse_request(base(token="super-secret-token-123"))
     assert request.token is not None

@@ -132,8 +132,16 @@ def load(
     host: HostOption = "127.0.0.1:8700",
     protocol: Annotated[str | None, typer.Option("--protocol", help="http or https.")] = None,
     token: TokenOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace channels that already exist in the experiment (refused without it).",
+        ),
+    ] = False,
 ) -> None:
-    """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator."""
+    """Create COLLECTION/EXPERIMENT from local volumes or the synthetic generator, or add
+    channels to an existing experiment (volumes of its frame's shape)."""
     # intern takes ~0.5 s to import: only the commands that talk to BOSS load it
     from synapse_pipelines.io.boss_client import BossClient
 
@@ -165,7 +173,7 @@ def load(
         unit = voxel_unit
     bare_host, proto = _split_host(host, protocol)
     client = BossClient(bare_host, proto, _need_token(token))
-    frame = load_experiment(
+    report = load_experiment(
         client,
         collection,
         experiment,
@@ -173,11 +181,16 @@ def load(
         annotations=annotations,
         voxel_size=size,  # type: ignore[arg-type]
         voxel_unit=unit,
+        overwrite=overwrite,
     )
-    names = ", ".join([*volumes, *annotations])
+    frame, box = report.frame, report.box
+    names = ", ".join(
+        f"{name} (replaced)" if name in report.replaced else name
+        for name in [*volumes, *annotations]
+    )
     typer.echo(
-        f"loaded {collection}/{experiment} ({frame.extent}, voxel {frame.voxel_size} "
-        f"{frame.voxel_unit}): {names}"
+        f"loaded {collection}/{experiment}: wrote {box} ({' x '.join(map(str, box.shape))} "
+        f"voxels) of frame {frame.extent}, voxel {frame.voxel_size} {frame.voxel_unit}: {names}"
     )
 
 

@@ -10,14 +10,25 @@ Ranges are half-open ``[start, stop)`` in voxels, like Python slices and BOSS cu
 are accepted as ``"start,stop"`` strings (the original CLI's ``--z-range 0,16``), as
 ``"start:stop"`` or as ``[start, stop]`` lists.
 
-The results key is built exactly as the original did::
+The results key of a request with the default detection settings is built exactly as the
+original did::
 
     "_".join([pipeline, collection, experiment, "z", z0, z1, "y", y0, y1, "x", x0, x1])
 
-and then sanitised by :func:`sanitize_name` so it is always a valid BOSS channel name and S3
-prefix: characters other than ASCII letters, digits, ``_`` and ``-`` become ``_``, and a key
-longer than :data:`MAX_NAME_LENGTH` is cut and suffixed with a short hash of the full key so
-two different requests never share one.
+A request that sets ``pipeline_parameters`` or names ``presynaptic_channel`` /
+``postsynaptic_channel`` gets ``_settings_<digest>`` appended: the first
+:data:`SETTINGS_DIGEST_LENGTH` hex digits of the SHA-256 of those settings as canonical JSON
+(:attr:`SynapseRequest.detection_settings`). Results are published under the key (BOSS
+channels ``<key>_...``, the S3 prefix ``<key>/``), so a run with other settings never
+overwrites an earlier run's results, while the very same request again gets the same key.
+A setting given explicitly counts even at its default value: the key must be the same
+wherever it is computed, including the ValidateRequest Lambda, which cannot load a pipeline's
+code to learn its defaults (such a request gets a key of its own: a copy, never an overwrite).
+
+The key is then sanitised by :func:`sanitize_name` so it is always a valid BOSS channel name
+and S3 prefix: characters other than ASCII letters, digits, ``_`` and ``-`` become ``_``, and a
+key longer than :data:`MAX_NAME_LENGTH` is cut and suffixed with a short hash of the full key
+(digest included) so two different requests never share one.
 """
 
 from __future__ import annotations
@@ -55,6 +66,10 @@ from synapse_pipelines.core.sizing import request_voxel_cap
 #: channel ``<results_key>_<suffix>`` still fits.
 MAX_NAME_LENGTH = 200
 
+#: Hex digits of the settings digest in a results key: 40 bits, so two different settings
+#: of one box never share a key in practice, and the key stays short enough to read.
+SETTINGS_DIGEST_LENGTH = 10
+
 #: BOSS accepts names made of ASCII letters, digits, underscores and hyphens.
 _BOSS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
@@ -78,6 +93,13 @@ def sanitize_name(text: str) -> str:
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         cleaned = f"{cleaned[: MAX_NAME_LENGTH - 13]}_{digest}"
     return cleaned
+
+
+def _canonical_number(value: int | float) -> int | float:
+    """``3.0`` as ``3``, so one setting written two ways digests the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _whole_number(part: Any, hint: str) -> int:
@@ -256,12 +278,46 @@ class SynapseRequest(BaseModel):
         return self.box.size
 
     @property
+    def detection_settings(self) -> dict[str, Any]:
+        """What the request sets beyond the pipeline's defaults, canonical (empty: none).
+
+        The explicit ``pipeline_parameters`` (an integral float written as an int: the
+        pipeline coerces ``3`` and ``3.0`` to the same value) and the explicitly named
+        channels. Only what the request itself says: the key built from it must not depend on
+        a pipeline's code or on BOSS, which the ValidateRequest Lambda cannot always reach."""
+        settings: dict[str, Any] = {}
+        if self.pipeline_parameters:
+            settings["pipeline_parameters"] = {
+                name: _canonical_number(value)
+                for name, value in sorted(self.pipeline_parameters.items())
+            }
+        for name in ("presynaptic_channel", "postsynaptic_channel"):
+            value = getattr(self, name)
+            if value is not None:
+                settings[name] = value
+        return settings
+
+    @property
+    def settings_digest(self) -> str | None:
+        """A short stable digest of :attr:`detection_settings`, or None for the defaults."""
+        settings = self.detection_settings
+        if not settings:
+            return None
+        text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:SETTINGS_DIGEST_LENGTH]
+
+    @property
     def results_key(self) -> str:
+        """Where the results go (see the module docstring): the original's key, plus
+        ``_settings_<digest>`` when the request changes the detection settings."""
         parts = [self.pipeline, self.collection, self.experiment]
         for axis, (start, stop) in zip(
             AXES, (self.z_range, self.y_range, self.x_range), strict=True
         ):
             parts += [axis, str(start), str(stop)]
+        digest = self.settings_digest
+        if digest is not None:
+            parts += ["settings", digest]
         return sanitize_name("_".join(parts))
 
     @property

@@ -52,7 +52,7 @@ def seed_synthetic_experiment(
         voxel_size=experiment_data.voxel_size,
         voxel_unit=str(experiment_data.voxel_unit),
         annotations={ANNOTATION_CHANNEL: experiment_data.annotation},
-    )
+    ).frame
 
 
 def demo_request(
