@@ -220,15 +220,10 @@ def test_status_of_a_finished_run_shows_no_step_running(aws_env: None, outcome: 
         summary = wait_for(sfn, arn, poll_seconds=0.2, timeout_seconds=60)
         assert summary["status"] == outcome
         steps = [(s["step"], s["state"]) for s in execution_summary(sfn, arn)["steps"]]
-    assert steps[:7] == [
-        ("P", "done"),
-        ("A1", "done"),
-        ("B1", "done"),
-        ("A2", "done"),
-        ("M", "done"),
-        ("I", "done"),
-        ("I", "done"),
-    ]
+    # the branches run in threads: their order in the history is not fixed, their states are
+    assert steps[0] == ("P", "done")
+    assert sorted(steps[1:4]) == [("A1", "done"), ("A2", "done"), ("B1", "done")]
+    assert steps[4:7] == [("M", "done"), ("I", "done"), ("I", "done")]
     if outcome == "FAILED":
         assert steps[7:] == [("T", "failed"), ("Failed", "failed")]
     else:
