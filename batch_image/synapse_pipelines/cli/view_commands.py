@@ -42,7 +42,7 @@ def view(
     layout = viewer.layout
     shown = [i.name for i in layout.images if i.visible]
     hidden = [i.name for i in layout.images if not i.visible]
-    centre = ",".join(f"{v:.1f}" for v in layout.centre)
+    centre = ",".join(f"{v:.2f}" for v in layout.centre)  # synapses.csv's coordinates
     rows = [
         ("viewer", viewer.url),
         ("data", viewer.data_url),
