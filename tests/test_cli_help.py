@@ -10,13 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from synapse_pipelines import __version__
 from synapse_pipelines.cli import app
-from synapse_pipelines.cli.help_text import reflow
+from synapse_pipelines.cli.help_text import FLAG_METAVAR, reflow
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
 
 
-def _help(*command: str) -> str:
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+def _help(*command: str, columns: int = 400) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -72,3 +73,52 @@ def test_detect_help_lists_every_pipelines_parameters() -> None:
     assert "Parameters of paired-puncta (the default)" in shown
     # the docstring's paragraphs are one line each at this width
     assert "synapse_ids.ome.tif, synapses.csv and manifest.json into --out, the same" in shown
+
+
+@pytest.mark.parametrize("command", [(), *_commands()], ids=lambda c: " ".join(c) or "root")
+def test_help_at_80_columns_shows_every_option_whole(command: tuple[str, ...]) -> None:
+    """At 80 columns rich cut long names (``--presynaptic-chann…``): only the help column
+    wraps. A flag's type column says ``flag``, never ``<bool>`` (``--keep-server true`` is
+    an error, so the help must not suggest a value)."""
+    shown = _help(*command, columns=80)
+    root = typer.main.get_command(app)
+    cmd = root
+    for name in command:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    names = {
+        opt
+        for param in cmd.params
+        if not getattr(param, "hidden", False) and param.param_type_name == "option"
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("--")
+    }
+    assert not re.search(r"--[\w-]*…", shown), shown
+    words = set(re.findall(r"--[\w-]+", shown))
+    assert names <= words, names - words
+    assert "<bool>" not in shown
+    assert FLAG_METAVAR in shown  # --help at least
+
+
+@pytest.mark.parametrize(
+    ("command", "pair"),
+    [
+        ("demo", "--no-keep-server"),
+        ("report", "--no-overwrite"),
+        ("detect", "--no-overwrite"),
+        ("synth", "--no-overwrite"),
+        ("evaluate", "--no-overwrite"),
+    ],
+)
+def test_on_off_flags_have_both_forms(command: str, pair: str) -> None:
+    assert pair in _help(command, columns=80)
+
+
+def test_keep_server_takes_no_value() -> None:
+    result = CliRunner().invoke(app, ["demo", "--keep-server", "true"])
+    assert result.exit_code == 2 and "unexpected extra argument" in result.output
+
+
+@pytest.mark.parametrize("args", [["--version"], ["version"]])
+def test_version_option_and_command(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and result.output.strip() == __version__

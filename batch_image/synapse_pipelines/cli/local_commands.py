@@ -143,8 +143,9 @@ def demo(
     keep_server: Annotated[
         bool,
         typer.Option(
-            "--keep-server",
-            help="Keep the local BOSS server running afterwards (Ctrl-C stops it).",
+            "--keep-server/--no-keep-server",
+            help="Keep the local BOSS server running afterwards (Ctrl-C stops it), so "
+            "links.csv and the summary's BOSS URL stay reachable.",
         ),
     ] = False,
     verbose: Annotated[

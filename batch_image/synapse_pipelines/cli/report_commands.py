@@ -64,7 +64,9 @@ def report(
         "its z/y/x ranges give the analysed box for the density.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace the report and clustering JSON if they exist."
+        False,
+        "--overwrite/--no-overwrite",
+        help="Replace the report and clustering JSON if they exist.",
     ),
     force: bool = typer.Option(
         False, "--force", hidden=True, help="Deprecated alias of --overwrite."
