@@ -20,9 +20,10 @@ from fixtures.cli_science import fails as _fails, ok as _ok, runner
 from synapse_pipelines.cli import app
 from synapse_pipelines.io import ome_tiff, outputs
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
+from synapse_pipelines.science.synthetic import MATCH_NM
 
-# measured (detector of commit 1f19035): seeds 0-5 of a 16x256x256 experiment give F1
-# 0.94-0.99 at 200 nm, seed 1: 0.944 (67 TP / 2 FP / 6 FN); the first detector gave 0.904
+# the sparse profile, seed 1, 16x256x256: PAIRS (2026-11-30) 73 / 0 / 0, F1 1.000 at 300 nm
+# (and at 200); NOMADS of commit 1f19035 gave 0.944 at 200 nm, the first detector 0.904
 ROUND_TRIP_MIN_F1 = 0.90
 
 
@@ -43,6 +44,8 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
     args = ["--shape", "16,256,256", "--seed", "1", "--profile", "sparse"]
     out = _ok(["synth", "--out", str(tmp_path), *args])
     assert "true synapses" in out
+    # synth suggests the project's one distance for synthetic truth (demo scores with it)
+    assert f"--max-distance {MATCH_NM:g} --unit nm" in " ".join(out.replace("│", " ").split())
     truth = pd.read_csv(tmp_path / "truth.csv")
     results = tmp_path / "results"
     out = _ok(["detect", str(tmp_path / "channels.ome.tif"), "--out", str(results)])
@@ -70,7 +73,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
             "--truth",
             str(tmp_path / "truth.csv"),
             "--max-distance",
-            "200",
+            f"{MATCH_NM:g}",
             "--json",
             str(report),
         ]
@@ -89,7 +92,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
             "--truth",
             str(tmp_path / "annotation.ome.tif"),
             "--max-distance",
-            "200",
+            f"{MATCH_NM:g}",
             "--json",
             str(report),
             "--overwrite",

@@ -228,6 +228,9 @@ def evaluate(
       synapse-pipelines evaluate results --truth truth.csv --max-distance 300 --unit nm
 
       synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
+
+    300 nm (about one punctum) is the project's distance for synthetic truth (synth's
+    suggestion, demo's F1); 3 px is the one for weiler14_dev's expert points.
     """
 
     if json_out is not None and json_out.exists() and not overwrite:

@@ -26,7 +26,7 @@ from synapse_pipelines.local.boss_loading import load_experiment
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.local.runtime import ExecutionResult, LocalRuntime, ProgressEvent
 from synapse_pipelines.science.evaluation import EvaluationResult, evaluate_centroids
-from synapse_pipelines.science.synthetic import SyntheticExperiment, make_experiment
+from synapse_pipelines.science.synthetic import MATCH_NM, SyntheticExperiment, make_experiment
 from synapse_pipelines.workflow import wiring as wf
 
 DEMO_COLLECTION = "synthetic"
@@ -184,7 +184,7 @@ class Demo:
             "copy results",
             lambda: rt.download_results(sub.results_key, self.out, overwrite=True),
         )
-        max_distance = 2 * float(max(exp.voxel_size))  # as `synapse-pipelines synth` suggests
+        max_distance = MATCH_NM  # nm, as `synapse-pipelines synth` suggests
         evaluation = None
         synapses = None
         if wf.SYNAPSES_CSV in files:
