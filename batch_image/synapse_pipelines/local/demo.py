@@ -35,6 +35,8 @@ DEMO_OUTPUT_COLLECTION = "collman_nomads"
 DEMO_OUTPUT_EXPERIMENT = "nomads_predictions"
 #: the ground-truth channel, named as in collman15v2
 ANNOTATION_CHANNEL = "annotation"
+#: the phase (of ``Demo.phase_seconds``) that runs the state machine
+WORKFLOW_PHASE = "workflow"
 
 
 def seed_synthetic_experiment(
@@ -178,7 +180,9 @@ class Demo:
             raise RuntimeError("call setup() first")
         request = demo_request(boss.host, self.shape)
         sub = rt.submit(request)
-        execution = self._timed("workflow", lambda: rt.wait(sub.execution_arn, on_event=on_event))
+        execution = self._timed(
+            WORKFLOW_PHASE, lambda: rt.wait(sub.execution_arn, on_event=on_event)
+        )
         replaced = self.replaces_results
         files = self._timed(
             "copy results",
