@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import tifffile
 from fixtures.cli_science import fails as _fails, ok as _ok, runner
+from typer.testing import CliRunner
 
 from synapse_pipelines.cli import app
 from synapse_pipelines.io import ome_tiff, outputs
@@ -274,6 +275,29 @@ def test_evaluate_json_refuses_to_replace_a_file_unless_overwrite(tmp_path) -> N
     assert json.loads(manifest.read_text())["tp"] == 1
 
 
+def test_evaluate_table_shows_the_truth_path_whole(tmp_path) -> None:
+    """At 80 columns a long --truth path wraps inside the table, never cut with "…"."""
+    pred = np.array([[2, 10, 10], [5, 40, 60]], float)
+    results = _results_with_points(tmp_path / "r", pred)
+    deep = tmp_path / "a_long_folder_of_expert_annotations" / "of_the_experiment" / "truth"
+    deep.mkdir(parents=True)
+    pd.DataFrame(pred, columns=["z", "y", "x"]).to_csv(deep / "points.csv", index=False)
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app,
+        [
+            "evaluate",
+            str(results),
+            "--truth",
+            str(deep / "points.csv"),
+            "--max-distance",
+            "200",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert str(deep / "points.csv") in "".join(result.stdout.replace("│", " ").split())
+
+
 def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None:
     """Truth in nanometres where evaluate reads voxels: F1 0 is explained, not silent."""
     pred = np.array([[2, 10, 10], [5, 40, 60], [9, 100, 20]], float)
@@ -292,6 +316,9 @@ def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None
     scores = json.loads(report.read_text())
     assert scores["truth_outside_volume"] == 2
     assert len(scores["warnings"]) == 1 and "physical coordinates" in scores["warnings"][0]
+    # ... or the truth may simply cover a larger region than the predictions
+    assert "covers a larger region" in scores["warnings"][0]
+    assert "keep only those inside the box" in scores["warnings"][0]
     # truth in voxels: no warning, the count is 0
     pd.DataFrame(pred, columns=["z", "y", "x"]).to_csv(tmp_path / "vx.csv", index=False)
     result = runner.invoke(app, ["evaluate", str(results), "--truth", str(tmp_path / "vx.csv"),

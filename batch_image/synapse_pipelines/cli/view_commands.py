@@ -57,9 +57,7 @@ def view(
         ),
         *[("note", note) for note in layout.notes],
     ]
-    table = summary_table("synapse-pipelines view", rows)
-    table.columns[1].overflow = "fold"  # URLs in full, never cut with an ellipsis
-    out_console().print(table)
+    out_console().print(summary_table("synapse-pipelines view", rows))
     typer.echo(viewer.url)  # alone on its line: scripts read it
     if open_browser:
         webbrowser.open(viewer.url)
