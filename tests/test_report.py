@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score
 
+from synapse_pipelines.cli.report_commands import default_title
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.report import build_report
@@ -464,3 +465,36 @@ def test_cli_request_file_sets_header_title_and_box(tmp_path: Path) -> None:
     assert "request z/y/x ranges" in html  # the density uses the request's box
     assert "SECRET-TOKEN-VALUE" not in html
     assert (tmp_path / "mine.clustering.json").is_file()  # not clustering.json: not report.html
+
+
+def _manifest(folder: Path, request: dict[str, object]) -> None:
+    manifest = {"request": request, "pipeline": {"name": "paired-puncta"}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_default_title_names_the_input_and_the_pipeline(tmp_path: Path) -> None:
+    table = tmp_path / "synapses.csv"
+    assert default_title(table) == "synapses"  # a table on its own: its file name
+    _manifest(
+        tmp_path, {"source": "local", "inputs": {"a": "d/ch.ome.tif[0]", "b": "d/ch.ome.tif[1]"}}
+    )
+    assert default_title(table) == "Synapses in ch.ome.tif (paired-puncta)"
+    files = {f"c{i}": f"/data/c{i}.tif" for i in range(5)}
+    _manifest(tmp_path, {"source": "local", "inputs": files})
+    assert default_title(table) == (
+        "Synapses in c0.tif, c1.tif, c2.tif and 2 more file(s) (paired-puncta)"
+    )
+    _manifest(tmp_path, {"collection": "collman", "experiment": "collman15v2"})
+    assert default_title(table) == "Synapses in collman/collman15v2 (paired-puncta)"
+    (tmp_path / "manifest.json").write_text("{damaged")
+    assert default_title(table) == "synapses"
+
+
+def test_cli_title_of_a_detect_folder(tmp_path: Path) -> None:
+    table, _ = clustered_table(60, seed=9)
+    write_synapse_table(table, tmp_path / "synapses.csv")
+    _manifest(tmp_path, {"source": "local", "inputs": {"Synapsin647": "syn.tif"}})
+    done = _cli("report", "synapses.csv", "--out", "r.html", "--gmm-levels", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "<title>Synapses in syn.tif (paired-puncta)</title>" in html
