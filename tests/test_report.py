@@ -29,6 +29,7 @@ from synapse_pipelines.report.feature_statistics import (
     select_feature_columns,
     zscore,
 )
+from synapse_pipelines.report.render import X
 from synapse_pipelines.report.sample_data import clustered_table
 from synapse_pipelines.report.sections import SECTIONS
 from synapse_pipelines.science.features import synapse_table
@@ -210,6 +211,9 @@ def test_density_and_summary_from_voxel_size_and_box(tmp_path: Path) -> None:
     box_um3 = (10 * 0.1) * (100 * 0.01) * (200 * 0.01)  # 2 µm³
     assert summary.density_per_um3 == pytest.approx(300 / box_um3)
     assert "150 synapses per µm³" in html
+    # the summary says which unit the µm were converted from, and the table's columns' unit
+    assert f"converted from 100 {X} 10 {X} 10 nanometers (table metadata)" in html
+    assert "*_physical columns are in nanometers, volume_physical in nanometers³" in html
     # explicit voxel size (µm) and request ranges override the metadata
     summary2, html2, _ = _build(
         table,
@@ -221,6 +225,7 @@ def test_density_and_summary_from_voxel_size_and_box(tmp_path: Path) -> None:
     )
     assert summary2.density_per_um3 == pytest.approx(300 / 300)
     assert "request z/y/x ranges" in html2
+    assert f"converted from 1 {X} 1 {X} 1 micrometers (given)" in html2
 
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path) -> None:
