@@ -159,6 +159,11 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
             "--param",
             "odd",
         ),
+        (  # NOMADS' size filter is a volume (docs/detection.md), not min_size voxels
+            ["detect", chans, "--pipeline", "nomads-unsupervised", "-p", "min_size=30"],
+            "--param",
+            "accepted: min_volume_um3, window",
+        ),
         (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
         (["detect", chans, "--postsynaptic-channel", "psd95"], "--postsynaptic-channel", "PSD95"),
         (  # local files are "the input", not a BOSS experiment
