@@ -13,6 +13,7 @@ import pytest
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.boss_resources import CoordinateFrame, check_box_in_frame
 from synapse_pipelines.local.boss_api_errors import ApiError
 
 
@@ -71,12 +72,17 @@ def test_4xx_is_not_retried(boss_server, boss_synthetic) -> None:
     assert state["seen"] == 1 and sleeps == []
 
 
-def test_wrong_token_is_a_permission_error_without_the_token(boss_server, boss_synthetic):
+def test_wrong_token_is_not_accepted_without_the_token(boss_server, boss_synthetic):
+    """401 is a token BOSS does not accept (not a permission: that is 403); the message
+    names the request and the resource it was for."""
     secret = "wrong-token-that-must-not-leak-123"
     client, sleeps = _client(boss_server, token=secret)
     with pytest.raises(BossError) as err:
         client.list_channels("synthetic", "synth16")
-    assert "the token lacks permission on synthetic/synth16" in str(err.value)
+    assert "did not accept the token" in str(err.value)
+    assert "(HTTP 401 on list channels of synthetic/synth16)" in str(err.value)
+    assert "lacks permission" not in str(err.value)
+    assert "BOSS_TOKEN" in str(err.value.hint)
     assert err.value.status == 401 and sleeps == []
     assert secret not in str(err.value) and secret not in repr(client)
     assert err.value.__cause__ is None  # no intern exception (with request details) chained
@@ -90,6 +96,9 @@ def test_read_only_token_gets_403_on_write(boss_server, boss_synthetic) -> None:
         reader.push("synthetic", "synth16", "PSD95_488", box, np.ones((1, 8, 8), np.uint8))
     assert err.value.status == 403
     assert "the token lacks permission on synthetic/synth16/PSD95_488" in str(err.value)
+    assert "(HTTP 403 on " in str(err.value) and " of synthetic/synth16/PSD95_488)" in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,3 +218,13 @@ def test_connections_dropped_mid_request_are_retried(boss_server, boss_synthetic
             assert state["dropped"] == 2 and len(sleeps) == 2
         finally:
             proxy.shutdown()
+
+
+@pytest.mark.parametrize(("stop", "article"), [((1, 8, 99), "an x"), ((1, 99, 8), "a y")])
+def test_a_box_outside_the_frame_names_the_axis_in_plain_words(
+    stop: tuple[int, int, int], article: str
+) -> None:
+    frame = CoordinateFrame(Box((0, 0, 0), (4, 64, 64)), (70.0, 100.0, 100.0), "nm", "f")
+    with pytest.raises(BossError) as err:
+        check_box_in_frame(Box((0, 0, 0), stop), frame, "the experiment")
+    assert err.value.hint == f"use {article} range within 0:64"

@@ -160,8 +160,23 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
             "--param",
             "odd",
         ),
+        (  # NOMADS' size filter is a volume (docs/detection.md), not min_size voxels
+            ["detect", chans, "--pipeline", "nomads-unsupervised", "-p", "min_size=30"],
+            "--param",
+            "accepted: min_volume_um3, window",
+        ),
         (["detect", chans, "--pipeline", "nope"], "pipeline", "available pipelines"),
         (["detect", chans, "--postsynaptic-channel", "psd95"], "--postsynaptic-channel", "PSD95"),
+        (  # local files are "the input", not a BOSS experiment
+            ["detect", chans, "--presynaptic-channel", "vglut"],
+            "--presynaptic-channel",
+            "'vglut' is not in the input; its channels are: Synapsin647,",
+        ),
+        (
+            ["detect", str(tmp_path / "four.npy"), "--channel-names", "a,b"],
+            "--presynaptic-channel",
+            "no channel name contains 'synapsin'; the input's channels are: a, b",
+        ),
         (
             ["detect", chans, "--postsynaptic-channel", "Synapsin647"],
             "--postsynaptic-channel",

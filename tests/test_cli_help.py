@@ -12,15 +12,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from synapse_pipelines import __version__
 from synapse_pipelines.cli import app
-from synapse_pipelines.cli.help_text import reflow
+from synapse_pipelines.cli.help_text import FLAG_METAVAR, reflow
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
 from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.volumes import volume_stem
 
 
-def _help(*command: str) -> str:
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+def _help(*command: str, columns: int = 400) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -103,3 +104,52 @@ def test_example_file_names_match_the_default_channels() -> None:
         select_channels(names, choice)  # raises ChannelSelectionError when nothing matches
         checked += 1
     assert checked >= 2  # detect's two-file examples and boss load's
+
+
+@pytest.mark.parametrize("command", [(), *_commands()], ids=lambda c: " ".join(c) or "root")
+def test_help_at_80_columns_shows_every_option_whole(command: tuple[str, ...]) -> None:
+    """At 80 columns rich cut long names (``--presynaptic-chann…``): only the help column
+    wraps. A flag's type column says ``flag``, never ``<bool>`` (``--keep-server true`` is
+    an error, so the help must not suggest a value)."""
+    shown = _help(*command, columns=80)
+    root = typer.main.get_command(app)
+    cmd = root
+    for name in command:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    names = {
+        opt
+        for param in cmd.params
+        if not getattr(param, "hidden", False) and param.param_type_name == "option"
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("--")
+    }
+    assert not re.search(r"--[\w-]*…", shown), shown
+    words = set(re.findall(r"--[\w-]+", shown))
+    assert names <= words, names - words
+    assert "<bool>" not in shown
+    assert FLAG_METAVAR in shown  # --help at least
+
+
+@pytest.mark.parametrize(
+    ("command", "pair"),
+    [
+        ("demo", "--no-keep-server"),
+        ("report", "--no-overwrite"),
+        ("detect", "--no-overwrite"),
+        ("synth", "--no-overwrite"),
+        ("evaluate", "--no-overwrite"),
+    ],
+)
+def test_on_off_flags_have_both_forms(command: str, pair: str) -> None:
+    assert pair in _help(command, columns=80)
+
+
+def test_keep_server_takes_no_value() -> None:
+    result = CliRunner().invoke(app, ["demo", "--keep-server", "true"])
+    assert result.exit_code == 2 and "unexpected extra argument" in result.output
+
+
+@pytest.mark.parametrize("args", [["--version"], ["version"]])
+def test_version_option_and_command(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and result.output.strip() == __version__

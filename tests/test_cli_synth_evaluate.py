@@ -16,13 +16,15 @@ import pandas as pd
 import pytest
 import tifffile
 from fixtures.cli_science import fails as _fails, ok as _ok, runner
+from typer.testing import CliRunner
 
 from synapse_pipelines.cli import app
 from synapse_pipelines.io import ome_tiff, outputs
 from synapse_pipelines.io.synapse_table_files import read_synapse_table
+from synapse_pipelines.science.synthetic import MATCH_NM
 
-# measured (detector of commit 1f19035): seeds 0-5 of a 16x256x256 experiment give F1
-# 0.94-0.99 at 200 nm, seed 1: 0.944 (67 TP / 2 FP / 6 FN); the first detector gave 0.904
+# the sparse profile, seed 1, 16x256x256: PAIRS (2026-11-30) 73 / 0 / 0, F1 1.000 at 300 nm
+# (and at 200); NOMADS of commit 1f19035 gave 0.944 at 200 nm, the first detector 0.904
 ROUND_TRIP_MIN_F1 = 0.90
 
 
@@ -43,6 +45,8 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
     args = ["--shape", "16,256,256", "--seed", "1", "--profile", "sparse"]
     out = _ok(["synth", "--out", str(tmp_path), *args])
     assert "true synapses" in out
+    # synth suggests the project's one distance for synthetic truth (demo scores with it)
+    assert f"--max-distance {MATCH_NM:g} --unit nm" in " ".join(out.replace("│", " ").split())
     truth = pd.read_csv(tmp_path / "truth.csv")
     results = tmp_path / "results"
     out = _ok(["detect", str(tmp_path / "channels.ome.tif"), "--out", str(results)])
@@ -70,7 +74,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
             "--truth",
             str(tmp_path / "truth.csv"),
             "--max-distance",
-            "200",
+            f"{MATCH_NM:g}",
             "--json",
             str(report),
         ]
@@ -89,7 +93,7 @@ def test_round_trip_synth_detect_evaluate(tmp_path) -> None:
             "--truth",
             str(tmp_path / "annotation.ome.tif"),
             "--max-distance",
-            "200",
+            f"{MATCH_NM:g}",
             "--json",
             str(report),
             "--overwrite",
@@ -271,6 +275,29 @@ def test_evaluate_json_refuses_to_replace_a_file_unless_overwrite(tmp_path) -> N
     assert json.loads(manifest.read_text())["tp"] == 1
 
 
+def test_evaluate_table_shows_the_truth_path_whole(tmp_path) -> None:
+    """At 80 columns a long --truth path wraps inside the table, never cut with "…"."""
+    pred = np.array([[2, 10, 10], [5, 40, 60]], float)
+    results = _results_with_points(tmp_path / "r", pred)
+    deep = tmp_path / "a_long_folder_of_expert_annotations" / "of_the_experiment" / "truth"
+    deep.mkdir(parents=True)
+    pd.DataFrame(pred, columns=["z", "y", "x"]).to_csv(deep / "points.csv", index=False)
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app,
+        [
+            "evaluate",
+            str(results),
+            "--truth",
+            str(deep / "points.csv"),
+            "--max-distance",
+            "200",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert str(deep / "points.csv") in "".join(result.stdout.replace("│", " ").split())
+
+
 def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None:
     """Truth in nanometres where evaluate reads voxels: F1 0 is explained, not silent."""
     pred = np.array([[2, 10, 10], [5, 40, 60], [9, 100, 20]], float)
@@ -289,6 +316,9 @@ def test_evaluate_warns_when_the_truth_lies_outside_the_volume(tmp_path) -> None
     scores = json.loads(report.read_text())
     assert scores["truth_outside_volume"] == 2
     assert len(scores["warnings"]) == 1 and "physical coordinates" in scores["warnings"][0]
+    # ... or the truth may simply cover a larger region than the predictions
+    assert "covers a larger region" in scores["warnings"][0]
+    assert "keep only those inside the box" in scores["warnings"][0]
     # truth in voxels: no warning, the count is 0
     pd.DataFrame(pred, columns=["z", "y", "x"]).to_csv(tmp_path / "vx.csv", index=False)
     result = runner.invoke(app, ["evaluate", str(results), "--truth", str(tmp_path / "vx.csv"),

@@ -23,10 +23,8 @@ from synapse_pipelines.science.nomads_plugin import (
     DEFAULT_MIN_VOLUME_UM3,
     NomadsUnsupervised,
 )
-from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.science.synthetic import MATCH_NM, make_experiment
 from synapse_pipelines.science.voxel_units import min_size_voxels
-
-MATCH_NM = 300.0  # centroid matching distance: ~3 pixels laterally
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,12 @@ import pytest
 
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
 from synapse_pipelines.science.evaluation import centroids_from_labels, evaluate_centroids
-from synapse_pipelines.science.synthetic import POSTSYNAPTIC, PRESYNAPTIC, make_experiment
+from synapse_pipelines.science.synthetic import (
+    MATCH_NM,  # about one punctum (FWHM ~450 nm), more than the largest pre/post offset
+    POSTSYNAPTIC,
+    PRESYNAPTIC,
+    make_experiment,
+)
 
 SNR = (0.5, 1.0, 2.0)
 DENSITY = (0.5, 1.0, 2.0)
@@ -25,9 +30,6 @@ SEEDS = (0, 1)
 #: 0.84 x 25.6 x 25.6 um: ~300-900 true synapses per volume, so one cell's F1 moves by
 #: ~0.02 between seeds; two seeds per cell.
 SHAPE = (12, 256, 256)
-#: One-to-one matching radius: about one punctum (FWHM ~450 nm) and more than the largest
-#: pre/post offset (250 nm) plus a voxel.
-MATCH_NM = 300.0
 #: Allowed step the "wrong" way between neighbouring cells (seed noise, ~2 x its sd).
 TOLERANCE = 0.04
 #: Floors sit this far below the measured reference F1.

@@ -27,7 +27,7 @@ from synapse_pipelines.io.ome_tiff import read_volume
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import demo, deployment, moto_batch, runtime as lr
 from synapse_pipelines.local.boss_process import LocalBossServer
-from synapse_pipelines.science.synthetic import make_experiment
+from synapse_pipelines.science.synthetic import MATCH_NM, make_experiment
 from synapse_pipelines.workflow import run_names, wiring as wf
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_success_path(e2e: E2E) -> None:
     score = evaluate_labels(
         ids.data,
         e2e.experiment.synapse_centroids,
-        max_distance=2 * max(e2e.experiment.voxel_size),
+        max_distance=MATCH_NM,
         voxel_size=e2e.experiment.voxel_size,
     )
     assert score.f1 > 0.6, score

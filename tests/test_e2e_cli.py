@@ -56,6 +56,13 @@ def test_demo_command(tmp_path: Path) -> None:
         assert step in out
     assert "F1 vs synthetic truth" in out and "synapses found" in out
     assert "open the report" in out
+    # the command to paste is a line of its own, outside the table
+    lines = out.splitlines()
+    (command,) = [line for line in lines if line.startswith("python -m webbrowser file://")]
+    assert command.endswith("/report.html")
+    # the workflow's time once; the stopped local BOSS said so, with how to keep it
+    assert sum(line.lstrip("│ ").startswith("workflow ") for line in lines) == 1, out
+    assert "local BOSS stopped with the demo" in out and "--keep-server" in out
     assert "holds an earlier demo's results" in out and "replaced the earlier demo" in out
     assert not (tmp_path / key / PREDICTIONS_ZARR).exists()
     assert (tmp_path / key / wf.MANIFEST).read_text() != "{}"

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import zscore as scipy_zscore
 from sklearn.metrics import adjusted_rand_score
 
+from synapse_pipelines.cli.report_commands import default_title
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.io.synapse_table_files import write_synapse_table
 from synapse_pipelines.report import build_report
@@ -28,6 +29,7 @@ from synapse_pipelines.report.feature_statistics import (
     select_feature_columns,
     zscore,
 )
+from synapse_pipelines.report.render import X
 from synapse_pipelines.report.sample_data import clustered_table
 from synapse_pipelines.report.sections import SECTIONS
 from synapse_pipelines.science.features import synapse_table
@@ -209,6 +211,9 @@ def test_density_and_summary_from_voxel_size_and_box(tmp_path: Path) -> None:
     box_um3 = (10 * 0.1) * (100 * 0.01) * (200 * 0.01)  # 2 µm³
     assert summary.density_per_um3 == pytest.approx(300 / box_um3)
     assert "150 synapses per µm³" in html
+    # the summary says which unit the µm were converted from, and the table's columns' unit
+    assert f"converted from 100 {X} 10 {X} 10 nanometers (table metadata)" in html
+    assert "*_physical columns are in nanometers, volume_physical in nanometers³" in html
     # explicit voxel size (µm) and request ranges override the metadata
     summary2, html2, _ = _build(
         table,
@@ -220,6 +225,7 @@ def test_density_and_summary_from_voxel_size_and_box(tmp_path: Path) -> None:
     )
     assert summary2.density_per_um3 == pytest.approx(300 / 300)
     assert "request z/y/x ranges" in html2
+    assert f"converted from 1 {X} 1 {X} 1 micrometers (given)" in html2
 
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path: Path) -> None:
@@ -464,3 +470,36 @@ def test_cli_request_file_sets_header_title_and_box(tmp_path: Path) -> None:
     assert "request z/y/x ranges" in html  # the density uses the request's box
     assert "SECRET-TOKEN-VALUE" not in html
     assert (tmp_path / "mine.clustering.json").is_file()  # not clustering.json: not report.html
+
+
+def _manifest(folder: Path, request: dict[str, object]) -> None:
+    manifest = {"request": request, "pipeline": {"name": "paired-puncta"}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_default_title_names_the_input_and_the_pipeline(tmp_path: Path) -> None:
+    table = tmp_path / "synapses.csv"
+    assert default_title(table) == "synapses"  # a table on its own: its file name
+    _manifest(
+        tmp_path, {"source": "local", "inputs": {"a": "d/ch.ome.tif[0]", "b": "d/ch.ome.tif[1]"}}
+    )
+    assert default_title(table) == "Synapses in ch.ome.tif (paired-puncta)"
+    files = {f"c{i}": f"/data/c{i}.tif" for i in range(5)}
+    _manifest(tmp_path, {"source": "local", "inputs": files})
+    assert default_title(table) == (
+        "Synapses in c0.tif, c1.tif, c2.tif and 2 more file(s) (paired-puncta)"
+    )
+    _manifest(tmp_path, {"collection": "collman", "experiment": "collman15v2"})
+    assert default_title(table) == "Synapses in collman/collman15v2 (paired-puncta)"
+    (tmp_path / "manifest.json").write_text("{damaged")
+    assert default_title(table) == "synapses"
+
+
+def test_cli_title_of_a_detect_folder(tmp_path: Path) -> None:
+    table, _ = clustered_table(60, seed=9)
+    write_synapse_table(table, tmp_path / "synapses.csv")
+    _manifest(tmp_path, {"source": "local", "inputs": {"Synapsin647": "syn.tif"}})
+    done = _cli("report", "synapses.csv", "--out", "r.html", "--gmm-levels", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "<title>Synapses in syn.tif (paired-puncta)</title>" in html

@@ -73,8 +73,10 @@ def test_layout_follows_the_manifest(results: Path) -> None:
     assert list(layout.voxel_size) == manifest["volume"]["voxel_size"]
     table = read_synapse_table(results / outputs.SYNAPSES_CSV)
     row = table.set_index("id").loc[layout.centre_synapse]
-    assert layout.centre == pytest.approx(tuple(row[f"centroid_{a}"] + 0.5 for a in "zyx"))
+    # the table's coordinates; Neuroglancer's voxel centres (+0.5) only inside its state
+    assert layout.centre == pytest.approx(tuple(row[f"centroid_{a}"] for a in "zyx"))
     state = neuroglancer_state(layout, "http://127.0.0.1:1/t")
+    assert state["position"] == pytest.approx([row[f"centroid_{a}"] + 0.5 for a in "xyz"])
     z, y, x = manifest["volume"]["voxel_size"]
     assert state["dimensions"] == {"x": [x, "nm"], "y": [y, "nm"], "z": [z, "nm"]}
     ids = next(layer for layer in state["layers"] if layer["name"] == SYNAPSE_IDS_LAYER)
@@ -100,6 +102,11 @@ def test_cli_prints_the_url(results: Path) -> None:
     urls = [line for line in out.splitlines() if line.startswith("http://127.0.0.1:")]
     assert urls, out
     assert "synapse ids" in out
+    # the centred synapse at synapses.csv's coordinates (not Neuroglancer's +0.5)
+    layout = viewer_layout(results)
+    row = read_synapse_table(results / outputs.SYNAPSES_CSV).set_index("id")
+    zyx = ",".join(f"{row.loc[layout.centre_synapse, f'centroid_{a}']:.2f}" for a in "zyx")
+    assert f"synapse {layout.centre_synapse} at z,y,x {zyx}" in " ".join(out.split())
 
 
 def _coloured_pixels(png: bytes) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from . import (
     synth_commands,
     view_commands,
 )
-from .help_text import reflow_commands
+from .help_text import install_help_layout, reflow_commands
 
 app = typer.Typer(
     name="synapse-pipelines",
@@ -40,8 +40,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the installed version and exit (as the `version` command does).",
+    ),
+) -> None:
     """Find synapses in BOSS microscopy volumes: locally, or on AWS Step Functions + Batch."""
 
 
@@ -69,6 +83,7 @@ def version() -> None:
 
 
 reflow_commands(app)  # after every command is registered
+install_help_layout()
 
 
 #: soft_wrap: an error is one line whatever the terminal's width (a path is never cut in two)

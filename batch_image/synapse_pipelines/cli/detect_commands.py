@@ -220,7 +220,9 @@ def detect(
             chans = load_channels(sources, channel or [], channel_names=names)
         try:
             selection = select_channels(
-                list(chans.channels), _ChannelChoice(presynaptic_channel, postsynaptic_channel)
+                list(chans.channels),
+                _ChannelChoice(presynaptic_channel, postsynaptic_channel),
+                source="the input",
             )
         except ChannelSelectionError as exc:  # the request's field names, as this CLI's flags
             raise ChannelSelectionError(

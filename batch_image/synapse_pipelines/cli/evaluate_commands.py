@@ -243,6 +243,9 @@ def evaluate(
       synapse-pipelines evaluate results --truth truth.csv --max-distance 300 --unit nm
 
       synapse-pipelines evaluate results --truth crop.npz --max-distance 3 --unit px
+
+    300 nm (about one punctum) is the project's distance for synthetic truth (synth's
+    suggestion, demo's F1); 3 px is the one for weiler14_dev's expert points.
     """
 
     if json_out is not None:  # before any input is read
@@ -417,8 +420,8 @@ def _outside_warning(
     vunit: str | None,
 ) -> str | None:
     """A plain warning when most of the ``n`` truth points (``outside`` of them) lie outside
-    the predictions' volume ``extent``: the usual cause is a truth file in physical units
-    (nm) where evaluate reads voxels."""
+    the predictions' volume ``extent``: a truth file in physical units (nm) where evaluate
+    reads voxels, one relative to a crop, or a truth that covers a larger region."""
     if extent is None or outside is None or n == 0 or outside * 2 <= n:
         return None
     origin, shape = extent
@@ -431,7 +434,9 @@ def _outside_warning(
         f"{outside} of {n} truth points ({100 * outside / n:.0f} %) lie outside the "
         f"predictions' volume ({box} voxels), so they cannot match. --truth is read in voxel "
         f"coordinates: if the file holds physical coordinates (e.g. nm), divide them by the "
-        f"voxel size{size}; if they are relative to a crop, add the crop's origin."
+        f"voxel size{size}; if they are relative to a crop, add the crop's origin; if the "
+        f"truth covers a larger region than the predictions, the points outside are simply "
+        f"not in this volume and count as misses: keep only those inside the box above."
     )
 
 

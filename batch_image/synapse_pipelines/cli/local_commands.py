@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from synapse_pipelines.core.artefacts import REPORT
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.geometry import parse_zyx
 from synapse_pipelines.core.request import parse_request
@@ -143,8 +144,9 @@ def demo(
     keep_server: Annotated[
         bool,
         typer.Option(
-            "--keep-server",
-            help="Keep the local BOSS server running afterwards (Ctrl-C stops it).",
+            "--keep-server/--no-keep-server",
+            help="Keep the local BOSS server running afterwards (Ctrl-C stops it), so "
+            "links.csv and the summary's BOSS URL stay reachable.",
         ),
     ] = False,
     verbose: Annotated[
@@ -159,7 +161,12 @@ def demo(
     """
     # local/* is imported when the command runs: it needs moto and waitress, of the [local]
     # extra, and the Batch image (which loads this module too) installs neither
-    from synapse_pipelines.local.demo import Demo
+    from synapse_pipelines.local.demo import (
+        DEMO_OUTPUT_COLLECTION,
+        DEMO_OUTPUT_EXPERIMENT,
+        WORKFLOW_PHASE,
+        Demo,
+    )
 
     shape = parse_zyx(size, field="--size")
     t0 = time.perf_counter()
@@ -187,7 +194,7 @@ def demo(
         summary.add_column(style="bold", no_wrap=True)
         summary.add_column(overflow="fold")  # paths and URIs in full, never truncated
         summary.add_row("volume", f"{'x'.join(map(str, shape))} voxels (z,y,x), seed {seed}")
-        summary.add_row("workflow", f"{ex.status} in {ex.seconds:.1f} s")
+        summary.add_row(WORKFLOW_PHASE, f"{ex.status} in {ex.seconds:.1f} s")
         if result.synapses is not None:
             summary.add_row("synapses found", f"{result.synapses} (truth: {result.true_synapses})")
         ev = result.evaluation
@@ -198,21 +205,30 @@ def demo(
                 f" within {result.max_distance:g} {result.voxel_unit})",
             )
         for phase, secs in result.phase_seconds.items():
-            summary.add_row(phase, f"{secs:.1f} s")
+            if phase != WORKFLOW_PHASE:  # the "workflow" row above says it
+                summary.add_row(phase, f"{secs:.1f} s")
         summary.add_row("total", f"{total:.1f} s")
         replaced = " (replaced the earlier demo's results)" if result.replaced else ""
         summary.add_row("results", f"{result.results_dir}{replaced}")
-        report = result.files.get("report.html")
-        if report is not None:
+        predictions = f"{result.boss_url} {DEMO_OUTPUT_COLLECTION}/{DEMO_OUTPUT_EXPERIMENT}"
+        if keep_server:
+            summary.add_row("predictions in BOSS", predictions)
+        else:
             summary.add_row(
-                "open the report",
-                f"python -m webbrowser {report.resolve().as_uri()}",
+                "predictions in BOSS",
+                f"{predictions}: that local BOSS stopped with the demo, and links.csv's "
+                "links point at it; run the demo with --keep-server to browse them",
             )
-        summary.add_row(
-            "predictions in BOSS",
-            f"{result.boss_url} collman_nomads/nomads_predictions",
-        )
         console.print(summary)
+        report = result.files.get(REPORT)
+        if report is not None:
+            # on its own line, outside the table: a command to paste, never wrapped
+            console.print("open the report:")
+            console.print(
+                f"python -m webbrowser {report.resolve().as_uri()}",
+                soft_wrap=True,
+                highlight=False,
+            )
         if keep_server and d.boss is not None:
             token_file = d.data_dir / "token"
             token_file.write_text(d.boss_token)

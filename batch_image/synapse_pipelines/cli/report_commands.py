@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -39,7 +40,10 @@ def report(
         "report.html, else <name>.clustering.json).",
     ),
     title: str | None = typer.Option(
-        None, "--title", help="Report title (default: the results key, else the file name)."
+        None,
+        "--title",
+        help="Report title (default: the --request's results key, else the input files or "
+        "experiment and the pipeline from the manifest beside TABLE, else the file name).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice."),
     gmm_levels: int = typer.Option(
@@ -65,7 +69,9 @@ def report(
         "its z/y/x ranges give the analysed box for the density.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace the report and clustering JSON if they exist."
+        False,
+        "--overwrite/--no-overwrite",
+        help="Replace the report and clustering JSON if they exist.",
     ),
     force: bool = typer.Option(
         False, "--force", hidden=True, help="Deprecated alias of --overwrite."
@@ -96,7 +102,7 @@ def report(
         results_key = req.results_key
     summary = build_report(
         table,
-        title=title or results_key or table.stem,
+        title=title or results_key or default_title(table),
         out_html=out,
         out_clustering_json=json_path,
         seed=seed,
@@ -121,15 +127,50 @@ def report(
         typer.echo(f"  not drawn: {key}: {why}")
 
 
-def _recorded_explanation(table: Path) -> str | None:
-    """The detector's reason for an empty result, from the manifest beside the table."""
+def _manifest_beside(table: Path) -> dict[str, Any]:
+    """The results folder's manifest beside the table; empty when there is none (a table on
+    its own) or it is damaged, which only costs the header its title and explanation."""
     manifest = table.parent / MANIFEST
     if not manifest.is_file():
-        return None
+        return {}
     try:
-        return json.loads(manifest.read_text()).get("explanation")
+        data = json.loads(manifest.read_text())
     except (OSError, ValueError):
-        return None  # a damaged manifest only costs the header its explanation
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _recorded_explanation(table: Path) -> str | None:
+    """The detector's reason for an empty result, from the manifest beside the table."""
+    explanation = _manifest_beside(table).get("explanation")
+    return explanation if isinstance(explanation, str) else None
+
+
+#: At most this many input files are named in a default title; the rest are counted.
+TITLE_FILES = 3
+
+
+def default_title(table: Path) -> str:
+    """The input and the pipeline, from the manifest beside the table ("Synapses in
+    channels.ome.tif (paired-puncta)", "Synapses in collman/collman15v2 (paired-puncta)");
+    the table's file name when there is no manifest."""
+    manifest = _manifest_beside(table)
+    request = manifest.get("request") or {}
+    pipeline = (manifest.get("pipeline") or {}).get("name")
+    where = None
+    if isinstance(request.get("inputs"), dict) and request["inputs"]:
+        # local inputs: channel -> "path" or "path[index]" of a multi-channel file
+        files = list(
+            dict.fromkeys(Path(str(p).split("[")[0]).name for p in request["inputs"].values())
+        )
+        shown = ", ".join(files[:TITLE_FILES])
+        more = len(files) - TITLE_FILES
+        where = f"{shown} and {more} more file(s)" if more > 0 else shown
+    elif request.get("collection") and request.get("experiment"):
+        where = f"{request['collection']}/{request['experiment']}"
+    if where is None:
+        return table.stem
+    return f"Synapses in {where}" + (f" ({pipeline})" if pipeline else "")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,7 @@ from synapse_pipelines.io.staging import check_creatable
 from synapse_pipelines.io.volumes import (
     VolumeInputError,
 )
-from synapse_pipelines.science.synthetic import PROFILES, make_experiment
+from synapse_pipelines.science.synthetic import MATCH_NM, PROFILES, make_experiment
 
 SYNTH_CHANNELS = "channels.ome.tif"
 SYNTH_TRUTH = "truth.csv"
@@ -163,7 +163,6 @@ def synth(
             )
             truth.to_csv(out_dir / SYNTH_TRUTH, index=False, float_format="%.17g")
     shown = {k: v for k, v in kwargs.items() if k not in ("seed", "profile")}
-    suggested = 3 * float(exp.voxel_size[1])  # ~ one punctum: a match at light resolution
     rows = [
         ("volume", f"{'x'.join(map(str, dims))} voxels (z,y,x), channels {', '.join(names)}"),
         ("voxel size", f"{','.join(f'{v:g}' for v in exp.voxel_size)} {exp.voxel_unit}"),
@@ -174,7 +173,7 @@ def synth(
         (
             "then",
             f"synapse-pipelines evaluate {out_dir}/results --truth {out_dir / SYNTH_TRUTH} "
-            f"--max-distance {suggested:g} --unit nm",
+            f"--max-distance {MATCH_NM:g} --unit nm",
         ),
     ]
     out_console().print(summary_table("synapse-pipelines synth", rows))

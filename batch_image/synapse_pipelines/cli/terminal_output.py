@@ -66,7 +66,7 @@ class TimedSteps:
 def summary_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # paths and URLs in full, never cut with an ellipsis
     for k, v in rows:
         table.add_row(k, v)
     return table

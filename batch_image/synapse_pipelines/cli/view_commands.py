@@ -42,7 +42,7 @@ def view(
     layout = viewer.layout
     shown = [i.name for i in layout.images if i.visible]
     hidden = [i.name for i in layout.images if not i.visible]
-    centre = ",".join(f"{v:.1f}" for v in layout.centre)
+    centre = ",".join(f"{v:.2f}" for v in layout.centre)  # synapses.csv's coordinates
     rows = [
         ("viewer", viewer.url),
         ("data", viewer.data_url),
@@ -57,9 +57,7 @@ def view(
         ),
         *[("note", note) for note in layout.notes],
     ]
-    table = summary_table("synapse-pipelines view", rows)
-    table.columns[1].overflow = "fold"  # URLs in full, never cut with an ellipsis
-    out_console().print(table)
+    out_console().print(summary_table("synapse-pipelines view", rows))
     typer.echo(viewer.url)  # alone on its line: scripts read it
     if open_browser:
         webbrowser.open(viewer.url)

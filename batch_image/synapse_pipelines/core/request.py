@@ -444,7 +444,9 @@ class ChannelSelection:
     postsynaptic: str
 
 
-def _match(available: Sequence[str], explicit: str | None, substring: str, field: str) -> str:
+def _match(
+    available: Sequence[str], explicit: str | None, substring: str, field: str, source: str
+) -> str:
     listing = ", ".join(available) if available else "(none)"
     if explicit is not None:
         if explicit in available:
@@ -452,7 +454,7 @@ def _match(available: Sequence[str], explicit: str | None, substring: str, field
         near = [name for name in available if name.lower() == explicit.lower()]
         hint = f"did you mean {near[0]!r}? " if near else ""
         raise ChannelSelectionError(
-            f"channel {explicit!r} is not in the experiment; its channels are: {listing}",
+            f"channel {explicit!r} is not in {source}; its channels are: {listing}",
             field=field,
             hint=f"{hint}set {field} to one of those names",
         )
@@ -461,29 +463,36 @@ def _match(available: Sequence[str], explicit: str | None, substring: str, field
         return candidates[0]
     if not candidates:
         raise ChannelSelectionError(
-            f"no channel name contains {substring!r}; the experiment's channels are: {listing}",
+            f"no channel name contains {substring!r}; {source}'s channels are: {listing}",
             field=field,
             hint=f"set {field} to the channel to use",
         )
     raise ChannelSelectionError(
         f"several channels contain {substring!r}: {', '.join(candidates)}; "
-        f"the experiment's channels are: {listing}",
+        f"{source}'s channels are: {listing}",
         field=field,
         hint=f"set {field} to the one to use",
     )
 
 
-def select_channels(available: Sequence[str], request: SynapseRequest) -> ChannelSelection:
+def select_channels(
+    available: Sequence[str], request: SynapseRequest, *, source: str = "the experiment"
+) -> ChannelSelection:
     """Pick the presynaptic and postsynaptic channels among ``available``.
 
     Explicit names in the request win; otherwise the one channel whose name contains
     "synapsin" (presynaptic) and the one containing "psd" (postsynaptic), case-insensitive,
     as the original did. Missing or ambiguous matches raise :class:`ChannelSelectionError`
-    listing the experiment's channels.
+    listing the channels of ``source`` (what the messages call them: "the experiment", or
+    "the input" for local files).
     """
     names = list(available)
-    pre = _match(names, request.presynaptic_channel, PRESYNAPTIC_MATCH, "presynaptic_channel")
-    post = _match(names, request.postsynaptic_channel, POSTSYNAPTIC_MATCH, "postsynaptic_channel")
+    pre = _match(
+        names, request.presynaptic_channel, PRESYNAPTIC_MATCH, "presynaptic_channel", source
+    )
+    post = _match(
+        names, request.postsynaptic_channel, POSTSYNAPTIC_MATCH, "postsynaptic_channel", source
+    )
     if pre == post:
         named = request.presynaptic_channel or request.postsynaptic_channel
         raise ChannelSelectionError(

@@ -99,5 +99,5 @@ def check_box_in_frame(box: Box, frame: CoordinateFrame, where: str) -> None:
                 f"{axis} range {a}:{b} is outside the coordinate frame of {where} "
                 f"({axis} {lo}:{hi}, half-open)",
                 field=f"{axis}_range",
-                hint=f"use a {axis} range within {lo}:{hi}",
+                hint=f"use {'an' if axis == 'x' else 'a'} {axis} range within {lo}:{hi}",
             )

@@ -7,9 +7,10 @@ Owns :class:`BossConnection` (the base of :class:`~synapse_pipelines.io.boss_cli
 - retries: 429/5xx, timeouts, refused and dropped connections are retried ``max_retries``
   times with exponential backoff (``backoff * 2**n`` capped at ``max_backoff``) and full
   jitter; every request the client sends is idempotent. 4xx are not retried;
-- failures become :class:`~synapse_pipelines.core.errors.BossError`: 401/403 say the token
-  lacks permission on the resource, 404 names which of collection / experiment / channel is
-  missing (found by probing), 5xx say how many attempts failed. Messages carry BOSS's own
+- failures become :class:`~synapse_pipelines.core.errors.BossError`: 401 says BOSS did not
+  accept the token, 403 that the token lacks permission on the resource, 404 names which
+  of collection / experiment / channel is missing (found by probing), 5xx say how many
+  attempts failed. Messages carry BOSS's own
   ``message`` scrubbed of the token and are raised ``from None``, so no intern exception
   (which holds the prepared request and its headers) is chained;
 - the lean cutout requests :func:`get_cutout` and :func:`post_cutout`: intern's own request
@@ -171,10 +172,19 @@ class BossConnection:
                 detail = exc.response.text[:200]
         detail = self._scrub(detail)
         suffix = f" (BOSS said: {detail})" if detail else ""
-        if status in (401, 403):
+        if status == 401:
+            return BossError(
+                f"BOSS at {self.url} did not accept the token "
+                f"(HTTP 401 on {what} {resource}){suffix}",
+                status=status,
+                field="token",
+                hint="check the token (BOSS_TOKEN or the request's token_secret): BOSS does "
+                "not know it, it expired, or it is another BOSS's",
+            )
+        if status == 403:
             return BossError(
                 f"the token lacks permission on {resource} at {self.url} "
-                f"(HTTP {status} on {what}){suffix}",
+                f"(HTTP 403 on {what} {resource}){suffix}",
                 status=status,
                 field="token",
                 hint="use a token with read access to the input and write access to the output",

@@ -39,6 +39,9 @@ PRESYNAPTIC_COLOUR = "#ff00ff"  # magenta: synapsin
 POSTSYNAPTIC_COLOUR = "#00ff00"  # green: PSD-95
 OTHER_COLOUR = "#ffffff"
 SYNAPSE_IDS_LAYER = "synapse ids"
+#: Neuroglancer's coordinate of voxel i's centre is i + 0.5 (the table's is i): added only
+#: inside the Neuroglancer state.
+NEUROGLANCER_VOXEL_CENTRE = 0.5
 PREDICTIONS_LAYER = "predictions"
 
 
@@ -61,7 +64,9 @@ class ViewerLayout:
     images: list[ImageLayer]
     synapse_ids: str
     predictions: str | None
-    centre: tuple[float, float, float]  # z, y, x, absolute voxels (voxel centres)
+    #: z, y, x, absolute voxels, as synapses.csv has them (voxel i's centre is i); the
+    #: Neuroglancer state adds :data:`NEUROGLANCER_VOXEL_CENTRE`
+    centre: tuple[float, float, float]
     centre_synapse: int | None
     n_synapses: int
     notes: list[str] = field(default_factory=list)
@@ -87,9 +92,9 @@ def _centre(
         table = read_synapse_table(table_path)
         if len(table):
             row = table.sort_values(["volume_voxels", "id"], ascending=[False, True]).iloc[0]
-            z, y, x = (float(row[f"centroid_{a}"]) + 0.5 for a in "zyx")
+            z, y, x = (float(row[f"centroid_{a}"]) for a in "zyx")
             return (z, y, x), int(row["id"])
-    z, y, x = (origin + shape / 2).tolist()
+    z, y, x = (origin + shape / 2 - NEUROGLANCER_VOXEL_CENTRE).tolist()
     return (z, y, x), None
 
 
@@ -185,7 +190,8 @@ def neuroglancer_state(layout: ViewerLayout, base_url: str) -> dict[str, Any]:
                 "visible": False,
             }
         )
-    cz, cy, cx = layout.centre
+    # Neuroglancer's voxel i spans [i, i + 1): the table's coordinate i is its i + 0.5
+    cz, cy, cx = (v + NEUROGLANCER_VOXEL_CENTRE for v in layout.centre)
     return {
         "dimensions": {"x": [x, unit], "y": [y, unit], "z": [z, unit]},
         "position": [cx, cy, cz],

@@ -26,7 +26,7 @@ from synapse_pipelines.local.boss_loading import load_experiment
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.local.runtime import ExecutionResult, LocalRuntime
 from synapse_pipelines.science.evaluation import EvaluationResult, evaluate_centroids
-from synapse_pipelines.science.synthetic import SyntheticExperiment, make_experiment
+from synapse_pipelines.science.synthetic import MATCH_NM, SyntheticExperiment, make_experiment
 from synapse_pipelines.workflow import wiring as wf
 from synapse_pipelines.workflow.execution_history import ProgressEvent
 
@@ -36,6 +36,8 @@ DEMO_OUTPUT_COLLECTION = "collman_nomads"
 DEMO_OUTPUT_EXPERIMENT = "nomads_predictions"
 #: the ground-truth channel, named as in collman15v2
 ANNOTATION_CHANNEL = "annotation"
+#: the phase (of ``Demo.phase_seconds``) that runs the state machine
+WORKFLOW_PHASE = "workflow"
 
 
 def seed_synthetic_experiment(
@@ -179,13 +181,15 @@ class Demo:
             raise RuntimeError("call setup() first")
         request = demo_request(boss.host, self.shape)
         sub = rt.submit(request)
-        execution = self._timed("workflow", lambda: rt.wait(sub.execution_arn, on_event=on_event))
+        execution = self._timed(
+            WORKFLOW_PHASE, lambda: rt.wait(sub.execution_arn, on_event=on_event)
+        )
         replaced = self.replaces_results
         files = self._timed(
             "copy results",
             lambda: rt.download_results(sub.results_key, self.out, overwrite=True),
         )
-        max_distance = 2 * float(max(exp.voxel_size))  # as `synapse-pipelines synth` suggests
+        max_distance = MATCH_NM  # nm, as `synapse-pipelines synth` suggests
         evaluation = None
         synapses = None
         if wf.SYNAPSES_CSV in files:

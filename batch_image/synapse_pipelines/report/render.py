@@ -87,7 +87,15 @@ def summary_rows(data: ReportData) -> list[tuple[str, str]]:
         )
     if geo.voxel_size_um is not None:
         vz, vy, vx = geo.voxel_size_um
-        rows.append((f"Voxel size (z {X} y {X} x)", f"{vz:.4g} {X} {vy:.4g} {X} {vx:.4g} µm"))
+        text = f"{vz:.4g} {X} {vy:.4g} {X} {vx:.4g} µm"
+        if geo.voxel_size_given is not None and geo.voxel_unit_given is not None:
+            gz, gy, gx = geo.voxel_size_given
+            unit = geo.voxel_unit_given
+            text += (
+                f", converted from {gz:g} {X} {gy:g} {X} {gx:g} {unit} ({geo.voxel_size_from}); "
+                f"the table's *_physical columns are in {unit}, volume_physical in {unit}³"
+            )
+        rows.append((f"Voxel size (z {X} y {X} x)", text))
     else:
         rows.append(("Voxel size", "unknown"))
     if geo.box_shape is not None:

@@ -51,6 +51,11 @@ class Geometry:
     box_source: str  # where the box came from (shown in the summary)
     clipped_windows: int | None = None  # rows whose feature window met the volume border
     notes: list[str] = field(default_factory=list)
+    #: the voxel size and unit the micrometres were converted from, and where they came from
+    #: ("given": an argument, or "table metadata"); the table's ``*_physical`` columns are in it
+    voxel_size_given: tuple[float, float, float] | None = None
+    voxel_unit_given: str | None = None
+    voxel_size_from: str | None = None
 
     @property
     def voxel_volume_um3(self) -> float | None:
@@ -124,9 +129,10 @@ def table_geometry(
 
     size = voxel_size if voxel_size is not None else attrs.get("voxel_size")
     unit = voxel_unit if voxel_unit is not None else attrs.get("voxel_unit", "nanometers")
-    size_um = None
+    size_um = given = None
     if size is not None:
-        size_um = _to_micrometres(parse_voxel_size(size), str(unit))  # type: ignore[arg-type]
+        given = parse_voxel_size(size)
+        size_um = _to_micrometres(given, str(unit))  # type: ignore[arg-type]
         if size_um is None:
             notes.append(
                 f"voxel unit {unit!r} is not a length unit this report knows "
@@ -162,4 +168,9 @@ def table_geometry(
         box_source=source,
         clipped_windows=clipped,
         notes=notes,
+        voxel_size_given=given,
+        voxel_unit_given=str(unit) if given is not None else None,
+        voxel_size_from=None
+        if given is None
+        else ("given" if voxel_size is not None else "table metadata"),
     )

@@ -97,6 +97,7 @@ from synapse_pipelines.science.synthetic_profiles import (
     AT_EXAMPLE_INTENSITY,
     DEFAULT_SHAPE,
     DEFAULT_VOXEL_SIZE,
+    MATCH_NM,
     POSTSYNAPTIC,
     PRESYNAPTIC,
     PROFILES,
@@ -114,6 +115,7 @@ __all__ = [
     "AT_EXAMPLE_INTENSITY",
     "DEFAULT_SHAPE",
     "DEFAULT_VOXEL_SIZE",
+    "MATCH_NM",
     "POSTSYNAPTIC",
     "PRESYNAPTIC",
     "PROFILES",
@@ -254,7 +256,7 @@ def intensity_statistics(volume: np.ndarray) -> dict[str, float]:
 
 
 def oracle_f1(
-    exp: SyntheticExperiment, *, pair_nm: float = 250.0, match_nm: float = 300.0
+    exp: SyntheticExperiment, *, pair_nm: float = 250.0, match_nm: float = MATCH_NM
 ) -> dict[str, float]:
     """Score of a perfect pairing detector: every synapsin punctum centre (synaptic,
     inhibitory, unpaired) is paired with every PSD-95 punctum centre within ``pair_nm``

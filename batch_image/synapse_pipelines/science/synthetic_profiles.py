@@ -17,6 +17,12 @@ DEFAULT_SHAPE: tuple[int, int, int] = (16, 512, 512)
 #: z, y, x in nanometers: 70 nm sections, ~100 nm pixels (array tomography).
 DEFAULT_VOXEL_SIZE: tuple[float, float, float] = (70.0, 100.0, 100.0)
 VOXEL_UNIT = "nanometers"
+#: The distance within which a detection matches a synthetic truth synapse, nm: about one
+#: punctum (3 pixels of 100 nm). The one default of ``synth``'s suggested ``evaluate``,
+#: ``demo``'s F1, :func:`~synapse_pipelines.science.synthetic.oracle_f1`, the detection
+#: tests and docs/detection.md. (Real data has its own: 3 px for weiler14_dev's expert
+#: points, 400 nm for at_example's peer detections, whose channels are misregistered.)
+MATCH_NM = 300.0
 
 PRESYNAPTIC = "Synapsin647"
 POSTSYNAPTIC = "PSD95_488"
