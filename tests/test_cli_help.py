@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from synapse_pipelines import __version__
 from synapse_pipelines.cli import app
 from synapse_pipelines.cli.help_text import FLAG_METAVAR, reflow
+from synapse_pipelines.core.channel_selection import select_channels
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
-from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.volumes import volume_stem
 
 

@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from synapse_pipelines.core.boss_token import resolve_token
+from synapse_pipelines.core.channel_selection import select_channels
 from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
@@ -19,7 +20,6 @@ from synapse_pipelines.core.request import (
     MAX_NAME_LENGTH,
     parse_request,
     sanitize_name,
-    select_channels,
 )
 
 COLLMAN_CHANNELS = [

@@ -25,6 +25,7 @@ from synapse_pipelines.cli.terminal_output import (
     summary_table,
 )
 from synapse_pipelines.core import pipelines
+from synapse_pipelines.core.channel_selection import select_channels
 from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     DetectionError,
@@ -38,7 +39,6 @@ from synapse_pipelines.core.geometry import (
     voxel_size_nanometers,
 )
 from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE, available_pipelines
-from synapse_pipelines.core.request import select_channels
 from synapse_pipelines.io.outputs import (
     check_results_folder,
     write_results,
@@ -52,7 +52,7 @@ from synapse_pipelines.science.features import synapse_table
 
 @dataclass(frozen=True)
 class _ChannelChoice:
-    """The two fields of a request that :func:`request.select_channels` reads."""
+    """The two fields of a request that :func:`.channel_selection.select_channels` reads."""
 
     presynaptic_channel: str | None
     postsynaptic_channel: str | None

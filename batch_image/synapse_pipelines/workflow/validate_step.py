@@ -22,14 +22,11 @@ import boto3
 
 from synapse_pipelines.core.boss_token import resolve_token
 from synapse_pipelines.core.budget import budget_from_environment, check_budget
+from synapse_pipelines.core.channel_selection import select_channels
 from synapse_pipelines.core.errors import RequestValidationError
 from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import PricingError, price_table, region_from_environment
-from synapse_pipelines.core.request import (
-    SynapseRequest,
-    parse_request,
-    select_channels,
-)
+from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.core.sizing import choose_detect_mode
 from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
 from synapse_pipelines.io.s3_objects import put_json, s3_client
