@@ -1,10 +1,10 @@
 """Which two channels of an experiment (or of local files) a request correlates.
 
-The one definition of channel matching, shared by the ValidateRequest step, ``detect``
-and ``estimate``: explicit names win; otherwise the one channel whose name contains
-"synapsin" (presynaptic) and the one containing "psd" (postsynaptic), case-insensitive,
-as the original did. Every failure is a :class:`ChannelSelectionError` naming the field
-and listing the channels there are.
+The one definition of channel matching, shared by the ValidateRequest step (BOSS
+experiments) and ``detect`` (local files): explicit names win; otherwise the one channel
+whose name contains "synapsin" (presynaptic) and the one containing "psd" (postsynaptic),
+case-insensitive, as the original did. Every failure is a :class:`ChannelSelectionError`
+naming the field and listing the channels there are.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ChannelChoice(Protocol):
 
 @dataclass(frozen=True)
 class ChannelSelection:
-    """The two channels NOMADS correlates."""
+    """The two channels the detector pairs: presynaptic and postsynaptic names."""
 
     presynaptic: str
     postsynaptic: str
