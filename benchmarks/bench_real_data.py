@@ -22,7 +22,10 @@ typo included: its mask's 26-connected components are its detections). Timings a
 and CPU seconds of the detector call alone.
 
 A calibration table follows: at_example's intensity statistics next to the default
-realistic synthetic profile's at the same shape (:mod:`synapse_pipelines.science.synthetic`).
+realistic synthetic profile's at the same shape (:mod:`synapse_pipelines.science.synthetic`),
+then their section continuity: how alike neighbouring sections and the two channels of a
+section look at zero shift (at_example's sections are not aligned to each other; the
+profile's ``misregistration=1`` models that).
 
 Usage::
 
@@ -51,6 +54,8 @@ from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
 from synapse_pipelines.science.evaluation import centroids_from_labels, evaluate_points
 from synapse_pipelines.science.nomads_original import original_nomads
+from synapse_pipelines.science.paired_puncta_geometry import geometry
+from synapse_pipelines.science.paired_puncta_reference import bandpass
 from synapse_pipelines.science.synthetic import (
     AT_EXAMPLE_INTENSITY,
     POSTSYNAPTIC,
@@ -165,11 +170,40 @@ def at_example(pre: np.ndarray, post: np.ndarray, peer: np.ndarray, fn: Detector
     return out
 
 
+def _median_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Median over sections of the Pearson correlation of ``a[z]`` and ``b[z]``."""
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(axis=1, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return float(np.median((a * b).sum(axis=1) / np.where(den > 0, den, 1.0)))
+
+
+def section_continuity(pre: np.ndarray, post: np.ndarray) -> dict[str, float]:
+    """How alike neighbouring sections, and the two channels of one section, look at zero
+    shift: median correlations of PAIRS' band-pass computed within each section (its z
+    smoothing left out, which would correlate neighbours by itself). Aligned sections with
+    puncta several sections thick give values near 1; sections or channels that show
+    different puncta at the same pixel (misalignment, misregistration) near 0. PAIRS
+    expects the former (docs/detection.md, "Limits (measured)")."""
+    g = geometry(pre.shape, AT_VOXEL_NM)
+    in_plane = (0, g.orders[1], g.orders[2])
+    d_pre = bandpass(pre, in_plane, g.widths).astype(np.float64)
+    d_post = bandpass(post, in_plane, g.widths).astype(np.float64)
+    return {
+        "synapsin z vs z+1": _median_correlation(d_pre[:-1], d_pre[1:]),
+        "PSD-95 z vs z+1": _median_correlation(d_post[:-1], d_post[1:]),
+        "synapsin vs PSD-95": _median_correlation(d_pre, d_post),
+    }
+
+
 def calibration(pre: np.ndarray, post: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Intensity statistics of at_example, the README's figures, and the default realistic
-    profile rendered at at_example's shape."""
-    exp = make_experiment(pre.shape, seed=seed, channels=[PRESYNAPTIC, POSTSYNAPTIC])
-    return {
+    profile rendered at at_example's shape; then the section continuity of at_example and
+    of that profile with and without its at_example-like misregistration."""
+    channels = [PRESYNAPTIC, POSTSYNAPTIC]
+    exp = make_experiment(pre.shape, seed=seed, channels=channels)
+    misregistered = make_experiment(pre.shape, seed=seed, channels=channels, misregistration=1.0)
+    out: dict[str, Any] = {
         name: {
             "at_example": intensity_statistics(real),
             "readme": AT_EXAMPLE_INTENSITY[name],
@@ -177,6 +211,14 @@ def calibration(pre: np.ndarray, post: np.ndarray, seed: int = 0) -> dict[str, A
         }
         for name, real in ((PRESYNAPTIC, pre), (POSTSYNAPTIC, post))
     }
+    out["section_continuity"] = {
+        "at_example": section_continuity(pre, post),
+        "synthetic": section_continuity(*(exp.channels[c] for c in channels)),
+        "synthetic, misregistration=1": section_continuity(
+            *(misregistered.channels[c] for c in channels)
+        ),
+    }
+    return out
 
 
 def _guarded(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -220,11 +262,20 @@ def _print_tables(report: dict[str, Any]) -> None:
               "(same shape, seed 0), uint8 grey levels")  # fmt: skip
         print(f"{'channel':12s} {'statistic':9s} {'at_example':>10s} {'synthetic':>10s} "
               f"{'ratio':>6s}")  # fmt: skip
-        for name, c in report["calibration"].items():
+        cal = dict(report["calibration"])
+        continuity = cal.pop("section_continuity", None)
+        for name, c in cal.items():
             for key, real in c["at_example"].items():
                 syn = c["synthetic"][key]
                 ratio = syn / real if real else float("nan")
                 print(f"{name:12s} {key:9s} {real:10.2f} {syn:10.2f} {ratio:6.2f}")
+        if continuity:
+            print("\nsection continuity: median correlation of the in-plane band-pass at zero "
+                  "shift (near 1: aligned sections; PAIRS expects that)")  # fmt: skip
+            rows = list(next(iter(continuity.values())))
+            print(f"{'volume':30s} " + " ".join(f"{r:>18s}" for r in rows))
+            for vol, c in continuity.items():
+                print(f"{vol:30s} " + " ".join(f"{c[r]:18.2f}" for r in rows))
 
 
 def main() -> None:
