@@ -172,8 +172,8 @@ def at_example(pre: np.ndarray, post: np.ndarray, peer: np.ndarray, fn: Detector
 
 def _median_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Median over sections of the Pearson correlation of ``a[z]`` and ``b[z]``."""
-    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
-    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(axis=1, keepdims=True)
+    a, b = (x.reshape(len(x), -1) for x in (a, b))
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
     den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     return float(np.median((a * b).sum(axis=1) / np.where(den > 0, den, 1.0)))
 
