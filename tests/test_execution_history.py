@@ -69,7 +69,10 @@ def test_a_real_history_pairs_branches_iterations_and_keeps_the_failure_and_its_
     reader = read_history(events)
     visits = {(v.name, i): v for i, v in enumerate(reader.visits)}
     names = [name for name, _ in visits]
-    assert names == ["P", "A1", "B1", "A2", "M", "I", "I", "T", "Failed"]
+    # the two branches start together: which is entered first is up to the scheduler (B1
+    # came first once on a loaded host), so their first states are compared as a set
+    assert names[0] == "P" and sorted(names[1:3]) == ["A1", "B1"]
+    assert names[3:] == ["A2", "M", "I", "I", "T", "Failed"]
     by_name = {v.name: v for v in reader.visits}
     # B1 exits while A1 waits: each exit closed its own state, the Parallel closes last
     assert by_name["A1"].seconds() >= 1.0
