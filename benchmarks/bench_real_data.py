@@ -27,11 +27,20 @@ then their section continuity: how alike neighbouring sections and the two chann
 section look at zero shift (at_example's sections are not aligned to each other; the
 profile's ``misregistration=1`` models that).
 
+``--dognet DIR`` (optional) also scores the weiler14 crops that the DoGNet paper published
+with its code (a checkout of github.com/kulikovv/dognet, or any folder holding its
+``weiler300400_*.mat``): ``weiler300400_400500`` is weiler14_dev itself (a check that the
+conversion matches), ``weiler300400_800900`` a sibling crop of the same section with 27
+expert synapses that nothing in this project was designed or tuned on. Each crop's
+channels (synapsin, vGluT1, PSD-95) are rescaled to 0..65535 uint16 and its points
+``(X - 1, Y - 1)`` taken as (row, column), as weiler14_dev was made; the (0, 0) entry that
+some crops carry first is not a synapse and is dropped.
+
 Usage::
 
     python benchmarks/bench_real_data.py --data ../shared/realdata [--json out.json]
         [--pipelines paired-puncta,nomads-unsupervised] [--skip-original] [--skip-at]
-        [--skip-calibration]
+        [--skip-calibration] [--dognet ../dognet]
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from typing import Any
 import numpy as np
 import tifffile
 from scipy import ndimage
+from scipy.io import loadmat
 from scipy.spatial import cKDTree
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
@@ -122,7 +132,12 @@ def weiler(folder: Path, fn: Detector) -> dict[str, Any]:
     """P, R, F1 on the weiler14_dev plane, one-to-one within 3 px in y, x."""
     data = np.load(folder / "weiler14_dev" / "crop_400500.npz")
     pre, post = data["synapsin"], data["psd95"]  # (1, 100, 100) uint16
-    truth = np.asarray(data["synapses_yx"], dtype=np.float64)
+    return _score_plane(pre, post, np.asarray(data["synapses_yx"], dtype=np.float64), fn)
+
+
+def _score_plane(
+    pre: np.ndarray, post: np.ndarray, truth: np.ndarray, fn: Detector
+) -> dict[str, Any]:
     points, wall, cpu = fn(pre, post, WEILER_VOXEL_NM)
     score = evaluate_points(points, truth, max_distance=WEILER_MATCH_PX, voxel_size=(1, 1, 1))
     return {
@@ -135,6 +150,25 @@ def weiler(folder: Path, fn: Detector) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
     }
+
+
+def load_dognet_crop(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synapsin and PSD-95 of one DoGNet weiler14 ``.mat`` crop as (1, Y, X) uint16, and its
+    expert points (row, column), converted as weiler14_dev was (module docstring)."""
+    mat = loadmat(path)
+    synapsin, _vglut1, psd95 = (
+        np.round((c - c.min()) / (c.max() - c.min()) * 65535).astype(np.uint16)[None]
+        for c in np.asarray(mat["data"], dtype=np.float64)
+    )
+    rows, cols = np.ravel(mat["X"]), np.ravel(mat["Y"])
+    real = (rows > 0) | (cols > 0)  # MATLAB's 1-based points; (0, 0) is a placeholder
+    return synapsin, psd95, np.stack([rows[real] - 1, cols[real] - 1], axis=1)
+
+
+def dognet_crop(path: Path, fn: Detector) -> dict[str, Any]:
+    """As :func:`weiler`, on one DoGNet weiler14 crop."""
+    pre, post, truth = load_dognet_crop(path)
+    return _score_plane(pre, post, truth, fn)
 
 
 def load_at(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,6 +290,16 @@ def _print_tables(report: dict[str, Any]) -> None:
             print(f"{name:32s} {r['n']:6d} {r['density_per_um3']:6.2f} "
                   f"{r['peer_found_400nm']:10.3f} {r['reverse_400nm']:8.3f} "
                   f"{r['wall_s']:7.2f} {r['cpu_s']:7.2f} {rate}")  # fmt: skip
+    for crop, rows in report.get("dognet_weiler14", {}).items():
+        print(f"\nDoGNet weiler14 crop {crop}, one plane, synapsin + PSD-95, one-to-one within "
+              f"{WEILER_MATCH_PX:g} px")  # fmt: skip
+        print(f"{'detector':32s} {'n':>5s} {'truth':>5s} {'P':>6s} {'R':>6s} {'F1':>6s}")
+        for name, r in rows.items():
+            if "error" in r:
+                print(f"{name:32s} error: {r['error']}")
+                continue
+            print(f"{name:32s} {r['n']:5d} {r['n_truth']:5d} {r['precision']:6.3f} "
+                  f"{r['recall']:6.3f} {r['f1']:6.3f}")  # fmt: skip
     print(f"\ntargets (issue 12): {TARGETS}")
     if "calibration" in report:
         print("\ncalibration: at_example vs the default realistic synthetic profile "
@@ -286,9 +330,16 @@ def main() -> None:
     ap.add_argument("--skip-at", action="store_true", help="weiler14_dev only")
     ap.add_argument("--skip-calibration", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument(
+        "--dognet", type=Path, default=None,
+        help="a checkout of github.com/kulikovv/dognet: also score its weiler14 crops",
+    )  # fmt: skip
     args = ap.parse_args()
     if not (args.data / "weiler14_dev" / "crop_400500.npz").is_file():
         ap.error(f"no weiler14_dev/crop_400500.npz under {args.data} (see --data)")
+    crops = sorted(args.dognet.rglob("weiler300400_*.mat")) if args.dognet else []
+    if args.dognet and not crops:
+        ap.error(f"no weiler300400_*.mat under {args.dognet} (see --dognet)")
     names = args.pipelines.split(",") if args.pipelines else available_pipelines()
     detectors: dict[str, Detector] = {n: _registry_detector(n) for n in names}
     if not args.skip_original:
@@ -302,6 +353,13 @@ def main() -> None:
     }
     for name, fn in detectors.items():
         report["weiler14_dev"][name] = _guarded(weiler, args.data, fn)
+    if crops:
+        report["dognet_weiler14"] = {
+            path.stem.removeprefix("weiler300400_"): {
+                name: _guarded(dognet_crop, path, fn) for name, fn in detectors.items()
+            }
+            for path in crops
+        }
     if not args.skip_at:
         pre, post, peer = load_at(args.data)
         report["at_example"] = {
