@@ -34,6 +34,7 @@ from synapse_pipelines.science.paired_puncta import (
     geometry,
     section_thresholds,
 )
+from synapse_pipelines.science.paired_puncta_thresholds import strong_seed_levels
 
 
 def _labels_near(result, nm: tuple[float, float, float], voxel=VOX) -> set[int]:  # type: ignore[no-untyped-def]
@@ -71,7 +72,9 @@ def test_pairs_are_found_and_unpaired_puncta_are_not() -> None:
     json.dumps(res.parameters)  # the manifest stores them
     for ch in ("presynaptic", "postsynaptic"):
         assert len(res.parameters[ch]["threshold"]) == pre.shape[0]
-        assert set(res.parameters[ch]) == {"median", "noise_sigma", "otsu_split", "threshold"}
+        assert set(res.parameters[ch]) == {
+            "median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma"
+        }  # fmt: skip
 
 
 def test_dim_synapses_are_found_as_weak_seeds() -> None:
@@ -89,6 +92,38 @@ def test_dim_synapses_are_found_as_weak_seeds() -> None:
     strong_only = detect_paired_puncta(pre, post, voxel_size=VOX, weak_seed_level=1.0)
     assert strong_only.n_synapses < res.n_synapses
     assert res.parameters["weak_seed_support_voxels"] == 12  # 0.0084 um^3 of 70x100x100 nm
+
+
+def test_the_noise_guard_keeps_the_pairs_and_drops_chance_pairs_of_noise() -> None:
+    """Pixel noise at a fifth of the puncta's brightness: each section's threshold is a few
+    pixel-noise sigmas (through the band-pass), so a coincidence of noise in both channels
+    can reach it. With the guard a seed there also needs a punctum's extent: every pair is
+    still found once, and the detections away from any pair fall (4 -> 1 here)."""
+    shape = (6, 64, 64)
+    pairs, pre_only, post_only = _layout(shape, cells=4, seed=18)
+    pre, post = _scene(
+        shape, pairs=pairs, pre_only=pre_only, post_only=post_only, amplitude=60.0,
+        noise=12.0, background=40.0, seed=18,
+    )  # fmt: skip
+    g = geometry(shape, VOX)
+    guarded = detect_paired_puncta(pre, post, voxel_size=VOX)
+    thr = SectionThresholds.from_dict(
+        {ch: guarded.parameters[ch] for ch in ("presynaptic", "postsynaptic")}
+    )
+    assert (strong_seed_levels(thr, g, 0, shape[0]) > 1.2).all()
+    unguarded = detect_paired_puncta(pre, post, voxel_size=VOX, noise_guard_sigma=0.0)
+
+    def away_from_pairs(result) -> int:  # type: ignore[no-untyped-def]
+        found = [_labels_near(result, _midpoint(p)) for p in pairs]
+        assert all(len(f) == 1 for f in found), found
+        return result.n_synapses - len(set().union(*found))
+
+    assert away_from_pairs(guarded) == 1 < away_from_pairs(unguarded) == 4
+    for ch in ("presynaptic", "postsynaptic"):  # 1.4826 median |dv| / sqrt 2 of noise 12
+        assert np.asarray(guarded.parameters[ch]["pixel_noise_sigma"]) == pytest.approx(
+            12, rel=0.15
+        )
+    assert guarded.parameters["band_pass_white_noise_gain"] == pytest.approx(1778.33, abs=0.01)
 
 
 def test_touching_synapses_give_two_detections() -> None:
@@ -178,6 +213,21 @@ def test_noise_only_gives_no_synapse_and_says_why() -> None:
     assert res.explanation is not None
     assert "noise floor" in res.explanation and "SNR too low" in res.explanation
     assert "presynaptic and the postsynaptic channels" in res.explanation
+
+
+def test_noise_the_guard_removed_is_explained_as_such() -> None:
+    """One voxel of this noise passes both thresholds (a detection with the guard off); the
+    guard drops it, and the explanation says so instead of "no voxel passes both"."""
+    rng = np.random.default_rng(3)
+    pre, post = (
+        np.clip(np.rint(rng.normal(100, 8, (4, 48, 48))), 0, 255).astype(np.uint8) for _ in "ab"
+    )
+    assert detect_paired_puncta(pre, post, voxel_size=VOX, noise_guard_sigma=0.0).n_synapses
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert res.n_synapses == 0 and res.parameters["voxels_above_threshold"]["both"] == 1
+    assert res.explanation is not None
+    assert "1 voxel(s) pass both thresholds, but in 4 of 4 section(s)" in res.explanation
+    assert "noise_guard_sigma" in res.explanation and "no voxel where" not in res.explanation
 
 
 def test_a_flat_channel_is_explained() -> None:

@@ -40,6 +40,7 @@ from synapse_pipelines.science.paired_puncta import (
     number_seeds,
     section_thresholds,
 )
+from synapse_pipelines.science.paired_puncta_thresholds import HIST_ROWS
 
 # --------------------------------------------------------------------------- numba = reference
 
@@ -191,6 +192,8 @@ BLOCK_CASES = {
     "uint16": (CASES["uint16"], [[(1, 2, 4), (17,), (9, 30)], [(), (20,), (28,)]]),
     "one plane": (CASES["one plane"], [[(), (5, 19, 33), (24,)], [(), (), (1, 47)]]),
     "dim pairs": (CASES["dim pairs"], [[(2, 5), (13, 33), (30, 41)], [(6,), (), (20,)]]),
+    # the noise guard binds: pixel differences and strong levels per section over tiles
+    "noisy pairs": (CASES["noisy pairs"], [[(1, 4), (17, 40), (29, 30)], [(3,), (), (7, 33)]]),
 }
 
 
@@ -205,15 +208,18 @@ def test_block_primitives_over_uneven_tilings_equal_one_job(case: str) -> None:
     np.testing.assert_array_equal(_blockwise(pre, post, tilings[0], pad=True), expected)
 
 
-@pytest.mark.parametrize("case", ["uint8", "dim pairs"])
+@pytest.mark.parametrize("case", ["uint8", "dim pairs", "noisy pairs"])
 def test_a_sparse_histogram_lattice_is_exact(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Large sections sample their histograms on every s-th row and column (s = 4 at 1024 x
-    1024): with the lattice made sparse on these small scenes (s = 3 or 4, tiles cut off the
-    lattice) the compiled kernels, the reference and any tiling still agree."""
+    1024; the pixel-noise differences on every 16th): with both lattices made sparse on
+    these small scenes (s = 3 or 4, tiles cut off the lattice) the compiled kernels, the
+    reference and any tiling still agree."""
     monkeypatch.setattr(paired_puncta_geometry, "HIST_SAMPLES", 256)
+    monkeypatch.setattr(paired_puncta_geometry, "NOISE_SAMPLES", 256)  # the same for noise
     make, tilings = BLOCK_CASES[case]
     pre, post = make()
     assert geometry(pre.shape, VOX).hist_stride in (3, 4)
+    assert geometry(pre.shape, VOX).noise_stride in (3, 4)
     fast = detect_paired_puncta(pre, post, voxel_size=VOX)
     assert fast.n_synapses > 0 and fast.parameters["histogram_stride"] in (3, 4)
     for cuts in tilings:
@@ -261,8 +267,8 @@ def test_halo_and_histogram_hand_offs() -> None:
     assert halo(VOX) == {"histograms": (1, 5, 5), "seeds": (4, 7, 7), "labels": (1, 5, 5)}
     assert halo(VOX, weak_seed_level=1.0)["seeds"] == (3, 7, 7)  # no weak seeds
     assert halo(VOX, (1, 512, 512))["seeds"] == (0, 7, 7)  # one plane: no z context
-    a = SectionHistograms(2, np.ones((2, 2, 2, pp.N_BINS), np.int64))
-    b = SectionHistograms(3, np.ones((3, 2, 2, pp.N_BINS), np.int64))
+    a = SectionHistograms(2, np.ones((2, 2, HIST_ROWS, pp.N_BINS), np.int64))
+    b = SectionHistograms(3, np.ones((3, 2, HIST_ROWS, pp.N_BINS), np.int64))
     total = a + b + SectionHistograms.empty()
     assert total.z0 == 2 and total.counts.shape[0] == 4
     assert total.counts[1].min() == 2 and total.counts[0].max() == 1

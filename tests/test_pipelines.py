@@ -44,6 +44,7 @@ def test_paired_puncta_is_registered_with_physical_defaults() -> None:
         "pair_offset_nm": 250.0,
         "punctum_fwhm_nm": 300.0,
         "noise_floor_sigma": 2.5,
+        "noise_guard_sigma": 4.0,
         "seed_radius_nm": 150.0,
         "assignment_radius_nm": 250.0,
         "assignment_level": 0.5,

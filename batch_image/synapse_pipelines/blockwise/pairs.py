@@ -38,6 +38,7 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pipelines import DetectionResult
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_blocks import (
+    HIST_ROWS,
     SectionHistograms,
     SectionThresholds,
     block_histograms,
@@ -119,18 +120,18 @@ class PairsKernel:
     def owned_histogram(
         self, pre: np.ndarray, post: np.ndarray, block: Box, read_box: Box, volume: Box
     ) -> np.ndarray:
-        """Sparse ``(k, 2)`` (flat index into ``[Z, 2, 2, N_BINS]``, count) of the owned
+        """Sparse ``(k, 2)`` (flat index into ``[Z, 2, HIST_ROWS, N_BINS]``, count) of the owned
         voxels' lattice histogram."""
         box, read = _rel(block, volume), _rel(read_box, volume)
         hist = block_histograms(pre, post, box, read, self.g)
         flat = hist.counts.reshape(-1)
         index = np.flatnonzero(flat)
-        offset = hist.z0 * 2 * 2 * N_BINS
+        offset = hist.z0 * 2 * HIST_ROWS * N_BINS
         return np.stack([index + offset, flat[index]], axis=1).astype(np.int64)
 
     def add_histogram(self, total: np.ndarray | None, part: np.ndarray) -> np.ndarray:
         if total is None:
-            total = np.zeros((self.g.volume_shape[0], 2, 2, N_BINS), np.int64)
+            total = np.zeros((self.g.volume_shape[0], 2, HIST_ROWS, N_BINS), np.int64)
         np.add.at(total.reshape(-1), part[:, 0], part[:, 1])
         return total
 

@@ -40,6 +40,13 @@ length 1 gets no filtering, so one plane is 2-D detection and thin stacks are ac
    foreground (``E >= assignment_level``) within ``assignment_radius_nm`` of them (weak
    seeds; the ellipsoid is clipped at the border). A dim synapse is a punctum-sized patch of
    moderate evidence; a chance overlap of two puncta's tails, or of noise, is a speck.
+   **Noise guard**: in a section where ``noise_guard_sigma`` (4) pixel-noise sigmas, carried
+   through the band-pass, exceed a channel's threshold, a seed needs that support up to the
+   level ``E`` at which both channels clear them (``strong_seed_levels``): a coincidence of
+   pixel noise in both channels can pass the threshold there, but it has no extent. The
+   pixel noise is ``1.4826 median |v(x + 1) - v(x)| / sqrt(2)`` of the raw section, counted
+   on a lattice of ~4096 pairs per section (pairs of two zeros left out). Real AT data
+   (thresholds >= 10 pixel-noise sigmas) never meets it.
 6. **Labels**: a voxel with ``E >= assignment_level`` inside the ``assignment_radius_nm``
    ellipsoid of one or more seeds gets the number of the nearest seed (squared physical
    distance; ties to the lower number). Seeds are numbered 1..n in raster order. Optional
@@ -95,11 +102,14 @@ from synapse_pipelines.science.paired_puncta_blocks import (
     block_seeds,
     check_channels,
     number_seeds,
+    pixel_difference_counts,
+    pixel_noise_sigma,
     region_evidence,
     region_voxels,
     section_stats,
     section_thresholds,
     size_filter_lut,
+    strong_seed_levels,
 )
 from synapse_pipelines.science.paired_puncta_explain import explain_empty, whole_volume_puncta
 from synapse_pipelines.science.paired_puncta_geometry import (
@@ -152,7 +162,12 @@ def _detect_compiled(
     tallies = np.zeros(5, np.int64)  # see paired_puncta_kernels._e_row
     passes = kernels.SectionPasses(pre, post, g.hist_stride, g.filters(pre.dtype, post.dtype))
     counts = np.zeros((2, 2, N_BINS), np.int64)
-    stats = np.zeros((2, shape[0], 4))
+    stats = np.zeros((2, shape[0], 5))
+    whole = tuple((0, n) for n in shape)
+    lattice = (0, 0, g.noise_stride, shape[2])
+    for c, vol in enumerate((pre, post)):
+        diffs = pixel_difference_counts(vol, whole, lattice)  # type: ignore[arg-type]
+        stats[c, :, 4] = [pixel_noise_sigma(row) for row in diffs]
     floor = g.params["noise_floor_sigma"]
     band = 0.0
     for z in range(shape[0]):
@@ -161,7 +176,7 @@ def _detect_compiled(
         passes.band(z, counts)  # D of section z, its lattice histogram
         band += time.perf_counter() - t
         for c in (0, 1):
-            stats[c, z] = section_stats(counts[c], g.k, floor)
+            stats[c, z, :4] = section_stats(counts[c], g.k, floor)
         inv = (1.0 / stats[0, z, 3], 1.0 / stats[1, z, 3])
         passes.evidence(z, inv, e, mark, levels, cand, tallies, g.candidate_peaks)
     del passes
@@ -169,8 +184,9 @@ def _detect_compiled(
     t1 = time.perf_counter()
     level = float(levels[1])
     core = tuple((0, n) for n in shape)
+    strong = strong_seed_levels(thr, g, 0, shape[0])
     lin = seed_kernels.seeds(
-        e, cand, int(tallies[0]), g.seed_radii, np.float32(level), core, g.weak_seeds
+        e, cand, int(tallies[0]), g.seed_radii, np.float32(level), core, g.weak_seeds, strong
     )  # type: ignore[arg-type]
     seeds = np.stack(np.unravel_index(lin, shape), axis=1).astype(np.int64).reshape(-1, 3)
     del cand, lin
@@ -197,7 +213,10 @@ def _detect_reference(
     assert mark is not None
     t1 = time.perf_counter()
     everything = tuple(slice(0, n) for n in g.volume_shape)
-    seeds = reference.find_seeds(e, g.seed_radii, np.float32(level), everything, g.weak_seeds)  # type: ignore[arg-type]
+    strong = strong_seed_levels(thr, g, 0, g.volume_shape[0])
+    seeds = reference.find_seeds(
+        e, g.seed_radii, np.float32(level), everything, g.weak_seeds, strong
+    )  # type: ignore[arg-type]
     t2 = time.perf_counter()
     radius = g.params["assignment_radius_nm"]
     labels = reference.assign(mark > 0, seeds, g.assignment_radii, g.voxel_size, radius)
@@ -246,7 +265,7 @@ def detect_paired_puncta(
         pre_puncta, post_puncta = whole_volume_puncta(pre, post, thr, g, labels)
         explanation = explain_empty(
             g, thr, presynaptic_puncta=pre_puncta, postsynaptic_puncta=post_puncta,
-            seeds=len(seeds), largest_region_voxels=largest,
+            seeds=len(seeds), largest_region_voxels=largest, voxels_in_both=int(above[2]),
         )  # fmt: skip
         parameters["puncta"] = {"presynaptic": len(pre_puncta), "postsynaptic": len(post_puncta)}
         timings["explanation"] = time.perf_counter() - t0

@@ -52,10 +52,14 @@ from synapse_pipelines.science import (
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_thresholds import (
     CHANNELS,
+    HIST_ROWS,
     SectionHistograms,
     SectionThresholds,
+    pixel_difference_counts,
+    pixel_noise_sigma,
     section_stats,
     section_thresholds,
+    strong_seed_levels,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANNELS",
+    "HIST_ROWS",
     "SectionHistograms",
     "SectionThresholds",
     "block_evidence",
@@ -72,10 +77,13 @@ __all__ = [
     "block_seeds",
     "check_channels",
     "number_seeds",
+    "pixel_difference_counts",
+    "pixel_noise_sigma",
     "region_voxels",
     "section_stats",
     "section_thresholds",
     "size_filter_lut",
+    "strong_seed_levels",
 ]
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
@@ -225,14 +233,18 @@ def region_seeds(
     g: PairsGeometry,
     level: float,
     weak: seed_kernels.WeakSeeds | None = None,
+    strong: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seeds (array coordinates of ``e``, raster order) of ``e[core]`` (``weak``: the
-    weak-seed rule; None: every maximum at or above ``level``)."""
+    weak-seed rule, ``strong`` its level per section of ``e``; None: every maximum at or
+    above ``level``)."""
     if kernels.compiled():
-        lin = seed_kernels.seeds(e, cand, n_cand, g.seed_radii, np.float32(level), core, weak)
+        lin = seed_kernels.seeds(
+            e, cand, n_cand, g.seed_radii, np.float32(level), core, weak, strong
+        )
         return np.stack(np.unravel_index(lin, e.shape), axis=1).astype(np.int64).reshape(-1, 3)
     sl = tuple(slice(a, b) for a, b in core)
-    return reference.find_seeds(e, g.seed_radii, np.float32(level), sl, weak)  # type: ignore[arg-type]
+    return reference.find_seeds(e, g.seed_radii, np.float32(level), sl, weak, strong)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the passes
@@ -244,15 +256,19 @@ def block_histograms(
     """Pass 1: histograms of the lattice voxels of ``box`` (halo ``g.halo["histograms"]``)."""
     pre, post = _block_inputs(pre, post, read_box)
     core = _core_in_read(box, read_box, g.halo["histograms"], g)
-    counts = np.zeros((box.shape[0], 2, 2, N_BINS), np.int64)
+    counts = np.zeros((box.shape[0], 2, HIST_ROWS, N_BINS), np.int64)
     if kernels.compiled():
         lattice = (read_box.start[1], read_box.start[2], g.hist_stride)
-        kernels.histograms(pre, post, core, lattice, g.filters(pre.dtype, post.dtype), counts)
+        band = counts[:, :, :2]
+        kernels.histograms(pre, post, core, lattice, g.filters(pre.dtype, post.dtype), band)
     else:
         sl = tuple(slice(a, b) for a, b in core)
         for c, vol in enumerate((pre, post)):
             d = reference.bandpass(vol, g.orders, g.widths)[sl]
-            counts[:, c] = reference.section_histograms(d, g.hist_stride, box.start[1:])
+            counts[:, c, :2] = reference.section_histograms(d, g.hist_stride, box.start[1:])
+    diff_lattice = (read_box.start[1], read_box.start[2], g.noise_stride, g.volume_shape[2])
+    for c, vol in enumerate((pre, post)):
+        counts[:, c, 2] = pixel_difference_counts(vol, core, diff_lattice)
     return SectionHistograms(box.start[0], counts)
 
 
@@ -287,7 +303,8 @@ def block_seeds(
     level = g.weak_level
     e, _, cand, counts = region_evidence(pre, post, read_box, region, thr, g, level=level)
     core = _relative(box, region)
-    seeds = region_seeds(e, cand, int(counts[0]), core, g, level, g.weak_seeds)
+    strong = strong_seed_levels(thr, g, region.start[0], region.stop[0])
+    seeds = region_seeds(e, cand, int(counts[0]), core, g, level, g.weak_seeds, strong)
     return seeds + np.array(region.start)
 
 

@@ -20,6 +20,7 @@ from synapse_pipelines.science.paired_puncta_blocks import (
     SectionThresholds,
     region_evidence,
     region_seeds,
+    strong_seed_levels,
 )
 from synapse_pipelines.science.paired_puncta_geometry import PairsGeometry
 
@@ -59,12 +60,14 @@ def explain_empty(
     postsynaptic_puncta: np.ndarray,
     seeds: int = 0,
     largest_region_voxels: int = 0,
+    voxels_in_both: int | None = None,
 ) -> str:
     """Why no synapse was found, in a sentence, from what the detector measured.
 
     ``*_puncta``: (n, 3) voxel coordinates of each channel's candidate puncta (maxima of
     ``D / T`` at or above ``seed_level``); ``seeds``/``largest_region_voxels``: what the
-    size filter removed, when it removed everything.
+    size filter removed, when it removed everything; ``voxels_in_both``: voxels where both
+    channels pass their thresholds, when the caller counted them.
     """
     floor = g.params["noise_floor_sigma"]
     flat = [c for c in CHANNELS if not np.isfinite(thr.stats[c]["threshold"]).any()]
@@ -100,6 +103,14 @@ def explain_empty(
             + f"; the {CHANNELS[1 - CHANNELS.index(c)]} channel has "
             f"{counts[CHANNELS[1 - CHANNELS.index(c)]]}"
         )
+    elif voxels_in_both != 0 and (guarded := _guarded_sections(g, thr)):
+        text = (
+            (f"{voxels_in_both} voxel(s) pass both thresholds, but " if voxels_in_both else "")
+            + f"in {guarded} of {g.volume_shape[0]} section(s) the thresholds lie within "
+            f"{g.params['noise_guard_sigma']:g} pixel-noise sigmas, where a seed also needs "
+            f"{g.support_voxels} voxels of foreground around it (noise_guard_sigma), and none "
+            "has it: what passes there are specks of noise, not puncta"
+        )
     else:
         scale = np.array(g.voxel_size)
         dist, _ = cKDTree(presynaptic_puncta * scale).query(postsynaptic_puncta * scale)
@@ -125,3 +136,9 @@ def explain_empty(
             f"to stand out; {text}"
         )
     return f"{text}; check the channel choice and the channels' registration"
+
+
+def _guarded_sections(g: PairsGeometry, thr: SectionThresholds) -> int:
+    """Sections where the noise guard asks every seed below its level for support."""
+    levels = strong_seed_levels(thr, g, 0, g.volume_shape[0])
+    return int(np.count_nonzero(levels > np.float32(g.params["seed_level"])))

@@ -39,6 +39,10 @@ DEFAULT_VOXEL_SIZE = ASSUMED_VOXEL_NM
 #: sections; 2**16 (stride 4 there) moves the thresholds by a median 0.3-1.7 % (at most 4 %,
 #: about one histogram bin) on at_example and the realistic default volume.
 HIST_SAMPLES = 1 << 16
+#: Neighbouring-pixel differences per section the pixel-noise estimate keeps at least (a
+#: median of 4096 samples is within ~2 %): a coarser lattice of its own, so that counting
+#: them costs ~3 % of a detection at 1024 x 1024.
+NOISE_SAMPLES = 1 << 12
 #: |D| must stay below 2**53: exact as float64 (the evidence) and in int64.
 _MAX_D_BITS = 53
 
@@ -61,6 +65,14 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     ),
     "noise_floor_sigma": ParameterSpec(
         float, 2.5, "no threshold below this many noise standard deviations", 0.0, 100.0
+    ),
+    "noise_guard_sigma": ParameterSpec(
+        float,
+        4.0,
+        "a seed whose band-pass, in either channel, is below this many pixel-noise standard "
+        "deviations (carried through the band-pass) needs the weak seeds' support (0: off)",
+        0.0,
+        100.0,
     ),
     "seed_radius_nm": ParameterSpec(
         float, 150.0, "a seed is the maximum of the evidence within this radius, nm", 0.0, 5000.0
@@ -158,6 +170,7 @@ class PairsGeometry:
     hist_stride: int
     min_voxels: int  # size filter in voxels (<= 1: keep every region)
     support_voxels: int  # foreground a weak seed needs around it, voxels
+    noise_stride: int  # lattice of the pixel-noise differences (y, x multiples of it)
 
     @property
     def weak_level(self) -> float:
@@ -198,6 +211,26 @@ class PairsGeometry:
         return 1 << sum(self.orders)
 
     @property
+    def white_noise_gain(self) -> float:
+        """Standard deviation of ``D`` per grey level of white pixel noise: the root sum
+        of squares of the band-pass kernel (``S w_y w_x`` minus ``N_s`` times the box of
+        the centre section), away from the border."""
+        binomials = [
+            np.array([math.comb(n, i) for i in range(n + 1)], np.float64) for n in self.orders
+        ]
+        smooth = np.einsum("i,j,k->ijk", *binomials) * (self.widths[0] * self.widths[1])
+        shape = (
+            smooth.shape[0],
+            *(max(a, b) for a, b in zip(smooth.shape[1:], self.widths, strict=True)),
+        )
+        kernel = np.zeros(shape)
+        offset = [(n - m) // 2 for n, m in zip(shape, smooth.shape, strict=True)]
+        kernel[tuple(slice(o, o + m) for o, m in zip(offset, smooth.shape, strict=True))] = smooth
+        cy, cx = ((n - w) // 2 for n, w in zip(shape[1:], self.widths, strict=True))
+        kernel[shape[0] // 2, cy : cy + self.widths[0], cx : cx + self.widths[1]] -= self.n_s
+        return float(np.sqrt(np.sum(kernel**2)))
+
+    @property
     def scale(self) -> int:
         """``D`` units per grey level: ``N_s w_y w_x``."""
         return self.n_s * self.widths[0] * self.widths[1]
@@ -232,9 +265,11 @@ class PairsGeometry:
             "halo_voxels": {name: list(h) for name, h in self.halo.items()},
             "otsu_fraction_k": self.k,
             "histogram_stride": self.hist_stride,
+            "pixel_noise_stride": self.noise_stride,
             "band_pass_units_per_grey_level": self.scale,
             "min_voxels": self.min_voxels,
             "weak_seed_support_voxels": self.support_voxels,
+            "band_pass_white_noise_gain": self.white_noise_gain,
         }
 
 
@@ -290,9 +325,10 @@ def geometry(
     min_voxels = math.ceil(p["min_volume_um3"] / voxel_um3 - 1e-9)
     support_voxels = math.ceil(p["weak_seed_support_um3"] / voxel_um3 - 1e-9)
     stride = max(1, math.isqrt(shape[1] * shape[2] // HIST_SAMPLES))
+    noise_stride = max(1, math.isqrt(shape[1] * shape[2] // NOISE_SAMPLES))
     return PairsGeometry(
         shape, vs, p, orders, widths, seed_radii, assignment_radii, smoothing_nm, k, stride,
-        min_voxels, support_voxels,
+        min_voxels, support_voxels, noise_stride,
     )  # type: ignore[arg-type]  # fmt: skip
 
 

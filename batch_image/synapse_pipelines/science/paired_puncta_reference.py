@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
-from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
+from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds, strong_levels
 
 __all__ = ["assign", "bandpass", "evidence", "find_seeds", "section_histograms"]
 
@@ -94,10 +94,12 @@ def find_seeds(
     level: np.float32,
     core: tuple[slice, slice, slice],
     weak: WeakSeeds | None = None,
+    strong: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seeds in ``e[core]``: ``E >= level``, the maximum of its box (``radii`` per axis, the
     box clipped at the array border), and no earlier voxel (raster order) of the box with
-    the same value; below ``weak.strong_level`` also the weak seeds' support
+    the same value; below ``weak.strong_level`` (or ``strong[z]``, per section of ``e``,
+    when given) also the weak seeds' support
     (:class:`~.paired_puncta_seed_kernels.WeakSeeds`). Returns int64 ``(n, 3)`` array
     coordinates in raster order."""
     size = tuple(2 * r + 1 for r in radii)
@@ -108,6 +110,7 @@ def find_seeds(
     keep = np.ones(len(found), bool)
     shape = np.array(e.shape)
     r = np.array(radii)
+    levels = strong_levels(e.shape[0], weak.strong_level if weak else float(level), strong)
     for n, (z, y, x) in enumerate(found):
         lo = np.maximum([z, y, x] - r, 0)
         hi = np.minimum([z, y, x] + r + 1, shape)
@@ -116,7 +119,7 @@ def find_seeds(
         linear = (same[:, 0] * shape[1] + same[:, 1]) * shape[2] + same[:, 2]
         if linear.min() < (z * shape[1] + y) * shape[2] + x:
             keep[n] = False  # an earlier voxel of the box holds the same maximum
-        elif weak is not None and e[z, y, x] < np.float32(weak.strong_level):
+        elif weak is not None and e[z, y, x] < levels[z]:
             keep[n] = _support(e, (z, y, x), weak) >= weak.support_voxels
     return found[keep].astype(np.int64)
 

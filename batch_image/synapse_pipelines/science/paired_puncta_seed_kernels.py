@@ -106,15 +106,16 @@ def _supported(e, z, y, x, rule, radii):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):  # type: ignore[no-untyped-def]
-    """A maximum of its box; below the strong level ``rule[0]`` also supported."""
+def _keep_seed(e, z, y, x, rz, ry, rx, rule, radii, strong):  # type: ignore[no-untyped-def]
+    """A maximum of its box; below its section's strong level ``strong[z]`` also
+    supported."""
     if not _is_seed(e, z, y, x, rz, ry, rx):
         return False
-    return e[z, y, x] >= np.float32(rule[0]) or _supported(e, z, y, x, rule, radii)
+    return e[z, y, x] >= strong[z] or _supported(e, z, y, x, rule, radii)
 
 
 @_jit
-def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, radii):  # type: ignore[no-untyped-def]
+def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, radii, strong):  # type: ignore[no-untyped-def]
     """Keep the candidates (raster order) inside the core that are seeds; compacts them in
     place at the front of ``cand`` and returns how many."""
     n_y, n_x = e.shape[1], e.shape[2]
@@ -128,14 +129,14 @@ def _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, radii
         x = rem - y * n_x
         if z < z0 or z >= z1 or y < y0 or y >= y1 or x < x0 or x >= x1:
             continue
-        if _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):
+        if _keep_seed(e, z, y, x, rz, ry, rx, rule, radii, strong):
             cand[n] = idx
             n += 1
     return n
 
 
 @_jit
-def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, radii):  # type: ignore[no-untyped-def]
+def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, radii, strong):  # type: ignore[no-untyped-def]
     """Seeds of the core by a full scan (the candidate list overflowed); writes linear
     indices into ``out`` when it is large enough and returns how many there are."""
     n_y, n_x = e.shape[1], e.shape[2]
@@ -144,7 +145,7 @@ def _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, radii):
         for y in range(y0, y1):
             row = e[z, y]
             for x in range(x0, x1):
-                if row[x] >= level and _keep_seed(e, z, y, x, rz, ry, rx, rule, radii):
+                if row[x] >= level and _keep_seed(e, z, y, x, rz, ry, rx, rule, radii, strong):
                     if n < out.shape[0]:
                         out[n] = (z * n_y + y) * n_x + x
                     n += 1
@@ -159,22 +160,36 @@ def seeds(
     level: np.float32,
     core: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
     weak: WeakSeeds | None = None,
+    strong: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seeds of ``e[core]`` as int64 linear indices into ``e`` (raster order).
 
     ``cand[:n_cand]`` are the candidates pass 2 collected (``E >= level``); ``n_cand < 0``
     means it overflowed, and ``e`` is scanned instead. ``weak``: a candidate below
-    ``weak.strong_level`` is a seed only with its support (:class:`WeakSeeds`); None: every
-    maximum at or above ``level`` is. The result may be a view of ``cand``.
+    ``weak.strong_level`` (or below ``strong[z]``, float32 per section of ``e``, when given)
+    is a seed only with its support (:class:`WeakSeeds`); None: every maximum at or above
+    ``level`` is. The result may be a view of ``cand``.
     """
     (z0, z1), (y0, y1), (x0, x1) = core
     rz, ry, rx = radii
     rule, support_radii = (weak or WeakSeeds.none(float(level))).args()
+    levels = strong_levels(e.shape[0], rule[0], strong)
+    args = (rule, support_radii, levels)
     if n_cand >= 0:
-        n = _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, rule, support_radii)
+        n = _seeds_from(e, cand, n_cand, rz, ry, rx, z0, z1, y0, y1, x0, x1, *args)
         return cand[:n]
     empty = np.zeros(0, np.int64)
-    n = _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, empty, rule, support_radii)
+    n = _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, empty, *args)
     out = np.zeros(n, np.int64)
-    _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, rule, support_radii)
+    _seeds_scan(e, level, rz, ry, rx, z0, z1, y0, y1, x0, x1, out, *args)
     return out
+
+
+def strong_levels(n_z: int, strong_level: float, strong: np.ndarray | None) -> np.ndarray:
+    """float32 ``[n_z]``: ``strong`` (one level per section), or ``strong_level`` in each."""
+    if strong is None:
+        return np.full(n_z, strong_level, np.float32)
+    levels = np.ascontiguousarray(strong, np.float32)
+    if levels.shape != (n_z,):
+        raise ValueError(f"strong levels of shape {levels.shape} for {n_z} sections")
+    return levels

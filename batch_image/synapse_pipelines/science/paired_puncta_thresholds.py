@@ -1,9 +1,12 @@
 """PAIRS' per-section histograms and thresholds: the hand-off between pass 1 and the rest.
 
 Owns :class:`SectionHistograms` (exact integer counts of the band-pass ``D`` per section
-and channel, added over any blocks), :func:`section_stats` (median, noise, Otsu split and
-threshold of one section), :class:`SectionThresholds` and :func:`section_thresholds`. Both
-classes have ``to_dict``/``from_dict`` (JSON) so blockwise jobs can pass them on.
+and channel, and of the raw channel's neighbouring-pixel differences, added over any
+blocks; :func:`pixel_difference_counts` makes the latter), :func:`section_stats` (median,
+noise, Otsu split and threshold of one section), :func:`pixel_noise_sigma`,
+:class:`SectionThresholds`, :func:`section_thresholds` and :func:`strong_seed_levels` (the
+noise guard on seeds). Both classes have ``to_dict``/``from_dict`` (JSON) so blockwise jobs
+can pass them on.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synapse_pipelines.core.errors import DetectionError
-from synapse_pipelines.science.histogram_bins import N_BINS, SUB_BITS, bin_lower_edges, otsu_split
+from synapse_pipelines.science.histogram_bins import (
+    N_BINS,
+    SUB_BITS,
+    bin_index,
+    bin_lower_edges,
+    otsu_split,
+)
 
 if TYPE_CHECKING:
     from synapse_pipelines.science.paired_puncta_geometry import PairsGeometry
@@ -25,14 +34,20 @@ __all__ = [
     "CHANNELS",
     "SectionHistograms",
     "SectionThresholds",
+    "pixel_difference_counts",
+    "pixel_noise_sigma",
     "section_stats",
     "section_thresholds",
+    "strong_seed_levels",
 ]
 
 CHANNELS = ("presynaptic", "postsynaptic")
 #: Median absolute deviation to standard deviation, for Gaussian noise.
 MAD_TO_SIGMA = 1.4826
-STAT_KEYS = ("median", "noise_sigma", "otsu_split", "threshold")
+STAT_KEYS = ("median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma")
+#: Rows of a section's histograms per channel: ``D >= 0``, ``D < 0`` (by the bin of
+#: ``-D``), and ``|v(y, x + 1) - v(y, x)|`` of the raw channel (the pixel noise).
+HIST_ROWS = 3
 
 
 # --------------------------------------------------------------------------- histograms
@@ -40,14 +55,18 @@ STAT_KEYS = ("median", "noise_sigma", "otsu_split", "threshold")
 
 @dataclass(frozen=True)
 class SectionHistograms:
-    """Exact counts of ``D`` per section: ``counts[z - z0, channel, sign, bin]`` (int64).
+    """Exact counts per section: ``counts[z - z0, channel, row, bin]`` (int64).
 
-    ``sign`` 0 counts ``D >= 0`` by the bin of ``D``; 1 counts ``D < 0`` by the bin of
-    ``-D``. Adding two merges blocks (their z ranges may differ or overlap).
+    Row 0 counts ``D >= 0`` by the bin of ``D``; row 1 counts ``D < 0`` by the bin of
+    ``-D``; row 2 counts the raw channel's differences to the next pixel along x
+    (:func:`pixel_difference_counts`). Adding two merges blocks (their z ranges may differ
+    or overlap).
     """
 
     z0: int = 0
-    counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2, N_BINS), np.int64))
+    counts: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2, HIST_ROWS, N_BINS), np.int64)
+    )
 
     @classmethod
     def empty(cls) -> SectionHistograms:
@@ -60,7 +79,7 @@ class SectionHistograms:
             return self
         z0 = min(self.z0, other.z0)
         z1 = max(self.z0 + len(self.counts), other.z0 + len(other.counts))
-        out = np.zeros((z1 - z0, 2, 2, N_BINS), np.int64)
+        out = np.zeros((z1 - z0, 2, HIST_ROWS, N_BINS), np.int64)
         for part in (self, other):
             out[part.z0 - z0 : part.z0 - z0 + len(part.counts)] += part.counts
         return SectionHistograms(z0, out)
@@ -78,10 +97,41 @@ class SectionHistograms:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SectionHistograms:
-        counts = np.zeros((int(data["sections"]), 2, 2, N_BINS), np.int64)
+        counts = np.zeros((int(data["sections"]), 2, HIST_ROWS, N_BINS), np.int64)
         index = np.asarray(data["index"], np.int64)
         counts.reshape(-1)[index] = np.asarray(data["count"], np.int64)
         return cls(int(data["z0"]), counts)
+
+
+def pixel_difference_counts(
+    volume: np.ndarray,
+    core: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+    lattice: tuple[int, int, int, int],
+) -> np.ndarray:
+    """int64 ``[sections of the core, N_BINS]``: ``|v(z, y, x + 1) - v(z, y, x)|`` by its
+    bin, at the core's voxels on a lattice (global ``y`` and ``x`` multiples of the stride,
+    ``PairsGeometry.noise_stride``) whose right neighbour is inside the volume, leaving out
+    pairs of two zeros
+    (background clipped at zero says nothing about the noise).
+
+    ``core``: array coordinates; ``lattice``: (global y, x of the array's first voxel,
+    stride, the volume's X). Any tiling counts the same pairs: a block's read box holds
+    the neighbour (its halo, or the volume's border).
+    """
+    (z0, z1), (y0, y1), (x0, x1) = core
+    gy, gx, stride, n_x = lattice
+    ys = np.arange(y0 + (-(gy + y0)) % stride, y1, stride)
+    xs = np.arange(x0 + (-(gx + x0)) % stride, x1, stride)
+    xs = xs[gx + xs + 1 < n_x]
+    out = np.zeros((z1 - z0, N_BINS), np.int64)
+    if not len(ys) or not len(xs):
+        return out
+    for z in range(z0, z1):
+        left = volume[z][np.ix_(ys, xs)].astype(np.int64)
+        right = volume[z][np.ix_(ys, xs + 1)].astype(np.int64)
+        diff = np.abs(right - left)[(left > 0) | (right > 0)]
+        out[z - z0] = np.bincount(bin_index(diff), minlength=N_BINS)
+    return out
 
 
 _EDGES = bin_lower_edges().astype(np.float64)
@@ -94,6 +144,16 @@ _SIGNED_VALUES = np.concatenate([-_CENTRES[::-1], _CENTRES])
 def _weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
     cum = np.cumsum(counts)
     return float(values[np.searchsorted(cum, (cum[-1] + 1) // 2)])
+
+
+def pixel_noise_sigma(counts: np.ndarray) -> float:
+    """The pixel noise of one section and channel, in grey levels, from its ``[N_BINS]``
+    counts of neighbouring-pixel differences: ``1.4826 median |dv| / sqrt(2)`` (a difference
+    of two pixels carries twice the noise variance; structure is smooth at the pixel scale
+    and moves the median little). 0 without counts."""
+    if not counts.any():
+        return 0.0
+    return MAD_TO_SIGMA * _weighted_median(_CENTRES, counts) / math.sqrt(2.0)
 
 
 def section_stats(counts: np.ndarray, k: float, floor: float) -> tuple[float, float, float, float]:
@@ -126,15 +186,17 @@ class SectionThresholds:
     """Per-section statistics of each channel, in ``D`` units (arrays of length Z).
 
     ``stats[channel]`` (``"presynaptic"``, ``"postsynaptic"``) has ``median``,
-    ``noise_sigma``, ``otsu_split`` and ``threshold``; ``threshold`` (and ``otsu_split``)
-    is infinite for a section without any positive ``D`` (flat).
+    ``noise_sigma``, ``otsu_split`` and ``threshold`` (``D`` units) and
+    ``pixel_noise_sigma`` (grey levels); ``threshold`` (and ``otsu_split``) is infinite for
+    a section without any positive ``D`` (flat).
     """
 
     stats: dict[str, dict[str, np.ndarray]]
 
     @classmethod
     def from_stats(cls, stats: np.ndarray) -> SectionThresholds:
-        """From ``stats[channel, z]`` = ``section_stats`` of that section."""
+        """From ``stats[channel, z]`` = ``section_stats`` of that section, then its
+        ``pixel_noise_sigma``."""
         return cls(
             {
                 name: {key: stats[c, :, i].copy() for i, key in enumerate(STAT_KEYS)}
@@ -179,5 +241,30 @@ def section_thresholds(hist: SectionHistograms, g: PairsGeometry) -> SectionThre
             hint="sum block_histograms over a tiling of the whole volume",
         )
     floor = g.params["noise_floor_sigma"]
-    stats = [[section_stats(hist.counts[z, c], g.k, floor) for z in range(n_z)] for c in (0, 1)]
+    stats = [
+        [
+            (
+                *section_stats(hist.counts[z, c, :2], g.k, floor),
+                pixel_noise_sigma(hist.counts[z, c, 2]),
+            )
+            for z in range(n_z)
+        ]
+        for c in (0, 1)
+    ]
     return SectionThresholds.from_stats(np.array(stats))
+
+
+def strong_seed_levels(thr: SectionThresholds, g: PairsGeometry, z0: int, z1: int) -> np.ndarray:
+    """float32 ``[z1 - z0]``: the evidence a seed of each section needs to count without
+    the weak seeds' support. ``seed_level``, raised to ``noise_guard_sigma`` times the
+    pixel noise carried through the band-pass (``pixel_noise_sigma`` x
+    ``white_noise_gain``), over the threshold, in whichever channel that is larger: a seed
+    whose evidence could be a coincidence of pixel noise in one channel must also show a
+    punctum's extent. 0 turns the guard off."""
+    level = np.full(z1 - z0, g.params["seed_level"], np.float64)
+    guard = g.params["noise_guard_sigma"] * g.white_noise_gain
+    if guard > 0:
+        for c in CHANNELS:
+            noise = thr.stats[c]["pixel_noise_sigma"][z0:z1] * guard
+            level = np.maximum(level, noise / thr.stats[c]["threshold"][z0:z1])
+    return level.astype(np.float32)
