@@ -264,42 +264,62 @@ def _guarded(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, An
         return {"error": str(exc)}
 
 
-def _print_tables(report: dict[str, Any]) -> None:
-    w = report["weiler14_dev"]
-    print(f"\nweiler14_dev, one 100 x 100 plane, 23 expert synapses, one-to-one within "
-          f"{WEILER_MATCH_PX:g} px (synapsin + PSD-95)")  # fmt: skip
-    print(f"{'detector':32s} {'n':>5s} {'P':>6s} {'R':>6s} {'F1':>6s} {'wall s':>7s}")
-    for name, r in w.items():
+#: A table column: header, width, and the cell of a detector's row.
+Column = tuple[str, int, Callable[[dict[str, Any]], str]]
+
+
+def _column(header: str, key: str, spec: str) -> Column:
+    width = int(spec.split(".")[0].rstrip("ds"))
+    return header, width, lambda r: format(r[key], spec)
+
+
+def _mvoxel_rate(r: dict[str, Any]) -> str:
+    return f"{r['mvoxel_per_s_cpu']:7.1f}" if r["mvoxel_per_s_cpu"] else "      -"
+
+
+PLANE_COLUMNS = [_column("n", "n", "5d"), _column("P", "precision", "6.3f"),
+                 _column("R", "recall", "6.3f"), _column("F1", "f1", "6.3f")]  # fmt: skip
+WEILER_COLUMNS = [*PLANE_COLUMNS, _column("wall s", "wall_s", "7.2f")]
+CROP_COLUMNS = [PLANE_COLUMNS[0], _column("truth", "n_truth", "5d"), *PLANE_COLUMNS[1:]]
+AT_COLUMNS = [
+    _column("n", "n", "6d"), _column("/um^3", "density_per_um3", "6.2f"),
+    _column("peer found", "peer_found_400nm", "10.3f"), _column("reverse", "reverse_400nm", "8.3f"),
+    _column("wall s", "wall_s", "7.2f"), _column("cpu s", "cpu_s", "7.2f"),
+    ("Mvox/s", 7, _mvoxel_rate),
+]  # fmt: skip
+
+
+def _print_table(title: str, rows: dict[str, dict[str, Any]], columns: list[Column]) -> None:
+    """A title, a header and one line per detector (or the error it raised)."""
+    print(title)
+    print(f"{'detector':32s} " + " ".join(f"{h:>{w}s}" for h, w, _ in columns))
+    for name, r in rows.items():
         if "error" in r:
             print(f"{name:32s} error: {r['error']}")
             continue
-        print(f"{name:32s} {r['n']:5d} {r['precision']:6.3f} {r['recall']:6.3f} "
-              f"{r['f1']:6.3f} {r['wall_s']:7.2f}")  # fmt: skip
+        print(f"{name:32s} " + " ".join(cell(r) for _, _, cell in columns))
+
+
+def _print_tables(report: dict[str, Any]) -> None:
+    _print_table(
+        f"\nweiler14_dev, one 100 x 100 plane, 23 expert synapses, one-to-one within "
+        f"{WEILER_MATCH_PX:g} px (synapsin + PSD-95)",
+        report["weiler14_dev"], WEILER_COLUMNS,
+    )  # fmt: skip
     if "at_example" in report:
         a = report["at_example"]
-        print(f"\nat_example, 8 x 1024 x 1344 at {AT_VOXEL_NM} nm; peer = Simhal et al. 2017 "
-              f"({next(iter(a.values())).get('n_peer', '?')} objects), within "
-              f"{AT_MATCH_NM:g} nm")  # fmt: skip
-        print(f"{'detector':32s} {'n':>6s} {'/um^3':>6s} {'peer found':>10s} {'reverse':>8s} "
-              f"{'wall s':>7s} {'cpu s':>7s} {'Mvox/s':>7s}")  # fmt: skip
-        for name, r in a.items():
-            if "error" in r:
-                print(f"{name:32s} error: {r['error']}")
-                continue
-            rate = f"{r['mvoxel_per_s_cpu']:7.1f}" if r["mvoxel_per_s_cpu"] else "      -"
-            print(f"{name:32s} {r['n']:6d} {r['density_per_um3']:6.2f} "
-                  f"{r['peer_found_400nm']:10.3f} {r['reverse_400nm']:8.3f} "
-                  f"{r['wall_s']:7.2f} {r['cpu_s']:7.2f} {rate}")  # fmt: skip
+        _print_table(
+            f"\nat_example, 8 x 1024 x 1344 at {AT_VOXEL_NM} nm; peer = Simhal et al. 2017 "
+            f"({next(iter(a.values())).get('n_peer', '?')} objects), within "
+            f"{AT_MATCH_NM:g} nm",
+            a, AT_COLUMNS,
+        )  # fmt: skip
     for crop, rows in report.get("dognet_weiler14", {}).items():
-        print(f"\nDoGNet weiler14 crop {crop}, one plane, synapsin + PSD-95, one-to-one within "
-              f"{WEILER_MATCH_PX:g} px")  # fmt: skip
-        print(f"{'detector':32s} {'n':>5s} {'truth':>5s} {'P':>6s} {'R':>6s} {'F1':>6s}")
-        for name, r in rows.items():
-            if "error" in r:
-                print(f"{name:32s} error: {r['error']}")
-                continue
-            print(f"{name:32s} {r['n']:5d} {r['n_truth']:5d} {r['precision']:6.3f} "
-                  f"{r['recall']:6.3f} {r['f1']:6.3f}")  # fmt: skip
+        _print_table(
+            f"\nDoGNet weiler14 crop {crop}, one plane, synapsin + PSD-95, one-to-one within "
+            f"{WEILER_MATCH_PX:g} px",
+            rows, CROP_COLUMNS,
+        )  # fmt: skip
     print(f"\ntargets (issue 12): {TARGETS}")
     if "calibration" in report:
         print("\ncalibration: at_example vs the default realistic synthetic profile "
