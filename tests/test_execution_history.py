@@ -110,12 +110,15 @@ def test_a_failed_branch_fails_its_parallel_and_a_stop_leaves_the_rest_cancelled
     parallel = reader.visits[0]
     assert parallel.name == "P" and parallel.failed and not parallel.open
     assert parallel.error == "SNS.NotFoundException"  # the branch's, which failed it
-    assert execution_steps(events, status) == [
-        {"step": "P", "state": "failed"},
-        {"step": "W", "state": "cancelled"},  # its Parallel ended while it waited
+    steps = execution_steps(events, status)
+    assert steps[0] == {"step": "P", "state": "failed"}
+    # W and T start their branches together, so either may come first (T did once in CI
+    # on a loaded host): the pair is compared without its order
+    assert sorted(steps[1:3], key=lambda s: s["step"]) == [
         {"step": "T", "state": "failed"},
-        {"step": "C", "state": "cancelled"},
+        {"step": "W", "state": "cancelled"},  # its Parallel ended while it waited
     ]
+    assert steps[3:] == [{"step": "C", "state": "cancelled"}]
     lines = [(p.kind, p.state, p.detail) for p in _progress(events) if p.kind != "entered"]
     assert lines[:2] == [
         ("error", "T", "SNS.NotFoundException"),
