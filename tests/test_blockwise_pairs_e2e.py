@@ -90,4 +90,8 @@ def test_the_default_detector_runs_blockwise_and_equals_the_one_job(
     manifest = json.loads(run["files"][outputs.MANIFEST].read_text())
     assert manifest["blockwise"]["n_blocks"] == 8
     assert manifest["counts"]["synapses"] == single.n_synapses
+    # the section continuity measured block by block is the one job's (aligned: no warning)
+    recorded = manifest["pipeline"]["parameters"]
+    assert recorded["section_continuity"] == single.parameters["section_continuity"]
+    assert manifest["warnings"] == single.parameters["warnings"] == []
     assert verify_manifest(folder) == []

@@ -75,7 +75,8 @@ def test_pairs_are_found_and_unpaired_puncta_are_not() -> None:
     for ch in ("presynaptic", "postsynaptic"):
         assert len(res.parameters[ch]["threshold"]) == pre.shape[0]
         assert set(res.parameters[ch]) == {
-            "median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma"
+            "median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma",
+            "section_continuity",
         }  # fmt: skip
 
 

@@ -277,6 +277,17 @@ def test_markup_in_titles_and_column_names_is_escaped(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- robustness
 
 
+def test_the_detectors_warnings_are_shown_under_the_header(tmp_path: Path) -> None:
+    table, _ = clustered_table(50)
+    warning = "the sections do not line up: neighbouring sections correlate <0.1>"
+    build_report(table, title="t", out_html=tmp_path / "w.html", warnings=[warning])
+    html = (tmp_path / "w.html").read_text()
+    assert 'class="notice warning"' in html
+    assert "Warning: the sections do not line up" in html and "&lt;0.1&gt;" in html
+    build_report(table, title="t", out_html=tmp_path / "none.html")
+    assert 'class="notice warning"' not in (tmp_path / "none.html").read_text()
+
+
 def test_zero_synapses_gives_a_report_that_says_so(tmp_path: Path) -> None:
     table, _ = clustered_table(0)
     summary, html, payload = _build(table, tmp_path)

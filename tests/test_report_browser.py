@@ -82,6 +82,7 @@ def test_degenerate_reports_load_cleanly(page: Any, tmp_path: Path, case: str) -
         table, _ = clustered_table(0)
     elif case == "one":
         table, _ = clustered_table(1)
+        kwargs["warnings"] = ["the sections do not line up: <b>check</b> the registration"]
     elif case == "two":
         table, _ = clustered_table(2)
     elif case == "constant-nan":
@@ -103,6 +104,9 @@ def test_degenerate_reports_load_cleanly(page: Any, tmp_path: Path, case: str) -
     assert missing == len(summary.missing)
     if case == "empty":
         assert page.is_visible("#no-synapses")
+    if kwargs.get("warnings"):  # shown above the plots, as text (markup stays inert)
+        notice = page.inner_text("div.notice.warning")
+        assert page.is_visible("div.notice.warning") and "<b>check</b>" in notice
     page.screenshot(path=str(tmp_path / f"{case}.png"), full_page=True)
 
 

@@ -75,6 +75,12 @@ class Kernel(Protocol):
         threshold; None when something was."""
         ...
 
+    def result_parameters(self, threshold: dict[str, Any]) -> dict[str, Any]:
+        """The parameters a result records once the threshold is known: :meth:`parameters`
+        and what the threshold pass measured (PAIRS: per-section statistics, section
+        continuity and its ``warnings``)."""
+        ...
+
 
 class SeededKernel(Kernel, Protocol):
     """A kernel that runs the passes its own way (PAIRS: per-section histograms, seeds).

@@ -174,6 +174,9 @@ class NomadsKernel:
         labels, sizes = detection.label_components(mask)
         return labels, int(sizes.size - 1)
 
+    def result_parameters(self, threshold: dict[str, Any]) -> dict[str, Any]:
+        return self.parameters()
+
     def explain_empty(self, summary: dict[str, Any], threshold: dict[str, Any]) -> str | None:
         """``detect()``'s explanation of an empty result, from the stitch's summary."""
         thr = threshold["threshold"]

@@ -53,6 +53,7 @@ from synapse_pipelines.science.paired_puncta_geometry import (
     PairsGeometry,
     geometry,
 )
+from synapse_pipelines.science.paired_puncta_thresholds import result_parameters
 
 #: Peak working set of PAIRS' blockwise passes per voxel of a block (estimated, rounded
 #: up): the label pass holds the channels, ``E`` (float32) of the block grown by the seed
@@ -198,6 +199,10 @@ class PairsKernel:
     def explain_empty(self, summary: dict[str, Any], threshold: dict[str, Any]) -> str | None:
         return summary.get("explanation")
 
+    def result_parameters(self, threshold: dict[str, Any]) -> dict[str, Any]:
+        thr = SectionThresholds.from_dict(threshold)
+        return {"pipeline": "paired-puncta", **result_parameters(self.g, thr)}
+
     # -- the NOMADS-shaped methods are not used by a SeededKernel's passes ------------------
     def covariance(self, *args: Any) -> np.ndarray:
         raise NotImplementedError("PAIRS histograms its blocks with owned_histogram")
@@ -246,7 +251,7 @@ def blockwise_paired_puncta(
         mask=mask,
         threshold=float(kernel.g.params["seed_level"]),
         n_synapses=int(res.n_objects),
-        parameters=kernel.g.to_dict() | thr.to_dict(),
+        parameters=result_parameters(kernel.g, thr),
         timings=dict(res.seconds),
         explanation=res.explanation,
     )

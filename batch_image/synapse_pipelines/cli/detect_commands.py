@@ -329,6 +329,7 @@ def detect(
         ("channels", f"{selection.presynaptic} (pre), {selection.postsynaptic} (post)"),
         ("pipeline", f"{pipeline} {json.dumps(params)}"),
         ("synapses", _synapse_count(manifest)),
+        *(("warning", w) for w in manifest.get("warnings", [])),
         ("foreground voxels", str(manifest["counts"]["foreground_voxels"])),
         ("time", ", ".join(f"{k} {v:.2f}s" for k, v in steps.timings.items())),
         ("results", str(out_dir)),

@@ -113,6 +113,7 @@ def report(
         request_info=request_info,
         results_key=results_key,
         explanation=_recorded_explanation(table),
+        warnings=_recorded_warnings(table),
         # the synaptograms and overlay, when the table sits in a results folder with volumes
         volumes=ResultVolumes.from_folder(table.parent),
     )
@@ -144,6 +145,12 @@ def _recorded_explanation(table: Path) -> str | None:
     """The detector's reason for an empty result, from the manifest beside the table."""
     explanation = _manifest_beside(table).get("explanation")
     return explanation if isinstance(explanation, str) else None
+
+
+def _recorded_warnings(table: Path) -> list[str]:
+    """The detector's warnings (e.g. sections that do not line up), from the manifest."""
+    warnings = _manifest_beside(table).get("warnings")
+    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
 
 
 #: At most this many input files are named in a default title; the rest are counted.

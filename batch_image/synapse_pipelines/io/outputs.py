@@ -489,6 +489,9 @@ def write_table_results(
             **{k: int(v) for k, v in (counts or {}).items()},
         },
         "explanation": empty_result_explanation(len(table), explanation),
+        # what the detector measured and the user should know (e.g. sections that do not
+        # line up), found or not
+        "warnings": [str(w) for w in (parameters or {}).get("warnings") or []],
         "synapse_table": dict(table.attrs),
         **({"arrays": dict(arrays)} if arrays is not None else {}),
         **dict(extra or {}),

@@ -107,6 +107,7 @@ def build_report(
     request_info: Mapping[str, Any] | None = None,
     results_key: str | None = None,
     explanation: str | None = None,
+    warnings: Sequence[str] = (),
     max_fit_samples: int = 20_000,
     kde_samples: int = KDE_SAMPLES,
     volumes: ResultVolumes | None = None,
@@ -120,7 +121,9 @@ def build_report(
     density; ``box_shape`` (z, y, x voxels) is the analysed box, by default the request's
     ranges or the table metadata. ``request_info`` (e.g. ``SynapseRequest.public_dict()``)
     and ``results_key`` go in the header; keys that look like secrets are never shown.
-    ``explanation``: the detector's reason for an empty result, shown at the top.
+    ``explanation``: the detector's reason for an empty result, shown at the top, and so
+    are ``warnings`` (the manifest's: what the detector measured that puts the result in
+    doubt).
     ``max_fit_samples`` / ``kde_samples`` cap the rows each GMM node / each ridge-line KDE
     is fitted on (speed; see ``docs/report.md``). ``volumes``: the run's OME-Zarr volumes
     (:meth:`ResultVolumes.from_folder`), for the synaptograms and the overlay. Same inputs
@@ -152,7 +155,7 @@ def build_report(
     images = _image_panels(table, data.hierarchy, volumes)
     t2 = time.perf_counter()
     timings["figures"] = t2 - t1
-    html = render_html(data, sections, explanation=explanation, images=images)
+    html = render_html(data, sections, explanation=explanation, warnings=warnings, images=images)
     out_html = Path(out_html)
     html_bytes = _write_atomic(out_html, html)
     json_path = None

@@ -162,16 +162,19 @@ def render_html(
     sections: Sequence[Section],
     *,
     explanation: str | None = None,
+    warnings: Sequence[str] = (),
     images: ImagePanels | None = None,
 ) -> str:
     """The whole page as one string (``explanation``: why nothing was found, if so;
-    ``images``: the synaptograms and overlay, when the run's volumes were at hand)."""
+    ``warnings``: the detector's, shown under the header; ``images``: the synaptograms
+    and overlay, when the run's volumes were at hand)."""
     template = _environment().get_template(TEMPLATE_NAME)
     plotly_template = pio.templates[PLOTLY_TEMPLATE].to_plotly_json()
     return template.render(
         title=data.title,
         n=data.n,
         explanation=explanation,
+        warnings=list(warnings),
         results_key=data.results_key,
         request_rows=_request_rows(data.request_info),
         parameters=[

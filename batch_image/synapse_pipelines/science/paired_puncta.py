@@ -119,6 +119,12 @@ from synapse_pipelines.science.paired_puncta_geometry import (
     geometry,
     halo,
 )
+from synapse_pipelines.science.paired_puncta_thresholds import (
+    STAT_KEYS,
+    continuity_per_section,
+    result_parameters,
+)
+from synapse_pipelines.science.section_continuity import continuity_sums
 
 __all__ = [
     "DEFAULT_VOXEL_SIZE",
@@ -162,12 +168,17 @@ def _detect_compiled(
     tallies = np.zeros(5, np.int64)  # see paired_puncta_kernels._e_row
     passes = kernels.SectionPasses(pre, post, g.hist_stride, g.filters(pre.dtype, post.dtype))
     counts = np.zeros((2, 2, N_BINS), np.int64)
-    stats = np.zeros((2, shape[0], 5))
+    stats = np.zeros((2, shape[0], len(STAT_KEYS)))
     whole = tuple((0, n) for n in shape)
     lattice = (0, 0, g.noise_stride, shape[2])
+    continuity_lattice = (0, 0, 0, g.continuity_stride, shape[0])
     for c, vol in enumerate((pre, post)):
         diffs = pixel_difference_counts(vol, whole, lattice)  # type: ignore[arg-type]
         stats[c, :, 4] = [pixel_noise_sigma(row) for row in diffs]
+        sums = continuity_sums(
+            vol, whole, continuity_lattice, g.orders[1:], g.widths, g.continuity_shift
+        )  # type: ignore[arg-type]
+        stats[c, :, 5] = continuity_per_section(sums, stats[c, :, 4], g)
     floor = g.params["noise_floor_sigma"]
     band = 0.0
     for z in range(shape[0]):
@@ -256,7 +267,7 @@ def detect_paired_puncta(
         n = int(lut.max()) if len(lut) else 0
         timings["size_filter"] = time.perf_counter() - t0
     explanation = None
-    parameters = g.to_dict() | thr.to_dict()
+    parameters = result_parameters(g, thr)
     parameters["voxels_above_threshold"] = {
         "presynaptic": int(above[0]), "postsynaptic": int(above[1]), "both": int(above[2])
     }  # fmt: skip

@@ -52,6 +52,8 @@ from synapse_pipelines.science import (
 from synapse_pipelines.science.histogram_bins import N_BINS
 from synapse_pipelines.science.paired_puncta_thresholds import (
     CHANNELS,
+    CONTINUITY_ROW,
+    CONTINUITY_SUMS,
     HIST_ROWS,
     SectionHistograms,
     SectionThresholds,
@@ -61,6 +63,7 @@ from synapse_pipelines.science.paired_puncta_thresholds import (
     section_thresholds,
     strong_seed_levels,
 )
+from synapse_pipelines.science.section_continuity import continuity_sums
 
 if TYPE_CHECKING:
     from synapse_pipelines.science.paired_puncta_geometry import PairsGeometry
@@ -267,8 +270,12 @@ def block_histograms(
             d = reference.bandpass(vol, g.orders, g.widths)[sl]
             counts[:, c, :2] = reference.section_histograms(d, g.hist_stride, box.start[1:])
     diff_lattice = (read_box.start[1], read_box.start[2], g.noise_stride, g.volume_shape[2])
+    continuity_lattice = (*read_box.start, g.continuity_stride, g.volume_shape[0])
     for c, vol in enumerate((pre, post)):
         counts[:, c, 2] = pixel_difference_counts(vol, core, diff_lattice)
+        counts[:, c, CONTINUITY_ROW, :CONTINUITY_SUMS] = continuity_sums(
+            vol, core, continuity_lattice, g.orders[1:], g.widths, g.continuity_shift
+        )  # type: ignore[arg-type]
     return SectionHistograms(box.start[0], counts)
 
 

@@ -21,6 +21,11 @@ from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.pipelines import ParameterSpec
 from synapse_pipelines.science import paired_puncta_kernels as kernels
 from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
+from synapse_pipelines.science.section_continuity import (
+    continuity_stride,
+    in_plane_white_noise_gain,
+    sum_shift,
+)
 from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
 
 __all__ = [
@@ -231,6 +236,21 @@ class PairsGeometry:
         return float(np.sqrt(np.sum(kernel**2)))
 
     @property
+    def continuity_gain(self) -> float:
+        """The in-plane band-pass's white-noise gain (:mod:`.section_continuity`)."""
+        return in_plane_white_noise_gain(self.orders[1:], self.widths)  # type: ignore[arg-type]
+
+    @property
+    def continuity_shift(self) -> int:
+        """Bits the in-plane band-pass is shifted right by before its products are summed
+        (the worst case, uint16 input, for every dtype: one rule for every run)."""
+        return sum_shift(self.orders[1:], self.widths, 0xFFFF)  # type: ignore[arg-type]
+
+    @property
+    def continuity_stride(self) -> int:
+        return continuity_stride(self.volume_shape)
+
+    @property
     def scale(self) -> int:
         """``D`` units per grey level: ``N_s w_y w_x``."""
         return self.n_s * self.widths[0] * self.widths[1]
@@ -245,7 +265,9 @@ class PairsGeometry:
     def halo(self) -> dict[str, tuple[int, int, int]]:
         f = self.filter_halo
         seeds = tuple(a + b for a, b in zip(f, self.seed_context, strict=True))
-        return {"histograms": f, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
+        # pass 1 also compares each section with the next (section continuity)
+        hist = (max(f[0], 1 if self.volume_shape[0] > 1 else 0), f[1], f[2])
+        return {"histograms": hist, "seeds": seeds, "labels": f}  # type: ignore[dict-item]
 
     def filters(self, *dtypes: np.dtype) -> kernels.Filters:
         """The kernels' filters for inputs of these dtypes (their integer widths follow the
@@ -266,6 +288,7 @@ class PairsGeometry:
             "otsu_fraction_k": self.k,
             "histogram_stride": self.hist_stride,
             "pixel_noise_stride": self.noise_stride,
+            "section_continuity_stride": self.continuity_stride,
             "band_pass_units_per_grey_level": self.scale,
             "min_voxels": self.min_voxels,
             "weak_seed_support_voxels": self.support_voxels,

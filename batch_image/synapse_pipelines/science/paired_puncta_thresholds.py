@@ -26,6 +26,11 @@ from synapse_pipelines.science.histogram_bins import (
     bin_lower_edges,
     otsu_split,
 )
+from synapse_pipelines.science.section_continuity import (
+    continuity_warnings,
+    pair_continuity,
+    summarise_continuity,
+)
 
 if TYPE_CHECKING:
     from synapse_pipelines.science.paired_puncta_geometry import PairsGeometry
@@ -34,8 +39,10 @@ __all__ = [
     "CHANNELS",
     "SectionHistograms",
     "SectionThresholds",
+    "continuity_per_section",
     "pixel_difference_counts",
     "pixel_noise_sigma",
+    "result_parameters",
     "section_stats",
     "section_thresholds",
     "strong_seed_levels",
@@ -44,10 +51,21 @@ __all__ = [
 CHANNELS = ("presynaptic", "postsynaptic")
 #: Median absolute deviation to standard deviation, for Gaussian noise.
 MAD_TO_SIGMA = 1.4826
-STAT_KEYS = ("median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma")
+STAT_KEYS = (
+    "median",
+    "noise_sigma",
+    "otsu_split",
+    "threshold",
+    "pixel_noise_sigma",
+    "section_continuity",
+)
 #: Rows of a section's histograms per channel: ``D >= 0``, ``D < 0`` (by the bin of
-#: ``-D``), and ``|v(y, x + 1) - v(y, x)|`` of the raw channel (the pixel noise).
-HIST_ROWS = 3
+#: ``-D``), ``|v(y, x + 1) - v(y, x)|`` of the raw channel (the pixel noise), and in its
+#: first four entries the sums of the section's continuity with the next section
+#: (:func:`.section_continuity.continuity_sums`; exact integers that add like counts).
+HIST_ROWS = 4
+#: Row 3's entries: the continuity sums.
+CONTINUITY_ROW, CONTINUITY_SUMS = 3, 4
 
 
 # --------------------------------------------------------------------------- histograms
@@ -59,8 +77,10 @@ class SectionHistograms:
 
     Row 0 counts ``D >= 0`` by the bin of ``D``; row 1 counts ``D < 0`` by the bin of
     ``-D``; row 2 counts the raw channel's differences to the next pixel along x
-    (:func:`pixel_difference_counts`). Adding two merges blocks (their z ranges may differ
-    or overlap).
+    (:func:`pixel_difference_counts`); row 3 holds, in its first four entries, the sums of
+    the section's continuity with the next one (:func:`.section_continuity.continuity_sums`,
+    which may be negative). Adding two merges blocks (their z ranges may differ or
+    overlap).
     """
 
     z0: int = 0
@@ -187,8 +207,10 @@ class SectionThresholds:
 
     ``stats[channel]`` (``"presynaptic"``, ``"postsynaptic"``) has ``median``,
     ``noise_sigma``, ``otsu_split`` and ``threshold`` (``D`` units) and
-    ``pixel_noise_sigma`` (grey levels); ``threshold`` (and ``otsu_split``) is infinite for
-    a section without any positive ``D`` (flat).
+    ``pixel_noise_sigma`` (grey levels) and ``section_continuity`` (with the next section;
+    ``nan``, JSON ``null``, for the last section or where it cannot be told);
+    ``threshold`` (and ``otsu_split``) is infinite for a section without any positive
+    ``D`` (flat).
     """
 
     stats: dict[str, dict[str, np.ndarray]]
@@ -196,7 +218,7 @@ class SectionThresholds:
     @classmethod
     def from_stats(cls, stats: np.ndarray) -> SectionThresholds:
         """From ``stats[channel, z]`` = ``section_stats`` of that section, then its
-        ``pixel_noise_sigma``."""
+        ``pixel_noise_sigma`` and ``section_continuity``."""
         return cls(
             {
                 name: {key: stats[c, :, i].copy() for i, key in enumerate(STAT_KEYS)}
@@ -222,7 +244,15 @@ class SectionThresholds:
         return cls(
             {
                 ch: {
-                    name: np.array([math.inf if v is None else v for v in values], np.float64)
+                    name: np.array(
+                        [
+                            (math.nan if name == "section_continuity" else math.inf)
+                            if v is None
+                            else v
+                            for v in values
+                        ],
+                        np.float64,
+                    )
                     for name, values in per.items()
                 }
                 for ch, per in data.items()
@@ -241,17 +271,29 @@ def section_thresholds(hist: SectionHistograms, g: PairsGeometry) -> SectionThre
             hint="sum block_histograms over a tiling of the whole volume",
         )
     floor = g.params["noise_floor_sigma"]
-    stats = [
-        [
-            (
-                *section_stats(hist.counts[z, c, :2], g.k, floor),
-                pixel_noise_sigma(hist.counts[z, c, 2]),
-            )
-            for z in range(n_z)
-        ]
-        for c in (0, 1)
-    ]
-    return SectionThresholds.from_stats(np.array(stats))
+    stats = np.zeros((2, n_z, len(STAT_KEYS)))
+    for c in (0, 1):
+        for z in range(n_z):
+            stats[c, z, :4] = section_stats(hist.counts[z, c, :2], g.k, floor)
+            stats[c, z, 4] = pixel_noise_sigma(hist.counts[z, c, 2])
+        stats[c, :, 5] = continuity_per_section(
+            hist.counts[:, c, CONTINUITY_ROW, :CONTINUITY_SUMS], stats[c, :, 4], g
+        )
+    return SectionThresholds.from_stats(stats)
+
+
+def continuity_per_section(
+    sums: np.ndarray, pixel_sigma: np.ndarray, g: PairsGeometry
+) -> np.ndarray:
+    """float64 ``[Z]``: each section's continuity with the next (``nan`` for the last and
+    where it cannot be told), from the summed ``[Z, 4]`` sums and the sections' pixel
+    noise (:mod:`.section_continuity`)."""
+    out = np.full(len(sums), math.nan)
+    for z in range(len(sums) - 1):
+        out[z] = pair_continuity(
+            sums[z], pixel_sigma[z], pixel_sigma[z + 1], g.continuity_gain, g.continuity_shift
+        )
+    return out
 
 
 def strong_seed_levels(thr: SectionThresholds, g: PairsGeometry, z0: int, z1: int) -> np.ndarray:
@@ -268,3 +310,17 @@ def strong_seed_levels(thr: SectionThresholds, g: PairsGeometry, z0: int, z1: in
             noise = thr.stats[c]["pixel_noise_sigma"][z0:z1] * guard
             level = np.maximum(level, noise / thr.stats[c]["threshold"][z0:z1])
     return level.astype(np.float32)
+
+
+def result_parameters(g: PairsGeometry, thr: SectionThresholds) -> dict[str, Any]:
+    """A result's ``parameters``: the geometry, every section's statistics, the median
+    section continuity per channel and the warnings it gives (one rule for one job and
+    blockwise runs)."""
+    per_section = thr.to_dict()
+    continuity = summarise_continuity({c: per_section[c]["section_continuity"] for c in CHANNELS})
+    return {
+        **g.to_dict(),
+        **per_section,
+        "section_continuity": continuity,
+        "warnings": continuity_warnings(continuity, g.voxel_size[0], g.params["punctum_fwhm_nm"]),
+    }

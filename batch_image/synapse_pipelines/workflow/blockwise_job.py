@@ -384,7 +384,10 @@ class BlockwiseJob:
                 results_key=self.results_key,
                 request=self.request,
                 pipeline=self.request.pipeline,
-                parameters={**self.validated.pipeline_parameters, **self.kernel.parameters()},
+                parameters={
+                    **self.validated.pipeline_parameters,
+                    **self.kernel.result_parameters(threshold),
+                },
                 explanation=self.kernel.explain_empty(summary, threshold),
                 extra={
                     "ome_zarr": ome_zarr_section(

@@ -75,6 +75,8 @@ def detect(
     explanation = getattr(result, "explanation", None)
     if explanation and not len(table):
         log(f"no synapses: {explanation}")
+    for warning in (getattr(result, "parameters", None) or {}).get("warnings") or []:
+        log(f"warning: {warning}")
 
     with scratch_folder(workdir) as tmp:
         folder = tmp / results_key

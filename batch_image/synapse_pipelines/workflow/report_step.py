@@ -56,6 +56,7 @@ def report(
             request_info=request.public_dict(),
             results_key=results_key,
             explanation=recorded.get("explanation"),
+            warnings=recorded.get("warnings") or [],
             volumes=ResultVolumes.from_manifest(
                 recorded, lambda root: s3_getter(client, bucket, f"{results_key}/{root}")
             ),
