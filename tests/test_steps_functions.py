@@ -20,9 +20,11 @@ from synapse_pipelines.core.errors import (
     ChannelSelectionError,
     RequestValidationError,
 )
+from synapse_pipelines.core.request import SynapseRequest
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import start_execution, start_from_event
 from synapse_pipelines.workflow.failure_step import describe_failure
+from synapse_pipelines.workflow.notification_text import success_notification
 from synapse_pipelines.workflow.publish_s3_step import publish_s3
 from synapse_pipelines.workflow.run_record import clear_step_error, record_step_error
 from synapse_pipelines.workflow.validate_step import ensure_email_subscription, validate
@@ -349,6 +351,19 @@ def test_steps_chain_detect_report_publish(
     # the token is nowhere: not in S3, not in the step outputs, not in the logs
     blob = b"".join(objects.values()).decode("latin-1") + json.dumps(out) + "\n".join(lines)
     assert boss_server.token not in blob
+
+
+def test_the_success_notice_carries_the_detectors_warnings() -> None:
+    request = SynapseRequest.model_validate(
+        {"collection": "c", "experiment": "e", "z_range": [0, 4], "y_range": [0, 64],
+         "x_range": [0, 64]}
+    )  # fmt: skip
+    detail = {"bucket": "b", "prefix": "k/", "results_key": "k", "synapses": 12}
+    plain = success_notification(request, detail, {}, 3600)["message"]
+    assert "Warning" not in plain
+    warned = {**detail, "warnings": ["the sections do not line up: register them"]}
+    message = success_notification(request, warned, {}, 3600)["message"]
+    assert "Synapses found: 12\nWarning: the sections do not line up: register them\n" in message
 
 
 def _box(request: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -37,6 +37,7 @@ def success_notification(
         f"Synapse detection finished for {request.collection}/{request.experiment} {request.box}.",
         f"Synapses found: {detail.get('synapses', 0)}"
         + (f" -- {detail['explanation']}" if detail.get("explanation") else ""),
+        *(f"Warning: {warning}" for warning in detail.get("warnings") or []),
         f"Results: s3://{detail['bucket']}/{detail['prefix']}",
     ]
     if detail.get("neuroglancer_url"):

@@ -106,6 +106,8 @@ def publish_s3(
     }
     if manifest.get("explanation"):  # zero synapses on a non-empty box: say why
         detail["explanation"] = manifest["explanation"]
+    if manifest.get("warnings"):  # e.g. sections that do not line up: the result is in doubt
+        detail["warnings"] = list(manifest["warnings"])
     return {
         "manifest_key": manifest_key,
         "notification": success_notification(request, detail, urls, expires),
