@@ -20,12 +20,9 @@ import numpy as np
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.pipelines import ParameterSpec
 from synapse_pipelines.science import paired_puncta_kernels as kernels
+from synapse_pipelines.science.paired_puncta_reference import white_noise_gain
 from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
-from synapse_pipelines.science.section_continuity import (
-    continuity_stride,
-    in_plane_white_noise_gain,
-    sum_shift,
-)
+from synapse_pipelines.science.section_continuity import continuity_stride, sum_shift
 from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
 
 __all__ = [
@@ -217,28 +214,14 @@ class PairsGeometry:
 
     @property
     def white_noise_gain(self) -> float:
-        """Standard deviation of ``D`` per grey level of white pixel noise: the root sum
-        of squares of the band-pass kernel (``S w_y w_x`` minus ``N_s`` times the box of
-        the centre section), away from the border."""
-        binomials = [
-            np.array([math.comb(n, i) for i in range(n + 1)], np.float64) for n in self.orders
-        ]
-        smooth = np.einsum("i,j,k->ijk", *binomials) * (self.widths[0] * self.widths[1])
-        shape = (
-            smooth.shape[0],
-            *(max(a, b) for a, b in zip(smooth.shape[1:], self.widths, strict=True)),
-        )
-        kernel = np.zeros(shape)
-        offset = [(n - m) // 2 for n, m in zip(shape, smooth.shape, strict=True)]
-        kernel[tuple(slice(o, o + m) for o, m in zip(offset, smooth.shape, strict=True))] = smooth
-        cy, cx = ((n - w) // 2 for n, w in zip(shape[1:], self.widths, strict=True))
-        kernel[shape[0] // 2, cy : cy + self.widths[0], cx : cx + self.widths[1]] -= self.n_s
-        return float(np.sqrt(np.sum(kernel**2)))
+        """Standard deviation of ``D`` per grey level of white pixel noise (the root sum
+        of squares of the band-pass kernel, away from the border)."""
+        return white_noise_gain(self.orders, self.widths)
 
     @property
     def continuity_gain(self) -> float:
         """The in-plane band-pass's white-noise gain (:mod:`.section_continuity`)."""
-        return in_plane_white_noise_gain(self.orders[1:], self.widths)  # type: ignore[arg-type]
+        return white_noise_gain((0, *self.orders[1:]), self.widths)  # type: ignore[arg-type]
 
     @property
     def continuity_shift(self) -> int:

@@ -21,10 +21,19 @@ from scipy import ndimage
 from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
 from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds, strong_levels
 
-__all__ = ["assign", "bandpass", "evidence", "find_seeds", "section_histograms"]
+__all__ = [
+    "assign",
+    "bandpass",
+    "binomial",
+    "evidence",
+    "find_seeds",
+    "section_histograms",
+    "white_noise_gain",
+]
 
 
-def _binomial(order: int) -> np.ndarray:
+def binomial(order: int) -> np.ndarray:
+    """The integer binomial kernel of ``order`` (length ``order + 1``, sum ``2**order``)."""
     return np.array([math.comb(order, i) for i in range(order + 1)], dtype=np.int64)
 
 
@@ -39,13 +48,28 @@ def bandpass(
     s = volume.astype(np.int64)
     for axis, order in enumerate(orders):
         if order:
-            s = ndimage.correlate1d(s, _binomial(order), axis=axis, mode="nearest")
+            s = ndimage.correlate1d(s, binomial(order), axis=axis, mode="nearest")
     b = volume.astype(np.int64)
     for axis, width in ((1, widths[0]), (2, widths[1])):
         if width > 1:
             b = ndimage.correlate1d(b, np.ones(width, np.int64), axis=axis, mode="nearest")
     n_s = 1 << sum(orders)
     return s * (widths[0] * widths[1]) - n_s * b
+
+
+def white_noise_gain(orders: tuple[int, int, int], widths: tuple[int, int]) -> float:
+    """Standard deviation of :func:`bandpass` per grey level of white pixel noise, away from
+    the border: the root sum of squares of its kernel (``S w_y w_x`` minus ``N_s`` times the
+    box of the centre section). ``orders[0] == 0``: the in-plane band-pass."""
+    smooth = np.einsum("i,j,k->ijk", *(binomial(n).astype(np.float64) for n in orders))
+    smooth *= widths[0] * widths[1]
+    shape = (smooth.shape[0], *(max(a, b) for a, b in zip(smooth.shape[1:], widths, strict=True)))
+    kernel = np.zeros(shape)
+    offset = [(n - m) // 2 for n, m in zip(shape, smooth.shape, strict=True)]
+    kernel[tuple(slice(o, o + m) for o, m in zip(offset, smooth.shape, strict=True))] = smooth
+    cy, cx = ((n - w) // 2 for n, w in zip(shape[1:], widths, strict=True))
+    kernel[shape[0] // 2, cy : cy + widths[0], cx : cx + widths[1]] -= 1 << sum(orders)
+    return float(np.sqrt(np.sum(kernel**2)))
 
 
 def section_histograms(d: np.ndarray, stride: int, origin: tuple[int, int]) -> np.ndarray:

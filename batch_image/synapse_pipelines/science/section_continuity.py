@@ -16,10 +16,11 @@ with the pixel noise's share taken out of both variances::
 
 ``S`` are sums over ``n`` pixels of a sparse lattice (``CONTINUITY_SAMPLES`` per section),
 ``s`` the sections' pixel noise (``pixel_noise_sigma``, grey levels) and ``g`` the in-plane
-band-pass's white-noise gain. Without the correction a sparse, noisy volume would look
-misaligned; a pair where either corrected variance is below the noise's own (too little
-structure to tell) is not measurable (``nan``). Aligned synthetic stacks give 0.63-0.99,
-sections shifted by 2 px (sd) 0.14-0.21, at_example 0.07 / -0.03 (synapsin / PSD-95).
+band-pass's white-noise gain (:func:`.paired_puncta_reference.white_noise_gain`). Without
+the correction a sparse, noisy volume would look misaligned; a pair where either corrected
+variance is below the noise's own (too little structure to tell) is not measurable
+(``nan``). Aligned synthetic stacks give 0.63-0.99, sections shifted by 2 px (sd)
+0.15-0.20, at_example 0.07 / -0.03 (synapsin / PSD-95).
 
 The sums are exact integers (the band-pass values shifted right by :func:`sum_shift` bits
 where uint16 data would overflow int64), summed over blocks in the histograms' fourth row
@@ -36,6 +37,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from synapse_pipelines.science.paired_puncta_reference import binomial
 from synapse_pipelines.science.paired_puncta_rows import _jit, compiled
 
 __all__ = [
@@ -46,7 +48,6 @@ __all__ = [
     "continuity_sums",
     "continuity_warnings",
     "expected_continuity",
-    "in_plane_white_noise_gain",
     "pair_continuity",
     "sum_shift",
     "summarise_continuity",
@@ -70,28 +71,11 @@ def continuity_stride(volume_shape: Sequence[int]) -> int:
     return max(1, math.isqrt(int(volume_shape[1]) * int(volume_shape[2]) // CONTINUITY_SAMPLES))
 
 
-def _binomial(order: int) -> np.ndarray:
-    return np.array([math.comb(order, i) for i in range(order + 1)], np.int64)
-
-
 def sum_shift(orders_yx: tuple[int, int], widths: tuple[int, int], top: int) -> int:
     """Right shift applied to the band-pass before its products are summed: enough that
     ``|D| < 2**24`` for input values up to ``top`` (0 for uint8 at the defaults)."""
     largest = top * (1 << (orders_yx[0] + orders_yx[1])) * widths[0] * widths[1]
     return max(0, largest.bit_length() - _MAX_VALUE_BITS)
-
-
-def in_plane_white_noise_gain(orders_yx: tuple[int, int], widths: tuple[int, int]) -> float:
-    """Standard deviation of the in-plane band-pass per grey level of white pixel noise."""
-    smooth = np.outer(_binomial(orders_yx[0]), _binomial(orders_yx[1])).astype(np.float64)
-    smooth *= widths[0] * widths[1]
-    shape = tuple(max(a, b) for a, b in zip(smooth.shape, widths, strict=True))
-    kernel = np.zeros(shape)
-    sy, sx = ((n - m) // 2 for n, m in zip(shape, smooth.shape, strict=True))
-    kernel[sy : sy + smooth.shape[0], sx : sx + smooth.shape[1]] = smooth
-    by, bx = ((n - w) // 2 for n, w in zip(shape, widths, strict=True))
-    kernel[by : by + widths[0], bx : bx + widths[1]] -= 1 << (orders_yx[0] + orders_yx[1])
-    return float(np.sqrt(np.sum(kernel**2)))
 
 
 def _band_pass_at(
@@ -113,8 +97,8 @@ def _band_pass_at(
     box = patch[:, ry - hy : ry + hy + 1, :, rx - hx : rx + hx + 1].sum(axis=(1, 3))
     oy, ox = orders_yx[0] // 2, orders_yx[1] // 2
     centre = patch[:, ry - oy : ry + oy + 1, :, rx - ox : rx + ox + 1]
-    smooth = np.tensordot(np.tensordot(centre, _binomial(orders_yx[0]), axes=([1], [0])),
-                          _binomial(orders_yx[1]), axes=([2], [0]))  # fmt: skip
+    smooth = np.tensordot(np.tensordot(centre, binomial(orders_yx[0]), axes=([1], [0])),
+                          binomial(orders_yx[1]), axes=([2], [0]))  # fmt: skip
     n_s = 1 << (orders_yx[0] + orders_yx[1])
     return smooth * (widths[0] * widths[1]) - n_s * box
 
@@ -165,8 +149,8 @@ def band_pass_at(
         return _band_pass_at(plane, ys, xs, orders_yx, widths)
     out = np.empty((len(ys), len(xs)), np.int64)
     _band_pass_at_compiled(
-        plane, ys.astype(np.int64), xs.astype(np.int64), _binomial(orders_yx[0]),
-        _binomial(orders_yx[1]), widths[0] // 2, widths[1] // 2,
+        plane, ys.astype(np.int64), xs.astype(np.int64), binomial(orders_yx[0]),
+        binomial(orders_yx[1]), widths[0] // 2, widths[1] // 2,
         1 << (orders_yx[0] + orders_yx[1]), out,
     )  # fmt: skip
     return out
