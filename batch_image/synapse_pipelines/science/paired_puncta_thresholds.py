@@ -66,6 +66,9 @@ STAT_KEYS = (
 HIST_ROWS = 4
 #: Row 3's entries: the continuity sums.
 CONTINUITY_ROW, CONTINUITY_SUMS = 3, 4
+#: What a JSON ``null`` stands for, per statistic: infinite (a flat section's threshold)
+#: unless listed (a continuity that cannot be told).
+_NULL_MEANS = {"section_continuity": math.nan}
 
 
 # --------------------------------------------------------------------------- histograms
@@ -245,12 +248,7 @@ class SectionThresholds:
             {
                 ch: {
                     name: np.array(
-                        [
-                            (math.nan if name == "section_continuity" else math.inf)
-                            if v is None
-                            else v
-                            for v in values
-                        ],
+                        [_NULL_MEANS.get(name, math.inf) if v is None else v for v in values],
                         np.float64,
                     )
                     for name, values in per.items()
@@ -289,10 +287,9 @@ def continuity_per_section(
     where it cannot be told), from the summed ``[Z, 4]`` sums and the sections' pixel
     noise (:mod:`.section_continuity`)."""
     out = np.full(len(sums), math.nan)
+    gain, shift = g.continuity_gain, g.continuity_shift
     for z in range(len(sums) - 1):
-        out[z] = pair_continuity(
-            sums[z], pixel_sigma[z], pixel_sigma[z + 1], g.continuity_gain, g.continuity_shift
-        )
+        out[z] = pair_continuity(sums[z], pixel_sigma[z], pixel_sigma[z + 1], gain, shift)
     return out
 
 
