@@ -119,6 +119,9 @@ def test_the_noise_correction() -> None:
     n, var_s, sigma, gain = 1000, 4.0, 2.0, 1.0
     sums = np.array([n * var_s, n * (var_s + sigma**2), n * (var_s + sigma**2), n])
     assert pair_continuity(sums, sigma, sigma, gain, 0) == pytest.approx(1.0)
+    # a noise estimate a little too high would give more than 1: it stays a correlation
+    strong = np.array([n * 40.0, n * (40.0 + sigma**2), n * (40.0 + sigma**2), n])
+    assert pair_continuity(strong, 1.1 * sigma, 1.1 * sigma, gain, 0) == 1.0
     # structure below the noise's own variance: cannot tell
     weak = np.array([n * 1.0, n * (1.0 + sigma**2), n * (1.0 + sigma**2), n])
     assert math.isnan(pair_continuity(weak, sigma, sigma, gain, 0))

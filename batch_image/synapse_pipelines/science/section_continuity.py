@@ -194,8 +194,8 @@ def pair_continuity(
     sums: np.ndarray, sigma_a: float, sigma_b: float, gain: float, shift: int
 ) -> float:
     """The noise-corrected correlation of one pair of sections from its ``(S_ab, S_aa,
-    S_bb, n)``; ``nan`` when there is no pair or too little structure to tell (either
-    variance, net of the noise, below the noise's)."""
+    S_bb, n)``, within [-1, 1]; ``nan`` when there is no pair or too little structure to
+    tell (either variance, net of the noise, below the noise's)."""
     s_ab, s_aa, s_bb, n = (float(v) for v in sums)
     if n <= 0:
         return math.nan
@@ -204,7 +204,9 @@ def pair_continuity(
     var_a, var_b = s_aa - noise_a, s_bb - noise_b
     if var_a <= 0 or var_b <= 0 or var_a < noise_a or var_b < noise_b:
         return math.nan
-    return s_ab / math.sqrt(var_a * var_b)
+    # a noise estimate a little high (shot noise, structure at the pixel scale) can push
+    # the ratio past 1: it is still a correlation
+    return min(max(s_ab / math.sqrt(var_a * var_b), -1.0), 1.0)
 
 
 def summarise_continuity(per_section: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
