@@ -52,6 +52,10 @@ length 1 gets no filtering, so one plane is 2-D detection and thin stacks are ac
    distance; ties to the lower number). Seeds are numbered 1..n in raster order. Optional
    size filter: regions smaller than ``min_volume_um3`` are dropped and the rest renumbered.
 
+Alongside step 3, pass 1 measures each channel's **section continuity** (how alike each
+section and the next are, :mod:`.section_continuity`); a channel whose sections do not
+line up gets a sentence in ``parameters["warnings"]``. It changes no label.
+
 Border rule: edge replication (reads outside the volume take the nearest voxel) for the
 smoothing and the background box; the seed box and the assignment ellipsoid are clipped.
 
