@@ -157,7 +157,7 @@ def test_any_tiling_gives_the_same_continuity() -> None:
     assert (whole[-1] == 0).all() and (whole[:-1, 3] > 0).all()
 
 
-def test_the_cli_summary_and_the_manifest_carry_the_warning(tmp_path) -> None:
+def test_the_cli_summary_the_manifest_and_the_report_carry_the_warning(tmp_path) -> None:
     pre, post, vs = _channels(misregistration=1.0)
     path = tmp_path / "misregistered.ome.tif"
     ome_tiff.write_volume(
@@ -169,3 +169,7 @@ def test_the_cli_summary_and_the_manifest_carry_the_warning(tmp_path) -> None:
     (warning,) = manifest["warnings"]
     assert "postsynaptic channel" in warning
     assert manifest["pipeline"]["parameters"]["section_continuity"]["postsynaptic"] < 0.2
+    # the report of those results shows it under its header
+    html = tmp_path / "report.html"
+    _ok(["report", str(tmp_path / "res" / outputs.SYNAPSES_CSV), "--out", str(html)])
+    assert 'class="notice warning"' in html.read_text() and "do not line up" in html.read_text()
