@@ -22,7 +22,6 @@ from synapse_pipelines.science.paired_puncta import detect_paired_puncta
 from synapse_pipelines.science.paired_puncta_reference import bandpass
 from synapse_pipelines.science.section_continuity import (
     CONTINUITY_WARNING_FRACTION,
-    _band_pass_at,
     band_pass_at,
     continuity_sums,
     continuity_warnings,
@@ -50,7 +49,6 @@ def test_the_sampled_band_pass_is_the_reference_band_pass(shape, orders, widths,
     plane = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
     ys, xs = np.arange(0, shape[0], 3), np.arange(1, shape[1], 4)  # the border included
     want = bandpass(plane[None], (0, *orders), widths)[0][np.ix_(ys, xs)]
-    np.testing.assert_array_equal(_band_pass_at(plane, ys, xs, orders, widths), want)
     np.testing.assert_array_equal(band_pass_at(plane, ys, xs, orders, widths), want)  # numba
 
 

@@ -26,7 +26,7 @@ The sums are exact integers (the band-pass values shifted right by :func:`sum_sh
 where uint16 data would overflow int64), summed over blocks in the histograms' fourth row
 (:class:`~.paired_puncta_thresholds.SectionHistograms`), so a blockwise run reports the
 same figures as one job. About 1,000 pixels per section: the band-pass at those pixels is
-a small numba kernel (:func:`band_pass_at`; the numpy version, :func:`_band_pass_at`, is
+a small numba kernel (:func:`band_pass_at`; :func:`.paired_puncta_reference.bandpass` is
 its reference and runs without numba), ~1 ms per 1024 x 1024 section and channel.
 """
 
@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from synapse_pipelines.science.paired_puncta_reference import binomial
+from synapse_pipelines.science.paired_puncta_reference import bandpass, binomial
 from synapse_pipelines.science.paired_puncta_rows import _jit, compiled
 
 __all__ = [
@@ -78,31 +78,6 @@ def sum_shift(orders_yx: tuple[int, int], widths: tuple[int, int], top: int) -> 
     return max(0, largest.bit_length() - _MAX_VALUE_BITS)
 
 
-def _band_pass_at(
-    plane: np.ndarray,
-    ys: np.ndarray,
-    xs: np.ndarray,
-    orders_yx: tuple[int, int],
-    widths: tuple[int, int],
-) -> np.ndarray:
-    """int64 in-plane ``S w_y w_x - N_s B`` of ``plane`` at the pixels ``ys x xs`` (edge
-    replication at the array border), computed from the rows and columns it needs only."""
-    ny, nx = plane.shape
-    ry, rx = max(orders_yx[0] // 2, widths[0] // 2), max(orders_yx[1] // 2, widths[1] // 2)
-    rows = np.clip(ys[:, None] + np.arange(-ry, ry + 1), 0, ny - 1).ravel()
-    cols = np.clip(xs[:, None] + np.arange(-rx, rx + 1), 0, nx - 1).ravel()
-    # patch[i, a, j, b] = plane[ys[i] + a - ry, xs[j] + b - rx]
-    patch = plane[rows][:, cols].astype(np.int64).reshape(len(ys), 2 * ry + 1, len(xs), 2 * rx + 1)
-    hy, hx = widths[0] // 2, widths[1] // 2
-    box = patch[:, ry - hy : ry + hy + 1, :, rx - hx : rx + hx + 1].sum(axis=(1, 3))
-    oy, ox = orders_yx[0] // 2, orders_yx[1] // 2
-    centre = patch[:, ry - oy : ry + oy + 1, :, rx - ox : rx + ox + 1]
-    smooth = np.tensordot(np.tensordot(centre, binomial(orders_yx[0]), axes=([1], [0])),
-                          binomial(orders_yx[1]), axes=([2], [0]))  # fmt: skip
-    n_s = 1 << (orders_yx[0] + orders_yx[1])
-    return smooth * (widths[0] * widths[1]) - n_s * box
-
-
 @_jit
 def _band_pass_at_compiled(
     plane: np.ndarray,
@@ -114,7 +89,7 @@ def _band_pass_at_compiled(
     hx: int,
     n_s: int,
     out: np.ndarray,
-) -> None:  # pragma: no cover - compiled; equal to _band_pass_at (tested)
+) -> None:  # pragma: no cover - compiled; equal to the reference band-pass (tested)
     ny, nx = plane.shape
     oy, ox = (len(wy) - 1) // 2, (len(wx) - 1) // 2
     area = (2 * hy + 1) * (2 * hx + 1)
@@ -144,9 +119,11 @@ def band_pass_at(
     orders_yx: tuple[int, int],
     widths: tuple[int, int],
 ) -> np.ndarray:
-    """:func:`_band_pass_at`, compiled when numba is installed (the same integers)."""
+    """int64 in-plane band-pass ``S w_y w_x - N_s B`` of ``plane`` at the pixels ``ys x
+    xs`` (edge replication at the array border): :func:`.paired_puncta_reference.bandpass`
+    with no z smoothing, sampled, computed at those pixels only when numba is installed."""
     if not compiled():  # pragma: no cover - numba is a declared dependency
-        return _band_pass_at(plane, ys, xs, orders_yx, widths)
+        return bandpass(plane[None], (0, *orders_yx), widths)[0][np.ix_(ys, xs)]
     out = np.empty((len(ys), len(xs)), np.int64)
     _band_pass_at_compiled(
         plane, ys.astype(np.int64), xs.astype(np.int64), binomial(orders_yx[0]),
