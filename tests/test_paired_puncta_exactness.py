@@ -126,6 +126,24 @@ def test_a_weak_maximum_is_a_seed_only_with_its_support(compiled: bool) -> None:
             assert {tuple(map(int, s)) for s in found} == want
 
 
+@pytest.mark.parametrize(
+    ("shape", "vox", "support"),
+    [
+        ((9, 15, 15), VOX, 12),  # 0.0084 um^3 / 0.0007 um^3
+        ((2, 15, 15), VOX, 12),  # a thin stack is a stack: the ellipsoid is clipped instead
+        ((1, 15, 15), VOX, 8),  # 12 / 1.665 (order 2 in z: FWHM sqrt(2 ln 2 x 2))
+        ((1, 15, 15), (50.0, 80.0, 80.0), 10),  # 26.25 / 2.884 (order 6 at 50 nm)
+        ((1, 15, 15), (200.0, 100.0, 100.0), 5),  # no z smoothing at 200 nm: 4.2 / 1
+        ((1, 1, 15), VOX, 5),  # a line: 12 / 1.665 / 1.665 (y too)
+    ],
+)
+def test_the_support_on_one_plane_is_the_stacks_over_the_smoothing_width(
+    shape: tuple[int, int, int], vox: tuple[float, float, float], support: int
+) -> None:
+    assert geometry(shape, vox).support_voxels == support
+    assert geometry(shape, vox, weak_seed_support_um3=0.0).support_voxels == 0
+
+
 def test_the_kernels_histogram_counts_are_exact() -> None:
     from synapse_pipelines.science.histogram_bins import bin_index
 

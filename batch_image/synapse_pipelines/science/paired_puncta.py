@@ -38,8 +38,10 @@ length 1 gets no filtering, so one plane is 2-D detection and thin stacks are ac
    voxel in raster order wins) with ``E >= seed_level`` (strong seeds), or with
    ``weak_seed_level <= E < seed_level`` and at least ``weak_seed_support_um3`` of
    foreground (``E >= assignment_level``) within ``assignment_radius_nm`` of them (weak
-   seeds; the ellipsoid is clipped at the border). A dim synapse is a punctum-sized patch of
-   moderate evidence; a chance overlap of two puncta's tails, or of noise, is a speck.
+   seeds; the ellipsoid is clipped at the border; one plane asks for the stack's count over
+   the width of the z smoothing a stack would get, 8 pixels at 70 nm sections). A dim
+   synapse is a punctum-sized patch of moderate evidence; a chance overlap of two puncta's
+   tails, or of noise, is a speck.
    **Noise guard**: in a section where ``noise_guard_sigma`` (4) pixel-noise sigmas, carried
    through the band-pass, exceed a channel's threshold, a seed needs that support up to the
    level ``E`` at which both channels clear them (``strong_seed_levels``): a coincidence of
