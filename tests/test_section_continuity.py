@@ -171,3 +171,25 @@ def test_the_cli_summary_the_manifest_and_the_report_carry_the_warning(tmp_path)
     html = tmp_path / "report.html"
     _ok(["report", str(tmp_path / "res" / outputs.SYNAPSES_CSV), "--out", str(html)])
     assert 'class="notice warning"' in html.read_text() and "do not line up" in html.read_text()
+
+
+def test_evaluate_repeats_the_warning_of_the_results_it_scores(tmp_path) -> None:
+    """Scores of a run whose sections do not line up come with the detection's warning, on
+    the terminal and in --json: the warning bears on the scores."""
+    exp = make_experiment(SHAPE, seed=5, channels=[PRESYNAPTIC, POSTSYNAPTIC], misregistration=1.0)
+    path = tmp_path / "misregistered.ome.tif"
+    ome_tiff.write_volume(
+        path,
+        np.stack([exp.channels[PRESYNAPTIC], exp.channels[POSTSYNAPTIC]]),
+        channel_names=[PRESYNAPTIC, POSTSYNAPTIC],
+        voxel_size=exp.voxel_size,
+    )
+    truth = tmp_path / "truth.csv"
+    np.savetxt(truth, exp.synapse_centroids, delimiter=",", header="z,y,x", comments="")
+    _ok(["detect", str(path), "--out", str(tmp_path / "res")])
+    (warning,) = json.loads((tmp_path / "res" / outputs.MANIFEST).read_text())["warnings"]
+    scores = tmp_path / "scores.json"
+    out = _ok(["evaluate", str(tmp_path / "res"), "--truth", str(truth), "--max-distance",
+               "300", "--unit", "nm", "--json", str(scores)])  # fmt: skip
+    assert "the detection warned:" in out and "do not line up" in out
+    assert json.loads(scores.read_text())["warnings"] == [f"the detection warned: {warning}"]

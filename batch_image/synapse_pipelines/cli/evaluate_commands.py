@@ -60,6 +60,8 @@ class _Points:
     # the volume the points come from (origin, shape), when known: a label volume's, or the
     # manifest's next to a results folder's synapses.csv
     extent: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    # what the detection warned about (the manifest's ``warnings``), for a results folder
+    detection_warnings: tuple[str, ...] = ()
 
 
 POINT_SUFFIXES = (".csv", ".npz")
@@ -83,19 +85,34 @@ def _points_from_file(path: Path, option: str) -> _Points:
         voxel_size=tuple(float(v) for v in vs) if vs else None,  # type: ignore[arg-type]
         description=points.description,
         voxel_unit=meta.get("voxel_unit"),
-        extent=_manifest_extent(path) if path.name == SYNAPSES_CSV else None,
     )
 
 
-def _manifest_extent(table: Path) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+def _results_manifest(table: Path) -> dict[str, object]:
+    """The manifest of the results folder holding ``table``, or {} when none is readable."""
+    try:
+        manifest = read_manifest(table.parent)
+    except (OutputError, OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _manifest_extent(manifest: dict[str, object]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The analysed box (origin, shape) a results folder's manifest records, if any."""
     try:
-        volume = read_manifest(table.parent).get("volume") or {}
-        shape = tuple(int(v) for v in volume["shape"])
-        origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))
-    except (OutputError, OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # no readable manifest: the box is unknown, nothing is checked
+        volume = manifest.get("volume") or {}
+        shape = tuple(int(v) for v in volume["shape"])  # type: ignore[index]
+        origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))  # type: ignore[union-attr]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # no box recorded: the box is unknown, nothing is checked
     return origin, shape
+
+
+def _manifest_warnings(manifest: dict[str, object]) -> tuple[str, ...]:
+    """The detection's warnings a manifest records (e.g. sections that do not line up):
+    they bear on the scores, so evaluate repeats them."""
+    warnings = manifest.get("warnings")
+    return tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
 
 
 def _points_from_volume(
@@ -168,8 +185,14 @@ def _load_points(
                 field="--truth-origin",
                 hint="drop --truth-origin, or pass the annotation volume",
             )
-        return _points_from_file(path, option)
-    return _points_from_volume(path, option, origin)
+        points = _points_from_file(path, option)
+    else:
+        points = _points_from_volume(path, option, origin)
+    if path.name in (SYNAPSES_CSV, SYNAPSE_IDS):  # a results folder's: its manifest
+        manifest = _results_manifest(path)
+        points.extent = points.extent or _manifest_extent(manifest)
+        points.detection_warnings = _manifest_warnings(manifest)
+    return points
 
 
 def evaluate(
@@ -349,14 +372,16 @@ def evaluate(
     out_console().print(summary_table("synapse-pipelines evaluate", rows))
     outside = None if pred.extent is None else points_outside(true.centroids, *pred.extent)
     warning = _outside_warning(len(true.centroids), outside, pred.extent, vs, vunit)
-    if warning is not None:
-        err_console().print(f"[yellow]warning:[/] {escape(warning)}")
+    warnings = [f"the detection warned: {w}" for w in pred.detection_warnings]
+    warnings += [] if warning is None else [warning]
+    for text in warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(text)}")
     if json_out is not None:
         data = result.to_dict(include_matches=True)
         if outside is not None:
             data["truth_outside_volume"] = outside
-        if warning is not None:
-            data["warnings"] = [warning]
+        if warnings:
+            data["warnings"] = warnings
         data["predicted"] = str(predicted)
         data["truth"] = str(truth)
         data["mode"] = mode
