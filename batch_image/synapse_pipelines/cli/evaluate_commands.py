@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -88,7 +88,7 @@ def _points_from_file(path: Path, option: str) -> _Points:
     )
 
 
-def _results_manifest(table: Path) -> dict[str, object]:
+def _results_manifest(table: Path) -> dict[str, Any]:
     """The manifest of the results folder holding ``table``, or {} when none is readable."""
     try:
         manifest = read_manifest(table.parent)
@@ -97,18 +97,18 @@ def _results_manifest(table: Path) -> dict[str, object]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _manifest_extent(manifest: dict[str, object]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+def _manifest_extent(manifest: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The analysed box (origin, shape) a results folder's manifest records, if any."""
     try:
         volume = manifest.get("volume") or {}
-        shape = tuple(int(v) for v in volume["shape"])  # type: ignore[index]
-        origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))  # type: ignore[union-attr]
+        shape = tuple(int(v) for v in volume["shape"])
+        origin = tuple(int(v) for v in volume.get("origin") or (0,) * len(shape))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # no box recorded: the box is unknown, nothing is checked
     return origin, shape
 
 
-def _manifest_warnings(manifest: dict[str, object]) -> tuple[str, ...]:
+def _manifest_warnings(manifest: dict[str, Any]) -> tuple[str, ...]:
     """The detection's warnings a manifest records (e.g. sections that do not line up):
     they bear on the scores, so evaluate repeats them."""
     warnings = manifest.get("warnings")

@@ -300,9 +300,8 @@ def geometry(
         )
     shape = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
     sigma = p["smoothing_sigma_nm"]
-    orders = tuple(
-        2 * round(2.0 * (sigma / v) ** 2) if n > 1 else 0 for v, n in zip(vs, shape, strict=True)
-    )
+    stack_orders = tuple(2 * round(2.0 * (sigma / v) ** 2) for v in vs)  # every axis > 1 voxel
+    orders = tuple(o if n > 1 else 0 for o, n in zip(stack_orders, shape, strict=True))
     widths = tuple(
         2 * _radius(p["background_radius_nm"], v, n) + 1
         for v, n in zip(vs[1:], shape[1:], strict=True)
@@ -330,7 +329,7 @@ def geometry(
         )
     voxel_um3 = vs[0] * vs[1] * vs[2] / 1e9
     min_voxels = math.ceil(p["min_volume_um3"] / voxel_um3 - 1e-9)
-    support_voxels = _support_voxels(p["weak_seed_support_um3"], sigma, vs, shape)
+    support_voxels = _support_voxels(p["weak_seed_support_um3"] / voxel_um3, stack_orders, shape)
     stride = max(1, math.isqrt(shape[1] * shape[2] // HIST_SAMPLES))
     noise_stride = max(1, math.isqrt(shape[1] * shape[2] // NOISE_SAMPLES))
     return PairsGeometry(
@@ -340,20 +339,20 @@ def geometry(
 
 
 def _support_voxels(
-    volume_um3: float, sigma_nm: float, vs: tuple[float, float, float], shape: tuple[int, int, int]
+    stack_count: float, stack_orders: tuple[int, ...], shape: tuple[int, int, int]
 ) -> int:
-    """The weak seeds' support in voxels: ``volume_um3`` of foreground in a stack. Along an
-    axis one voxel long (one plane) the count is divided by the full width at half maximum,
-    in voxels, of the smoothing that axis would have had in a stack (1.67 sections at 70 nm):
+    """The weak seeds' support in voxels: ``stack_count`` (the support volume over the voxel
+    volume) in a stack. Along an axis one voxel long (one plane) the count is divided by the
+    full width at half maximum, in voxels, of the smoothing that axis would have had in a
+    stack (``stack_orders``; 1.67 sections at 70 nm):
     smoothing makes the evidence of neighbouring sections alike, so a patch of noise that
     covers 12 voxels of a stack covers about 12 / 1.67 pixels of one of its planes. With
     that count, pure noise makes weak seeds on a plane about as rarely per voxel as in a
     stack (measured: 20 against 45 per million voxels at 70 x 100 x 100 nm); the stack's 12
     asked one plane for 12 of the 21 pixels within 250 nm, and weak seeds all but vanished."""
-    count = volume_um3 / (vs[0] * vs[1] * vs[2] / 1e9)
-    for v, n in zip(vs, shape, strict=True):
+    count = stack_count
+    for order, n in zip(stack_orders, shape, strict=True):
         if n == 1:  # a binomial kernel of order m has variance m / 4: FWHM sqrt(2 ln 2 m)
-            order = 2 * round(2.0 * (sigma_nm / v) ** 2)
             count /= max(1.0, math.sqrt(2.0 * math.log(2.0) * order))
     return math.ceil(count - 1e-9)
 
