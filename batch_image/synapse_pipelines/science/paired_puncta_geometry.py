@@ -23,7 +23,11 @@ from synapse_pipelines.science import paired_puncta_kernels as kernels
 from synapse_pipelines.science.paired_puncta_reference import white_noise_gain
 from synapse_pipelines.science.paired_puncta_seed_kernels import WeakSeeds
 from synapse_pipelines.science.section_continuity import continuity_stride, sum_shift
-from synapse_pipelines.science.voxel_units import ASSUMED_VOXEL_NM, check_voxel_size
+from synapse_pipelines.science.voxel_units import (
+    ASSUMED_VOXEL_NM,
+    FWHM_PER_SIGMA,
+    check_voxel_size,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -315,7 +319,7 @@ def geometry(
     smoothing_nm = tuple(math.sqrt(n / 4.0) * v for n, v in zip(orders, vs, strict=True))
     in_plane = [s**2 for s, n in zip(smoothing_nm[1:], shape[1:], strict=True) if n > 1]
     s_s2 = sum(in_plane) / len(in_plane) if in_plane else 0.0  # the pair lies in the plane
-    s_p = p["punctum_fwhm_nm"] / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    s_p = p["punctum_fwhm_nm"] / FWHM_PER_SIGMA
     k = math.exp(-((p["pair_offset_nm"] / 2.0) ** 2) / (2.0 * (s_p**2 + s_s2)))
     bits = sum(orders) + math.log2(widths[0] * widths[1]) + 16  # uint16 input, the worst case
     if bits >= _MAX_D_BITS:
@@ -352,8 +356,8 @@ def _support_voxels(
     asked one plane for 12 of the 21 pixels within 250 nm, and weak seeds all but vanished."""
     count = stack_count
     for order, n in zip(stack_orders, shape, strict=True):
-        if n == 1:  # a binomial kernel of order m has variance m / 4: FWHM sqrt(2 ln 2 m)
-            count /= max(1.0, math.sqrt(2.0 * math.log(2.0) * order))
+        if n == 1:  # a binomial kernel of order m has variance m / 4
+            count /= max(1.0, FWHM_PER_SIGMA * math.sqrt(order / 4.0))
     return math.ceil(count - 1e-9)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from synapse_pipelines.science.paired_puncta_reference import bandpass, binomial
 from synapse_pipelines.science.paired_puncta_rows import _jit, compiled
+from synapse_pipelines.science.voxel_units import FWHM_PER_SIGMA
 
 __all__ = [
     "CONTINUITY_SAMPLES",
@@ -201,7 +202,7 @@ def expected_continuity(section_nm: float, punctum_fwhm_nm: float) -> float:
     """The continuity of aligned sections ``section_nm`` apart through a Gaussian punctum
     of ``punctum_fwhm_nm``: its autocorrelation at that distance, ``exp(-d**2 / (4
     s**2))`` (0.93 at 70 nm and 300 nm: thicker sections see less of the same punctum)."""
-    s = punctum_fwhm_nm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    s = punctum_fwhm_nm / FWHM_PER_SIGMA
     return math.exp(-(section_nm**2) / (4.0 * s**2))
 
 

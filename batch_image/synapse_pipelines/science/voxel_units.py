@@ -16,12 +16,21 @@ import numpy as np
 
 from synapse_pipelines.core.errors import DetectionError
 
-__all__ = ["ASSUMED_VOXEL_NM", "MAX_VOXEL_NM", "check_voxel_size", "min_size_voxels"]
+__all__ = [
+    "ASSUMED_VOXEL_NM",
+    "FWHM_PER_SIGMA",
+    "MAX_VOXEL_NM",
+    "check_voxel_size",
+    "min_size_voxels",
+]
 
 #: The voxel size assumed when the caller gives none (array tomography's usual sampling).
 ASSUMED_VOXEL_NM: tuple[float, float, float] = (70.0, 100.0, 100.0)
 #: Larger voxels than a millimetre are a unit mistake, not microscopy.
 MAX_VOXEL_NM = 1e6
+#: A Gaussian's full width at half maximum over its sigma, 2 sqrt(2 ln 2) (2.355): puncta
+#: are given by their FWHM, smoothing kernels by their variance.
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 def check_voxel_size(voxel_size: Any) -> tuple[float, float, float]:
