@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from scipy import ndimage
 
+from synapse_pipelines.cli.results_manifest import manifest_beside, recorded_warnings
 from synapse_pipelines.cli.terminal_output import (
     err_console,
     out_console,
@@ -30,7 +31,6 @@ from synapse_pipelines.io.outputs import (
     SYNAPSE_IDS,
     SYNAPSES_CSV,
     check_complete_results,
-    read_manifest,
 )
 from synapse_pipelines.io.point_annotations import read_point_annotations
 from synapse_pipelines.io.staging import check_creatable
@@ -88,15 +88,6 @@ def _points_from_file(path: Path, option: str) -> _Points:
     )
 
 
-def _results_manifest(table: Path) -> dict[str, Any]:
-    """The manifest of the results folder holding ``table``, or {} when none is readable."""
-    try:
-        manifest = read_manifest(table.parent)
-    except (OutputError, OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
-
-
 def _manifest_extent(manifest: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The analysed box (origin, shape) a results folder's manifest records, if any."""
     try:
@@ -106,13 +97,6 @@ def _manifest_extent(manifest: dict[str, Any]) -> tuple[tuple[int, ...], tuple[i
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # no box recorded: the box is unknown, nothing is checked
     return origin, shape
-
-
-def _manifest_warnings(manifest: dict[str, Any]) -> tuple[str, ...]:
-    """The detection's warnings a manifest records (e.g. sections that do not line up):
-    they bear on the scores, so evaluate repeats them."""
-    warnings = manifest.get("warnings")
-    return tuple(str(w) for w in warnings) if isinstance(warnings, list) else ()
 
 
 def _points_from_volume(
@@ -189,9 +173,9 @@ def _load_points(
     else:
         points = _points_from_volume(path, option, origin)
     if path.name in (SYNAPSES_CSV, SYNAPSE_IDS):  # a results folder's: its manifest
-        manifest = _results_manifest(path)
+        manifest = manifest_beside(path)
         points.extent = points.extent or _manifest_extent(manifest)
-        points.detection_warnings = _manifest_warnings(manifest)
+        points.detection_warnings = tuple(recorded_warnings(manifest))
     return points
 
 

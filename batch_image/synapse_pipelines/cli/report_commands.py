@@ -6,13 +6,12 @@ pipeline's report step calls) and prints what it wrote.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from synapse_pipelines.core.artefacts import CLUSTERING, MANIFEST, REPORT
+from synapse_pipelines.cli.results_manifest import manifest_beside, recorded_warnings
+from synapse_pipelines.core.artefacts import CLUSTERING, REPORT
 from synapse_pipelines.core.errors import SynapsePipelinesError
 from synapse_pipelines.core.request import parse_request
 from synapse_pipelines.io.staging import check_creatable
@@ -113,7 +112,7 @@ def report(
         request_info=request_info,
         results_key=results_key,
         explanation=_recorded_explanation(table),
-        warnings=_recorded_warnings(table),
+        warnings=recorded_warnings(manifest_beside(table)),
         # the synaptograms and overlay, when the table sits in a results folder with volumes
         volumes=ResultVolumes.from_folder(table.parent),
     )
@@ -128,29 +127,10 @@ def report(
         typer.echo(f"  not drawn: {key}: {why}")
 
 
-def _manifest_beside(table: Path) -> dict[str, Any]:
-    """The results folder's manifest beside the table; empty when there is none (a table on
-    its own) or it is damaged, which only costs the header its title and explanation."""
-    manifest = table.parent / MANIFEST
-    if not manifest.is_file():
-        return {}
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _recorded_explanation(table: Path) -> str | None:
     """The detector's reason for an empty result, from the manifest beside the table."""
-    explanation = _manifest_beside(table).get("explanation")
+    explanation = manifest_beside(table).get("explanation")
     return explanation if isinstance(explanation, str) else None
-
-
-def _recorded_warnings(table: Path) -> list[str]:
-    """The detector's warnings (e.g. sections that do not line up), from the manifest."""
-    warnings = _manifest_beside(table).get("warnings")
-    return [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
 
 
 #: At most this many input files are named in a default title; the rest are counted.
@@ -161,7 +141,7 @@ def default_title(table: Path) -> str:
     """The input and the pipeline, from the manifest beside the table ("Synapses in
     channels.ome.tif (paired-puncta)", "Synapses in collman/collman15v2 (paired-puncta)");
     the table's file name when there is no manifest."""
-    manifest = _manifest_beside(table)
+    manifest = manifest_beside(table)
     request = manifest.get("request") or {}
     pipeline = (manifest.get("pipeline") or {}).get("name")
     where = None
