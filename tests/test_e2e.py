@@ -360,3 +360,87 @@ def test_token_never_leaks(e2e: E2E) -> None:
     # and the scan can fail: the token is where it belongs
     secret = rt.client("secretsmanager").get_secret_value(SecretId=rt.res.secret_arn)
     assert secret["SecretString"] == token
+
+
+def test_a_request_reads_the_resolution_level_it_names(e2e: E2E, tmp_path: Path) -> None:
+    """An experiment stored at 70 x 25 x 25 nm (PAIRS' band-pass would overflow there, as on
+    collman15v2's 70 x 2.24 x 2.24 nm): level 0 fails before reading BOSS and names the
+    level that would run; level 2 (70 x 100 x 100 nm) before the channels are downsampled is
+    refused at validation; once they are, the run detects on level 2, exactly as PAIRS on
+    the volume BOSS's pooling gives back (the 4 x 4 copies of each voxel average to it), and
+    publishes to a level-2 output experiment by default."""
+    from intern.remote.boss import BossRemote
+    from intern.resource.boss.resource import ExperimentResource
+
+    from synapse_pipelines.io import boss_downsample as ds
+    from synapse_pipelines.local.boss_loading import load_experiment
+    from synapse_pipelines.science.paired_puncta import detect_paired_puncta
+
+    exp = e2e.experiment
+    names = (exp.presynaptic, exp.postsynaptic)
+    fine = {n: np.repeat(np.repeat(exp.channels[n], 4, axis=1), 4, axis=2) for n in names}
+    client = BossClient(e2e.boss.host, "http", e2e.token)
+    col, name = demo.DEMO_COLLECTION, "fine_experiment"
+    load_experiment(client, col, name, fine, voxel_size=(70.0, 25.0, 25.0))
+    remote = BossRemote({"protocol": "http", "host": e2e.boss.host, "token": e2e.token})
+    resource = remote.get_project(ExperimentResource(name, col))
+    resource.num_hierarchy_levels = 3
+    remote.update_project(name, resource)
+    rt = e2e.rt
+    rt.notifications(), rt.emitted_events()  # drain earlier tests' messages
+    base = e2e.request(experiment=name)
+    del base["output_experiment"]
+
+    z, y, x = fine[names[0]].shape
+    seen = len(e2e.job_lines)
+    sub = rt.submit({**base, "z_range": [0, z], "y_range": [0, y], "x_range": [0, x]})
+    result = rt.wait(sub.execution_arn, timeout=300)
+    assert not result.succeeded and "DetectionError" in (result.error or "")
+    assert "resolution: paired-puncta cannot run on voxels of 70 x 25 x 25 nm" in result.cause
+    assert "Fix: set resolution to 1 (voxels of 70 x 50 x 50 nm" in result.cause
+    job = e2e.job_lines[seen:]  # the Detect job ran, and stopped before its first read
+    assert any(line.startswith("error: resolution:") for line in job), job
+    assert not any("pulling" in line for line in e2e.job_lines[seen:]), "it read BOSS first"
+
+    level2 = {**base, "resolution": 2, "y_range": [0, y // 4], "x_range": [0, x // 4]}
+    sub = rt.submit(level2)
+    result = rt.wait(sub.execution_arn, timeout=120)
+    assert not result.succeeded and "resolution: channel" in (result.cause or "")
+    assert "NOT_DOWNSAMPLED" in result.cause and "Fix:" in result.cause
+    assert "Detect" not in result.states_entered()
+
+    for channel in names:
+        ds.start_downsample(client, col, name, channel)
+        assert ds.wait_for_downsample(client, col, name, channel, timeout=120, poll=0.1).status == (
+            ds.DOWNSAMPLED
+        )
+    # one section less: another request (the same one would find its failed execution)
+    sub = rt.submit({**level2, "z_range": [0, z - 1]})
+    assert not sub.duplicate
+    result = rt.wait(sub.execution_arn, timeout=300)
+    assert result.succeeded, (result.error, result.cause)
+    assert sub.results_key.endswith("_res_2")
+    files = rt.download_results(sub.results_key, tmp_path)
+    ids = read_volume(files[wf.SYNAPSE_IDS])
+    pre, post = (exp.channels[n][: z - 1] for n in names)
+    assert ids.data.shape == pre.shape
+    assert ids.voxel_size == pytest.approx((70.0, 100.0, 100.0))
+    direct = detect_paired_puncta(pre, post, voxel_size=(70.0, 100.0, 100.0))
+    assert np.array_equal(ids.data, direct.labels) and direct.n_synapses > 0
+    manifest = json.loads(files[wf.MANIFEST].read_text())
+    assert manifest["request"]["resolution"] == 2
+    assert manifest["request"]["output_experiment"] == "nomads_predictions_res2"
+    pushed = client.pull(
+        base["output_collection"],
+        "nomads_predictions_res2",
+        labels_channel_name(sub.results_key),
+        Box((0, 0, 0), ids.data.shape),
+    )
+    assert np.array_equal(pushed, ids.data)
+    assert client.coordinate_frame(
+        base["output_collection"], "nomads_predictions_res2"
+    ).voxel_size == (
+        70.0,
+        100.0,
+        100.0,
+    )

@@ -292,3 +292,21 @@ def test_aws_error_code_reads_botocore_errors_only():
     other = ValueError("an HTTP error carries a response object, not a mapping")
     other.response = object()  # type: ignore[attr-defined]
     assert aws_error_code(other) is None
+
+
+def test_a_resolution_level_gets_its_own_key_and_output_experiment():
+    """Level 0 keeps the original's key and dict; level r > 0 adds ``_res_<r>`` (its ranges
+    count that level's voxels) and, unless the request names one, publishes to
+    ``nomads_predictions_res<r>`` (a frame made for that level)."""
+    original = parse_request(base())
+    assert "resolution" not in original.public_dict()
+    assert parse_request(base(resolution=0)).results_key == original.results_key
+    level = parse_request(base(resolution=5))
+    assert level.results_key == original.results_key + "_res_5"
+    assert level.output_experiment == "nomads_predictions_res5"
+    assert parse_request(level.public_dict()).results_key == level.results_key
+    named = parse_request(base(resolution="5", output_experiment="mine"))
+    assert named.resolution == 5 and named.output_experiment == "mine"
+    for bad in (-1, 16, "five", 1.5):
+        with pytest.raises(RequestValidationError, match="resolution"):
+            parse_request(base(resolution=bad))

@@ -20,7 +20,10 @@ The target is a class (instantiated with no arguments) or an instance that satis
   ``parameters`` as ``voxel_size_nm``, with ``voxel_size_assumed``; one that works in voxels
   may ignore it); ``params`` have already been
   checked by :func:`validate_parameters` (``run`` validates again, so direct calls are safe
-  too).
+  too);
+- optionally ``check_volume(shape, *, voxel_size=None, **params) -> None`` -- raise
+  :class:`~synapse_pipelines.core.errors.DetectionError` where ``run`` would refuse a volume
+  of that shape and voxel size whatever its values, so a job fails before reading BOSS.
 
 Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
 imports neither the targets nor numpy, so request validation can use it in a Lambda.

@@ -8,7 +8,10 @@ only, is a :class:`pydantic.SecretStr`, and is dropped by :meth:`SynapseRequest.
 
 Ranges are half-open ``[start, stop)`` in voxels, like Python slices and BOSS cutouts. They
 are accepted as ``"start,stop"`` strings (the original CLI's ``--z-range 0,16``), as
-``"start:stop"`` or as ``[start, stop]`` lists.
+``"start:stop"`` or as ``[start, stop]`` lists. They count voxels of the BOSS resolution level
+``resolution`` (default 0, the coordinate frame's own voxels), as BOSS cutouts at that level
+do: collman15v2 stores its immunofluorescence on its EM grid, 70 x 2.24 x 2.24 nm, where
+PAIRS cannot run; from level 4 (70 x 35.8 x 35.8 nm) up it can.
 
 The results key of a request with the default detection settings is built exactly as the
 original did::
@@ -67,6 +70,12 @@ MAX_NAME_LENGTH = 200
 #: Hex digits of the settings digest in a results key: 40 bits, so two different settings
 #: of one box never share a key in practice, and the key stays short enough to read.
 SETTINGS_DIGEST_LENGTH = 10
+
+#: Where predictions go unless the request says (the original's experiment).
+DEFAULT_OUTPUT_EXPERIMENT = "nomads_predictions"
+
+#: Deepest BOSS resolution level a request may name (2**15 coarser than level 0).
+MAX_RESOLUTION = 15
 
 #: BOSS accepts names made of ASCII letters, digits, underscores and hyphens.
 _BOSS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -154,10 +163,13 @@ class SynapseRequest(BaseModel):
     x_range: tuple[int, int] = Field(validation_alias=AliasChoices("x_range", "x-range"))
     presynaptic_channel: str | None = None
     postsynaptic_channel: str | None = None
+    #: BOSS resolution level to read (0: the frame's own voxels; r: x and y, and z in an
+    #: isotropic hierarchy, 2**r times coarser). The ranges are in that level's voxels.
+    resolution: int = Field(default=0, ge=0, le=MAX_RESOLUTION)
     pipeline: str = DEFAULT_PIPELINE
     pipeline_parameters: dict[str, int | float] = Field(default_factory=dict)
     output_collection: str = "collman_nomads"
-    output_experiment: str = "nomads_predictions"
+    output_experiment: str = DEFAULT_OUTPUT_EXPERIMENT
     notification_email: str | None = None
     token_secret: str | None = None
     token: SecretStr | None = None
@@ -185,6 +197,19 @@ class SynapseRequest(BaseModel):
             data[key] = rest.rstrip("/")
             data["boss_protocol"] = scheme
             data.pop("protocol", None)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _output_per_level(cls, data: Any) -> Any:
+        """Predictions made at resolution r > 0 live on that level's grid: unless the
+        request names an output experiment, they go to ``nomads_predictions_res<r>``, whose
+        frame is made for that level (the level-0 default's frame is not)."""
+        if not isinstance(data, Mapping) or "output_experiment" in data:
+            return data
+        level = data.get("resolution", 0)
+        if isinstance(level, int | str) and str(level).strip().isdigit() and int(level) > 0:
+            data = {**data, "output_experiment": f"{DEFAULT_OUTPUT_EXPERIMENT}_res{int(level)}"}
         return data
 
     @field_validator("z_range", "y_range", "x_range", mode="before")
@@ -303,12 +328,15 @@ class SynapseRequest(BaseModel):
     @property
     def results_key(self) -> str:
         """Where the results go (see the module docstring): the original's key, plus
-        ``_settings_<digest>`` when the request changes the detection settings."""
+        ``_res_<r>`` for a resolution level above 0 and ``_settings_<digest>`` when the
+        request changes the detection settings."""
         parts = [self.pipeline, self.collection, self.experiment]
         for axis, (start, stop) in zip(
             AXES, (self.z_range, self.y_range, self.x_range), strict=True
         ):
             parts += [axis, str(start), str(stop)]
+        if self.resolution:
+            parts += ["res", str(self.resolution)]  # level 0 keeps the original's key
         digest = self.settings_digest
         if digest is not None:
             parts += ["settings", digest]
@@ -321,6 +349,8 @@ class SynapseRequest(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the request without the token (for state, manifest and logs)."""
         data = self.model_dump(mode="json", exclude={"token"}, exclude_none=True)
+        if not data["resolution"]:
+            del data["resolution"]  # level 0: the same dict (and execution name) as before it
         for axis in AXES:
             data[f"{axis}_range"] = list(data[f"{axis}_range"])
         return data

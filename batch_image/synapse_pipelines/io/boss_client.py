@@ -14,12 +14,14 @@ multiprocessing and cuboid-aligned pieces. API::
     client.list_collections() / client.list_experiments(collection) -> list[str]
     client.list_channels(collection, experiment) -> list[str]
     client.channel(collection, experiment, name) -> ChannelInfo(name, datatype, type)
-    client.coordinate_frame(collection, experiment) -> CoordinateFrame
-    client.validate_box(collection, experiment, box) -> CoordinateFrame
+    client.coordinate_frame(collection, experiment, resolution=0) -> CoordinateFrame
+    client.validate_box(collection, experiment, box, resolution=0) -> CoordinateFrame
         # BossError(field="z_range"/"y_range"/"x_range") naming the axis and the extent;
-        # half-open boxes: stop == extent stop is valid (the original rejected it)
-    client.pull(collection, experiment, channel, box) -> np.ndarray   # ZYX, channel dtype, writable
-    client.pull_channels(collection, experiment, channels, box) -> dict[str, np.ndarray]
+        # half-open boxes: stop == extent stop is valid (the original rejected it);
+        # field="resolution" for a level the experiment lacks
+    client.pull(collection, experiment, channel, box, resolution=0) -> np.ndarray   # ZYX, writable
+    client.pull_channels(collection, experiment, channels, box, resolution=0)
+        -> dict[str, np.ndarray]       # box and frame in the voxels of that resolution level
     client.push(collection, experiment, channel, box, data) -> None   # zero pieces overwrite too
     client.ensure_experiment(collection, experiment, frame) -> CoordinateFrame
     client.ensure_channel(collection, experiment, name, *, datatype, type, sources=(),
@@ -64,6 +66,7 @@ from synapse_pipelines.io.boss_resources import (
     boss_voxel_unit,
     check_box_in_frame,
     hierarchy_levels_to_fit,
+    level_frame,
 )
 from synapse_pipelines.io.boss_transport import BossConnection, get_cutout, post_cutout
 
@@ -174,7 +177,12 @@ class BossClient(BossConnection):
         chan = self._channel_resource(collection, experiment, name)
         return ChannelInfo(name=chan.name, datatype=chan.datatype, type=chan.type)
 
-    def coordinate_frame(self, collection: str, experiment: str) -> CoordinateFrame:
+    def coordinate_frame(
+        self, collection: str, experiment: str, resolution: int = 0
+    ) -> CoordinateFrame:
+        """The experiment's coordinate frame as seen at ``resolution``
+        (:func:`~synapse_pipelines.io.boss_resources.level_frame`); a level the experiment
+        does not have is a BossError naming ``resolution``."""
         exp = self._project_call(
             "get experiment",
             collection,
@@ -187,17 +195,29 @@ class BossClient(BossConnection):
             f"coordinate frame {exp.coord_frame!r}",
             lambda r: r.get_project(CoordinateFrameResource(exp.coord_frame)),
         )
-        return CoordinateFrame(
+        frame = CoordinateFrame(
             extent=Box((cf.z_start, cf.y_start, cf.x_start), (cf.z_stop, cf.y_stop, cf.x_stop)),
             voxel_size=(float(cf.z_voxel_size), float(cf.y_voxel_size), float(cf.x_voxel_size)),
             voxel_unit=str(cf.voxel_unit),
             name=str(cf.name),
         )
+        if resolution == 0:
+            return frame
+        levels = int(exp.num_hierarchy_levels or 1)
+        return level_frame(
+            frame, resolution, levels, str(exp.hierarchy_method), f"{collection}/{experiment}"
+        )
 
-    def validate_box(self, collection: str, experiment: str, box: Box) -> CoordinateFrame:
-        """Check ``box`` lies in the experiment's frame; return the frame."""
-        frame = self.coordinate_frame(collection, experiment)
-        check_box_in_frame(box, frame, f"{collection}/{experiment}")
+    def validate_box(
+        self, collection: str, experiment: str, box: Box, resolution: int = 0
+    ) -> CoordinateFrame:
+        """Check ``box`` (voxels of ``resolution``) lies in the experiment's frame at that
+        level; return that frame."""
+        frame = self.coordinate_frame(collection, experiment, resolution)
+        where = f"{collection}/{experiment}"
+        if resolution:
+            where += f" at resolution {resolution}"
+        check_box_in_frame(box, frame, where)
         return frame
 
     # -- cutouts
@@ -240,15 +260,25 @@ class BossClient(BossConnection):
                 fut.cancel()
             raise
 
-    def pull(self, collection: str, experiment: str, channel: str, box: Box) -> np.ndarray:
-        """The voxels of ``box`` (ZYX, the channel's dtype, a fresh writable array)."""
-        return self.pull_channels(collection, experiment, [channel], box)[channel]
+    def pull(
+        self, collection: str, experiment: str, channel: str, box: Box, resolution: int = 0
+    ) -> np.ndarray:
+        """The voxels of ``box`` (ZYX, the channel's dtype, a fresh writable array) at
+        resolution level ``resolution`` (``box`` in that level's voxels)."""
+        return self.pull_channels(collection, experiment, [channel], box, resolution)[channel]
 
     def pull_channels(
-        self, collection: str, experiment: str, channels: Iterable[str], box: Box
+        self,
+        collection: str,
+        experiment: str,
+        channels: Iterable[str],
+        box: Box,
+        resolution: int = 0,
     ) -> dict[str, np.ndarray]:
-        """Several channels of one box; the pieces of all channels share the worker pool
-        (a small box is one piece per channel, so channels are what runs in parallel)."""
+        """Several channels of one box (voxels of ``resolution``); the pieces of all
+        channels share the worker pool (a small box is one piece per channel, so channels
+        are what runs in parallel). BOSS's cuboids have the same shape at every level, so
+        the pieces stay cuboid-aligned."""
         if box.is_empty():
             raise BossError(
                 f"the box {box} is empty", field="z_range", hint="give start < stop on every axis"
@@ -266,7 +296,7 @@ class BossClient(BossConnection):
                 collection,
                 experiment,
                 channel,
-                lambda r: get_cutout(r, chan, piece),
+                lambda r: get_cutout(r, chan, piece, resolution),
             )
             outs[channel][piece.slices(box.start)] = data
 

@@ -27,6 +27,8 @@ API (``conn`` is any :class:`~synapse_pipelines.io.boss_transport.BossConnection
         -> DownsampleStatus          # the first status not QUEUED/IN_PROGRESS, or the last
     request_downsampling(conn, collection, experiment, channels, *, wait_seconds=0.0)
         -> dict                      # JSON-safe report for a step's output and the manifest
+    require_level(conn, collection, experiment, channels, resolution) -> None
+        # BossError(field="resolution") unless every channel is DOWNSAMPLED (level > 0)
 
 Errors: :class:`DownsampleNotSupported` when the server has no such endpoint (404 or 405 on
 the URL while the channel exists), :class:`DownsampleRefused` (409) with BOSS's message; the
@@ -205,6 +207,33 @@ def downsample_status(
             f"{conn.url} answered the downsample status of {collection}/{experiment}/{channel} "
             f"with an unexpected body: {str(data)[:200]}"
         ) from None
+
+
+def require_level(
+    conn: BossConnection,
+    collection: str,
+    experiment: str,
+    channels: Sequence[str],
+    resolution: int,
+) -> None:
+    """Before reading ``channels`` at ``resolution`` > 0: each must be DOWNSAMPLED, or BOSS
+    would serve that level's empty cuboids as zeros (a silent empty result). A server
+    without the service is trusted to refuse a level it lacks at the cutout."""
+    if resolution == 0:
+        return
+    for channel in channels:
+        try:
+            status = downsample_status(conn, collection, experiment, channel)
+        except DownsampleNotSupported:
+            return
+        if status.status != DOWNSAMPLED:
+            raise BossError(
+                f"channel {collection}/{experiment}/{channel} is {status.status}: its "
+                f"resolution {resolution} has not been built, so reading it would give zeros",
+                field="resolution",
+                hint="have BOSS downsample the channel first (POST /v1/downsample/"
+                f"{collection}/{experiment}/{channel}/, or the BOSS console), or use resolution 0",
+            )
 
 
 def start_downsample(conn: BossConnection, collection: str, experiment: str, channel: str) -> None:

@@ -121,6 +121,16 @@ def prepare_publication(
     _refuse_input_channels(client, request, targets)
 
     out_frame = client.ensure_experiment(col, exp, frame)
+    if not np.allclose(out_frame.voxel_size, frame.voxel_size, rtol=1e-6):
+        # a shared output experiment made for another input (or another resolution level):
+        # these predictions would land on its grid, misplaced and mis-sized
+        shown = [" x ".join(f"{v:g}" for v in f.voxel_size) for f in (out_frame, frame)]
+        raise BossError(
+            f"output experiment {col}/{exp} has voxels of {shown[0]} {out_frame.voxel_unit}, "
+            f"these predictions voxels of {shown[1]} {frame.voxel_unit}",
+            field="output_experiment",
+            hint="choose an output_experiment made for this input and resolution, or a new one",
+        )
     check_box_in_frame(box, out_frame, f"output experiment {col}/{exp}")
     description = f"{OUTPUT_MARKER}: {key}"
     client.ensure_channel(

@@ -56,6 +56,36 @@ class CoordinateFrame:
     name: str
 
 
+def level_frame(
+    frame: CoordinateFrame, resolution: int, levels: int, method: str, where: str
+) -> CoordinateFrame:
+    """``frame`` as BOSS serves it at ``resolution`` of an experiment with ``levels``
+    hierarchy levels built by ``method``: x and y (and z too when ``"isotropic"``) voxels
+    ``2**resolution`` times larger, the extent ``[start // f, ceil(stop / f))`` per axis (as
+    BOSS measures downsampled extents), named ``<frame>_res<r>`` (a frame of its own when
+    predictions made at that level are published). A level the experiment lacks is a
+    BossError naming ``resolution``."""
+    if not 0 <= resolution < max(levels, 1):
+        raise BossError(
+            f"{where} has {levels} resolution level(s) (0..{levels - 1}); resolution "
+            f"{resolution} does not exist there",
+            field="resolution",
+            hint=f"use a resolution within 0..{levels - 1}",
+        )
+    if resolution == 0:
+        return frame
+    f = 2**resolution
+    factors = (f if method == "isotropic" else 1, f, f)
+    start = tuple(a // k for a, k in zip(frame.extent.start, factors, strict=True))
+    stop = tuple(-(-b // k) for b, k in zip(frame.extent.stop, factors, strict=True))
+    return CoordinateFrame(
+        extent=Box(start, stop),  # type: ignore[arg-type]
+        voxel_size=tuple(v * k for v, k in zip(frame.voxel_size, factors, strict=True)),  # type: ignore[arg-type]
+        voxel_unit=frame.voxel_unit,
+        name=f"{frame.name}_res{resolution}",
+    )
+
+
 def hierarchy_levels_to_fit(extent: Box) -> int:
     """How many resolution levels BOSS's anisotropic (2x2x1) downsampling needs until the
     frame's x and y fit one cuboid (512x512): the ``num_hierarchy_levels`` an output

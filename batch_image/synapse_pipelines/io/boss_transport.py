@@ -263,8 +263,11 @@ class BossConnection:
             raise
 
 
-def get_cutout(remote: BossRemote, chan: ChannelResource, piece: Box) -> np.ndarray:
-    """GET one piece through intern's volume service (its URL, headers, session).
+def get_cutout(
+    remote: BossRemote, chan: ChannelResource, piece: Box, resolution: int = 0
+) -> np.ndarray:
+    """GET one piece (voxels of resolution level ``resolution``) through intern's volume
+    service (its URL, headers, session).
 
     Same request as ``remote.get_cutout(..., parallel=False)``, but the body is read in one
     call: requests' ``.content`` (which intern uses) reads in 10 KiB steps, which cost more
@@ -274,7 +277,7 @@ def get_cutout(remote: BossRemote, chan: ChannelResource, piece: Box) -> np.ndar
     service = remote.volume_service
     req = service.service.get_cutout_request(
         chan, "GET", "application/blosc", service.url_prefix, service.auth,
-        0, [x0, x1], [y0, y1], [z0, z1], None, access_mode=CacheMode.no_cache,
+        resolution, [x0, x1], [y0, y1], [z0, z1], None, access_mode=CacheMode.no_cache,
     )  # fmt: skip
     prep = service.session.prepare_request(req)
     prep.headers["Accept"] = "application/blosc"

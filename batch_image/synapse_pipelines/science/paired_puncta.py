@@ -329,3 +329,16 @@ class PairedPuncta:
         )
         result.parameters["voxel_size_assumed"] = voxel_size is None
         return result
+
+    def check_volume(
+        self,
+        shape: tuple[int, int, int],
+        *,
+        voxel_size: tuple[float, float, float] | None = None,
+        **params: int | float,
+    ) -> None:
+        """Raise what :meth:`run` would raise for a volume of ``shape`` at ``voxel_size``
+        because of its geometry alone (e.g. voxels so fine that the exact band-pass would
+        overflow), before any voxel is read."""
+        resolved = validate_parameters(self, params)
+        geometry(shape, DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size, **resolved)

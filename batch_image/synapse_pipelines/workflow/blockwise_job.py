@@ -76,6 +76,7 @@ from synapse_pipelines.science.nomads_plugin import NomadsUnsupervised
 from synapse_pipelines.science.paired_puncta import PairedPuncta
 from synapse_pipelines.science.voxel_units import check_voxel_size, min_size_voxels
 from synapse_pipelines.workflow import wiring as wf
+from synapse_pipelines.workflow.resolution_check import check_detectable
 from synapse_pipelines.workflow.run_record import (
     downsample_wait_seconds,
     load_validated,
@@ -180,10 +181,18 @@ class BlockwiseJob:
         self.results_key = results_key
         self.validated = load_validated(self.s3, bucket, results_key)
         self.request = self.validated.synapse_request()
+        voxel_nm = voxel_size_nanometers(self.validated.voxel_size, self.validated.voxel_unit)
+        check_detectable(
+            self.request.pipeline,
+            self.validated.pipeline_parameters,
+            self.request.box,
+            voxel_nm,
+            self.request.resolution,
+        )
         self.kernel = kernel_for(
             self.request.pipeline,
             self.validated.pipeline_parameters,
-            voxel_size_nanometers(self.validated.voxel_size, self.validated.voxel_unit),
+            voxel_nm,
             self.request.box.shape,
         )
         self.store = S3Store(bucket, blockwise_prefix(results_key), client=self.s3)
@@ -243,7 +252,11 @@ class BlockwiseJob:
     def read(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
         pre, post = self.validated.presynaptic_channel, self.validated.postsynaptic_channel
         got = self._client().pull_channels(
-            self.request.collection, self.request.experiment, [pre, post], box
+            self.request.collection,
+            self.request.experiment,
+            [pre, post],
+            box,
+            self.request.resolution,
         )
         return got[pre], got[post]
 
@@ -269,7 +282,11 @@ class BlockwiseJob:
 
         def read_channels(box: Box) -> dict[str, np.ndarray]:
             return self._client().pull_channels(
-                request.collection, request.experiment, validated.channels, box
+                request.collection,
+                request.experiment,
+                validated.channels,
+                box,
+                request.resolution,
             )
 
         store = self.results_store()
@@ -419,7 +436,9 @@ class BlockwiseJob:
     def prepare_publication(self) -> dict[str, Any]:
         """Check and create the output channels once, before the blocks are pushed."""
         client = self._client()
-        frame = client.coordinate_frame(self.request.collection, self.request.experiment)
+        frame = client.coordinate_frame(
+            self.request.collection, self.request.experiment, self.request.resolution
+        )
         info = boss_publish.prepare_publication(client, self.request, frame).to_dict()
         put_json(self.s3, self.bucket, publish_boss_key(self.results_key), info)
         self.log(f"output channels {info['mask_channel']} and {info['labels_channel']} ready")

@@ -25,6 +25,7 @@ from synapse_pipelines.workflow.batch_run import (
     print_line,
     scratch_folder,
 )
+from synapse_pipelines.workflow.resolution_check import check_detectable
 
 
 def detect(
@@ -42,10 +43,16 @@ def detect(
     validated, request = run.validated, run.request
     timings: dict[str, float] = {}
 
+    voxel_nm = voxel_size_nanometers(validated.voxel_size, validated.voxel_unit)
+    check_detectable(
+        request.pipeline, validated.pipeline_parameters, request.box, voxel_nm, request.resolution
+    )
     t0 = time.perf_counter()
-    log(f"pulling {len(validated.channels)} channels of {request.box} from {request.boss_host}")
+    level = f" at resolution {request.resolution}" if request.resolution else ""
+    n = len(validated.channels)
+    log(f"pulling {n} channels of {request.box}{level} from {request.boss_host}")
     volumes = run.boss.pull_channels(
-        request.collection, request.experiment, validated.channels, request.box
+        request.collection, request.experiment, validated.channels, request.box, request.resolution
     )
     timings["pull"] = time.perf_counter() - t0
 
@@ -56,7 +63,7 @@ def detect(
         volumes,
         validated.presynaptic_channel,
         validated.postsynaptic_channel,
-        voxel_size=voxel_size_nanometers(validated.voxel_size, validated.voxel_unit),
+        voxel_size=voxel_nm,
         **validated.pipeline_parameters,
     )
     mask, labels = _mask_and_labels(result)

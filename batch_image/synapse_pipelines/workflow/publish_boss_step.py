@@ -62,7 +62,7 @@ def publish_boss(
         mask = ome_tiff.read_volume(folder / outputs.PREDICTIONS).data
         labels = ome_tiff.read_volume(folder / outputs.SYNAPSE_IDS).data
     log(f"publishing predictions to {request.output_collection}/{request.output_experiment}")
-    frame = boss.coordinate_frame(request.collection, request.experiment)
+    frame = boss.coordinate_frame(request.collection, request.experiment, request.resolution)
     published = boss_publish.publish_predictions(boss, request, mask, labels, frame)
     info = published.to_dict()
     put_json(run.s3, bucket, publish_boss_key(results_key), info)

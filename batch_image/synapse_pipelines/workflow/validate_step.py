@@ -29,6 +29,7 @@ from synapse_pipelines.core.pricing import PricingError, price_table, region_fro
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.core.sizing import choose_detect_mode
 from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
+from synapse_pipelines.io.boss_downsample import require_level
 from synapse_pipelines.io.s3_objects import put_json, s3_client
 from synapse_pipelines.workflow import run_names, wiring as wf
 from synapse_pipelines.workflow.events import ValidateEvent
@@ -63,7 +64,10 @@ def validate(
     parameters = checked_parameters(request)
     channels = image_channels(boss, request.collection, request.experiment)
     selection = select_channels(channels, request)
-    frame = boss.validate_box(request.collection, request.experiment, request.box)
+    frame = boss.validate_box(
+        request.collection, request.experiment, request.box, request.resolution
+    )
+    require_level(boss, request.collection, request.experiment, channels, request.resolution)
 
     voxel_bytes = bytes_per_voxel(boss, request.collection, request.experiment, channels)
     mode = choose_detect_mode(request, voxel_bytes, env)
