@@ -2,7 +2,10 @@
 Distributed Maps in moto, every stage a real ``synapse-pipelines step blocks`` process reading
 the local BOSS over HTTP. The ids and the mask must equal the one-job
 ``detect_paired_puncta`` on the same volume, voxel for voxel, with blocks smaller than PAIRS'
-halo along z. (tests/test_blockwise_e2e.py runs NOMADS through the same flow in more depth.)
+halo along z. The volume is read at BOSS resolution 1 of an experiment stored at twice the
+pixel density (every voxel four times, downsampled by the server's own pyramid), so the
+blockwise reads at a level are checked too. (tests/test_blockwise_e2e.py runs NOMADS through
+the same flow in more depth.)
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from intern.remote.boss import BossRemote
+from intern.resource.boss.resource import ExperimentResource
 
 from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE
-from synapse_pipelines.io import outputs
+from synapse_pipelines.io import boss_downsample as ds, outputs
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.outputs import verify_manifest
 from synapse_pipelines.local import demo, runtime as lr
+from synapse_pipelines.local.boss_loading import load_experiment
 from synapse_pipelines.local.boss_process import LocalBossServer
 from synapse_pipelines.science.paired_puncta import detect_paired_puncta
 from synapse_pipelines.science.synthetic import make_experiment
@@ -50,10 +56,25 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         with LocalBossServer(tmp_path_factory.mktemp("boss"), token) as boss:
             client = BossClient(boss.host, "http", token)
-            demo.seed_synthetic_experiment(client, demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT, exp)
+            col, name = demo.DEMO_COLLECTION, demo.DEMO_EXPERIMENT
+            fine = {
+                n: np.repeat(np.repeat(exp.channels[n], 2, axis=1), 2, axis=2)
+                for n in (exp.presynaptic, exp.postsynaptic)
+            }
+            vz, vy, vx = exp.voxel_size
+            load_experiment(client, col, name, fine, voxel_size=(vz, vy / 2, vx / 2))
+            # 192 x 192 fits one cuboid, so the experiment was made with one level: add one
+            remote = BossRemote({"protocol": "http", "host": boss.host, "token": token})
+            resource = remote.get_project(ExperimentResource(name, col))
+            resource.num_hierarchy_levels = 2
+            remote.update_project(name, resource)
+            for channel in fine:
+                ds.start_downsample(client, col, name, channel)
+                status = ds.wait_for_downsample(client, col, name, channel, timeout=120, poll=0.1)
+                assert status.status == ds.DOWNSAMPLED
             with lr.LocalRuntime(job_log_sink=lambda n, i, line: lines.append(line)) as rt:
                 rt.set_token(token)
-                request = demo.demo_request(boss.host, SHAPE)
+                request = {**demo.demo_request(boss.host, SHAPE), "resolution": 1}
                 assert "pipeline" not in request or request["pipeline"] == DEFAULT_PIPELINE
                 sub = rt.submit(request)
                 result = rt.wait(sub.execution_arn, timeout=1500)
