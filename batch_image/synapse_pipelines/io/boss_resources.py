@@ -17,6 +17,7 @@ import numpy as np
 
 from synapse_pipelines.core.errors import BossError
 from synapse_pipelines.core.geometry import AXES, CUBOID_SHAPE, Box
+from synapse_pipelines.science.pyramid import level_extent
 
 #: The channel datatypes BOSS (through intern) stores.
 SUPPORTED_DATATYPES = {"uint8": np.uint8, "uint16": np.uint16, "uint64": np.uint64}
@@ -76,10 +77,9 @@ def level_frame(
         return frame
     f = 2**resolution
     factors = (f if method == "isotropic" else 1, f, f)
-    start = tuple(a // k for a, k in zip(frame.extent.start, factors, strict=True))
-    stop = tuple(-(-b // k) for b, k in zip(frame.extent.stop, factors, strict=True))
+    ranges = [level_extent(a, b, k) for (a, b), k in zip(frame.extent.ranges, factors, strict=True)]
     return CoordinateFrame(
-        extent=Box(start, stop),  # type: ignore[arg-type]
+        extent=Box.from_ranges(*ranges),
         voxel_size=tuple(v * k for v, k in zip(frame.voxel_size, factors, strict=True)),  # type: ignore[arg-type]
         voxel_unit=frame.voxel_unit,
         name=f"{frame.name}_res{resolution}",

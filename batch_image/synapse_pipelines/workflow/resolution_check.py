@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pipelines import get_pipeline
+from synapse_pipelines.science.pyramid import level_extent
 
 #: How many levels above the request's one are tried for a suggestion (2**8 = 256x coarser).
 LEVELS_TRIED = 8
@@ -63,10 +64,10 @@ def _coarser_level(
     """The first level above ``resolution`` (x and y halved per level, BOSS's anisotropic
     hierarchy) at which ``check`` accepts the box; None if none within LEVELS_TRIED."""
     vz, vy, vx = voxel_size_nm
-    (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
+    z, y, x = box.ranges
     for up in range(1, LEVELS_TRIED + 1):
         f = 2**up
-        shape = (z1 - z0, -(-y1 // f) - y0 // f, -(-x1 // f) - x0 // f)
+        shape = Box.from_ranges(z, level_extent(*y, f), level_extent(*x, f)).shape
         voxel = (vz, vy * f, vx * f)
         try:
             check(shape, voxel_size=voxel, **parameters)  # type: ignore[operator]
