@@ -10,7 +10,7 @@ size, and when it refuses, names the coarser BOSS resolution level at which it w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box
@@ -55,7 +55,7 @@ def check_detectable(
 
 
 def _coarser_level(
-    check: object,
+    check: Callable[..., None],
     parameters: Mapping[str, int | float],
     box: Box,
     voxel_size_nm: tuple[float, float, float],
@@ -70,7 +70,7 @@ def _coarser_level(
         shape = Box.from_ranges(z, level_extent(*y, f), level_extent(*x, f)).shape
         voxel = (vz, vy * f, vx * f)
         try:
-            check(shape, voxel_size=voxel, **parameters)  # type: ignore[operator]
+            check(shape, voxel_size=voxel, **parameters)
         except DetectionError:
             continue
         return resolution + up, voxel
