@@ -145,3 +145,37 @@ def test_serve_runs_as_a_process(tmp_path, with_token: bool) -> None:
         _, err = proc.communicate(timeout=10)
     assert token not in err
     assert "GET /v1/collection// 200" in err  # the access log (intern lists with //)
+
+
+def test_ls_shows_the_resolution_levels_a_request_may_read(boss_server) -> None:
+    """`boss ls` of an experiment lists each level's extent and voxel size (what `resolution`
+    and the ranges of a request mean) and each channel's downsample status."""
+    from intern.resource.boss.resource import ExperimentResource
+
+    from synapse_pipelines.io import boss_downsample as ds
+    from synapse_pipelines.local.boss_loading import load_experiment
+
+    client = boss_server.client()
+    col = boss_server.unique("lv")
+    data = np.zeros((2, 40, 60), np.uint8)
+    load_experiment(client, col, "e", {"Synapsin647": data, "PSD95_488": data},
+                    voxel_size=(70, 25, 25))  # fmt: skip
+    remote = boss_server.remote()
+    exp = remote.get_project(ExperimentResource("e", col))
+    exp.num_hierarchy_levels = 3
+    remote.update_project("e", exp)
+    ds.start_downsample(client, col, "e", "PSD95_488")
+    assert ds.wait_for_downsample(client, col, "e", "PSD95_488", timeout=60, poll=0.05).status == (
+        ds.DOWNSAMPLED
+    )
+    listing = CliRunner().invoke(
+        app, ["boss", "ls", col, "e", "--host", boss_server.host],
+        env={"BOSS_TOKEN": boss_server.token},
+    )  # fmt: skip
+    assert listing.exit_code == 0, listing.output
+    assert "# resolution 1 (anisotropic): z=0:2 y=0:20 x=0:30, voxel 70 x 50 x 50" in listing.output
+    assert "# resolution 2 (anisotropic): z=0:2 y=0:10 x=0:15, voxel 70 x 100 x 100" in (
+        listing.output
+    )
+    assert "PSD95_488\tuint8\timage\tDOWNSAMPLED" in listing.output
+    assert "Synapsin647\tuint8\timage\tNOT_DOWNSAMPLED" in listing.output

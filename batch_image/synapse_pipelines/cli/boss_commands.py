@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -215,14 +215,32 @@ def ls(
         for name in client.list_experiments(collection):
             typer.echo(name)
     else:
-        frame = client.coordinate_frame(collection, experiment)
+        method, frames = client.resolution_levels(collection, experiment)
+        frame = frames[0]
         typer.echo(
             f"# frame {frame.name}: {frame.extent}, voxel (z,y,x) {frame.voxel_size} "
             f"{frame.voxel_unit}"
         )
+        # what a request's `resolution` may name, and the ranges it counts at each level
+        for level, at in enumerate(frames[1:], start=1):
+            shown = " x ".join(f"{v:g}" for v in at.voxel_size)
+            typer.echo(f"# resolution {level} ({method}): {at.extent}, voxel {shown}")
+        typer.echo("# channel\tdatatype\ttype\tdownsample status (levels above 0)")
         for name in client.list_channels(collection, experiment):
             info = client.channel(collection, experiment, name)
-            typer.echo(f"{name}\t{info.datatype}\t{info.type}")
+            status = _status(client, collection, experiment, name)
+            typer.echo(f"{name}\t{info.datatype}\t{info.type}\t{status}")
+
+
+def _status(client: Any, collection: str, experiment: str, channel: str) -> str:
+    """The channel's downsample status, or "-" on a BOSS without the service."""
+    # imports intern (~0.5 s): only the commands that talk to BOSS load it, as `ls` does
+    from synapse_pipelines.io.boss_downsample import DownsampleNotSupported, downsample_status
+
+    try:
+        return downsample_status(client, collection, experiment, channel).status
+    except DownsampleNotSupported:
+        return "-"
 
 
 def register(app: typer.Typer) -> None:

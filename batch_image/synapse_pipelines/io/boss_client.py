@@ -15,6 +15,7 @@ multiprocessing and cuboid-aligned pieces. API::
     client.list_channels(collection, experiment) -> list[str]
     client.channel(collection, experiment, name) -> ChannelInfo(name, datatype, type)
     client.coordinate_frame(collection, experiment, resolution=0) -> CoordinateFrame
+    client.resolution_levels(collection, experiment) -> (hierarchy method, [frame per level])
     client.validate_box(collection, experiment, box, resolution=0) -> CoordinateFrame
         # BossError(field="z_range"/"y_range"/"x_range") naming the axis and the extent;
         # half-open boxes: stop == extent stop is valid (the original rejected it);
@@ -183,6 +184,23 @@ class BossClient(BossConnection):
         """The experiment's coordinate frame as seen at ``resolution``
         (:func:`~synapse_pipelines.io.boss_resources.level_frame`); a level the experiment
         does not have is a BossError naming ``resolution``."""
+        frame, levels, method = self._frame_and_hierarchy(collection, experiment)
+        if resolution == 0:
+            return frame
+        return level_frame(frame, resolution, levels, method, f"{collection}/{experiment}")
+
+    def resolution_levels(
+        self, collection: str, experiment: str
+    ) -> tuple[str, list[CoordinateFrame]]:
+        """The experiment's hierarchy method and its frame at each resolution level."""
+        frame, levels, method = self._frame_and_hierarchy(collection, experiment)
+        where = f"{collection}/{experiment}"
+        return method, [level_frame(frame, r, levels, method, where) for r in range(levels)]
+
+    def _frame_and_hierarchy(
+        self, collection: str, experiment: str
+    ) -> tuple[CoordinateFrame, int, str]:
+        """Level 0's frame, the number of resolution levels and the hierarchy method."""
         exp = self._project_call(
             "get experiment",
             collection,
@@ -201,12 +219,7 @@ class BossClient(BossConnection):
             voxel_unit=str(cf.voxel_unit),
             name=str(cf.name),
         )
-        if resolution == 0:
-            return frame
-        levels = int(exp.num_hierarchy_levels or 1)
-        return level_frame(
-            frame, resolution, levels, str(exp.hierarchy_method), f"{collection}/{experiment}"
-        )
+        return frame, int(exp.num_hierarchy_levels or 1), str(exp.hierarchy_method)
 
     def validate_box(
         self, collection: str, experiment: str, box: Box, resolution: int = 0
