@@ -185,8 +185,6 @@ class BossClient(BossConnection):
         (:func:`~synapse_pipelines.io.boss_resources.level_frame`); a level the experiment
         does not have is a BossError naming ``resolution``."""
         frame, levels, method = self._frame_and_hierarchy(collection, experiment)
-        if resolution == 0:
-            return frame
         return level_frame(frame, resolution, levels, method, f"{collection}/{experiment}")
 
     def resolution_levels(
