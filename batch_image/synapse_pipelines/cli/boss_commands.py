@@ -20,7 +20,7 @@ import numpy as np
 import typer
 
 from synapse_pipelines.core.errors import SynapsePipelinesError
-from synapse_pipelines.core.geometry import parse_zyx
+from synapse_pipelines.core.geometry import parse_zyx, voxel_size_text
 from synapse_pipelines.io.volumes import load_channels, parse_named_path, read_volume_file
 from synapse_pipelines.science.synthetic import make_experiment
 
@@ -223,7 +223,7 @@ def ls(
         )
         # what a request's `resolution` may name, and the ranges it counts at each level
         for level, at in enumerate(frames[1:], start=1):
-            shown = " x ".join(f"{v:g}" for v in at.voxel_size)
+            shown = voxel_size_text(at.voxel_size)
             typer.echo(f"# resolution {level} ({method}): {at.extent}, voxel {shown}")
         typer.echo("# channel\tdatatype\ttype\tdownsample status (levels above 0)")
         for name in client.list_channels(collection, experiment):

@@ -196,6 +196,11 @@ def voxel_size_nanometers(
     return (z, y, x)
 
 
+def voxel_size_text(voxel_size: tuple[float, ...] | list[float]) -> str:
+    """``70 x 2.24 x 2.24``: a voxel size (z, y, x) as messages and listings show it."""
+    return " x ".join(f"{float(v):g}" for v in voxel_size)
+
+
 #: Voxel edges, nm, of the microscopes synapses are imaged with (electron microscopy's few
 #: nm to light microscopy's sections of about a micrometre). Outside this range a voxel
 #: size is almost always a unit mistake (nanometres given as micrometres, or the reverse).

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from synapse_pipelines.core.errors import BossError
-from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.geometry import Box, voxel_size_text
 from synapse_pipelines.io.boss_client import BossClient
 from synapse_pipelines.io.boss_downsample import request_downsampling
 from synapse_pipelines.io.boss_resources import OUTPUT_MARKER, CoordinateFrame, check_box_in_frame
@@ -124,10 +124,10 @@ def prepare_publication(
     if not np.allclose(out_frame.voxel_size, frame.voxel_size, rtol=1e-6):
         # a shared output experiment made for another input (or another resolution level):
         # these predictions would land on its grid, misplaced and mis-sized
-        shown = [" x ".join(f"{v:g}" for v in f.voxel_size) for f in (out_frame, frame)]
         raise BossError(
-            f"output experiment {col}/{exp} has voxels of {shown[0]} {out_frame.voxel_unit}, "
-            f"these predictions voxels of {shown[1]} {frame.voxel_unit}",
+            f"output experiment {col}/{exp} has voxels of {voxel_size_text(out_frame.voxel_size)}"
+            f" {out_frame.voxel_unit}, these predictions voxels of "
+            f"{voxel_size_text(frame.voxel_size)} {frame.voxel_unit}",
             field="output_experiment",
             hint="choose an output_experiment made for this input and resolution, or a new one",
         )

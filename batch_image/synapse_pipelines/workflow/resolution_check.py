@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from synapse_pipelines.core.errors import DetectionError
-from synapse_pipelines.core.geometry import Box
+from synapse_pipelines.core.geometry import Box, voxel_size_text
 from synapse_pipelines.core.pipelines import get_pipeline
 from synapse_pipelines.science.pyramid import level_extent
 
@@ -43,14 +43,13 @@ def check_detectable(
         if suggestion is None:
             raise
         level, voxel = suggestion
-        shown = " x ".join(f"{v:g}" for v in voxel_size_nm)
         raise DetectionError(
-            f"{pipeline} cannot run on voxels of {shown} nm (resolution {resolution}): "
-            f"{err.message}",
+            f"{pipeline} cannot run on voxels of {voxel_size_text(voxel_size_nm)} nm "
+            f"(resolution {resolution}): {err.message}",
             field="resolution",
-            hint=f"set resolution to {level} (voxels of {' x '.join(f'{v:g}' for v in voxel)} "
-            "nm; BOSS halves x and y per level) and give the ranges in that level's voxels, "
-            "once the channels are downsampled there",
+            hint=f"set resolution to {level} (voxels of {voxel_size_text(voxel)} nm; BOSS "
+            "halves x and y per level) and give the ranges in that level's voxels, once the "
+            "channels are downsampled there",
         ) from None
 
 
