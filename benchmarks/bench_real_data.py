@@ -18,8 +18,10 @@ itself, with tifffile and numpy:
 Detectors: every pipeline in the registry (``synapse_pipelines.core.pipelines``; run as a
 request runs them, with the voxel size in nm) and
 :func:`synapse_pipelines.science.nomads_original.original_nomads` (the 2018 code as written,
-typo included: its mask's 26-connected components are its detections). Timings are wall
-and CPU seconds of the detector call alone.
+typo included: its mask's 26-connected components are its detections), and the peer method
+itself (:mod:`peer_probabilistic_query`: Simhal et al. 2017's query at its published
+operating point, re-expressed here; on at_example it gives back the published detections).
+Timings are wall and CPU seconds of the detector call alone.
 
 A calibration table follows: at_example's intensity statistics next to the default
 realistic synthetic profile's at the same shape (:mod:`synapse_pipelines.science.synthetic`),
@@ -39,7 +41,7 @@ some crops carry first is not a synapse and is dropped.
 Usage::
 
     python benchmarks/bench_real_data.py --data ../shared/realdata [--json out.json]
-        [--pipelines paired-puncta,nomads-unsupervised] [--skip-original] [--skip-at]
+        [--pipelines paired-puncta,nomads-unsupervised] [--skip-original] [--skip-peer] [--skip-at]
         [--skip-calibration] [--dognet ../dognet]
 """
 
@@ -56,6 +58,7 @@ from typing import Any
 
 import numpy as np
 import tifffile
+from peer_probabilistic_query import peer_detections
 from scipy import ndimage
 from scipy.io import loadmat
 from scipy.spatial import cKDTree
@@ -88,6 +91,7 @@ AT_VOXEL_NM = (70.0, 100.0, 100.0)
 WEILER_MATCH_PX = 3.0
 AT_MATCH_NM = 400.0
 ORIGINAL = "original NOMADS (2018 code)"
+PEER = "peer: Simhal et al. 2017 query"
 #: The targets of issue 12, printed beside the figures.
 TARGETS = "weiler F1 >= 0.85; at_example 0.2-2 /um^3 and peer found >= 0.70"
 
@@ -133,6 +137,15 @@ def _original(
     wall, cpu = _since(start)
     labels, _ = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), dtype=bool))
     return centroids_from_labels(labels)[1], wall, cpu
+
+
+def _peer(
+    pre: np.ndarray, post: np.ndarray, voxel: tuple[float, float, float]
+) -> tuple[np.ndarray, float, float]:
+    start = _clock()
+    points = peer_detections(pre, post)  # in pixels, as the paper's lengths are
+    wall, cpu = _since(start)
+    return points, wall, cpu
 
 
 def weiler(folder: Path, fn: Detector) -> dict[str, Any]:
@@ -364,6 +377,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/realdata"))
     ap.add_argument("--pipelines", default=None, help="comma-separated (default: all registered)")
     ap.add_argument("--skip-original", action="store_true", help="skip the 2018 code")
+    ap.add_argument("--skip-peer", action="store_true", help="skip the peer method")
     ap.add_argument("--skip-at", action="store_true", help="weiler14_dev only")
     ap.add_argument("--skip-calibration", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -381,6 +395,8 @@ def main() -> None:
     detectors: dict[str, Detector] = {n: _registry_detector(n) for n in names}
     if not args.skip_original:
         detectors[ORIGINAL] = _original
+    if not args.skip_peer:
+        detectors[PEER] = _peer
     report: dict[str, Any] = {
         "data": str(args.data.resolve()),
         "python": platform.python_version(),

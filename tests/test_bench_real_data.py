@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench() -> ModuleType:
+    # run as a script, the benchmark finds its sibling modules (peer_probabilistic_query)
+    # on sys.path[0]; loaded from a file here, it needs the folder on the path
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(
         "bench_real_data", ROOT / "benchmarks" / "bench_real_data.py"
     )
