@@ -183,7 +183,9 @@ def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
         "psd95": np.ones((4, 16, 16), np.uint16),
     }
     labels = {"annotation": np.zeros((4, 16, 16), np.uint64)}
-    boss_server.load(collection, "two", volumes, annotations=labels)
+    boss_server.load(
+        collection, "two", volumes, annotations=labels, voxel_size=(70.0, 100.0, 100.0)
+    )
     data = dict(
         SMALL,
         boss_host=boss_server.host,
@@ -222,3 +224,42 @@ def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
         " ".join(refused.output.split())
     ), refused.output
     assert "not-the-token" not in refused.output  # the reason never carries the token
+
+
+def test_estimate_and_dry_run_refuse_a_level_the_detector_cannot_run_at(
+    tmp_path: Path, boss_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BOSS at hand, a request whose Detect job would fail on its voxel size (here an
+    experiment at 70 x 25 x 25 nm, read at level 0) is refused before it is priced, with
+    Detect's own message and the level that runs; at that level it is priced. Offline
+    nothing is checked (the estimate still prints)."""
+    import numpy as np
+
+    collection = boss_server.unique("estres")
+    volumes = {n: np.ones((4, 64, 64), np.uint8) for n in ("synapsin", "psd95")}
+    boss_server.load(collection, "fine", volumes, voxel_size=(70.0, 25.0, 25.0))
+    data = dict(
+        SMALL,
+        boss_host=boss_server.host,
+        boss_protocol="http",
+        collection=collection,
+        experiment="fine",
+        z_range=[0, 4],
+        y_range=[0, 64],
+        x_range=[0, 64],
+    )
+    request = str(_file(tmp_path, data))
+    assert _run("estimate", request).exit_code == 0  # no token: not checked
+    monkeypatch.setenv("BOSS_TOKEN", boss_server.token)
+    for args in (["estimate", request], ["submit", request, "--stack", "S", "--dry-run"]):
+        refused = _run(*args)
+        assert isinstance(refused.exception, SynapsePipelinesError), refused.output
+        message = str(refused.exception)
+        assert "resolution: paired-puncta cannot run on voxels of 70 x 25 x 25 nm" in message
+        assert "set resolution to 1 (voxels of 70 x 50 x 50 nm" in message
+        assert "total" not in refused.output
+    done = _cli("estimate", request)
+    assert done.returncode == 2 and "set resolution to 1" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    nomads = str(_file(tmp_path, dict(data, pipeline="nomads-unsupervised"), "nomads.json"))
+    assert _run("estimate", nomads).exit_code == 0  # works in voxels: not refused

@@ -13,7 +13,10 @@ estimate says so (:func:`pulled_channels`). ``--budget`` checks the estimate aga
 ValidateRequest does with ``SYNAPSE_PIPELINES_BUDGET_USD``. ``submit --dry-run`` prints the
 same (:func:`print_estimate`). Both first check the pipeline parameters with ValidateRequest's
 own check (:func:`~synapse_pipelines.core.pipelines.checked_parameters`), so a request the
-workflow would refuse is refused here with the same message.
+workflow would refuse is refused here with the same message; with a BOSS token at hand they
+also run the Detect job's first check (:func:`check_detector_on_boss`: can the pipeline run
+at the voxel size of the request's resolution level?), so a run that would pull its channels
+and then fail is refused before it is priced.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from synapse_pipelines.core.boss_token import BOSS_TOKEN_ENV
 from synapse_pipelines.core.budget import ENV_BUDGET_USD, check_budget, parse_budget
 from synapse_pipelines.core.cost_estimate import CostEstimate, usd
 from synapse_pipelines.core.errors import BossError
+from synapse_pipelines.core.geometry import voxel_size_nanometers
 from synapse_pipelines.core.pipelines import checked_parameters
 from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_table
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow.job_costs import estimate_request
+from synapse_pipelines.workflow.resolution_check import check_detectable
 
 #: Image channels assumed when neither --channels nor BOSS says: collman15v2's 13 (uint8).
 DEFAULT_CHANNELS = 13
@@ -56,6 +61,41 @@ CHANNEL_BYTES = typer.Option(
 )
 
 
+def _boss_token(request: SynapseRequest, environ: Mapping[str, str]) -> str:
+    """``BOSS_TOKEN``, or the request's literal token of a local run; "" when neither."""
+    return environ.get(BOSS_TOKEN_ENV) or (
+        request.token.get_secret_value() if request.token is not None else ""
+    )
+
+
+def check_detector_on_boss(request: SynapseRequest, environ: Mapping[str, str]) -> None:
+    """The Detect job's first check, before an estimate: the request's pipeline at the voxel
+    size of its resolution level (:func:`~synapse_pipelines.workflow.resolution_check.
+    check_detectable`). Raises Detect's DetectionError (field ``resolution``, the level that
+    would run) where Detect would fail after pulling the channels (collman15v2 at level 0).
+    It needs the level's voxel size from BOSS: without a token, or when BOSS does not
+    answer, nothing is checked here (Detect still checks before it reads)."""
+    token = _boss_token(request, environ)
+    if not token:
+        return
+    # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
+    from synapse_pipelines.io.boss_client import BossClient
+
+    try:
+        frame = BossClient.for_request(request, token).coordinate_frame(
+            request.collection, request.experiment, request.resolution
+        )
+    except BossError:  # offline or refused: the channel count says why it assumes
+        return
+    check_detectable(
+        request.pipeline,
+        checked_parameters(request),
+        request.box,
+        voxel_size_nanometers(frame.voxel_size, frame.voxel_unit),
+        request.resolution,
+    )
+
+
 def pulled_channels(
     request: SynapseRequest,
     channels: int | None,
@@ -66,9 +106,7 @@ def pulled_channels(
     from: ``--channels``; else the experiment's image channels counted on BOSS as
     ValidateRequest counts them, when a token is at hand (``BOSS_TOKEN``, or the request's
     literal token of a local run); else collman15v2's 13 uint8 channels, said to be assumed."""
-    token = environ.get(BOSS_TOKEN_ENV) or (
-        request.token.get_secret_value() if request.token is not None else ""
-    )
+    token = _boss_token(request, environ)
     if channels is None and token:
         # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
         from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
@@ -105,9 +143,11 @@ def request_estimate(
     environ: Mapping[str, str] | None = None,
 ) -> CostEstimate:
     """The estimate of ``request`` at ``region``'s prices (default us-east-1; an unknown
-    region is a clear error naming ``--region``), pulling :func:`pulled_channels`."""
+    region is a clear error naming ``--region``), pulling :func:`pulled_channels`, once
+    :func:`check_detector_on_boss` has found nothing Detect would refuse."""
     env = os.environ if environ is None else environ
     prices = price_table(region or DEFAULT_REGION, field="--region")
+    check_detector_on_boss(request, env)
     count, per_channel, source = pulled_channels(request, channels, channel_bytes, env)
     cost = estimate_request(
         request, prices, channels=count, bytes_per_channel=per_channel, environ=env
