@@ -457,3 +457,61 @@ def test_an_output_that_cannot_be_created_is_refused_before_any_input_is_read(
         ]:
             exc = _fails(args)
             assert exc.field == option and words in str(exc), (args, str(exc))
+
+
+def test_voxels_too_fine_for_the_detector_are_detected_on_a_coarser_grid(tmp_path) -> None:
+    """collman15v2 stores its light channels on the electron micrographs' 2.24 nm grid,
+    where PAIRS cannot run. Local files have no BOSS levels, so detect averages the two
+    channels onto the first in-plane grid (2**k x 2**k pixels) that runs, detects there and
+    expands the labels back, and says so. Here a volume given at 70 x 50 x 50 nm, each voxel
+    repeated 2 x 2 times (70 x 25 x 25 nm, where PAIRS' band-pass would overflow): the first
+    grid that runs is the original's, so the ids are the original volume's, voxel for voxel,
+    expanded."""
+    from synapse_pipelines.science.paired_puncta import detect_paired_puncta
+    from synapse_pipelines.science.pyramid import expand_labels
+    from synapse_pipelines.science.synthetic import POSTSYNAPTIC, PRESYNAPTIC, make_experiment
+
+    exp = make_experiment((6, 48, 40), seed=3, channels=[PRESYNAPTIC, POSTSYNAPTIC])
+    pre, post = exp.channels[PRESYNAPTIC], exp.channels[POSTSYNAPTIC]
+    fine = [np.repeat(np.repeat(c, 2, axis=1), 2, axis=2)[:, :95, :] for c in (pre, post)]
+    paths = []
+    for name, volume in zip((PRESYNAPTIC, POSTSYNAPTIC), fine, strict=True):
+        paths.append(str(tmp_path / f"{name}.npy"))
+        np.save(paths[-1], volume)
+    out = tmp_path / "fine"
+    summary = _ok(["detect", *paths, "--voxel-size", "70,25,25", "--out", str(out)])
+    said = " ".join(summary.replace("│", " ").split())
+    assert "averaged over 2 x 2 pixels (voxels of 70 x 50 x 50 nm)" in said, said
+    manifest = outputs.read_manifest(out)
+    assert manifest["warnings"][0].startswith("detected on the channels averaged over 2 x 2")
+    assert "paired-puncta cannot run on the input's 70 x 25 x 25 nm" in manifest["warnings"][0]
+    assert manifest["pipeline"]["parameters"]["detection_level"] == 1
+    assert manifest["pipeline"]["parameters"]["detection_voxel_size_nm"] == [70.0, 50.0, 50.0]
+    ids = tifffile.imread(out / outputs.SYNAPSE_IDS)
+    assert ids.shape == fine[0].shape
+    # the last row of 2 x 2 groups is cut at 95 rows: its mean is still the original's
+    direct = detect_paired_puncta(pre, post, voxel_size=(70.0, 50.0, 50.0)).labels
+    np.testing.assert_array_equal(ids, expand_labels(direct, 1, (95, 80)))
+    assert ids.max() > 0
+    table = read_synapse_table(out / outputs.SYNAPSES_CSV)
+    assert len(table) == ids.max()
+
+
+def test_voxels_too_fine_on_every_axis_are_refused_with_the_fix(tmp_path) -> None:
+    """In-plane binning cannot help where z is as fine as y and x: the detector's own
+    refusal, naming the option, as before."""
+    rng = np.random.default_rng(0)
+    for name in ("Synapsin647", "PSD95_488"):
+        np.save(tmp_path / f"{name}.npy", rng.integers(0, 255, (4, 64, 64), dtype=np.uint8))
+    err = _fails(
+        [
+            "detect",
+            str(tmp_path / "Synapsin647.npy"),
+            str(tmp_path / "PSD95_488.npy"),
+            "--voxel-size",
+            "2,2,2",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert err.field == "smoothing_sigma_nm" and "downsample" in (err.hint or "")

@@ -70,3 +70,17 @@ def test_publication_refuses_an_output_experiment_on_another_grid(boss_server) -
         "has voxels of 70 x 100 x 100 nanometers, these predictions voxels of 70 x 200 x 200"
         in (caught.value.message)
     )
+
+
+def test_labels_of_a_level_expand_back_over_the_voxels_they_cover() -> None:
+    from synapse_pipelines.science.pyramid import downsample_region, expand_labels
+
+    labels = np.arange(1, 1 + 2 * 3 * 2, dtype=np.uint32).reshape(2, 3, 2)
+    full = expand_labels(labels, 2, (10, 7))  # 10 rows -> 3 groups of 4, the last cut
+    assert full.shape == (2, 10, 7)
+    assert (full[:, 8:10, 4:7] == labels[:, 2:3, 1:2]).all()
+    back, _ = downsample_region(full, (0, 0), 2, "labels")
+    np.testing.assert_array_equal(back, labels)  # the pyramid's own rule gives them back
+    assert expand_labels(labels, 0, (3, 2)) is labels
+    with pytest.raises(ValueError, match="not level 2"):
+        expand_labels(labels, 2, (13, 7))

@@ -48,6 +48,7 @@ from synapse_pipelines.io.volumes import (
     load_channels,
 )
 from synapse_pipelines.science.features import synapse_table
+from synapse_pipelines.workflow.resolution_check import run_on_a_grid_that_runs
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def detect(
     if vs is not None:
         _refuse_sub_nanometre_voxels(vs, unit_opt or "nanometers", source=None)
     # an unknown pipeline or parameter, or an occupied --out, fails before any file is read
-    runner, params = _resolve_pipeline(pipeline, _parse_params(param or []))
+    _, params = _resolve_pipeline(pipeline, _parse_params(param or []))
     check_results_folder(out_dir, overwrite=overwrite, option="--out")
 
     with progress_display() as progress:
@@ -245,12 +246,13 @@ def detect(
             "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
         ):
             try:
-                result = runner.run(
+                result = run_on_a_grid_that_runs(
+                    pipeline,
                     chans.channels,
                     selection.presynaptic,
                     selection.postsynaptic,
-                    voxel_size=voxel_nm,
-                    **params,
+                    voxel_nm,
+                    params,
                 )
             except DetectionError as exc:  # say which files the detector refused
                 used = {

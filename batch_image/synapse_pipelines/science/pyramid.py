@@ -1,7 +1,8 @@
 """Multiscale pyramids of z, y, x volumes: 2 x 2 in y and x per level, z kept (as BOSS does).
 
-Owns :func:`pyramid_depth` (how many levels a volume and its chunking allow) and
-:func:`downsample_region` (one region of level 0 -> the same region at level ``k``).
+Owns :func:`pyramid_depth` (how many levels a volume and its chunking allow),
+:func:`downsample_region` (one region of level 0 -> the same region at level ``k``) and
+:func:`expand_labels` (labels of level ``k`` -> level 0: each voxel back over its group).
 Pure: arrays in, arrays out.
 
 Alignment: level ``k`` voxel ``j`` covers level-0 voxels ``[j * 2**k, (j + 1) * 2**k)`` in y
@@ -86,3 +87,18 @@ def downsample_region(
         info = np.iinfo(data.dtype)
         mean = np.clip(np.rint(mean), info.min, info.max)
     return mean.astype(data.dtype), (starts[0], starts[1])
+
+
+def expand_labels(labels: np.ndarray, level: int, shape_yx: Sequence[int]) -> np.ndarray:
+    """Labels of level ``level`` of a volume whose level 0 is ``shape_yx`` (y, x) in plane
+    -> level 0: every level-0 voxel takes the label of the level voxel covering it (the
+    inverse of :func:`downsample_region`'s alignment from the origin), cropped to
+    ``shape_yx``."""
+    y, x = int(shape_yx[0]), int(shape_yx[1])
+    factor = 2**level
+    if labels.shape[1:] != level_extent(0, y, factor)[1:] + level_extent(0, x, factor)[1:]:
+        raise ValueError(f"labels of shape {labels.shape} are not level {level} of y, x {y}, {x}")
+    if level == 0:
+        return labels
+    expanded = np.repeat(np.repeat(labels, factor, axis=1), factor, axis=2)
+    return np.ascontiguousarray(expanded[:, :y, :x])

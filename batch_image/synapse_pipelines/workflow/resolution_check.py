@@ -6,16 +6,25 @@ immunofluorescence at 70 x 2.24 x 2.24 nm, 45 times finer than its optics). Such
 would otherwise pull gigabytes and then fail. :func:`check_detectable` asks the pipeline's
 optional ``check_volume`` hook (``core.pipelines``) with the box's shape and the level's voxel
 size, and when it refuses, names the coarser BOSS resolution level at which it would run.
+
+Local volumes (``detect`` on files) have no BOSS levels to choose from, so
+:func:`run_on_a_grid_that_runs` makes that level itself: the two channels the pipeline reads
+are averaged onto the first coarser in-plane grid (2**k x 2**k pixels, as BOSS's levels)
+at which the pipeline runs, detected there, and the labels and mask expanded back to the
+input's voxels, said in the result's warnings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import numpy as np
 
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.geometry import Box, voxel_size_text
-from synapse_pipelines.core.pipelines import get_pipeline
-from synapse_pipelines.science.pyramid import level_extent
+from synapse_pipelines.core.pipelines import DetectionResult, get_pipeline
+from synapse_pipelines.science.pyramid import downsample_region, expand_labels, level_extent
 
 #: How many levels above the request's one are tried for a suggestion (2**8 = 256x coarser).
 LEVELS_TRIED = 8
@@ -39,10 +48,11 @@ def check_detectable(
     except DetectionError as err:
         if voxel_size_nm is None:
             raise
-        suggestion = _coarser_level(check, parameters, box, voxel_size_nm, resolution)
+        suggestion = coarser_level(check, parameters, box, voxel_size_nm)
         if suggestion is None:
             raise
-        level, voxel = suggestion
+        up, voxel = suggestion
+        level = resolution + up
         raise DetectionError(
             f"{pipeline} cannot run on voxels of {voxel_size_text(voxel_size_nm)} nm "
             f"(resolution {resolution}): {err.message}",
@@ -53,15 +63,15 @@ def check_detectable(
         ) from None
 
 
-def _coarser_level(
+def coarser_level(
     check: Callable[..., None],
     parameters: Mapping[str, int | float],
     box: Box,
     voxel_size_nm: tuple[float, float, float],
-    resolution: int,
 ) -> tuple[int, tuple[float, float, float]] | None:
-    """The first level above ``resolution`` (x and y halved per level, BOSS's anisotropic
-    hierarchy) at which ``check`` accepts the box; None if none within LEVELS_TRIED."""
+    """How many levels up (x and y halved per level, BOSS's anisotropic hierarchy) ``check``
+    first accepts ``box`` (voxels of ``voxel_size_nm``), and the voxel size there; None if
+    not within LEVELS_TRIED."""
     vz, vy, vx = voxel_size_nm
     z, y, x = box.ranges
     for up in range(1, LEVELS_TRIED + 1):
@@ -72,5 +82,62 @@ def _coarser_level(
             check(shape, voxel_size=voxel, **parameters)
         except DetectionError:
             continue
-        return resolution + up, voxel
+        return up, voxel
     return None
+
+
+def run_on_a_grid_that_runs(
+    pipeline: str,
+    channels: Mapping[str, np.ndarray],
+    presynaptic: str,
+    postsynaptic: str,
+    voxel_size_nm: tuple[float, float, float] | None,
+    parameters: Mapping[str, int | float],
+) -> DetectionResult:
+    """``pipeline`` on local volumes, at the voxel size given or, where the pipeline cannot
+    run there but can on a coarser in-plane grid, on the first such grid (module
+    docstring). A binned run records ``detection_level`` (k: 2**k x 2**k pixels averaged)
+    and ``detection_voxel_size_nm`` in the result's parameters, and says so first among its
+    warnings."""
+    runner = get_pipeline(pipeline)
+    check = getattr(runner, "check_volume", None)
+    shape = channels[presynaptic].shape
+    try:
+        if check is not None and voxel_size_nm is not None:
+            check(shape, voxel_size=voxel_size_nm, **parameters)
+    except DetectionError as refusal:
+        assert check is not None and voxel_size_nm is not None  # only they can refuse
+        box = Box.from_ranges((0, shape[0]), (0, shape[1]), (0, shape[2]))
+        found = coarser_level(check, parameters, box, voxel_size_nm)
+        if found is None:
+            raise
+        up, coarse = found
+        reason = refusal.message
+    else:
+        return runner.run(
+            channels, presynaptic, postsynaptic, voxel_size=voxel_size_nm, **parameters
+        )
+    binned = {
+        name: downsample_region(channels[name], (0, 0), up, "image")[0]
+        for name in (presynaptic, postsynaptic)
+    }
+    result = runner.run(binned, presynaptic, postsynaptic, voxel_size=coarse, **parameters)
+    f = 2**up
+    note = (
+        f"detected on the channels averaged over {f} x {f} pixels (voxels of "
+        f"{voxel_size_text(coarse)} nm), because {pipeline} cannot run on the input's "
+        f"{voxel_size_text(voxel_size_nm)} nm ({reason}); the labels are expanded back to "
+        "the input's voxels"
+    )
+    params = dict(result.parameters)
+    params.update(
+        detection_level=up,
+        detection_voxel_size_nm=list(coarse),
+        warnings=[note, *params.get("warnings", [])],
+    )
+    return replace(
+        result,
+        labels=expand_labels(result.labels, up, shape[1:]),
+        mask=expand_labels(result.mask, up, shape[1:]),
+        parameters=params,
+    )
