@@ -127,21 +127,16 @@ def synapse_probability(
 
 
 def peer_detections(
-    pre: np.ndarray,
-    post: np.ndarray,
-    *,
-    threshold: float = THRESHOLD,
-    kernel: int = KERNEL_PX,
-    search: int = SEARCH_PX,
-    span: int = SPAN_SECTIONS,
+    pre: np.ndarray, post: np.ndarray, *, threshold: float = THRESHOLD, **query: int
 ) -> np.ndarray:
     """Step 5: the centroids (z, y, x voxels, float64, ``(n, 3)``) of the 26-connected
-    components of the probability map above ``threshold``."""
+    components of :func:`synapse_probability` (``query``: its ``kernel``, ``search`` and
+    ``span``) above ``threshold``."""
     if pre.shape != post.shape or pre.ndim != 3:
         raise ValueError(
             f"pre and post must be 3-D volumes of one shape: {pre.shape}, {post.shape}"
         )
-    above = synapse_probability(pre, post, kernel=kernel, search=search, span=span) > threshold
+    above = synapse_probability(pre, post, **query) > threshold
     labels, n = ndimage.label(above, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return np.zeros((0, 3))

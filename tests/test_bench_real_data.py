@@ -4,30 +4,16 @@ back as weiler14_dev's layout, and a detector is scored on it one-to-one within 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from fixtures.benchmark_modules import load_benchmark
 from scipy.io import savemat
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench() -> ModuleType:
-    # run as a script, the benchmark finds its sibling modules (peer_probabilistic_query)
-    # on sys.path[0]; loaded from a file here, it needs the folder on the path
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "bench_real_data", ROOT / "benchmarks" / "bench_real_data.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_real_data")
 
 
 def _write_crop(path: Path) -> np.ndarray:

@@ -55,6 +55,21 @@ def _run(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
+def _boss_request(boss_server: Any, collection: str, experiment: str, shape: tuple) -> dict:
+    """A request for the whole of ``collection/experiment`` (of ``shape``) on the local BOSS."""
+    z, y, x = shape
+    return dict(
+        SMALL,
+        boss_host=boss_server.host,
+        boss_protocol="http",
+        collection=collection,
+        experiment=experiment,
+        z_range=[0, z],
+        y_range=[0, y],
+        x_range=[0, x],
+    )
+
+
 def test_estimate_small_request(tmp_path: Path) -> None:
     result = _run("estimate", str(_file(tmp_path, SMALL)))
     assert result.exit_code == 0, result.output
@@ -186,16 +201,7 @@ def test_estimate_counts_the_channels_pulled_or_says_they_are_assumed(
     boss_server.load(
         collection, "two", volumes, annotations=labels, voxel_size=(70.0, 100.0, 100.0)
     )
-    data = dict(
-        SMALL,
-        boss_host=boss_server.host,
-        boss_protocol="http",
-        collection=collection,
-        experiment="two",
-        z_range=[0, 4],
-        y_range=[0, 16],
-        x_range=[0, 16],
-    )
+    data = _boss_request(boss_server, collection, "two", (4, 16, 16))
     request = str(_file(tmp_path, data))
     assumed = _run("estimate", request)
     assert assumed.exit_code == 0, assumed.output
@@ -238,16 +244,7 @@ def test_estimate_and_dry_run_refuse_a_level_the_detector_cannot_run_at(
     collection = boss_server.unique("estres")
     volumes = {n: np.ones((4, 64, 64), np.uint8) for n in ("synapsin", "psd95")}
     boss_server.load(collection, "fine", volumes, voxel_size=(70.0, 25.0, 25.0))
-    data = dict(
-        SMALL,
-        boss_host=boss_server.host,
-        boss_protocol="http",
-        collection=collection,
-        experiment="fine",
-        z_range=[0, 4],
-        y_range=[0, 64],
-        x_range=[0, 64],
-    )
+    data = _boss_request(boss_server, collection, "fine", (4, 64, 64))
     request = str(_file(tmp_path, data))
     assert _run("estimate", request).exit_code == 0  # no token: not checked
     monkeypatch.setenv("BOSS_TOKEN", boss_server.token)

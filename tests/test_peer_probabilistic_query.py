@@ -6,65 +6,36 @@ this suite cannot read."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from fixtures.benchmark_modules import load_benchmark
+from fixtures.paired_puncta_scenes import scene
 
 
 @pytest.fixture(scope="module")
 def peer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "peer_probabilistic_query", ROOT / "benchmarks" / "peer_probabilistic_query.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("peer_probabilistic_query")
 
 
-def _punctum(
-    shape: tuple[int, int, int], centre: tuple[float, float, float], peak: float
-) -> np.ndarray:
-    z, y, x = np.indices(shape, dtype=np.float64)
-    cz, cy, cx = centre
-    return peak * np.exp(
-        -((z - cz) ** 2 / (2 * 1.0**2) + (y - cy) ** 2 / 4.5 + (x - cx) ** 2 / 4.5)
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """6 x 64 x 64 at 70 x 100 x 100 nm: a synapse (synapsin at (2, 20, 20) voxels, PSD-95
+    1.5 voxels further in x), a lone synapsin punctum at (2, 20, 46) and a lone PSD-95 one
+    at (2, 44, 44), on a background of 20 grey levels with read noise."""
+    return scene(
+        (6, 64, 64),
+        pairs=[(140.0, 2000.0, 2000.0)],
+        pre_only=[(140.0, 2000.0, 4600.0)],
+        post_only=[(140.0, 4400.0, 4400.0)],
     )
-
-
-def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """6 x 64 x 64, noise around 20 grey levels; a synapse (synapsin and PSD-95 1 px apart)
-    at (2.5, 20, 20), a lone PSD-95 punctum at (2.5, 44, 44), a lone synapsin one at
-    (2.5, 20, 46)."""
-    rng = np.random.default_rng(seed)
-    shape = (6, 64, 64)
-    pre = (
-        20
-        + rng.normal(0, 3, shape)
-        + _punctum(shape, (2.5, 20, 20), 200)
-        + _punctum(shape, (2.5, 20, 46), 200)
-    )
-    post = (
-        20
-        + rng.normal(0, 3, shape)
-        + _punctum(shape, (2.5, 21, 20), 200)
-        + _punctum(shape, (2.5, 44, 44), 200)
-    )
-    return (np.clip(pre, 0, 255).astype(np.uint8), np.clip(post, 0, 255).astype(np.uint8))
 
 
 def test_a_synapse_is_found_once_and_lone_puncta_not_at_all(peer: ModuleType) -> None:
     pre, post = _scene()
     found = peer.peer_detections(pre, post)
     assert len(found) == 1
-    assert np.abs(found[0, 1:] - (20.5, 20.0)).max() < 2.0
+    assert np.abs(found[0, 1:] - (20.0, 20.75)).max() < 2.0
 
 
 def test_a_section_gain_cancels_because_each_section_is_z_scored(peer: ModuleType) -> None:
