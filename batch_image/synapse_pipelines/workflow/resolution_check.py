@@ -102,18 +102,16 @@ def run_on_a_grid_that_runs(
     runner = get_pipeline(pipeline)
     check = getattr(runner, "check_volume", None)
     shape = channels[presynaptic].shape
-    try:
-        if check is not None and voxel_size_nm is not None:
+    up, coarse, reason = 0, voxel_size_nm, ""
+    if check is not None and voxel_size_nm is not None:
+        try:
             check(shape, voxel_size=voxel_size_nm, **parameters)
-    except DetectionError as refusal:
-        assert check is not None and voxel_size_nm is not None  # only they can refuse
-        box = Box.from_ranges((0, shape[0]), (0, shape[1]), (0, shape[2]))
-        found = coarser_level(check, parameters, box, voxel_size_nm)
-        if found is None:
-            raise
-        up, coarse = found
-        reason = refusal.message
-    else:
+        except DetectionError as refusal:
+            found = coarser_level(check, parameters, Box.from_shape(shape), voxel_size_nm)
+            if found is None:
+                raise
+            (up, coarse), reason = found, refusal.message
+    if up == 0:
         return runner.run(
             channels, presynaptic, postsynaptic, voxel_size=voxel_size_nm, **parameters
         )
