@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -39,6 +40,9 @@ from synapse_pipelines.core.pricing import DEFAULT_REGION, known_regions, price_
 from synapse_pipelines.core.request import SynapseRequest, parse_request
 from synapse_pipelines.workflow.job_costs import estimate_request
 from synapse_pipelines.workflow.resolution_check import check_detectable
+
+if TYPE_CHECKING:  # the client itself is imported only when a token is at hand (start-up)
+    from synapse_pipelines.io.boss_client import BossClient
 
 #: Image channels assumed when neither --channels nor BOSS says: collman15v2's 13 (uint8).
 DEFAULT_CHANNELS = 13
@@ -61,30 +65,31 @@ CHANNEL_BYTES = typer.Option(
 )
 
 
-def _boss_token(request: SynapseRequest, environ: Mapping[str, str]) -> str:
-    """``BOSS_TOKEN``, or the request's literal token of a local run; "" when neither."""
-    return environ.get(BOSS_TOKEN_ENV) or (
+def boss_at_hand(request: SynapseRequest, environ: Mapping[str, str]) -> BossClient | None:
+    """A BOSS client for the request's host when a token is at hand (``BOSS_TOKEN``, or the
+    request's literal token of a local run), else None. Building it contacts nothing."""
+    token = environ.get(BOSS_TOKEN_ENV) or (
         request.token.get_secret_value() if request.token is not None else ""
     )
+    if not token:
+        return None
+    # start-up time: the BOSS client loads intern (~0.3 s); only the estimate's lookups need it
+    from synapse_pipelines.io.boss_client import BossClient
+
+    return BossClient.for_request(request, token)
 
 
-def check_detector_on_boss(request: SynapseRequest, environ: Mapping[str, str]) -> None:
+def check_detector_on_boss(request: SynapseRequest, boss: BossClient | None) -> None:
     """The Detect job's first check, before an estimate: the request's pipeline at the voxel
     size of its resolution level (:func:`~synapse_pipelines.workflow.resolution_check.
     check_detectable`). Raises Detect's DetectionError (field ``resolution``, the level that
     would run) where Detect would fail after pulling the channels (collman15v2 at level 0).
-    It needs the level's voxel size from BOSS: without a token, or when BOSS does not
-    answer, nothing is checked here (Detect still checks before it reads)."""
-    token = _boss_token(request, environ)
-    if not token:
+    It needs the level's voxel size from BOSS: without a client (no token), or when BOSS
+    does not answer, nothing is checked here (Detect still checks before it reads)."""
+    if boss is None:
         return
-    # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
-    from synapse_pipelines.io.boss_client import BossClient
-
     try:
-        frame = BossClient.for_request(request, token).coordinate_frame(
-            request.collection, request.experiment, request.resolution
-        )
+        frame = boss.coordinate_frame(request.collection, request.experiment, request.resolution)
     except BossError:  # offline or refused: the channel count says why it assumes
         return
     check_detectable(
@@ -100,19 +105,17 @@ def pulled_channels(
     request: SynapseRequest,
     channels: int | None,
     channel_bytes: int | None,
-    environ: Mapping[str, str],
+    boss: BossClient | None,
 ) -> tuple[int, float, str]:
     """How many image channels Detect will pull, bytes per voxel of one, and where that came
     from: ``--channels``; else the experiment's image channels counted on BOSS as
-    ValidateRequest counts them, when a token is at hand (``BOSS_TOKEN``, or the request's
-    literal token of a local run); else collman15v2's 13 uint8 channels, said to be assumed."""
-    token = _boss_token(request, environ)
-    if channels is None and token:
-        # start-up time: the BOSS client loads intern (~0.3 s); only this lookup needs it
-        from synapse_pipelines.io.boss_client import BossClient, bytes_per_voxel, image_channels
+    ValidateRequest counts them, when a client is at hand (:func:`boss_at_hand`); else
+    collman15v2's 13 uint8 channels, said to be assumed."""
+    if channels is None and boss is not None:
+        # loaded with the client (boss_at_hand): intern is imported by now
+        from synapse_pipelines.io.boss_client import bytes_per_voxel, image_channels
 
         try:
-            boss = BossClient.for_request(request, token)
             names = image_channels(boss, request.collection, request.experiment)
             voxel = bytes_per_voxel(boss, request.collection, request.experiment, names)
         except BossError as exc:  # an estimate is still useful offline: say why it assumes
@@ -147,8 +150,9 @@ def request_estimate(
     :func:`check_detector_on_boss` has found nothing Detect would refuse."""
     env = os.environ if environ is None else environ
     prices = price_table(region or DEFAULT_REGION, field="--region")
-    check_detector_on_boss(request, env)
-    count, per_channel, source = pulled_channels(request, channels, channel_bytes, env)
+    boss = boss_at_hand(request, env)
+    check_detector_on_boss(request, boss)
+    count, per_channel, source = pulled_channels(request, channels, channel_bytes, boss)
     cost = estimate_request(
         request, prices, channels=count, bytes_per_channel=per_channel, environ=env
     )
