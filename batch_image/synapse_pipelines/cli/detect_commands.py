@@ -7,8 +7,6 @@ The command only parses, calls the pipeline and the results writer, and formats.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +15,12 @@ import typer
 from typer.core import TyperCommand
 
 from synapse_pipelines.cli.help_text import reflow
+from synapse_pipelines.cli.local_volume_input import (
+    parse_params,
+    parse_volume_options,
+    read_local_volumes,
+    resolve_pipeline,
+)
 from synapse_pipelines.cli.terminal_output import (
     TimedSteps,
     err_console,
@@ -25,86 +29,14 @@ from synapse_pipelines.cli.terminal_output import (
     summary_table,
 )
 from synapse_pipelines.core import pipelines
-from synapse_pipelines.core.channel_selection import select_channels
-from synapse_pipelines.core.errors import (
-    ChannelSelectionError,
-    DetectionError,
-    RequestValidationError,
-)
-from synapse_pipelines.core.geometry import (
-    PLAUSIBLE_VOXEL_NM,
-    implausible_voxel_size,
-    normalise_unit,
-    parse_zyx,
-    voxel_size_nanometers,
-)
+from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.pipelines import DEFAULT_PIPELINE, available_pipelines
 from synapse_pipelines.io.outputs import (
     check_results_folder,
     write_results,
 )
-from synapse_pipelines.io.volumes import (
-    VolumeInputError,
-    load_channels,
-)
 from synapse_pipelines.science.features import synapse_table
 from synapse_pipelines.workflow.resolution_check import run_on_a_grid_that_runs
-
-
-@dataclass(frozen=True)
-class _ChannelChoice:
-    """The two fields of a request that :func:`.channel_selection.select_channels` reads."""
-
-    presynaptic_channel: str | None
-    postsynaptic_channel: str | None
-
-
-def _as_flags(text: str | None) -> str | None:
-    """A channel-selection message with the request's field names as ``detect``'s options."""
-    if text is None:
-        return None
-    for name in ("presynaptic_channel", "postsynaptic_channel"):
-        text = text.replace(name, "--" + name.replace("_", "-"))
-    return text
-
-
-def _parse_params(items: Sequence[str]) -> dict[str, int | float]:
-    params: dict[str, int | float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            number: int | float = int(value)
-        except ValueError:
-            try:
-                number = float(value)
-            except ValueError:
-                number = float("nan")
-        if not sep or not key.strip() or not np.isfinite(number):
-            raise VolumeInputError(
-                f"expected KEY=NUMBER, got {item!r}",
-                field="--param",
-                hint="write e.g. --param seed_level=1.2 (detect --help lists the parameters)",
-            )
-        params[key.strip()] = number
-    return params
-
-
-def _resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, dict]:
-    """The registered pipeline and its checked parameters (defaults filled in)."""
-
-    pipeline = pipelines.get_pipeline(name)
-    try:
-        return pipeline, pipelines.validate_parameters(pipeline, params)
-    except RequestValidationError as exc:
-        listing = "; ".join(
-            f"{f.removeprefix('pipeline_parameters.')}: {m}" for f, m in exc.problems
-        )
-        raise VolumeInputError(
-            f"bad parameter for pipeline {name!r}: {listing}",
-            field="--param",
-            hint="detect --help lists every pipeline's parameters",
-        ) from exc
-
 
 # -- detect -------------------------------------------------------------------------------
 
@@ -196,50 +128,26 @@ def detect(
     Each pipeline's parameters (-p KEY=NUMBER) are listed below.
     """
 
-    names = [n.strip() for n in channel_names.split(",")] if channel_names else None
-    vs = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
-    org = parse_zyx(origin, field="--origin", allow_zero=True) if origin else None
-    unit_opt = None
-    if voxel_unit is not None:
-        unit_opt = normalise_unit(voxel_unit)
-        if unit_opt is None:
-            raise VolumeInputError(
-                f"unknown unit {voxel_unit!r}",
-                field="--voxel-unit",
-                hint="use nanometers, micrometers or millimeters",
-            )
-    if vs is not None:
-        _refuse_sub_nanometre_voxels(vs, unit_opt or "nanometers", source=None)
+    options = parse_volume_options(
+        channel_names=channel_names,
+        voxel_size=voxel_size,
+        voxel_unit=voxel_unit,
+        origin=origin,
+        presynaptic_channel=presynaptic_channel,
+        postsynaptic_channel=postsynaptic_channel,
+    )
     # an unknown pipeline or parameter, or an occupied --out, fails before any file is read
-    _, params = _resolve_pipeline(pipeline, _parse_params(param or []))
+    _, params = resolve_pipeline(pipeline, parse_params(param or []))
     check_results_folder(out_dir, overwrite=overwrite, option="--out")
 
     with progress_display() as progress:
         steps = TimedSteps(progress)
         sources = list(inputs or [])
         with steps.step("read", f"reading {len(sources) + len(channel or [])} file(s)"):
-            chans = load_channels(sources, channel or [], channel_names=names)
-        try:
-            selection = select_channels(
-                list(chans.channels),
-                _ChannelChoice(presynaptic_channel, postsynaptic_channel),
-                source="the input",
-            )
-        except ChannelSelectionError as exc:  # the request's field names, as this CLI's flags
-            raise ChannelSelectionError(
-                _as_flags(exc.message), field=_as_flags(exc.field), hint=_as_flags(exc.hint)
-            ) from exc
-        voxel = vs or chans.voxel_size or (1.0, 1.0, 1.0)
-        unit = (
-            unit_opt
-            or (chans.voxel_unit if vs is None else None)
-            or ("pixel" if vs is None and chans.voxel_size is None else "nanometers")
-        )
-        start = org or chans.origin or (0, 0, 0)
-        if vs is None and chans.voxel_size is not None:
-            _refuse_sub_nanometre_voxels(voxel, unit, source=_first_source(chans.sources))
-        voxel_nm = voxel_size_nanometers(voxel, unit)
-        unit_warning = implausible_voxel_size(voxel_nm)
+            local = read_local_volumes(options, sources, channel or [])
+        chans, selection = local.channels, local.selection
+        voxel, unit, start = local.voxel_size, local.voxel_unit, local.origin
+        unit_warning = local.unit_warning
         if unit_warning:  # said before the run, and again beside an empty result
             err_console().print(f"warning: {unit_warning}", highlight=False)
         with steps.step(
@@ -251,7 +159,7 @@ def detect(
                     chans.channels,
                     selection.presynaptic,
                     selection.postsynaptic,
-                    voxel_nm,
+                    local.voxel_size_nm,
                     params,
                 )
             except DetectionError as exc:  # say which files the detector refused
@@ -313,7 +221,7 @@ def detect(
         voxel_row += " (implausible: check the unit)"
     # the detector's physical sizes need a voxel size: say which one it assumed
     assumed = result.parameters.get("voxel_size_nm")
-    if vs is None and chans.voxel_size is None:
+    if local.voxel_size_missing:
         used = (
             f"{pipeline} assumed {','.join(f'{v:g}' for v in assumed)} nm (array tomography)"
             if result.parameters.get("voxel_size_assumed") and assumed
@@ -337,36 +245,6 @@ def detect(
         ("results", str(out_dir)),
     ]
     out_console().print(summary_table("synapse-pipelines detect", rows))
-
-
-def _refuse_sub_nanometre_voxels(
-    voxel: Sequence[float], unit: str | None, *, source: str | None
-) -> None:
-    """Refuse a voxel edge below :data:`PLAUSIBLE_VOXEL_NM`'s 1 nm (no light microscope
-    samples that finely): almost always micrometres read as nanometres, which would
-    otherwise fail deep in a detector (a smoothing sigma of thousands of voxels)."""
-    nm = voxel_size_nanometers(tuple(voxel), unit)  # type: ignore[arg-type]
-    low = PLAUSIBLE_VOXEL_NM[0]
-    if nm is None or min(nm) >= low:
-        return
-    shown = f"{','.join(f'{v:g}' for v in voxel)} {unit}"
-    where = f"the voxel size {source} records" if source else "--voxel-size"
-    if source is not None:
-        hint = "override it: pass --voxel-size z,y,x with --voxel-unit (e.g. 70,100,100 nm)"
-    elif unit == "nanometers":
-        hint = "these look like micrometres: add --voxel-unit um (or give 70,100,100 in nm)"
-    else:
-        hint = "check --voxel-size and --voxel-unit (e.g. 70,100,100 nanometers)"
-    raise VolumeInputError(
-        f"{where} ({shown} z,y,x) has an edge below {low:g} nm, finer than any microscope",
-        field="--voxel-size",
-        hint=hint,
-    )
-
-
-def _first_source(sources: dict[str, str]) -> str:
-    """The file the channel set's metadata came from (the first one), without ``[i]``."""
-    return next(iter(sources.values()), "the input").split("[")[0]
 
 
 def _synapse_count(manifest: dict[str, Any]) -> str:
