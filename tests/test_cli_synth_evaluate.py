@@ -33,6 +33,7 @@ def test_help_everywhere() -> None:
         ("detect", ["--channel", "--voxel-size", "--out", "--param", "--presynaptic-channel"]),
         ("evaluate", ["--truth", "--max-distance", "--unit", "--json", "synapses_yx"]),
         ("synth", ["--shape", "--seed", "--out", "--profile", "--snr", "--density"]),
+        ("tune", ["--truth", "--max-distance", "--levels", "--strips", "--json", "--param"]),
     ]:
         out = _ok([cmd, "--help"])
         for w in words:

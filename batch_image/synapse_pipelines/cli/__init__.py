@@ -27,6 +27,7 @@ from . import (
     run_commands,
     step_commands,
     synth_commands,
+    tune_commands,
     view_commands,
 )
 from .help_text import install_help_layout, reflow_commands
@@ -61,6 +62,7 @@ def _root(
 
 for module in (
     detect_commands,
+    tune_commands,
     evaluate_commands,
     synth_commands,
     report_commands,

@@ -142,7 +142,7 @@ def _points_from_volume(
     )
 
 
-def _load_points(
+def load_points(
     path: Path,
     option: str,
     *,
@@ -256,13 +256,7 @@ def evaluate(
     """
 
     if json_out is not None:  # before any input is read
-        check_creatable(json_out, option="--json", folder=False)
-    if json_out is not None and json_out.exists() and not overwrite:
-        raise OutputError(
-            f"{json_out} already exists",
-            field="--json",
-            hint="choose another path, or pass --overwrite to replace it",
-        )
+        check_json_target(json_out, overwrite=overwrite)
     vs_opt = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
     t_org = (
         parse_zyx(truth_origin, field="--truth-origin", allow_zero=True) if truth_origin else None
@@ -277,8 +271,8 @@ def evaluate(
                 field="--voxel-unit",
                 hint="use nanometers, micrometers or millimeters",
             )
-    pred = _load_points(predicted, "PREDICTED", want_labels=per_slice)
-    true = _load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
+    pred = load_points(predicted, "PREDICTED", want_labels=per_slice)
+    true = load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
     if pred.centroids.ndim == 2 and pred.centroids.shape[1] == 2:
         raise VolumeInputError(
             f"{pred.description}: predictions need z,y,x (a 2-D list can only be the truth)",
@@ -291,33 +285,14 @@ def evaluate(
         vs, vunit = pred.voxel_size, pred.voxel_unit
     else:
         vs, vunit = true.voxel_size, true.voxel_unit
-    in_voxels = unit_name == PIXEL
-    if vs is None and not in_voxels:
-        raise VolumeInputError(
-            "the voxel size is not recorded in the predictions or the truth",
-            field="--voxel-size",
-            hint="pass --voxel-size z,y,x (and --voxel-unit), or give --max-distance in "
-            "voxels with --unit px",
-        )
-    if in_voxels:
-        scale, distance, shown_unit = (1.0, 1.0, 1.0), max_distance, "px"
-    else:
-        assert vs is not None
-        scale = vs
-        distance = (
-            max_distance
-            if unit is None
-            else distance_in_voxel_unit(max_distance, unit_name or "", vunit)
-        )
-        shown_unit = unit or vunit or "(voxel size unit)"
-    _check_distance(
+    scale, distance, shown_unit = matching_frame(
         max_distance,
         unit,
-        distance=distance,
-        unit_of_distance=PIXEL if in_voxels else vunit,
-        scale=scale,
+        voxel_size=vs,
+        voxel_unit=vunit,
         extents=[p.extent for p in (pred, true) if p.extent is not None],
     )
+    in_voxels = unit_name == PIXEL
     if per_slice:
         assert pred.labels is not None and true.labels is not None
         if pred.labels.shape != true.labels.shape or pred.origin != true.origin:
@@ -374,6 +349,60 @@ def evaluate(
         data["requested_max_distance"] = max_distance
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def check_json_target(path: Path, *, overwrite: bool) -> None:
+    """Refuse a --json path that cannot be written, or holds a file and --overwrite is off."""
+    check_creatable(path, option="--json", folder=False)
+    if path.exists() and not overwrite:
+        raise OutputError(
+            f"{path} already exists",
+            field="--json",
+            hint="choose another path, or pass --overwrite to replace it",
+        )
+
+
+def matching_frame(
+    max_distance: float,
+    unit: str | None,
+    *,
+    voxel_size: tuple[float, ...] | None,
+    voxel_unit: str | None,
+    extents: list[tuple[tuple[int, ...], tuple[int, ...]]],
+    recorded_in: str = "the predictions or the truth",
+) -> tuple[tuple[float, ...], float, str]:
+    """How points are matched: (coordinate scale, --max-distance in those coordinates, the
+    unit shown). ``unit`` px matches in voxels; any other unit needs the voxel size. A
+    radius no synapse comparison means is refused (:func:`_check_distance`)."""
+    unit_name = length_unit(unit) if unit is not None else None
+    in_voxels = unit_name == PIXEL
+    if voxel_size is None and not in_voxels:
+        raise VolumeInputError(
+            f"the voxel size is not recorded in {recorded_in}",
+            field="--voxel-size",
+            hint="pass --voxel-size z,y,x (and --voxel-unit), or give --max-distance in "
+            "voxels with --unit px",
+        )
+    if in_voxels:
+        scale, distance, shown_unit = (1.0, 1.0, 1.0), max_distance, "px"
+    else:
+        assert voxel_size is not None
+        scale = voxel_size
+        distance = (
+            max_distance
+            if unit is None
+            else distance_in_voxel_unit(max_distance, unit_name or "", voxel_unit)
+        )
+        shown_unit = unit or voxel_unit or "(voxel size unit)"
+    _check_distance(
+        max_distance,
+        unit,
+        distance=distance,
+        unit_of_distance=PIXEL if in_voxels else voxel_unit,
+        scale=scale,
+        extents=extents,
+    )
+    return scale, distance, shown_unit
 
 
 def _check_distance(

@@ -24,6 +24,11 @@ The target is a class (instantiated with no arguments) or an instance that satis
 - optionally ``check_volume(shape, *, voxel_size=None, **params) -> None`` -- raise
   :class:`~synapse_pipelines.core.errors.DetectionError` where ``run`` would refuse a volume
   of that shape and voxel size whatever its values, so a job fails before reading BOSS.
+- optionally ``operating_point: Mapping[str, float]`` -- the parameters that set how much
+  evidence a detection needs, with their values at level 1 (the defaults): level ``L``
+  sets each to ``L`` times that value (:func:`operating_point_parameters`), so one number
+  moves the detector between fewer, surer detections and more, dimmer ones. ``tune``
+  sweeps it against a user's annotations.
 
 Lookup: :func:`available_pipelines` lists names from the entry-point metadata only -- it
 imports neither the targets nor numpy, so request validation can use it in a Lambda.
@@ -68,6 +73,7 @@ __all__ = [
     "channel_pair",
     "checked_parameters",
     "get_pipeline",
+    "operating_point_parameters",
     "validate_parameters",
 ]
 
@@ -239,6 +245,15 @@ def validate_parameters(
     if problems:
         raise RequestValidationError(problems)
     return resolved
+
+
+def operating_point_parameters(pipeline: Pipeline, level: float) -> dict[str, float] | None:
+    """The parameters of ``pipeline``'s operating point at ``level`` (1: its defaults), or
+    ``None`` when the pipeline declares no operating point."""
+    base = getattr(pipeline, "operating_point", None)
+    if not base:
+        return None
+    return {name: float(level) * float(value) for name, value in base.items()}
 
 
 def checked_parameters(request: SynapseRequest) -> dict[str, int | float]:

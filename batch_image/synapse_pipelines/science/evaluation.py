@@ -236,7 +236,8 @@ def match_centroids(
     return matches, d_exact
 
 
-def _scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+def scores_from_counts(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from match counts (1.0 where nothing was to be found)."""
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
@@ -273,7 +274,7 @@ def evaluate_centroids(
     tp = len(matches)
     fp = len(pred) - tp
     fn = len(true) - tp
-    precision, recall, f1 = _scores(tp, fp, fn)
+    precision, recall, f1 = scores_from_counts(tp, fp, fn)
     return EvaluationResult(
         tp=tp,
         fp=fp,

@@ -309,6 +309,13 @@ class PairedPuncta:
         "one detection per synapse; sizes in nm from the voxel size"
     )
     parameters: Mapping[str, ParameterSpec] = PARAMETERS
+    #: One level scales the three evidence levels together (docs/detection.md "Operating
+    #: point"): the strong seeds' level, the weak seeds' and the foreground's, which keeps
+    #: weak seeds at half a strong one's evidence and the foreground as low as them.
+    operating_point: Mapping[str, float] = {
+        name: float(PARAMETERS[name].default)
+        for name in ("seed_level", "weak_seed_level", "assignment_level")
+    }
 
     def run(
         self,
