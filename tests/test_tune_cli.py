@@ -239,3 +239,29 @@ def test_a_plane_annotated_in_pixels_with_few_points_is_said_to_be_uncertain(tmp
     )
     assert len(points) < 40 and "annotated synapses" in out and "firm choice" in out
     assert "F1 1.000" in out  # a clean scene: the default finds every pair
+
+
+def test_the_benchmark_scores_each_crop_at_the_level_the_other_crop_chooses(tmp_path) -> None:
+    from fixtures.benchmark_modules import load_benchmark
+    from scipy.io import savemat
+
+    bench = load_benchmark("bench_operating_point")
+    shape = (1, 96, 96)
+    for crop, seed in (("400500", 1), ("800900", 2)):
+        pairs, pre_only, post_only = layout(shape, seed=seed)
+        pre, post = scene(shape, pairs=pairs, pre_only=pre_only, post_only=post_only, seed=seed)
+        points = (np.asarray(pairs)[:, 1:] + (0.0, 75.0)) / np.asarray(VOX[1:])
+        # DoGNet's layout: channels synapsin, vGluT1, PSD-95; 1-based X (row), Y (column)
+        # after a (0, 0) placeholder
+        data = np.stack([pre[0], pre[0], post[0]]).astype(float) / 255
+        rows, cols = np.r_[0.0, points[:, 0] + 1], np.r_[0.0, points[:, 1] + 1]
+        savemat(
+            tmp_path / f"weiler300400_{crop}.mat", {"data": data, "X": rows[None], "Y": cols[None]}
+        )
+    first, second = bench.crop_rows(tmp_path)
+    assert first["data"].startswith("DoGNet weiler14 400500")
+    for row in (first, second):
+        assert 0 <= row["default"] <= row["best"] <= 1 and row["held_out"] is not None
+        assert row["transfer"] <= row["best"]
+    # each crop's transfer is its own F1 at the other crop's best level
+    assert first["best_levels"][::-1] == second["best_levels"]
