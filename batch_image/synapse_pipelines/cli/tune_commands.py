@@ -88,14 +88,15 @@ def tune(
     ] = None,
     unit: Annotated[
         str | None,
-        typer.Option(help="Unit of --max-distance: nm, um, mm or px. Default: the voxel size's."),
+        typer.Option(
+            help="Unit of the match distance: nm, um, mm or px (default: the voxel size's)."
+        ),
     ] = None,
     levels: Annotated[
         str | None,
         typer.Option(
-            help="Operating-point levels to try, comma-separated (default "
-            f"{','.join(f'{v:g}' for v in DEFAULT_LEVELS)}; 1 is the default, lower finds "
-            "more and dimmer synapses)."
+            help="Levels to try, comma separated (default: 0.5 to 2 in 11 steps; 1 is the "
+            "pipeline's default, lower finds more and dimmer synapses)."
         ),
     ] = None,
     strips: Annotated[
@@ -110,7 +111,7 @@ def tune(
         typer.Option("--channel", "-c", help="A channel as NAME=PATH. Repeatable."),
     ] = None,
     channel_names: Annotated[
-        str | None, typer.Option(help="Comma-separated names of a multi-channel INPUT's channels.")
+        str | None, typer.Option(help="Names of a multi-channel INPUT's channels, comma separated.")
     ] = None,
     presynaptic_channel: Annotated[
         str | None, typer.Option(help="Presynaptic channel (default: the one named *synapsin*).")
