@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from synapse_pipelines.cli import app
 from synapse_pipelines.core.errors import BossError, SynapsePipelinesError
 from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.io.boss_client import BossClient
+from synapse_pipelines.io.volumes import read_volume_file
 
 
 def test_load_synthetic_then_ls(boss_server) -> None:
@@ -179,3 +181,67 @@ def test_ls_shows_the_resolution_levels_a_request_may_read(boss_server) -> None:
     )
     assert "PSD95_488\tuint8\timage\tDOWNSAMPLED" in listing.output
     assert "Synapsin647\tuint8\timage\tNOT_DOWNSAMPLED" in listing.output
+
+
+def test_cutout_writes_a_region_tune_reads_in_the_experiment_s_voxels(
+    boss_server, boss_synthetic, tmp_path
+) -> None:
+    """A region someone annotated, cut out over intern: its channels voxel for voxel, its
+    voxel size and global origin recorded, so `tune` matches points given in the
+    experiment's voxels; an existing file, a bad range, a range outside the frame and an
+    annotation channel are refused."""
+    runner = CliRunner(env={"COLUMNS": "200"})
+    env = {"BOSS_TOKEN": boss_server.token}
+    crop = tmp_path / "crop.ome.tif"
+    ranges = ["--z-range", "2:14", "--y-range", "64:192", "--x-range", "32:224"]
+    base = ["boss", "cutout", "synthetic", "synth16", "--host", boss_server.host, *ranges]
+    done = runner.invoke(app, [*base, "-o", str(crop)], env=env)
+    assert done.exit_code == 0, done.output
+    assert boss_server.token not in done.output
+    vol = read_volume_file(crop)
+    names = vol.channel_names  # every image channel, in BOSS's listing order
+    assert sorted(names) == sorted(boss_synthetic.channels) and "annotation" not in names
+    assert vol.origin == (2, 64, 32) and vol.voxel_size == boss_synthetic.frame.voxel_size
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(
+            vol.data[i], boss_synthetic.channels[name][2:14, 64:192, 32:224]
+        )
+    again = runner.invoke(app, [*base, "-o", str(crop)], env=env)
+    assert isinstance(again.exception, SynapsePipelinesError) and again.exception.field == "--out"
+    for change, field in (
+        (["--x-range", "224:32"], "--x-range"),
+        (["--channels", "annotation"], "--channels"),
+    ):
+        bad = runner.invoke(app, [*base, *change, "-o", str(tmp_path / "b.tif")], env=env)
+        assert isinstance(bad.exception, SynapsePipelinesError), bad.output
+        assert bad.exception.field == field and bad.exception.hint
+    outside = runner.invoke(
+        app, [*base, "--x-range", "200:300", "-o", str(tmp_path / "o.tif")], env=env
+    )
+    assert isinstance(outside.exception, BossError) and "x_range" in str(outside.exception.field)
+    # the synapses inside the region, in the experiment's voxels: tune (and so detect and
+    # evaluate) place the crop by its recorded origin
+    truth = boss_synthetic.synthetic.synapse_centroids
+    lo, hi = np.array([2, 64, 32]), np.array([14, 192, 224])
+    inside = truth[np.all((truth >= lo) & (truth < hi - 1), axis=1)]
+    np.savetxt(tmp_path / "truth.csv", inside, delimiter=",", fmt="%.3f")
+    sweep = tmp_path / "sweep.json"
+    tuned = runner.invoke(
+        app,
+        ["tune", str(crop), "--truth", str(tmp_path / "truth.csv"), "--max-distance", "300",
+         "--unit", "nm", "--levels", "1", "--json", str(sweep)],
+    )  # fmt: skip
+    assert tuned.exit_code == 0, (tuned.output, tuned.exception)
+    default = json.loads(sweep.read_text())["default"]
+    # every annotated synapse is found (detections of synapses cut by the region's faces,
+    # whose centres lie outside it, are the false positives)
+    assert len(inside) > 10 and default["recall"] == 1.0, default
+    # without the origin the same points miss: the test can tell
+    np.savetxt(tmp_path / "local.csv", inside - lo, delimiter=",", fmt="%.3f")
+    local = runner.invoke(
+        app,
+        ["tune", str(crop), "--truth", str(tmp_path / "local.csv"), "--max-distance", "300",
+         "--unit", "nm", "--levels", "1", "--json", str(tmp_path / "local.json")],
+    )  # fmt: skip
+    assert local.exit_code == 0, (local.output, local.exception)
+    assert json.loads((tmp_path / "local.json").read_text())["default"]["recall"] < 0.2
