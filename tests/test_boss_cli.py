@@ -210,7 +210,8 @@ def test_cutout_writes_a_region_tune_reads_in_the_experiment_s_voxels(
     assert isinstance(again.exception, SynapsePipelinesError) and again.exception.field == "--out"
     for change, field in (
         (["--x-range", "224:32"], "--x-range"),
-        (["--channels", "annotation"], "--channels"),
+        (["--channels", "annotation,PSD95_488"], "--channels"),
+        (["--channels", "nope"], "--channels"),
     ):
         bad = runner.invoke(app, [*base, *change, "-o", str(tmp_path / "b.tif")], env=env)
         assert isinstance(bad.exception, SynapsePipelinesError), bad.output
@@ -244,4 +245,19 @@ def test_cutout_writes_a_region_tune_reads_in_the_experiment_s_voxels(
          "--unit", "nm", "--levels", "1", "--json", str(tmp_path / "local.json")],
     )  # fmt: skip
     assert local.exit_code == 0, (local.output, local.exception)
+    # the region's labels, cut out alone, are a truth volume evaluate reads in place
+    labels = tmp_path / "labels.ome.tif"
+    cut = runner.invoke(app, [*base, "--channels", "annotation", "-o", str(labels)], env=env)
+    assert cut.exit_code == 0, cut.output
+    ann = read_volume_file(labels)
+    assert ann.origin == (2, 64, 32) and ann.channel_names is None
+    np.testing.assert_array_equal(ann.data, boss_synthetic.annotation[2:14, 64:192, 32:224])
+    by_labels = runner.invoke(
+        app,
+        ["tune", str(crop), "--truth", str(labels), "--max-distance", "300", "--unit", "nm",
+         "--levels", "1", "--json", str(tmp_path / "labels.json")],
+    )  # fmt: skip
+    assert by_labels.exit_code == 0, (by_labels.output, by_labels.exception)
+    scored = json.loads((tmp_path / "labels.json").read_text())["default"]
+    assert scored["f1"] > 0.9, scored  # the pieces cut by the faces count on both sides
     assert json.loads((tmp_path / "local.json").read_text())["default"]["recall"] < 0.2

@@ -266,7 +266,10 @@ def cutout(
     out: Annotated[Path, typer.Option("--out", "-o", help="OME-TIFF to write.")],
     channels: Annotated[
         str | None,
-        typer.Option(help="Comma-separated image channels (default: every image channel)."),
+        typer.Option(
+            help="Image channels, comma separated (default: every image channel), or one "
+            "annotation channel alone."
+        ),
     ] = None,
     resolution: Annotated[
         int, typer.Option(help="Resolution level; ranges count that level's voxels.")
@@ -277,7 +280,8 @@ def cutout(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Write a region of an experiment's image channels as one OME-TIFF (voxel size and
-    global origin recorded), e.g. the crop someone annotated, for tune and evaluate.
+    global origin recorded), e.g. the crop someone annotated, for tune and evaluate; or,
+    with one annotation channel as --channels, that region's labels (evaluate's --truth).
 
     Example:
 
@@ -302,14 +306,17 @@ def cutout(
     with BossClient(bare_host, proto, _need_token(token)) as client:
         images = image_channels(client, collection, experiment)
         names = [n.strip() for n in channels.split(",") if n.strip()] if channels else images
-        unknown = [n for n in names if n not in images]
+        every = client.list_channels(collection, experiment)
+        # one annotation channel alone is a label volume (the truth of an annotated region)
+        labels = len(names) == 1 and names[0] in every and names[0] not in images
+        unknown = [] if labels else [n for n in names if n not in images]
         if unknown or not names:
             raise SynapsePipelinesError(
                 f"not image channels of {collection}/{experiment}: "
                 f"{', '.join(unknown) or '(none given)'}; its image channels: "
                 f"{', '.join(images) or 'none'}",
                 field="--channels",
-                hint="name image channels (annotation channels hold labels, not microscopy)",
+                hint="name image channels, or one annotation channel alone (a label volume)",
             )
         frame = client.validate_box(collection, experiment, box, resolution)
         wide = np.result_type(
@@ -327,11 +334,11 @@ def cutout(
         data = client.pull_channels(collection, experiment, names, box, resolution)
     write_volume(
         out,
-        np.stack([data[n].astype(wide, copy=False) for n in names]),
+        data[names[0]] if labels else np.stack([data[n].astype(wide, copy=False) for n in names]),
         voxel_size=frame.voxel_size,
         voxel_unit=frame.voxel_unit,
         origin=box.start,
-        channel_names=names,
+        channel_names=None if labels else names,
         attributes={"source": f"bossdb://{collection}/{experiment}", "resolution": resolution},
         overwrite=overwrite,
     )
