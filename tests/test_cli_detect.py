@@ -245,6 +245,23 @@ def test_two_dimensional_files_are_one_plane(small, tmp_path) -> None:
     assert len(table) > 0 and (table["bbox_z0"] == 0).all()
     pd.testing.assert_frame_equal(table, read_synapse_table(stack / outputs.SYNAPSES_CSV))
     assert outputs.read_manifest(flat)["volume"]["shape"][0] == 1
+    # one plane of several channels in one OME-TIFF (a cutout of one section): TIFF
+    # readers drop its singleton z, which must not make the channels a z-stack
+    both = tmp_path / "plane.ome.tif"
+    ome_tiff.write_volume(
+        both,
+        vol.data[:, z : z + 1],
+        voxel_size=(70.0, 100.0, 100.0),
+        channel_names=list(vol.channel_names),
+        origin=(z, 0, 0),
+    )
+    one_file = tmp_path / "one_file"
+    _ok(["detect", str(both), "--out", str(one_file)])
+    moved = read_synapse_table(one_file / outputs.SYNAPSES_CSV)
+    assert (moved["bbox_z0"] == z).all()  # the recorded origin
+    same = [c for c in table.columns if c in moved.columns and "z" not in c]
+    assert {"centroid_y", "centroid_x", "volume_voxels"} <= set(same)
+    pd.testing.assert_frame_equal(moved[same], table[same])
 
 
 def test_ambiguous_default_channels(tmp_path) -> None:
@@ -366,10 +383,12 @@ def test_rgb_and_channels_last_files_are_refused_with_how_to_give_channels(tmp_p
     """An RGB TIFF (y, x, 3) is not a 256 x 256 x 3 volume, nor a channels-last stack
     (z, y, x, c) 8 channels of the wrong axis: both are refused, saying how to give channels."""
     rng = np.random.default_rng(0)
-    tifffile.imwrite(tmp_path / "rgb.tif", rng.integers(0, 255, (64, 64, 3), np.uint8),
-                     photometric="rgb")  # fmt: skip
-    tifffile.imwrite(tmp_path / "zyx_rgb.tif", rng.integers(0, 255, (4, 64, 64, 3), np.uint8),
-                     photometric="rgb")  # fmt: skip
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", rng.integers(0, 255, (64, 64, 3), np.uint8), photometric="rgb"
+    )
+    tifffile.imwrite(
+        tmp_path / "zyx_rgb.tif", rng.integers(0, 255, (4, 64, 64, 3), np.uint8), photometric="rgb"
+    )
     tifffile.imwrite(tmp_path / "zyxc.tif", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
     np.save(tmp_path / "zyxc.npy", rng.integers(0, 255, (8, 64, 64, 2), np.uint8))
     out = str(tmp_path / "o")
@@ -411,18 +430,31 @@ def test_a_voxel_size_below_a_nanometre_names_the_unit(small, tmp_path) -> None:
     assert exc.field == "--voxel-size" and "0.07,0.1,0.1 nanometers" in str(exc)
     assert "--voxel-unit um" in (exc.hint or "")
     assert not out.exists()
-    exc = _fails(["detect", chans, "--voxel-size", "0.0007,0.001,0.001", "--voxel-unit", "um",
-                  "--out", str(out)])  # fmt: skip
+    exc = _fails(
+        [
+            "detect",
+            chans,
+            "--voxel-size",
+            "0.0007,0.001,0.001",
+            "--voxel-unit",
+            "um",
+            "--out",
+            str(out),
+        ]
+    )
     assert exc.field == "--voxel-size" and "--voxel-unit um" not in (exc.hint or "")
     # a file that records such a size: the fix is to override it
     vol = ome_tiff.read_volume(small / "channels.ome.tif")
-    ome_tiff.write_volume(tmp_path / "tiny.ome.tif", vol.data, voxel_size=(0.07, 0.1, 0.1),
-                          channel_names=vol.channel_names)  # fmt: skip
+    ome_tiff.write_volume(
+        tmp_path / "tiny.ome.tif",
+        vol.data,
+        voxel_size=(0.07, 0.1, 0.1),
+        channel_names=vol.channel_names,
+    )
     exc = _fails(["detect", str(tmp_path / "tiny.ome.tif"), "--out", str(out)])
     assert exc.field == "--voxel-size" and "tiny.ome.tif" in str(exc)
     assert "--voxel-size" in (exc.hint or "") and "--voxel-unit" in (exc.hint or "")
-    _ok(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--voxel-unit", "um",
-         "--out", str(out)])  # fmt: skip
+    _ok(["detect", chans, "--voxel-size", "0.07,0.1,0.1", "--voxel-unit", "um", "--out", str(out)])
 
 
 def test_an_output_that_cannot_be_created_is_refused_before_any_input_is_read(

@@ -127,6 +127,10 @@ def _read_tiff(path: Path, option: str) -> VolumeFile:
     if "C" in axes and axes.index("C") != 0:
         data = np.moveaxis(data, axes.index("C"), 0)
         axes = "C" + axes.replace("C", "")
+    if "C" in axes and "Z" not in axes and data.ndim == 3:
+        # one plane of several channels: TIFF readers drop the singleton z (CYX)
+        data = data[:, None]
+        axes = "CZ" + axes[1:]
     if ij and voxel_size is None and "spacing" in ij and xres is not None:
         num, den = xres.value
         if num:
