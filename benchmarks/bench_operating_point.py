@@ -30,6 +30,10 @@ import numpy as np
 from bench_real_data import load_dognet_crop  # a sibling script: sys.path[0]
 
 from synapse_pipelines.science.synthetic import (
+    GRID_DENSITY,
+    GRID_SEEDS,
+    GRID_SHAPE,
+    GRID_SNR,
     MATCH_NM,
     POSTSYNAPTIC,
     PRESYNAPTIC,
@@ -40,10 +44,6 @@ from synapse_pipelines.workflow.operating_point_sweep import (
     sweep_operating_point,
 )
 
-SNR = (0.5, 1.0, 2.0)
-DENSITY = (0.5, 1.0, 2.0)
-SEEDS = (0, 1)
-SHAPE = (12, 256, 256)
 AT_VOXEL_NM = (70.0, 100.0, 100.0)
 
 
@@ -90,12 +90,12 @@ def _row(name: str, pair: list[OperatingPointSweep]) -> dict[str, Any]:
 
 def grid_rows() -> list[dict[str, Any]]:
     rows = []
-    for snr in SNR:
-        for density in DENSITY:
+    for snr in GRID_SNR:
+        for density in GRID_DENSITY:
             pair = []
-            for seed in SEEDS:
+            for seed in GRID_SEEDS:
                 exp = make_experiment(
-                    SHAPE,
+                    GRID_SHAPE,
                     seed=seed,
                     snr=snr,
                     density=density,

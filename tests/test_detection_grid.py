@@ -18,18 +18,17 @@ import pytest
 from synapse_pipelines.core.pipelines import available_pipelines, get_pipeline
 from synapse_pipelines.science.evaluation import centroids_from_labels, evaluate_centroids
 from synapse_pipelines.science.synthetic import (
+    GRID_DENSITY,
+    GRID_SEEDS,
+    GRID_SHAPE,
+    GRID_SNR,
     MATCH_NM,  # about one punctum (FWHM ~450 nm), more than the largest pre/post offset
     POSTSYNAPTIC,
     PRESYNAPTIC,
     make_experiment,
 )
 
-SNR = (0.5, 1.0, 2.0)
-DENSITY = (0.5, 1.0, 2.0)
-SEEDS = (0, 1)
-#: 0.84 x 25.6 x 25.6 um: ~300-900 true synapses per volume, so one cell's F1 moves by
-#: ~0.02 between seeds; two seeds per cell.
-SHAPE = (12, 256, 256)
+SNR, DENSITY, SEEDS, SHAPE = GRID_SNR, GRID_DENSITY, GRID_SEEDS, GRID_SHAPE
 #: Allowed step the "wrong" way between neighbouring cells (seed noise, ~2 x its sd).
 TOLERANCE = 0.04
 #: Floors sit this far below the measured reference F1.

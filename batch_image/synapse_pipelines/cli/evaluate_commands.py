@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from scipy import ndimage
 
+from synapse_pipelines.cli.local_volume_input import parse_voxel_unit
 from synapse_pipelines.cli.results_manifest import manifest_beside, recorded_warnings
 from synapse_pipelines.cli.terminal_output import (
     err_console,
@@ -262,15 +263,7 @@ def evaluate(
         parse_zyx(truth_origin, field="--truth-origin", allow_zero=True) if truth_origin else None
     )
     unit_name = length_unit(unit) if unit is not None else None  # a bad --unit fails first
-    vu_opt = None
-    if voxel_unit is not None:
-        vu_opt = normalise_unit(voxel_unit)
-        if vu_opt is None:
-            raise VolumeInputError(
-                f"unknown unit {voxel_unit!r}",
-                field="--voxel-unit",
-                hint="use nanometers, micrometers or millimeters",
-            )
+    vu_opt = parse_voxel_unit(voxel_unit)
     pred = load_points(predicted, "PREDICTED", want_labels=per_slice)
     true = load_points(truth, "--truth", want_labels=per_slice, origin=t_org)
     if pred.centroids.ndim == 2 and pred.centroids.shape[1] == 2:

@@ -112,6 +112,20 @@ def resolve_pipeline(name: str, params: dict[str, int | float]) -> tuple[Any, di
         ) from exc
 
 
+def parse_voxel_unit(text: str | None) -> str | None:
+    """``--voxel-unit`` normalised (``nm`` -> ``nanometers``), None when not given."""
+    if text is None:
+        return None
+    unit = normalise_unit(text)
+    if unit is None:
+        raise VolumeInputError(
+            f"unknown unit {text!r}",
+            field="--voxel-unit",
+            hint="use nanometers, micrometers or millimeters",
+        )
+    return unit
+
+
 def parse_volume_options(
     *,
     channel_names: str | None,
@@ -125,15 +139,7 @@ def parse_volume_options(
     names = [n.strip() for n in channel_names.split(",")] if channel_names else None
     vs = parse_zyx(voxel_size, field="--voxel-size", kind=float) if voxel_size else None
     org = parse_zyx(origin, field="--origin", allow_zero=True) if origin else None
-    unit_opt = None
-    if voxel_unit is not None:
-        unit_opt = normalise_unit(voxel_unit)
-        if unit_opt is None:
-            raise VolumeInputError(
-                f"unknown unit {voxel_unit!r}",
-                field="--voxel-unit",
-                hint="use nanometers, micrometers or millimeters",
-            )
+    unit_opt = parse_voxel_unit(voxel_unit)
     if vs is not None:
         refuse_sub_nanometre_voxels(vs, unit_opt or "nanometers", source=None)
     return VolumeOptions(

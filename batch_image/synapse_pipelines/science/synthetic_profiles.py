@@ -24,6 +24,15 @@ VOXEL_UNIT = "nanometers"
 #: points, 400 nm for at_example's peer detections, whose channels are misregistered.)
 MATCH_NM = 300.0
 
+#: The realistic profile's SNR x density grid (x the calibrated values; seeds, shape) that
+#: tests/test_detection_grid.py asserts the F1 curve on and the benchmarks score on.
+GRID_SNR = (0.5, 1.0, 2.0)
+GRID_DENSITY = (0.5, 1.0, 2.0)
+GRID_SEEDS = (0, 1)
+#: 0.84 x 25.6 x 25.6 um: ~300-900 true synapses per volume, so one cell's F1 moves by
+#: ~0.02 between seeds; two seeds per cell.
+GRID_SHAPE = (12, 256, 256)
+
 PRESYNAPTIC = "Synapsin647"
 POSTSYNAPTIC = "PSD95_488"
 ALL_CHANNELS: tuple[str, ...] = (
