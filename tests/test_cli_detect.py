@@ -547,3 +547,57 @@ def test_voxels_too_fine_on_every_axis_are_refused_with_the_fix(tmp_path) -> Non
         ]
     )
     assert err.field == "smoothing_sigma_nm" and "downsample" in (err.hint or "")
+
+
+def test_other_number_types_are_read_as_grey_levels_and_said(small, tmp_path) -> None:
+    """Float data (deconvolution, processing) and wide integers: whole grey levels within
+    0..65535 exactly, anything else rescaled linearly to uint16, with a note in the summary
+    and the manifest; NaN and booleans are refused with the fix."""
+    vol = ome_tiff.read_volume(small / "channels.ome.tif")
+    pair = {
+        n: vol.data[i] for i, n in enumerate(vol.channel_names) if n in ("Synapsin647", "PSD95_488")
+    }
+    runs = {}
+    for kind, convert in (
+        ("uint8", lambda a: a),
+        ("float_whole", lambda a: a.astype(np.float64)),
+        ("int32", lambda a: a.astype(np.int32)),
+        ("float_scaled", lambda a: a.astype(np.float32) / 255 - 0.25),
+    ):
+        files = []
+        for name, data in pair.items():
+            files.append(tmp_path / f"{kind}_{name}.npy")
+            np.save(files[-1], convert(data))
+        out = tmp_path / kind
+        shown = _ok(
+            [
+                "detect",
+                *map(str, files),
+                "--presynaptic-channel",
+                f"{kind}_Synapsin647",
+                "--postsynaptic-channel",
+                f"{kind}_PSD95_488",
+                "--out",
+                str(out),
+                "--voxel-size",
+                "70,100,100",
+            ]
+        )
+        runs[kind] = (read_synapse_table(out / outputs.SYNAPSES_CSV), outputs.read_manifest(out))
+        if kind == "uint8":
+            assert "rescaled" not in shown and "read as" not in shown
+    table = runs["uint8"][0][["centroid_z", "centroid_y", "centroid_x", "volume_voxels"]]
+    for kind in ("float_whole", "int32"):  # the same grey levels: the same synapses
+        other, manifest = runs[kind]
+        pd.testing.assert_frame_equal(other[table.columns], table)
+        assert any("whole grey levels read as uint8" in w for w in manifest["warnings"])
+    scaled, manifest = runs["float_scaled"]
+    assert any("rescaled linearly to 0..65535" in w for w in manifest["warnings"])
+    # a linear map leaves the per-section thresholds in place, to within a histogram bin
+    assert abs(len(scaled) - len(table)) <= 0.05 * len(table)
+    for bad, words in ((np.full((4, 16, 16), np.nan), "NaN"), (np.ones((4, 16, 16), bool), "bool")):
+        np.save(tmp_path / "Synapsin647.npy", bad)
+        np.save(tmp_path / "PSD95_488.npy", np.ones((4, 16, 16), np.uint8))
+        files = [str(tmp_path / "Synapsin647.npy"), str(tmp_path / "PSD95_488.npy")]
+        error = _fails(["detect", *files, "--out", str(tmp_path / f"bad_{words}")])
+        assert error.field == "INPUT" and words in error.message and error.hint

@@ -7,6 +7,7 @@ The command only parses, calls the pipeline and the results writer, and formats.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,6 +151,8 @@ def detect(
         unit_warning = local.unit_warning
         if unit_warning:  # said before the run, and again beside an empty result
             err_console().print(f"warning: {unit_warning}", highlight=False)
+        for note in local.conversions:  # said now, and kept among the manifest's warnings
+            err_console().print(f"note: {note}", highlight=False)
         with steps.step(
             "detect", f"{pipeline}: {selection.presynaptic} x {selection.postsynaptic}"
         ):
@@ -198,7 +201,9 @@ def detect(
                     "postsynaptic_channel": postsynaptic_channel,
                 },
                 pipeline=pipeline,
-                parameters=dict(getattr(result, "parameters", None) or params),
+                parameters=_with_notes(
+                    dict(getattr(result, "parameters", None) or params), local.conversions
+                ),
                 channels={
                     "presynaptic": selection.presynaptic,
                     "postsynaptic": selection.postsynaptic,
@@ -245,6 +250,13 @@ def detect(
         ("results", str(out_dir)),
     ]
     out_console().print(summary_table("synapse-pipelines detect", rows))
+
+
+def _with_notes(parameters: dict[str, Any], notes: Sequence[str]) -> dict[str, Any]:
+    """The result's parameters with the input's conversions first among its warnings."""
+    if notes:
+        parameters["warnings"] = [*notes, *(parameters.get("warnings") or [])]
+    return parameters
 
 
 def _synapse_count(manifest: dict[str, Any]) -> str:

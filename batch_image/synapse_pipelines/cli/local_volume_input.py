@@ -25,7 +25,12 @@ from synapse_pipelines.core.geometry import (
     parse_zyx,
     voxel_size_nanometers,
 )
-from synapse_pipelines.io.volumes import ChannelSet, VolumeInputError, load_channels
+from synapse_pipelines.io.volumes import (
+    ChannelSet,
+    VolumeInputError,
+    integer_intensities,
+    load_channels,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class LocalVolumes:
     unit_warning: str | None
     #: the voxel size came from neither the files nor --voxel-size
     voxel_size_missing: bool
+    #: channels read into grey levels from other number types (io.volumes.integer_intensities)
+    conversions: tuple[str, ...] = ()
 
 
 def _as_flags(text: str | None) -> str | None:
@@ -157,6 +164,10 @@ def read_local_volumes(
 ) -> LocalVolumes:
     """Read the files, choose the presynaptic / postsynaptic pair, resolve the voxel size."""
     chans = load_channels(list(inputs), list(channel), channel_names=options.channel_names)
+    conversions = []
+    for name, data in list(chans.channels.items()):
+        chans.channels[name], note = integer_intensities(name, data)
+        conversions += [note] if note else []
     try:
         selection = select_channels(
             list(chans.channels),
@@ -187,6 +198,7 @@ def read_local_volumes(
         origin=options.origin or chans.origin or (0, 0, 0),
         unit_warning=implausible_voxel_size(voxel_nm),
         voxel_size_missing=missing,
+        conversions=tuple(conversions),
     )
 
 

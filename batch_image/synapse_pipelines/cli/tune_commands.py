@@ -193,6 +193,8 @@ def tune(
         sources = list(inputs or [])
         with steps.step("read", f"reading {len(sources) + len(channel or [])} file(s)"):
             local = read_local_volumes(options, sources, channel or [])
+        for note in local.conversions:
+            err_console().print(f"note: {note}", highlight=False)
         shape = local.channels.shape
         scale, distance, shown_unit = matching_frame(
             max_distance,

@@ -404,3 +404,52 @@ def load_channels(
         origin=first("origin"),
         sources=sources,
     )
+
+
+#: The largest grey level of the integer type other data are read into.
+_UINT16_MAX = 65535
+
+
+def integer_intensities(name: str, data: Any) -> tuple[np.ndarray, str | None]:
+    """A channel as the detectors take it (uint8 or uint16 grey levels), and a note when it
+    was converted.
+
+    The detectors count whole grey levels (exact integer band-pass, fixed histogram bins).
+    uint8 / uint16 pass unchanged. Other numbers (float from deconvolution or processing,
+    signed or 32-bit integers) whose values are whole grey levels within 0..65535 are read
+    as such, exactly; anything else is rescaled linearly, minimum to 0 and maximum to
+    65535 (uint16). PAIRS' thresholds are statistics of each section, which a linear map
+    leaves in place (an offset exactly, a gain to within a histogram bin). NaN, infinity,
+    booleans and complex numbers are refused with the fix.
+    """
+    arr = np.asarray(data)
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr, None
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise VolumeInputError(
+            f"channel {name!r} holds {arr.dtype} values, not intensities",
+            field="INPUT",
+            hint="pass the channel's grey levels (uint8 or uint16; other numbers are rescaled)",
+        )
+    if arr.size == 0:
+        return arr.astype(np.uint16), None
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise VolumeInputError(
+            f"channel {name!r} holds {bad} NaN or infinite values",
+            field="INPUT",
+            hint="replace them (e.g. numpy.nan_to_num) or crop them out before detecting",
+        )
+    lo, hi = float(arr.min()), float(arr.max())
+    whole = np.issubdtype(arr.dtype, np.integer) or bool(np.all(arr == np.round(arr)))
+    if whole and lo >= 0 and hi <= _UINT16_MAX:
+        out = arr.astype(np.uint8 if hi <= 255 else np.uint16)
+        return out, f"channel {name!r}: {arr.dtype} whole grey levels read as {out.dtype}"
+    scale = _UINT16_MAX / (hi - lo) if hi > lo else 0.0
+    out = np.rint((arr.astype(np.float64) - lo) * scale).astype(np.uint16)
+    return out, (
+        f"channel {name!r}: {arr.dtype} values {lo:.6g}..{hi:.6g} rescaled linearly to "
+        "0..65535 (uint16), the grey levels the detector counts"
+    )
