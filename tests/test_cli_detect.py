@@ -132,7 +132,9 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.tif").write_text("not a tiff")
     (tmp_path / "a_file").write_text("")
-    np.save(tmp_path / "f_Synapsin647.npy", np.random.default_rng(0).random((4, 8, 8)))
+    nan = np.random.default_rng(0).random((4, 8, 8))
+    nan[1, 2, 3] = np.nan  # floats are read as grey levels; NaN is no grey level
+    np.save(tmp_path / "f_Synapsin647.npy", nan)
     np.save(tmp_path / "f_PSD95_488.npy", np.random.default_rng(1).random((4, 8, 8)))
     cases = [
         (["detect", str(tmp_path / "missing.tif")], "INPUT", "no such file"),
@@ -186,8 +188,8 @@ def test_bad_inputs_name_the_option(small, tmp_path) -> None:
         (["detect", chans, "--out", str(tmp_path / "a_file")], "--out", "is a file"),
         (
             ["detect", str(tmp_path / "f_Synapsin647.npy"), str(tmp_path / "f_PSD95_488.npy")],
-            "presynaptic",
-            "f_Synapsin647.npy",
+            "INPUT",
+            "1 NaN or infinite values",
         ),
         (["synth", "--out", str(small)], "--out", "--overwrite"),
         (["synth", "--shape", "16,0,3"], "--shape", "positive integers"),
@@ -414,11 +416,11 @@ def test_rgb_and_channels_last_files_are_refused_with_how_to_give_channels(tmp_p
 
 
 def test_a_bool_input_is_told_what_the_detectors_accept(tmp_path) -> None:
-    """The fix for a bool volume names what detect then accepts: not floats (refused next)."""
+    """The fix for a bool volume names what detect then accepts."""
     np.save(tmp_path / "synapsin.npy", np.zeros((4, 16, 16), bool))
     exc = _fails(["detect", str(tmp_path / "synapsin.npy"), "--out", str(tmp_path / "o")])
     assert exc.field == "INPUT" and "bool" in str(exc)
-    assert "uint8 or uint16" in (exc.hint or "") and "floating-point" not in (exc.hint or "")
+    assert "uint8 or uint16" in (exc.hint or "") and "bool" in (exc.hint or "")
 
 
 def test_a_voxel_size_below_a_nanometre_names_the_unit(small, tmp_path) -> None:

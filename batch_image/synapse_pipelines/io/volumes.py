@@ -276,9 +276,9 @@ def read_volume_file(path: str | Path, *, option: str = "input") -> VolumeFile:
         raise VolumeInputError(
             f"{path} has unsupported data type {dtype}",
             field=option,
-            # floats pass here (extra channels of the table) but the detectors refuse them
-            hint="pass the raw uint8 or uint16 intensities (the detectors take no bool, "
-            "float or signed data)",
+            # other numbers pass here: detect reads them as grey levels (integer_intensities)
+            hint="pass the channel's uint8 or uint16 intensities (other integer and float "
+            "data are read as grey levels; bool and complex are not intensities)",
         )
     return vf
 
