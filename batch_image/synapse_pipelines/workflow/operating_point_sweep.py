@@ -221,7 +221,7 @@ def sweep_operating_point(
     scores: list[LevelScore] = []
     counts = np.zeros((len(chosen), strips, 3), dtype=np.int64)  # tp, fp, fn
     for i, (level, params) in enumerate(zip(chosen, per_level, strict=True)):
-        point = {k: float(params[k]) for k in operating_point_parameters(runner, 1.0) or {}}
+        point = operating_point_parameters(runner, level) or {}
         result = run_on_a_grid_that_runs(
             pipeline, channels, presynaptic, postsynaptic, voxel_size_nm, params
         )
