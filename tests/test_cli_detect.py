@@ -603,3 +603,60 @@ def test_other_number_types_are_read_as_grey_levels_and_said(small, tmp_path) ->
         files = [str(tmp_path / "Synapsin647.npy"), str(tmp_path / "PSD95_488.npy")]
         error = _fails(["detect", *files, "--out", str(tmp_path / f"bad_{words}")])
         assert error.field == "INPUT" and words in error.message and error.hint
+
+
+def test_resolution_detects_on_the_grid_asked_for_or_says_which_runs(tmp_path) -> None:
+    """--resolution K averages 2**K x 2**K pixels in-plane, as a BOSS level, detects there
+    and expands the labels back; a level the pipeline cannot run at, or one that leaves a
+    single pixel, is refused naming the option and the level that runs."""
+    from synapse_pipelines.science.paired_puncta import detect_paired_puncta
+    from synapse_pipelines.science.pyramid import downsample_region, expand_labels
+    from synapse_pipelines.science.synthetic import POSTSYNAPTIC, PRESYNAPTIC, make_experiment
+
+    exp = make_experiment((6, 96, 80), seed=5, channels=[PRESYNAPTIC, POSTSYNAPTIC])
+    pre, post = exp.channels[PRESYNAPTIC], exp.channels[POSTSYNAPTIC]
+    paths = []
+    for name, volume in ((PRESYNAPTIC, pre), (POSTSYNAPTIC, post)):
+        paths.append(str(tmp_path / f"{name}.npy"))
+        np.save(paths[-1], volume)
+    out = tmp_path / "level1"
+    said = _ok(
+        ["detect", *paths, "--voxel-size", "70,50,50", "--resolution", "1", "--out", str(out)]
+    )
+    assert "level 1 was asked for" in " ".join(said.replace("│", " ").split())
+    manifest = outputs.read_manifest(out)
+    assert manifest["pipeline"]["parameters"]["detection_level"] == 1
+    assert manifest["pipeline"]["parameters"]["detection_voxel_size_nm"] == [70.0, 100.0, 100.0]
+    binned = [downsample_region(c, (0, 0), 1, "image")[0] for c in (pre, post)]
+    direct = detect_paired_puncta(*binned, voxel_size=(70.0, 100.0, 100.0)).labels
+    ids = tifffile.imread(out / outputs.SYNAPSE_IDS)
+    assert ids.max() > 0
+    np.testing.assert_array_equal(ids, expand_labels(direct, 1, pre.shape[1:]))
+    # level 0 of voxels too fine: refused with the level that runs
+    refused = _fails(
+        [
+            "detect",
+            *paths,
+            "--voxel-size",
+            "70,20,20",
+            "--resolution",
+            "0",
+            "--out",
+            str(tmp_path / "fine"),
+        ]
+    )
+    assert refused.field == "--resolution" and "level 1 runs" in (refused.hint or "")
+    whole = _fails(
+        [
+            "detect",
+            *paths,
+            "--voxel-size",
+            "70,100,100",
+            "--resolution",
+            "7",
+            "--out",
+            str(tmp_path / "whole"),
+        ]
+    )
+    assert whole.field == "--resolution" and "whole 96 x 80 pixel plane" in whole.message
+    assert not (tmp_path / "fine").exists() and not (tmp_path / "whole").exists()

@@ -265,3 +265,51 @@ def test_the_benchmark_scores_each_crop_at_the_level_the_other_crop_chooses(tmp_
         assert row["transfer"] <= row["best"]
     # each crop's transfer is its own F1 at the other crop's best level
     assert first["best_levels"][::-1] == second["best_levels"]
+
+
+def test_tune_detects_on_the_resolution_asked_for(experiment, tmp_path) -> None:
+    """--resolution reaches every level's run: the default row is detect --resolution 1."""
+    channels, truth = experiment / "channels.ome.tif", experiment / "truth.csv"
+    sweep_json = tmp_path / "sweep.json"
+    ok(
+        [
+            "tune",
+            str(channels),
+            "--truth",
+            str(truth),
+            "--max-distance",
+            "300",
+            "--unit",
+            "nm",
+            "--levels",
+            "1",
+            "--strips",
+            "1",
+            "--resolution",
+            "1",
+            "--json",
+            str(sweep_json),
+        ]
+    )
+    f1 = json.loads(sweep_json.read_text())["default"]["f1"]
+    results = tmp_path / "binned"
+    ok(["detect", str(channels), "--resolution", "1", "--out", str(results)])
+    assert f1 == pytest.approx(_evaluate_f1(results, truth, tmp_path), abs=1e-12)
+    unbinned = tmp_path / "unbinned"
+    ok(["detect", str(channels), "--out", str(unbinned)])
+    assert f1 != _evaluate_f1(unbinned, truth, tmp_path)  # the option changed the run
+    error = fails(
+        [
+            "tune",
+            str(channels),
+            "--truth",
+            str(truth),
+            "--max-distance",
+            "300",
+            "--unit",
+            "nm",
+            "--resolution",
+            "9",
+        ]
+    )
+    assert error.field == "--resolution"

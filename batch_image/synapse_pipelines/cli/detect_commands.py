@@ -93,6 +93,15 @@ def detect(
         str | None,
         typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
     ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Detect at resolution level K: the channels averaged over 2**K x 2**K pixels "
+            "in-plane, as BOSS's level K (default: the input's grid, or the first coarser one "
+            "the pipeline runs at). Labels come back on the input's voxels.",
+        ),
+    ] = None,
     pipeline: Annotated[
         str, typer.Option(help=f"Registered pipeline to run ({_pipeline_names()}).")
     ] = DEFAULT_PIPELINE,
@@ -164,6 +173,7 @@ def detect(
                     selection.postsynaptic,
                     local.voxel_size_nm,
                     params,
+                    resolution,
                 )
             except DetectionError as exc:  # say which files the detector refused
                 used = {
@@ -173,7 +183,7 @@ def detect(
                     f"{exc.message} (channels: "
                     + ", ".join(f"{n} from {src}" for n, src in used.items())
                     + ")",
-                    field=exc.field,
+                    field="--resolution" if exc.field == "level" else exc.field,
                     hint=exc.hint,
                 ) from exc
         with steps.step("table", "synapse table", total=len(chans.channels)) as advance:

@@ -129,6 +129,15 @@ def tune(
         str | None,
         typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
     ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Detect at resolution level K: the channels averaged over 2**K x 2**K pixels "
+            "in-plane, as BOSS's level K (default: the input's grid, or the first coarser one "
+            "the pipeline runs at). Labels come back on the input's voxels.",
+        ),
+    ] = None,
     pipeline: Annotated[str, typer.Option(help="Pipeline to tune.")] = DEFAULT_PIPELINE,
     param: Annotated[
         list[str] | None,
@@ -205,20 +214,26 @@ def tune(
             recorded_in="the volume files",
         )
         with steps.step("sweep", f"{pipeline}: {len(set(wanted) | {1.0})} levels"):
-            sweep = sweep_operating_point(
-                pipeline,
-                local.channels.channels,
-                local.selection.presynaptic,
-                local.selection.postsynaptic,
-                local.voxel_size_nm,
-                fixed,
-                points.centroids,
-                origin=local.origin,
-                max_distance=distance,
-                matching_scale=scale,
-                levels=wanted,
-                strips=strips,
-            )
+            try:
+                sweep = sweep_operating_point(
+                    pipeline,
+                    local.channels.channels,
+                    local.selection.presynaptic,
+                    local.selection.postsynaptic,
+                    local.voxel_size_nm,
+                    fixed,
+                    points.centroids,
+                    origin=local.origin,
+                    max_distance=distance,
+                    matching_scale=scale,
+                    levels=wanted,
+                    strips=strips,
+                    grid_level=resolution,
+                )
+            except DetectionError as exc:  # the detection grid's level: --resolution here
+                if exc.field != "level":
+                    raise
+                raise VolumeInputError(exc.message, field="--resolution", hint=exc.hint) from exc
     _print(sweep, points.description, max_distance, shown_unit)
     if json_out is not None:
         data = sweep.to_dict()

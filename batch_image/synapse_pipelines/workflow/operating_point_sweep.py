@@ -198,13 +198,16 @@ def sweep_operating_point(
     matching_scale: Sequence[float],
     levels: Sequence[float] = DEFAULT_LEVELS,
     strips: int = 2,
+    grid_level: int | None = None,
 ) -> OperatingPointSweep:
     """Run ``pipeline`` at each level of its operating point and score it on ``truth``.
 
     ``truth``: (N, 3) z, y, x or (N, 2) y, x global voxel coordinates (``evaluate``'s
     points); ``origin``: the global voxel of the volume's first voxel; ``max_distance`` in
     the units of ``matching_scale`` (the voxel size, or ones for pixels). ``parameters``
-    are the pipeline's other parameters (its operating point's are set per level).
+    are the pipeline's other parameters (its operating point's are set per level);
+    ``grid_level``: the in-plane grid to detect on (``resolution_check``), None for the
+    input's or the first coarser one the pipeline runs at.
     """
     runner = get_pipeline(pipeline)
     chosen, per_level = level_parameters(runner, parameters, levels)
@@ -223,7 +226,7 @@ def sweep_operating_point(
     for i, (level, params) in enumerate(zip(chosen, per_level, strict=True)):
         point = operating_point_parameters(runner, level) or {}
         result = run_on_a_grid_that_runs(
-            pipeline, channels, presynaptic, postsynaptic, voxel_size_nm, params
+            pipeline, channels, presynaptic, postsynaptic, voxel_size_nm, params, grid_level
         )
         _, cents = centroids_from_labels(result.labels)
         cents = cents + np.asarray(origin, dtype=np.float64)

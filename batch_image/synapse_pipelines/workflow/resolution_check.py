@@ -93,24 +93,39 @@ def run_on_a_grid_that_runs(
     postsynaptic: str,
     voxel_size_nm: tuple[float, float, float] | None,
     parameters: Mapping[str, int | float],
+    level: int | None = None,
 ) -> DetectionResult:
     """``pipeline`` on local volumes, at the voxel size given or, where the pipeline cannot
     run there but can on a coarser in-plane grid, on the first such grid (module
-    docstring). A binned run records ``detection_level`` (k: 2**k x 2**k pixels averaged)
+    docstring); ``level`` k asks for the 2**k grid itself (0: the input's), as a BOSS
+    request's resolution does, and is refused (field ``level``) where the pipeline cannot
+    run there. A binned run records ``detection_level`` (k: 2**k x 2**k pixels averaged)
     and ``detection_voxel_size_nm`` in the result's parameters, and says so first among its
     warnings."""
     runner = get_pipeline(pipeline)
     check = getattr(runner, "check_volume", None)
     shape = channels[presynaptic].shape
     up, coarse, reason = 0, voxel_size_nm, ""
-    if check is not None and voxel_size_nm is not None:
+    if level is not None:
+        if voxel_size_nm is None:
+            raise DetectionError(
+                "a detection level needs the voxel size: its grid is 2**level pixels of it",
+                field="level",
+                hint="give the voxel size (--voxel-size z,y,x), or leave the level out",
+            )
+        up, coarse, reason = _asked_level(pipeline, check, parameters, shape, voxel_size_nm, level)
+    elif check is not None and voxel_size_nm is not None:
         try:
             check(shape, voxel_size=voxel_size_nm, **parameters)
         except DetectionError as refusal:
             found = coarser_level(check, parameters, Box.from_shape(shape), voxel_size_nm)
             if found is None:
                 raise
-            (up, coarse), reason = found, refusal.message
+            (up, coarse) = found
+            reason = (
+                f"{pipeline} cannot run on the input's {voxel_size_text(voxel_size_nm)} nm "
+                f"({refusal.message})"
+            )
     if up == 0:
         return runner.run(
             channels, presynaptic, postsynaptic, voxel_size=voxel_size_nm, **parameters
@@ -123,8 +138,7 @@ def run_on_a_grid_that_runs(
     f = 2**up
     note = (
         f"detected on the channels averaged over {f} x {f} pixels (voxels of "
-        f"{voxel_size_text(coarse)} nm), because {pipeline} cannot run on the input's "
-        f"{voxel_size_text(voxel_size_nm)} nm ({reason}); the labels are expanded back to "
+        f"{voxel_size_text(coarse)} nm), because {reason}; the labels are expanded back to "
         "the input's voxels"
     )
     params = dict(result.parameters)
@@ -139,3 +153,46 @@ def run_on_a_grid_that_runs(
         mask=expand_labels(result.mask, up, shape[1:]),
         parameters=params,
     )
+
+
+def _asked_level(
+    pipeline: str,
+    check: Callable[..., None] | None,
+    parameters: Mapping[str, int | float],
+    shape: tuple[int, ...],
+    voxel_size_nm: tuple[float, float, float],
+    level: int,
+) -> tuple[int, tuple[float, float, float], str]:
+    """The grid ``level`` asks for (levels up, voxel size, why), checked with the
+    pipeline's ``check_volume``; refused with the level that runs where it cannot run."""
+    vz, vy, vx = voxel_size_nm
+    coarse = (vz, vy * 2**level, vx * 2**level)
+    if level < 0:
+        raise DetectionError(
+            f"level must be 0 or more, got {level}",
+            field="level",
+            hint="0 is the input's grid; k averages 2**k x 2**k pixels",
+        )
+    binned = Box.from_ranges(
+        (0, shape[0]), level_extent(0, shape[1], 2**level), level_extent(0, shape[2], 2**level)
+    ).shape
+    if any(b == 1 < n for b, n in zip(binned[1:], shape[1:], strict=True)):
+        raise DetectionError(
+            f"level {level} averages the whole {shape[1]} x {shape[2]} pixel plane into "
+            f"{binned[1]} x {binned[2]}",
+            field="level",
+            hint="choose a lower level (each halves y and x)",
+        )
+    if check is not None:
+        try:
+            check(binned, voxel_size=coarse, **parameters)
+        except DetectionError as refusal:
+            found = coarser_level(check, parameters, Box.from_shape(shape), voxel_size_nm)
+            runs = f"level {found[0]} runs" if found else "no coarser in-plane grid runs"
+            raise DetectionError(
+                f"{pipeline} cannot run at level {level} ({voxel_size_text(coarse)} nm): "
+                f"{refusal.message}",
+                field="level",
+                hint=f"choose another level ({runs}), or leave it out for the first that runs",
+            ) from None
+    return level, coarse, f"level {level} was asked for"
