@@ -11,7 +11,8 @@ Local volumes (``detect`` on files) have no BOSS levels to choose from, so
 :func:`run_on_a_grid_that_runs` makes that level itself: the two channels the pipeline reads
 are averaged onto the first coarser in-plane grid (2**k x 2**k pixels, as BOSS's levels)
 at which the pipeline runs, detected there, and the labels and mask expanded back to the
-input's voxels, said in the result's warnings.
+input's voxels, said in the result's warnings. A caller may ask for a level itself (the
+CLI's ``--resolution``), checked the same way.
 """
 
 from __future__ import annotations
