@@ -17,6 +17,14 @@ from typer.core import TyperCommand
 
 from synapse_pipelines.cli.help_text import reflow
 from synapse_pipelines.cli.local_volume_input import (
+    ChannelNamesOption,
+    ChannelOption,
+    OriginOption,
+    PostsynapticOption,
+    PresynapticOption,
+    ResolutionOption,
+    VoxelSizeOption,
+    VoxelUnitOption,
     parse_params,
     parse_volume_options,
     read_local_volumes,
@@ -57,51 +65,14 @@ def detect(
             show_default=False,
         ),
     ] = None,
-    channel: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--channel",
-            "-c",
-            help="A channel as NAME=PATH (a 3-D TIFF, .npy or Zarr). Repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
-    channel_names: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated names of a multi-channel INPUT's channels, in order."),
-    ] = None,
-    presynaptic_channel: Annotated[
-        str | None,
-        typer.Option(help="Presynaptic channel (default: the one whose name contains 'synapsin')."),
-    ] = None,
-    postsynaptic_channel: Annotated[
-        str | None,
-        typer.Option(help="Postsynaptic channel (default: the one whose name contains 'psd')."),
-    ] = None,
-    voxel_size: Annotated[
-        str | None,
-        typer.Option(help="Voxel size z,y,x (default: from the file's metadata, else 1,1,1)."),
-    ] = None,
-    voxel_unit: Annotated[
-        str | None,
-        typer.Option(
-            help="Unit of the voxel size: nanometers, micrometers or millimeters (default: "
-            "the file's unit when the size comes from the file, else nanometers)."
-        ),
-    ] = None,
-    origin: Annotated[
-        str | None,
-        typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
-    ] = None,
-    resolution: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Detect at resolution level K: the channels averaged over 2**K x 2**K pixels "
-            "in-plane, as BOSS's level K (default: the input's grid, or the first coarser one "
-            "the pipeline runs at). Labels come back on the input's voxels.",
-        ),
-    ] = None,
+    channel: ChannelOption = None,
+    channel_names: ChannelNamesOption = None,
+    presynaptic_channel: PresynapticOption = None,
+    postsynaptic_channel: PostsynapticOption = None,
+    voxel_size: VoxelSizeOption = None,
+    voxel_unit: VoxelUnitOption = None,
+    origin: OriginOption = None,
+    resolution: ResolutionOption = None,
     pipeline: Annotated[
         str, typer.Option(help=f"Registered pipeline to run ({_pipeline_names()}).")
     ] = DEFAULT_PIPELINE,

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 
 from synapse_pipelines.core import pipelines
 from synapse_pipelines.core.channel_selection import ChannelSelection, select_channels
@@ -31,6 +32,53 @@ from synapse_pipelines.io.volumes import (
     integer_intensities,
     load_channels,
 )
+
+# -- the options, declared once for every command that reads local volumes
+ChannelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--channel",
+        "-c",
+        help="A channel as NAME=PATH (a 3-D TIFF, .npy or Zarr). Repeat for more.",
+        show_default=False,
+    ),
+]
+ChannelNamesOption = Annotated[
+    str | None,
+    typer.Option(help="Names of a multi-channel INPUT's channels, in order, comma separated."),
+]
+PresynapticOption = Annotated[
+    str | None,
+    typer.Option(help="Presynaptic channel (default: the one whose name contains 'synapsin')."),
+]
+PostsynapticOption = Annotated[
+    str | None,
+    typer.Option(help="Postsynaptic channel (default: the one whose name contains 'psd')."),
+]
+VoxelSizeOption = Annotated[
+    str | None,
+    typer.Option(help="Voxel size z,y,x (default: from the file's metadata, else 1,1,1)."),
+]
+VoxelUnitOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Unit of the voxel size: nanometers, micrometers or millimeters (default: "
+        "the file's unit when the size comes from the file, else nanometers)."
+    ),
+]
+OriginOption = Annotated[
+    str | None,
+    typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
+]
+ResolutionOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Detect at resolution level K: the channels averaged over 2**K x 2**K pixels "
+        "in-plane, as BOSS's level K (default: the input's grid, or the first coarser one "
+        "the pipeline runs at). Labels come back on the input's voxels.",
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,14 @@ from synapse_pipelines.cli.evaluate_commands import (
     matching_frame,
 )
 from synapse_pipelines.cli.local_volume_input import (
+    ChannelNamesOption,
+    ChannelOption,
+    OriginOption,
+    PostsynapticOption,
+    PresynapticOption,
+    ResolutionOption,
+    VoxelSizeOption,
+    VoxelUnitOption,
     parse_params,
     parse_volume_options,
     read_local_volumes,
@@ -106,38 +114,14 @@ def tune(
             "the others (1: none)."
         ),
     ] = 2,
-    channel: Annotated[
-        list[str] | None,
-        typer.Option("--channel", "-c", help="A channel as NAME=PATH. Repeatable."),
-    ] = None,
-    channel_names: Annotated[
-        str | None, typer.Option(help="Names of a multi-channel INPUT's channels, comma separated.")
-    ] = None,
-    presynaptic_channel: Annotated[
-        str | None, typer.Option(help="Presynaptic channel (default: the one named *synapsin*).")
-    ] = None,
-    postsynaptic_channel: Annotated[
-        str | None, typer.Option(help="Postsynaptic channel (default: the one named *psd*).")
-    ] = None,
-    voxel_size: Annotated[
-        str | None, typer.Option(help="Voxel size z,y,x (default: from the files' metadata).")
-    ] = None,
-    voxel_unit: Annotated[
-        str | None, typer.Option(help="Unit of --voxel-size (default: nanometers).")
-    ] = None,
-    origin: Annotated[
-        str | None,
-        typer.Option(help="Global z,y,x voxel of the volume's first voxel (default: 0,0,0)."),
-    ] = None,
-    resolution: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Detect at resolution level K: the channels averaged over 2**K x 2**K pixels "
-            "in-plane, as BOSS's level K (default: the input's grid, or the first coarser one "
-            "the pipeline runs at). Labels come back on the input's voxels.",
-        ),
-    ] = None,
+    channel: ChannelOption = None,
+    channel_names: ChannelNamesOption = None,
+    presynaptic_channel: PresynapticOption = None,
+    postsynaptic_channel: PostsynapticOption = None,
+    voxel_size: VoxelSizeOption = None,
+    voxel_unit: VoxelUnitOption = None,
+    origin: OriginOption = None,
+    resolution: ResolutionOption = None,
     pipeline: Annotated[str, typer.Option(help="Pipeline to tune.")] = DEFAULT_PIPELINE,
     param: Annotated[
         list[str] | None,
