@@ -64,6 +64,17 @@ def check_detectable(
         ) from None
 
 
+def level_grid(
+    box: Box, voxel_size_nm: tuple[float, float, float], up: int
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """``box`` (voxels of ``voxel_size_nm``) ``up`` levels coarser: its shape there and the
+    voxel size (x and y halved per level, BOSS's anisotropic hierarchy)."""
+    vz, vy, vx = voxel_size_nm
+    z, y, x = box.ranges
+    f = 2**up
+    return Box.from_ranges(z, level_extent(*y, f), level_extent(*x, f)).shape, (vz, vy * f, vx * f)
+
+
 def coarser_level(
     check: Callable[..., None],
     parameters: Mapping[str, int | float],
@@ -73,12 +84,8 @@ def coarser_level(
     """How many levels up (x and y halved per level, BOSS's anisotropic hierarchy) ``check``
     first accepts ``box`` (voxels of ``voxel_size_nm``), and the voxel size there; None if
     not within LEVELS_TRIED."""
-    vz, vy, vx = voxel_size_nm
-    z, y, x = box.ranges
     for up in range(1, LEVELS_TRIED + 1):
-        f = 2**up
-        shape = Box.from_ranges(z, level_extent(*y, f), level_extent(*x, f)).shape
-        voxel = (vz, vy * f, vx * f)
+        shape, voxel = level_grid(box, voxel_size_nm, up)
         try:
             check(shape, voxel_size=voxel, **parameters)
         except DetectionError:
@@ -166,17 +173,13 @@ def _asked_level(
 ) -> tuple[int, tuple[float, float, float], str]:
     """The grid ``level`` asks for (levels up, voxel size, why), checked with the
     pipeline's ``check_volume``; refused with the level that runs where it cannot run."""
-    vz, vy, vx = voxel_size_nm
-    coarse = (vz, vy * 2**level, vx * 2**level)
     if level < 0:
         raise DetectionError(
             f"level must be 0 or more, got {level}",
             field="level",
             hint="0 is the input's grid; k averages 2**k x 2**k pixels",
         )
-    binned = Box.from_ranges(
-        (0, shape[0]), level_extent(0, shape[1], 2**level), level_extent(0, shape[2], 2**level)
-    ).shape
+    binned, coarse = level_grid(Box.from_shape(shape), voxel_size_nm, level)  # type: ignore[arg-type]
     if any(b == 1 < n for b, n in zip(binned[1:], shape[1:], strict=True)):
         raise DetectionError(
             f"level {level} averages the whole {shape[1]} x {shape[2]} pixel plane into "
