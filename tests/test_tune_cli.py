@@ -17,9 +17,11 @@ from fixtures.paired_puncta_scenes import VOX, layout, scene
 
 from synapse_pipelines.core.errors import DetectionError
 from synapse_pipelines.core.pipelines import get_pipeline, operating_point_parameters
+from synapse_pipelines.science.evaluation import evaluate_points
 from synapse_pipelines.workflow.operating_point_sweep import (
     held_out,
     level_parameters,
+    strip_counts,
 )
 
 
@@ -91,6 +93,16 @@ def test_tune_reports_what_detect_and_evaluate_give_at_each_level(experiment, tm
     strips = sweep["strips"]
     assert [s["x_range"] for s in strips] == [[0, 80], [80, 160]]
     assert sum(s["truth_points"] for s in strips) == sweep["truth_points"]
+    # the strips share out one matching of the whole volume, so pooled over the strips the
+    # default scores exactly what it scores on the whole: no pair is lost at a border, even
+    # with 16 strips of 10 px against a matching distance of 3 px
+    assert sweep["held_out_default_f1"] == pytest.approx(sweep["default"]["f1"], abs=1e-12)
+    narrow_json = tmp_path / "narrow.json"
+    ok(["tune", str(channels), "--truth", str(truth), "--max-distance", "300", "--unit", "nm",
+        "--levels", "0.8", "--strips", "16", "--json", str(narrow_json)])  # fmt: skip
+    narrow = json.loads(narrow_json.read_text())
+    assert len(narrow["strips"]) == 16
+    assert narrow["held_out_default_f1"] == pytest.approx(sweep["default"]["f1"], abs=1e-12)
     # this profile's annotation counts dim pairs, so a lower level wins, held out too
     # (measured: best 0.6, F1 0.730 against 0.653; held out 0.713 against 0.653)
     assert sweep["best"]["level"] < 1.0
@@ -127,6 +139,28 @@ def test_held_out_scores_each_strip_at_the_level_the_other_strips_choose() -> No
     strips, _, _ = held_out(tie, levels, edges, np.zeros(0, int))
     assert [s.chosen_level for s in strips] == [1.0, 1.0]
     assert held_out(counts[:, :1], levels, edges[:2], np.zeros(0, int)) == ([], None, None)
+
+
+def test_strips_share_out_one_matching_so_a_pair_across_a_border_still_matches() -> None:
+    # strips [0, 50) and [50, 100) along x; points and detections as (z, y, x)
+    truth = np.array([[0, 10, 50.5], [0, 20, 10], [0, 30, 90], [0, 40, 60]])
+    detections = np.array([[0, 10, 49.5], [0, 20, 11], [0, 70, 20], [0, 40, 98]])
+    whole = evaluate_points(detections, truth, max_distance=3.0)
+    edges = np.array([0, 50, 100])
+    d_strip = np.searchsorted(edges, detections[:, 2], side="right") - 1
+    t_strip = np.searchsorted(edges, truth[:, 2], side="right") - 1
+    counts = strip_counts(whole.matches, d_strip, t_strip, 2)
+    # the pair across the border at x = 50 matches (in its point's strip, 1); the pair at
+    # x = 10 matches in strip 0; the detection at x = 20 and at x = 98, the points at x = 90
+    # and x = 60 are unmatched in their own strips
+    assert counts.tolist() == [[1, 1, 0], [1, 1, 2]]
+    assert counts.sum(axis=0).tolist() == [whole.tp, whole.fp, whole.fn]
+    # scoring each strip on its own (before) lost the pair across the border
+    alone = [
+        evaluate_points(detections[d_strip == s], truth[t_strip == s], max_distance=3.0)
+        for s in (0, 1)
+    ]
+    assert sum(a.tp for a in alone) == whole.tp - 1
 
 
 def test_levels_scale_the_operating_point_and_refuse_what_the_pipeline_refuses() -> None:

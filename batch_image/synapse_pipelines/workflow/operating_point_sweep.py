@@ -11,8 +11,11 @@ pipeline's ``operating_point`` (``core.pipelines``) scales its evidence levels t
 Choosing the best of many levels on the very points it is scored on flatters it, so the
 sweep also gives a held-out figure: the volume is cut into strips along x, and for each
 strip in turn the level is chosen on the others and scored on it (cross-validation by
-region, as annotations are made region by region). A synapse and a detection on either
-side of a strip's border do not match there, for the default and the chosen level alike.
+region, as annotations are made region by region). Each level's detections are matched to
+the points once, over the whole volume, and the strips share out that one matching: a
+matched pair counts in the strip of its annotated point, an unmatched point or detection in
+its own. So a synapse and a detection on either side of a border still match, and the
+strips' counts add up to the whole volume's.
 """
 
 from __future__ import annotations
@@ -149,6 +152,26 @@ def level_parameters(
     return chosen, checked
 
 
+def strip_counts(
+    matches: np.ndarray, detection_strip: np.ndarray, truth_strip: np.ndarray, strips: int
+) -> np.ndarray:
+    """``(strips, 3)`` (tp, fp, fn) from one matching of the whole volume (``matches``: rows
+    of (detection, point) indices): a matched pair counts in its point's strip, an unmatched
+    detection or point in its own, so the rows add up to the whole volume's counts."""
+    matched_detection = np.zeros(len(detection_strip), dtype=bool)
+    matched_point = np.zeros(len(truth_strip), dtype=bool)
+    matched_detection[matches[:, 0]] = True
+    matched_point[matches[:, 1]] = True
+    return np.stack(
+        [
+            np.bincount(truth_strip[matched_point], minlength=strips),
+            np.bincount(detection_strip[~matched_detection], minlength=strips),
+            np.bincount(truth_strip[~matched_point], minlength=strips),
+        ],
+        axis=1,
+    ).astype(np.int64)
+
+
 def held_out(
     counts: np.ndarray,
     levels: Sequence[float],
@@ -244,15 +267,7 @@ def sweep_operating_point(
                 f1=whole.f1,
             )
         )
-        pred_strip = _strip_of(cents[:, 2], edges)
-        for s in range(strips):
-            part = evaluate_points(
-                cents[pred_strip == s],
-                truth[truth_strip == s],
-                max_distance=max_distance,
-                voxel_size=matching_scale,
-            )
-            counts[i, s] = (part.tp, part.fp, part.fn)
+        counts[i] = strip_counts(whole.matches, _strip_of(cents[:, 2], edges), truth_strip, strips)
     f1_all = np.array([s.f1 for s in scores])
     best = scores[_nearest_one_first(chosen, f1_all)]
     default = scores[chosen.index(1.0)]
