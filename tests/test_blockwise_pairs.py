@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.paired_puncta_scenes import bright_few_dim_many
 
 from synapse_pipelines.blockwise.pairs import PairsKernel, blockwise_paired_puncta
 from synapse_pipelines.blockwise.sources import ArraySource
@@ -65,6 +66,16 @@ def test_blockwise_equals_one_job(
     assert_same(
         one_job, blockwise_paired_puncta(*realistic, voxel_size=VOX, block_shape=block_shape)
     )
+
+
+@pytest.mark.parametrize("block_shape", [(1, 32, 40), (1, 7, 9)])
+def test_one_plane_and_its_log_split_equal_one_job(block_shape: tuple[int, int, int]) -> None:
+    """One plane also splits log D (docs/detection.md, "The split of one plane"), from the
+    same histograms summed over the blocks: the same thresholds and labels."""
+    pre, post, *_ = bright_few_dim_many((1, 128, 128), 0)
+    one = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert one.parameters["otsu_split_scale"].startswith("linear, or log")
+    assert_same(one, blockwise_paired_puncta(pre, post, voxel_size=VOX, block_shape=block_shape))
 
 
 def test_synapses_cross_the_small_blocks(one_job: DetectionResult) -> None:

@@ -15,6 +15,7 @@ from fixtures.paired_puncta_scenes import (
     CASES,
     VOX,
     Points,
+    bright_few_dim_many,
     layout as _layout,
     scene as _scene,
     tiles as _tiles,
@@ -25,6 +26,7 @@ from synapse_pipelines.core.geometry import Box
 from synapse_pipelines.core.pipelines import Pipeline, get_pipeline
 from synapse_pipelines.science import paired_puncta as pp
 from synapse_pipelines.science.evaluation import centroids_from_labels, evaluate_points
+from synapse_pipelines.science.histogram_bins import N_BINS, bin_index
 from synapse_pipelines.science.paired_puncta import (
     PairedPuncta,
     SectionHistograms,
@@ -35,7 +37,11 @@ from synapse_pipelines.science.paired_puncta import (
     geometry,
     section_thresholds,
 )
-from synapse_pipelines.science.paired_puncta_thresholds import strong_seed_levels
+from synapse_pipelines.science.paired_puncta_thresholds import (
+    LOG_SPLIT_BOUND,
+    section_stats,
+    strong_seed_levels,
+)
 from synapse_pipelines.science.synthetic import make_experiment
 
 
@@ -78,6 +84,63 @@ def test_pairs_are_found_and_unpaired_puncta_are_not() -> None:
             "median", "noise_sigma", "otsu_split", "threshold", "pixel_noise_sigma",
             "section_continuity",
         }  # fmt: skip
+
+
+def _linear_splits(pre: np.ndarray, post: np.ndarray) -> list[list[float]]:
+    """Each channel's and section's Otsu split of the positive D alone (the stack's rule)."""
+    g = geometry(pre.shape, VOX)
+    whole = Box.from_shape(pre.shape)
+    hist = block_histograms(pre, post, whole, whole, g)
+    floor = g.params["noise_floor_sigma"]
+    return [
+        [section_stats(hist.counts[z, c, :2], g.k, floor)[2] for z in range(pre.shape[0])]
+        for c in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_on_one_plane_a_few_bright_pairs_do_not_lift_the_split_above_the_rest(seed: int) -> None:
+    """On a linear scale the three bright pairs take Otsu's upper class, and its split sits
+    above the fifteen dim ones (measured: 3-6 of the 18 pairs found). One plane also splits
+    log D above the noise floor, where the bright three weigh no more than their share:
+    every pair is found once, no unpaired punctum."""
+    pre, post, pairs, pre_only, post_only = bright_few_dim_many((1, 128, 128), seed)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    _check_population(res, pairs, pre_only, post_only)
+    assert res.parameters["otsu_split_scale"] == "linear, or log above the noise floor if lower"
+    for channel, linear in zip(
+        ("presynaptic", "postsynaptic"), _linear_splits(pre, post), strict=True
+    ):
+        split = res.parameters[channel]["otsu_split"][0]
+        assert LOG_SPLIT_BOUND * linear[0] <= split < 0.75 * linear[0], channel
+
+
+def test_a_stack_keeps_the_linear_split() -> None:
+    """In a stack the z smoothing carries a neighbouring section's background (its gain
+    drift) into a section's D and so into its noise floor, where the log split starts: a
+    stack splits on the linear scale alone, section by section."""
+    pre, post, *_ = bright_few_dim_many((6, 128, 128), 0)
+    res = detect_paired_puncta(pre, post, voxel_size=VOX)
+    assert res.parameters["otsu_split_scale"] == "linear"
+    for channel, linear in zip(
+        ("presynaptic", "postsynaptic"), _linear_splits(pre, post), strict=True
+    ):
+        assert res.parameters[channel]["otsu_split"] == pytest.approx(linear, rel=0, abs=0)
+
+
+def test_the_log_split_stops_at_half_the_linear_one_without_noise() -> None:
+    """A section without noise (its lower half all zero: sigma 0) and puncta whose tails
+    fall smoothly: the log scale reaches down to the faintest tail and its split would
+    collapse; it is bounded at LOG_SPLIT_BOUND of the linear split."""
+    counts = np.zeros((2, N_BINS), np.int64)
+    counts[0, 0] = 20_000  # D = 0: the background, no noise
+    tail = np.rint(np.geomspace(1, 200_000, 4_000)).astype(np.int64)  # Gaussian tails
+    np.add.at(counts[0], bin_index(tail), 1)
+    np.add.at(counts[0], bin_index(np.full(40, 190_000)), 1)  # the puncta's cores
+    _, sigma, linear, _ = section_stats(counts, 0.69, 2.5)
+    assert sigma == 0.0
+    _, _, split, threshold = section_stats(counts, 0.69, 2.5, log_split=True)
+    assert split == LOG_SPLIT_BOUND * linear and threshold == 0.69 * split
 
 
 def test_dim_synapses_are_found_as_weak_seeds() -> None:

@@ -193,7 +193,7 @@ def _detect_compiled(
         passes.band(z, counts)  # D of section z, its lattice histogram
         band += time.perf_counter() - t
         for c in (0, 1):
-            stats[c, z, :4] = section_stats(counts[c], g.k, floor)
+            stats[c, z, :4] = section_stats(counts[c], g.k, floor, g.log_split)
         inv = (1.0 / stats[0, z, 3], 1.0 / stats[1, z, 3])
         passes.evidence(z, inv, e, mark, levels, cand, tallies, g.candidate_peaks)
     del passes

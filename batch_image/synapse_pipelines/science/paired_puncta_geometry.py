@@ -200,6 +200,12 @@ class PairsGeometry:
         )
 
     @property
+    def log_split(self) -> bool:
+        """One plane: each split may also come from ``log D`` (``section_stats``); no z
+        smoothing carries a neighbouring section's background into its noise floor."""
+        return self.volume_shape[0] == 1
+
+    @property
     def candidate_peaks(self) -> int:
         """Which neighbours the evidence pass may rule candidates out by (bit 1: along x,
         bit 2: the rows above and below): those inside the seed box."""
@@ -281,6 +287,9 @@ class PairsGeometry:
             "min_voxels": self.min_voxels,
             "weak_seed_support_voxels": self.support_voxels,
             "band_pass_white_noise_gain": self.white_noise_gain,
+            "otsu_split_scale": "linear, or log above the noise floor if lower"
+            if self.log_split
+            else "linear",
         }
 
 

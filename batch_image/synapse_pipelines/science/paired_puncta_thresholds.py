@@ -179,13 +179,41 @@ def pixel_noise_sigma(counts: np.ndarray) -> float:
     return MAD_TO_SIGMA * _weighted_median(_CENTRES, counts) / math.sqrt(2.0)
 
 
-def section_stats(counts: np.ndarray, k: float, floor: float) -> tuple[float, float, float, float]:
+#: The log split may lower the linear one to this fraction at most (see section_stats).
+LOG_SPLIT_BOUND = 0.5
+
+
+def _log_split(values: np.ndarray, weights: np.ndarray, above: float) -> float:
+    """Otsu's split of ``log D`` over the bins above ``above`` (the noise floor): the first
+    value of the upper class; infinite with fewer than two bins there."""
+    keep = values > max(above, 0.0)
+    if np.count_nonzero(keep) < 2:
+        return math.inf
+    kept = values[keep]
+    split = otsu_split(weights[keep].astype(np.float64), np.log(kept))
+    return float(kept[split + 1]) if split >= 0 else float(kept[0])
+
+
+def section_stats(
+    counts: np.ndarray, k: float, floor: float, log_split: bool = False
+) -> tuple[float, float, float, float]:
     """(median, noise sigma, Otsu split, threshold) of one section's ``[2, N_BINS]`` counts.
 
     Bins stand for their centres. ``sigma = 1.4826 median(m - D | D <= m)``: the spread of
     the background half (puncta only add positive values); Otsu splits the positive ``D``
     (punctum against dim foreground); ``T = max(k o, floor sigma, 1)``. A section without
     a positive ``D`` has nothing brighter than its surroundings: ``T`` is infinite.
+
+    ``log_split`` (one plane): the split is the lower of that one and Otsu's split of
+    ``log D`` above the noise floor, bounded below at ``LOG_SPLIT_BOUND`` of it. Why: puncta
+    brightness is multiplicative, and on a linear scale a few very bright puncta (or a
+    saturated artifact) take Otsu's upper class to themselves and raise the split above
+    most puncta; on a log scale they weigh no more than their share. Why only one plane: the
+    log split starts at the noise floor, and in a stack the z smoothing carries a
+    neighbouring section's background (its gain drift) into this section's ``D`` and so
+    into the floor. Why the bound: without any noise (sigma 0) the log scale reaches down
+    to the faintest tail and its split collapses. (docs/detection.md, "The split of one
+    plane".)
     """
     signed = np.concatenate([counts[1][::-1], counts[0]])
     keep = signed > 0
@@ -201,6 +229,8 @@ def section_stats(counts: np.ndarray, k: float, floor: float) -> tuple[float, fl
     pv, pw = values[pos], weights[pos]
     split = otsu_split(pw.astype(np.float64), pv)
     otsu = float(pv[split + 1]) if split >= 0 else float(pv[0])
+    if log_split:
+        otsu = max(min(otsu, _log_split(pv, pw, floor * sigma)), LOG_SPLIT_BOUND * otsu)
     return median, sigma, otsu, max(k * otsu, floor * sigma, 1.0)
 
 
@@ -272,7 +302,7 @@ def section_thresholds(hist: SectionHistograms, g: PairsGeometry) -> SectionThre
     stats = np.zeros((2, n_z, len(STAT_KEYS)))
     for c in (0, 1):
         for z in range(n_z):
-            stats[c, z, :4] = section_stats(hist.counts[z, c, :2], g.k, floor)
+            stats[c, z, :4] = section_stats(hist.counts[z, c, :2], g.k, floor, g.log_split)
             stats[c, z, 4] = pixel_noise_sigma(hist.counts[z, c, 2])
         stats[c, :, 5] = continuity_per_section(
             hist.counts[:, c, CONTINUITY_ROW, :CONTINUITY_SUMS], stats[c, :, 4], g
