@@ -183,15 +183,20 @@ def pixel_noise_sigma(counts: np.ndarray) -> float:
 LOG_SPLIT_BOUND = 0.5
 
 
+def _upper_class_start(values: np.ndarray, weights: np.ndarray, log: bool = False) -> float:
+    """The first value of Otsu's upper class over the bins ``values`` (split on their
+    logarithm when ``log``)."""
+    split = otsu_split(weights.astype(np.float64), np.log(values) if log else values)
+    return float(values[split + 1]) if split >= 0 else float(values[0])
+
+
 def _log_split(values: np.ndarray, weights: np.ndarray, above: float) -> float:
     """Otsu's split of ``log D`` over the bins above ``above`` (the noise floor): the first
     value of the upper class; infinite with fewer than two bins there."""
     keep = values > max(above, 0.0)
     if np.count_nonzero(keep) < 2:
         return math.inf
-    kept = values[keep]
-    split = otsu_split(weights[keep].astype(np.float64), np.log(kept))
-    return float(kept[split + 1]) if split >= 0 else float(kept[0])
+    return _upper_class_start(values[keep], weights[keep], log=True)
 
 
 def section_stats(
@@ -227,8 +232,7 @@ def section_stats(
     if not pos.any():
         return median, sigma, math.inf, math.inf
     pv, pw = values[pos], weights[pos]
-    split = otsu_split(pw.astype(np.float64), pv)
-    otsu = float(pv[split + 1]) if split >= 0 else float(pv[0])
+    otsu = _upper_class_start(pv, pw)
     if log_split:
         otsu = max(min(otsu, _log_split(pv, pw, floor * sigma)), LOG_SPLIT_BOUND * otsu)
     return median, sigma, otsu, max(k * otsu, floor * sigma, 1.0)
